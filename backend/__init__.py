@@ -1,0 +1,1 @@
+"""SinkVis backend: services behind one Api facade. Never imports pywebview."""

@@ -1,0 +1,20 @@
+"""The one Api object every front uses: the pywebview window (js_api), --serve, the CLI, tests.
+
+Each domain's public methods live in their own mixin file; a public method is one
+the UI may call (pywebview exposes exactly these), it validates its input, calls
+a service and returns the ok/error envelope (backend.envelope.public).
+Internal state lives under `_state` (underscore: pywebview does not expose it).
+"""
+from ..state import AppState
+from .app import AppMethods
+from .attention import AttentionMethods
+from .eviction import EvictionMethods
+from .hub import HubMethods
+from .models import ModelMethods
+from .profile import ProfileMethods
+from .stream import StreamMethods
+
+
+class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods, EvictionMethods, ProfileMethods):
+    def __init__(self, state: AppState | None = None):
+        self._state = state or AppState()

@@ -1,0 +1,17 @@
+"""A model that finished loading: everything the other services need from it."""
+from dataclasses import dataclass
+
+
+@dataclass
+class LoadedModel:
+    model: object          # transformers PreTrainedModel (causal LM), eval mode, eager attention
+    tokenizer: object      # transformers tokenizer
+    source: str            # "demo", a folder, or a Hub id
+    device: str            # "cpu" | "cuda" | "mps"
+    dtype: str             # "float32" | "float16" | "bfloat16"
+    spec: dict             # layers, heads, kv_heads, hidden_size, head_dim, vocab_size, context_length,
+                           # parameters, weights_bytes, kv_bytes_per_token, model_type, position_scheme
+
+    @property
+    def context_length(self) -> int:
+        return int(self.spec["context_length"])

@@ -1,0 +1,14 @@
+"""What the app holds between calls: the loaded model, the jobs, the session token."""
+import threading
+from dataclasses import dataclass, field
+
+from .jobs import JobRunner
+
+
+@dataclass
+class AppState:
+    jobs: JobRunner = field(default_factory=JobRunner)
+    model: object | None = None          # backend.models.loaded.LoadedModel once a load succeeded
+    session_token: str | None = None     # pasted in the UI for this session only; never sent back
+    stream: object | None = None         # backend.attention.stream session, owned by the stream methods
+    model_lock: threading.RLock = field(default_factory=threading.RLock)  # guards swapping `model`

@@ -1,0 +1,84 @@
+"""Input checks shared by every Api method: each failure names the field and says what to change.
+
+The bridge hands us whatever JSON (or garbage) the caller sent, so nothing here
+trusts a type: bools are not ints, NaN is not a number, strings have a size limit.
+"""
+import math
+
+from .errors import UserError
+
+MAX_TEXT = 200_000  # characters; a prompt longer than any context we can run
+
+
+def params_dict(value) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise UserError("bad_input", "Expected an object of named settings.", "params")
+    return value
+
+
+def integer(params: dict, name: str, default=None, lo=None, hi=None, allow_none=False):
+    value = params.get(name, default)
+    if value is None and allow_none:
+        return None
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        value = int(value.strip())
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise UserError("bad_input", f"{name} must be a whole number.", name)
+    if lo is not None and value < lo:
+        raise UserError("bad_input", f"{name} must be at least {lo} (got {value}).", name)
+    if hi is not None and value > hi:
+        raise UserError("bad_input", f"{name} must be at most {hi:,} (got {value:,}).", name)
+    return value
+
+
+def number(params: dict, name: str, default=None, lo=None, hi=None):
+    value = params.get(name, default)
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise UserError("bad_input", f"{name} must be a finite number.", name)
+    value = float(value)
+    if lo is not None and value < lo:
+        raise UserError("bad_input", f"{name} must be at least {lo} (got {value:g}).", name)
+    if hi is not None and value > hi:
+        raise UserError("bad_input", f"{name} must be at most {hi} (got {value:g}).", name)
+    return value
+
+
+def text(params: dict, name: str, default=None, max_len=MAX_TEXT, allow_empty=False):
+    value = params.get(name, default)
+    if not isinstance(value, str):
+        raise UserError("bad_input", f"{name} must be text.", name)
+    # Lone surrogates cannot be encoded for a tokenizer: say so instead of crashing.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UserError("bad_input", f"{name} contains invalid Unicode (a lone surrogate).", name) from None
+    if "\x00" in value:
+        raise UserError("bad_input", f"{name} contains a NUL character; remove it.", name)
+    if len(value) > max_len:
+        raise UserError("bad_input", f"{name} is too long ({len(value):,} characters; at most {max_len:,}).", name)
+    if not allow_empty and not value.strip():
+        raise UserError("bad_input", f"{name} is empty; type some text.", name)
+    return value
+
+
+def choice(params: dict, name: str, options, default=None):
+    value = params.get(name, default)
+    if value not in options:
+        raise UserError("bad_input", f"{name} must be one of {', '.join(map(str, options))} (got {str(value)[:40]!r}).", name)
+    return value
+
+
+def flag(params: dict, name: str, default=False) -> bool:
+    value = params.get(name, default)
+    if not isinstance(value, bool):
+        raise UserError("bad_input", f"{name} must be true or false.", name)
+    return value
