@@ -1,0 +1,67 @@
+"""What every CLI subcommand shares: load a model through the Api, wait for a job, report errors."""
+import json
+import sys
+import time
+
+
+class CliError(Exception):
+    """An Api error envelope, raised so a subcommand can stop with exit code 2."""
+
+    def __init__(self, envelope: dict):
+        err = envelope.get("error", {})
+        field = f" [{err['field']}]" if err.get("field") else ""
+        super().__init__(f"error{field}: {err.get('message', 'unknown error')}")
+
+
+def check(envelope: dict) -> dict:
+    if not envelope.get("ok"):
+        raise CliError(envelope)
+    return envelope
+
+
+def wait_job(api, job_id: str, quiet: bool = False, poll: float = 0.05) -> dict:
+    """Poll a job to its end; progress goes to stderr so stdout stays clean JSON."""
+    last = None
+    try:
+        while True:
+            status = check(api.job_status({"job_id": job_id}))
+            if status["state"] != "running":
+                break
+            line = f"{status['stage']} {status['fraction'] * 100:5.1f}%"
+            if not quiet and line != last:
+                print(line, file=sys.stderr)
+                last = line
+            time.sleep(poll)
+    except KeyboardInterrupt:
+        api.cancel_job({"job_id": job_id})
+        raise
+    if status["state"] != "done":
+        raise CliError({"error": status.get("error", {"message": status["state"]})})
+    return status["result"]
+
+
+def add_model_arguments(parser) -> None:
+    parser.add_argument("--model", default="demo", help="'demo' (bundled), a local folder or a Hub id")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
+
+
+def load(api, args, quiet: bool = False) -> dict:
+    job = check(api.load_model({"source": args.model, "device": args.device, "precision": args.precision,
+                                "trust_remote_code": bool(getattr(args, "trust_remote_code", False))}))
+    return wait_job(api, job["job_id"], quiet=quiet)
+
+
+def read_text(args) -> str:
+    if getattr(args, "text_file", None):
+        try:
+            with open(args.text_file, encoding="utf-8") as f:
+                return f.read()
+        except OSError as exc:
+            raise CliError({"error": {"message": f"cannot read {args.text_file}: {exc.strerror}", "field": "text-file"}}) from None
+    return args.text or ""
+
+
+def emit(obj) -> None:
+    print(json.dumps(obj, ensure_ascii=False))

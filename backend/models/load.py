@@ -1,0 +1,165 @@
+"""Load a causal LM for attention extraction: resolve the source, check it, load it eager.
+
+Attention weights only exist with the eager implementation (SDPA and flash kernels
+never materialise them), so every model is loaded with attn_implementation="eager".
+A failed load raises UserError and leaves whatever was loaded before untouched:
+the caller swaps the new model in only after this returns.
+"""
+import json
+import re
+from pathlib import Path
+
+from ..errors import UserError
+from .devices import BYTES_PER_ELEMENT, free_memory_bytes, resolve_device, resolve_precision
+from .loaded import LoadedModel
+from .spec import config_spec, kv_bytes_per_token
+
+DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$|^[A-Za-z0-9][\w.\-]*$")
+
+
+def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
+    """'demo' → the bundled model; an existing folder → itself; else a Hub id → downloaded snapshot."""
+    if source == "demo":
+        if not (DEMO_MODEL_DIR / "config.json").is_file():
+            raise UserError("demo_missing", f"The bundled demo model is missing from {DEMO_MODEL_DIR}; run `python tools/train_demo_model.py`.", "source")
+        return DEMO_MODEL_DIR, "demo"
+    path = Path(source).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise UserError("not_a_model", f"{path} has no config.json; pick the folder that holds the model's config and weights.", "source")
+        return path, str(path)
+    if source.startswith(("/", "~", ".", "\\")) or (len(source) > 1 and source[1] == ":"):
+        raise UserError("not_found", f"Folder {source} does not exist.", "source")
+    if not _HUB_ID.match(source) or ".." in source:
+        raise UserError("bad_input", f"{source[:80]!r} is neither a folder nor a Hub id like 'owner/name'.", "source")
+    from ..hub.download import download_model
+
+    report(0.0, "Downloading")
+    return Path(download_model(source, token, report)), source
+
+
+def _read_config(path: Path, trust_remote_code: bool):
+    from transformers import AutoConfig
+
+    try:
+        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except PermissionError:
+        raise UserError("unreadable", f"No permission to read {path / 'config.json'}; fix the folder's permissions.", "source") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError("bad_config", f"config.json in {path} is not valid JSON ({exc}); re-download the model.", "source") from None
+    if not isinstance(raw, dict):
+        raise UserError("bad_config", f"config.json in {path} is not a JSON object; re-download the model.", "source")
+    if raw.get("auto_map") and not trust_remote_code:
+        raise UserError(
+            "needs_remote_code",
+            "This model ships its own Python code (auto_map in config.json). Loading it runs that code on your machine: "
+            "turn on 'Trust remote code' only if you trust its authors.", "trust_remote_code")
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (ValueError, KeyError, OSError) as exc:
+        raise UserError("bad_config", f"transformers cannot read this config ({str(exc)[:200]}); it may need a newer transformers or 'Trust remote code'.", "source") from None
+    if not _is_causal(config, raw):
+        arch = ", ".join(raw.get("architectures") or [raw.get("model_type", "?")])
+        raise UserError("not_causal", f"{arch} is not a causal language model; SinkVis needs a decoder (…ForCausalLM / …LMHeadModel).", "source")
+    return config
+
+
+def _is_causal(config, raw: dict) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = raw.get("architectures") or []
+    if archs:
+        return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def _weights_bytes_on_disk(path: Path) -> int:
+    files = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
+    return sum(f.stat().st_size for f in files)
+
+
+def load_model(source: str, device: str = "auto", precision: str = "auto", trust_remote_code: bool = False,
+               token: str | None = None, report=lambda *a, **k: None) -> LoadedModel:
+    path, label = resolve_source(source, token, report)
+    report(0.55, "Reading config")
+    config = _read_config(path, trust_remote_code)
+    device = resolve_device(device)
+    dtype_name = resolve_precision(precision, device)
+    spec = config_spec(config)
+
+    # Refuse early when the weights cannot fit: a half-loaded 70B model would take the laptop down.
+    needed = _estimated_weight_bytes(path, config, dtype_name)
+    free = free_memory_bytes(device)
+    if needed and needed > 0.9 * free:
+        raise UserError("too_big", f"The model needs about {needed / 2**30:.1f} GiB at {dtype_name} but {device} has "
+                        f"{free / 2**30:.1f} GiB free; pick a lower precision, another device or a smaller model.", "source")
+
+    report(0.6, "Loading tokenizer")
+    tokenizer = _load_tokenizer(path, trust_remote_code)
+    report(0.7, "Loading weights")
+    model = _load_weights(path, dtype_name, device, trust_remote_code)
+    report(0.98, "Ready")
+
+    params = sum(p.numel() for p in model.parameters())
+    bpe = BYTES_PER_ELEMENT[dtype_name]
+    spec.update(parameters=int(params), weights_bytes=int(sum(p.numel() * p.element_size() for p in model.parameters())),
+                kv_bytes_per_token=kv_bytes_per_token(spec, bpe))
+    return LoadedModel(model=model, tokenizer=tokenizer, source=label, device=device, dtype=dtype_name, spec=spec)
+
+
+def _estimated_weight_bytes(path: Path, config, dtype_name: str) -> int:
+    on_disk = _weights_bytes_on_disk(path)
+    stored = str(getattr(config, "dtype", None) or "float32").replace("torch.", "")
+    ratio = BYTES_PER_ELEMENT[dtype_name] / BYTES_PER_ELEMENT.get(stored, 4)
+    return int(on_disk * ratio)
+
+
+def _load_tokenizer(path: Path, trust_remote_code: bool):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except PermissionError:
+        raise UserError("unreadable", f"No permission to read the tokenizer files in {path}.", "source") from None
+    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
+        raise UserError("bad_tokenizer", f"The tokenizer in {path} is missing or broken ({str(exc)[:160]}); re-download the model.", "source") from None
+    # transformers 5 builds an empty tokenizer when the files are missing instead of failing.
+    if len(tokenizer) < 2:
+        raise UserError("bad_tokenizer", f"No tokenizer files in {path} (tokenizer.json, vocab.json…); copy them in or re-download the model.", "source")
+    return tokenizer
+
+
+def _load_weights(path: Path, dtype_name: str, device: str, trust_remote_code: bool):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name), attn_implementation="eager",
+                                                     trust_remote_code=trust_remote_code, low_cpu_mem_usage=True)
+        model.to(device)
+    except torch.OutOfMemoryError:
+        _free_device_memory(device)
+        raise UserError("out_of_memory", f"Ran out of memory on {device} while loading; pick a lower precision, another device or a smaller model.", "source") from None
+    except PermissionError:
+        raise UserError("unreadable", f"No permission to read the weights in {path}.", "source") from None
+    except MemoryError:
+        raise UserError("out_of_memory", "Ran out of system memory while loading; pick a smaller model.", "source") from None
+    except (OSError, ValueError, RuntimeError, EnvironmentError) as exc:
+        msg = str(exc)
+        if "out of memory" in msg.lower():
+            _free_device_memory(device)
+            raise UserError("out_of_memory", f"Ran out of memory on {device} while loading; pick a lower precision or a smaller model.", "source") from None
+        raise UserError("bad_weights", f"The weights in {path} could not be loaded ({msg[:200]}); the files may be truncated — re-download them.", "source") from None
+    model.eval()
+    return model
+
+
+def _free_device_memory(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()

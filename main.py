@@ -1,0 +1,135 @@
+"""SinkVis — the Attention Sink & KV Cache Visualizer.
+
+    python main.py                 desktop window (pywebview)
+    python main.py --serve         the same UI in your browser, on 127.0.0.1
+    python main.py --self-test     headless check: demo model, one attention pass, JSON summary
+    python main.py attention|stream|simulate|profile|evaluate ...   CLI on the same backend
+
+The window must appear fast, so this file imports only the standard library at the
+top; torch and transformers load in the background once the window is showing.
+"""
+import argparse
+import importlib
+import json
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+
+STARTED = time.perf_counter()
+ROOT = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent))
+UI_INDEX = ROOT / "ui" / "index.html"
+
+
+def _parser() -> argparse.ArgumentParser:
+    from backend.cli import SUBCOMMANDS
+
+    parser = argparse.ArgumentParser(prog="sinkvis", description="Attention Sink & KV Cache Visualizer")
+    parser.add_argument("--serve", action="store_true", help="serve the UI to a browser instead of opening a window")
+    parser.add_argument("--host", default="127.0.0.1", help="--serve address (default 127.0.0.1; anything else exposes the app)")
+    parser.add_argument("--port", type=int, default=8765, help="--serve port")
+    parser.add_argument("--self-test", action="store_true", help="headless smoke test; prints JSON, exits 0 when all is well")
+    parser.add_argument("--debug", action="store_true", help="open the web inspector in the window")
+    sub = parser.add_subparsers(dest="command")
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"backend.cli.{name}")
+        except ModuleNotFoundError:
+            continue  # a subcommand not built yet
+        module.add_arguments(sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0]))
+    return parser
+
+
+def _preload_heavy_modules() -> None:
+    """Import torch/transformers off the UI thread so the first user action doesn't wait for them."""
+    try:
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
+    except Exception:  # noqa: BLE001 - the first real call will report the problem properly
+        pass
+
+
+def run_window(debug: bool = False) -> int:
+    import webview
+
+    from backend.api import Api
+
+    if sys.platform.startswith("linux"):
+        # Qt WebEngine refuses to start its sandbox as root; the app only loads its own local files.
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            os.environ.setdefault("QTWEBENGINE_CHROMIUM_FLAGS", "--no-sandbox")
+    api = Api()
+    window = webview.create_window("SinkVis — Attention Sink & KV Cache Visualizer", url=UI_INDEX.as_uri(),
+                                   js_api=api, width=1440, height=920, min_size=(1024, 700), background_color="#0f1117")
+    api._state.window = window
+
+    def on_shown():
+        print(f"window shown after {time.perf_counter() - STARTED:.2f} s", file=sys.stderr, flush=True)
+        if os.environ.get("SINKVIS_EXIT_AFTER_SHOWN"):  # used by the start-time test
+            threading.Timer(float(os.environ["SINKVIS_EXIT_AFTER_SHOWN"]), window.destroy).start()
+        threading.Thread(target=_preload_heavy_modules, name="preload", daemon=True).start()
+
+    window.events.shown += on_shown
+    window.events.closing += lambda: api._state.jobs.cancel_all(wait=2.0)
+    gui = "qt" if sys.platform.startswith("linux") else None
+    webview.start(gui=gui, debug=debug, private_mode=True)
+    return 0
+
+
+def self_test() -> int:
+    from backend.api import Api
+    from backend.cli.common import CliError, check, wait_job
+
+    api = Api()
+    summary = {"ok": False}
+    started = time.perf_counter()
+    try:
+        info = wait_job(api, check(api.load_model({"source": "demo"}))["job_id"], quiet=True)
+        summary["model"] = {"source": info["source"], "device": info["device"], "dtype": info["dtype"], **info["spec"]}
+        att = check(api.attention({"text": "The quick brown fox jumps over the lazy dog. " * 4, "layer": -1}))
+        summary["attention"] = {"tokens": att["n"], "sinks": [s["position"] for s in att["sinks"]], "seconds": att["seconds"]}
+        for extra in _extra_self_tests():
+            summary.update(extra(api))
+        summary["ok"] = True
+    except CliError as exc:
+        summary["error"] = str(exc)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    print(json.dumps(summary, indent=2))
+    return 0 if summary["ok"] else 1
+
+
+def _extra_self_tests():
+    """Checks contributed by other features (stream, eviction, profile) once they exist."""
+    try:
+        from backend.selftest import CHECKS
+    except ImportError:
+        return []
+    return CHECKS
+
+
+def main(argv=None) -> int:
+    sys.path.insert(0, str(ROOT))
+    args = _parser().parse_args(argv)
+    if args.self_test:
+        return self_test()
+    if args.command:
+        from backend.api import Api
+        from backend.cli.common import CliError
+
+        module = importlib.import_module(f"backend.cli.{args.command}")
+        try:
+            return module.run(args, Api())
+        except CliError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+    if args.serve:
+        from backend.api import Api
+        from backend.serve import serve
+
+        return serve(Api(), host=args.host, port=args.port) or 0
+    return run_window(debug=args.debug)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Shared fixtures: a fresh Api, the Api with the demo model loaded, a model built from a real config."""
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+from backend.api import Api  # noqa: E402
+from backend.models.load import DEMO_MODEL_DIR  # noqa: E402
+
+try:  # the local Hub-compatible server (tests/conftest_hub.py)
+    from conftest_hub import *  # noqa: F401,F403,E402
+except ImportError:
+    pass
+
+
+def wait_job(api, job_id, timeout=300.0) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        status = api.job_status({"job_id": job_id})
+        assert status["ok"], status
+        if status["state"] != "running":
+            return status
+        time.sleep(0.02)
+    raise AssertionError(f"job {job_id} still running after {timeout} s")
+
+
+def load(api, source="demo", **params) -> dict:
+    started = api.load_model({"source": str(source), **params})
+    assert started["ok"], started
+    return wait_job(api, started["job_id"])
+
+
+@pytest.fixture
+def api():
+    instance = Api()
+    yield instance
+    instance._state.jobs.cancel_all()
+
+
+@pytest.fixture(scope="session")
+def demo_api():
+    """One Api with the bundled demo model loaded, shared by read-only tests."""
+    if not (DEMO_MODEL_DIR / "config.json").is_file():
+        pytest.fail(f"bundled demo model missing at {DEMO_MODEL_DIR}")
+    instance = Api()
+    status = load(instance, "demo")
+    assert status["state"] == "done", status
+    yield instance
+    instance._state.jobs.cancel_all()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A 2-layer GPT-2 built from a real config, random init, with the demo model's tokenizer."""
+    import shutil
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    folder = tmp_path_factory.mktemp("tiny-gpt2")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (DEMO_MODEL_DIR / name).is_file():
+            shutil.copy(DEMO_MODEL_DIR / name, folder / name)
+    from transformers import AutoTokenizer
+
+    vocab = len(AutoTokenizer.from_pretrained(folder))
+    config = GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=vocab, bos_token_id=0, eos_token_id=0)
+    GPT2LMHeadModel(config).save_pretrained(folder)
+    return folder

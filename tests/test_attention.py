@@ -1,0 +1,67 @@
+"""Quick Attention Test: the matrix is the model's own, sinks follow DESIGN.md."""
+import numpy as np
+import torch
+
+from backend.api.attention import received_attention_sinks
+
+
+def test_matrix_matches_a_direct_forward(demo_api):
+    text = "Attention sinks soak up the mass that a head has nowhere else to put."
+    result = demo_api.attention({"text": text, "layer": -1, "head": 1})
+    assert result["ok"], result
+    loaded = demo_api._state.model
+    ids = loaded.tokenizer(text)["input_ids"]
+    assert result["token_ids"] == ids and ids[0] == loaded.tokenizer.bos_token_id
+    assert result["tokens"] == [loaded.tokenizer.decode([i]) for i in ids]
+    with torch.no_grad():
+        out = loaded.model(torch.tensor([ids]), output_attentions=True)
+    expected = out.attentions[-1][0, 1].numpy()
+    matrix = np.array(result["matrix"])
+    np.testing.assert_allclose(matrix, expected, atol=1e-5)
+    np.testing.assert_allclose(matrix.sum(axis=1), 1.0, atol=1e-4)
+    assert np.all(np.triu(matrix, 1) == 0)
+
+
+def test_mean_over_heads_and_all_layers(demo_api):
+    text = "one two three four five six seven eight nine ten"
+    per_head = [np.array(demo_api.attention({"text": text, "layer": 0, "head": h})["matrix"])
+                for h in range(demo_api._state.model.spec["heads"])]
+    mean = np.array(demo_api.attention({"text": text, "layer": 0})["matrix"])
+    np.testing.assert_allclose(mean, np.mean(per_head, axis=0), atol=1e-5)
+    every = demo_api.attention({"text": text, "aggregate": "all_layers"})
+    assert every["ok"] and every["layer"] is None and every["head"] is None
+
+
+def test_sink_definition_on_a_hand_made_matrix():
+    # key 0 gets 0.5 from every later query, key 2 gets 0.05: only key 0 is a sink at 0.10
+    n = 6
+    a = np.zeros((n, n))
+    for t in range(n):
+        a[t, 0] = 1.0 if t == 0 else 0.5
+        if t >= 2:
+            a[t, 2] = 0.05
+        rest = 1.0 - a[t, : t + 1].sum()
+        if t >= 1:
+            a[t, t] += rest
+    sinks = received_attention_sinks(a, 0.10)
+    assert [j for j, _ in sinks] == [0] + [j for j in range(1, n - 1) if a[j + 1:, j].mean() >= 0.10]
+    assert abs(sinks[0][1] - 0.5) < 1e-12
+
+
+def test_bad_inputs_name_the_field(demo_api):
+    cases = [({"text": ""}, "text"), ({"text": "hi", "layer": 99}, "layer"), ({"text": "hi", "head": -1}, "head"),
+             ({"text": "hi", "layer": "x"}, "layer"), ({"text": "word " * 5000}, "text"), ({"text": 5}, "text")]
+    for params, field in cases:
+        result = demo_api.attention(params)
+        assert not result["ok"] and result["error"]["field"] == field, (params, result)
+
+
+def test_no_model_is_a_clear_error(api):
+    result = api.attention({"text": "hello"})
+    assert not result["ok"] and result["error"]["code"] == "no_model" and "Model Hub" in result["error"]["message"]
+
+
+def test_html_in_a_prompt_is_just_tokens(demo_api):
+    payload = "<img src=x onerror=alert(1)>"
+    result = demo_api.attention({"text": payload})
+    assert result["ok"] and "".join(result["tokens"][1:]) == payload
