@@ -50,7 +50,8 @@ def _preload_heavy_modules() -> None:
         pass
 
 
-def run_window(debug: bool = False) -> int:
+def run_window(debug: bool = False, probe=None) -> int:
+    """Open the desktop window. probe(window, api), if given, runs on a thread once the window shows (tests)."""
     import webview
 
     from backend.api import Api
@@ -66,8 +67,10 @@ def run_window(debug: bool = False) -> int:
 
     def on_shown():
         print(f"window shown after {time.perf_counter() - STARTED:.2f} s", file=sys.stderr, flush=True)
-        if os.environ.get("SINKVIS_EXIT_AFTER_SHOWN"):  # used by the start-time test
+        if os.environ.get("SINKVIS_EXIT_AFTER_SHOWN"):  # used by the start-time benchmark
             threading.Timer(float(os.environ["SINKVIS_EXIT_AFTER_SHOWN"]), window.destroy).start()
+        if probe is not None:
+            threading.Thread(target=probe, args=(window, api), name="probe", daemon=True).start()
         threading.Thread(target=_preload_heavy_modules, name="preload", daemon=True).start()
 
     window.events.shown += on_shown
