@@ -1,0 +1,241 @@
+"""Live attention stream: one forward per new token over the model's own KV cache.
+
+Step t feeds only token t; the model reuses its DynamicCache for keys 0..t-1 and
+returns token t's attention row over keys 0..t for every layer and head. The
+prefix is never recomputed, so a step costs one cached decode step plus O(L·H·t)
+bookkeeping.
+
+Views: a head of a layer, a layer's mean over heads, or the mean over all layers
+and heads. Every view's running sums are updated each step (they are O(n) each),
+so switching views mid-stream needs no model call.
+
+Memory bound. The per-head history is stored once, packed triangular (row t holds
+t+1 keys) and quantised to uint8 as round(255·√a): that keeps the small weights a
+heatmap shows (the smallest non-zero level is 1.5e-5) with an absolute error of at
+most √a/510 (≤ 0.002). History bytes = layers × heads × n(n+1)/2:
+72.1 MiB at n = 1,024 for 12 layers × 12 heads (fp16 would need 144 MiB; a 64 MiB
+budget holds 964 tokens at 12×12). The running sums add (L·H + L + 1) × n × 20
+bytes (1.6 MiB at 1,024, 12×12). A stream never grows past HISTORY_BUDGET: a model
+with many heads stops before its context length, with a message saying why.
+Rows returned by `step` are the model's own float32 weights, not the stored copy.
+"""
+import time
+
+import numpy as np
+
+from . import sinks as S
+
+HISTORY_BUDGET = 256 * 2**20  # bytes of per-head history a stream may hold
+
+
+def _tri(n: int) -> int:
+    return n * (n + 1) // 2
+
+
+def max_tokens_for(layers: int, heads: int, context_length: int, budget: int = HISTORY_BUDGET) -> int:
+    """The longest stream whose per-head history fits the budget (and the context)."""
+    n = int((2 * budget / max(1, layers * heads)) ** 0.5)
+    while n > 1 and layers * heads * _tri(n) > budget:
+        n -= 1
+    return max(1, min(context_length, n))
+
+
+def _encode(rows: np.ndarray) -> np.ndarray:
+    return np.rint(np.sqrt(np.clip(rows, 0.0, 1.0)) * 255.0).astype(np.uint8)
+
+
+def _decode(codes: np.ndarray) -> np.ndarray:
+    return np.square(codes.astype(np.float32) / 255.0)
+
+
+class StreamSession:
+    """A prompt streamed token by token through one loaded model (backend.models.loaded.LoadedModel)."""
+
+    def __init__(self, loaded, prompt_ids: list[int], token_labels, generate: int = 0, temperature: float = 0.0,
+                 seed: int = 0, sink_threshold: float = S.SINK_THRESHOLD, heavy_fraction: float = S.HEAVY_FRACTION,
+                 sink_count: int = 4, budget: int = HISTORY_BUDGET):
+        import torch
+        from transformers import DynamicCache
+
+        self.loaded = loaded
+        self.layers, self.heads = int(loaded.spec["layers"]), int(loaded.spec["heads"])
+        self.context_length = loaded.context_length
+        self.max_tokens = max_tokens_for(self.layers, self.heads, self.context_length, budget)
+        if not prompt_ids or len(prompt_ids) > self.max_tokens:
+            raise ValueError("prompt must hold 1..max_tokens tokens")  # the Api checks this first
+        self.token_ids = list(prompt_ids)          # prompt ids, then generated ids as they come
+        self.tokens = list(token_labels(prompt_ids))
+        self._label = token_labels
+        self.n_prompt = len(prompt_ids)
+        self.generate = generate
+        self.temperature = temperature
+        self.sink_threshold, self.heavy_fraction, self.sink_count = sink_threshold, heavy_fraction, sink_count
+        self.position = 0                          # tokens processed so far = index of the next query
+        self.done, self.message = False, None
+        self.view = (self.layers - 1, None)        # (layer | "all", head | None) the Api shows; last layer's mean
+
+        self._torch = torch
+        self._cache = DynamicCache(config=loaded.model.config)
+        self._generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        self._next_logits = None
+
+        lh, n = self.layers * self.heads, self.max_tokens
+        self.n_views = lh + self.layers + 1        # every head, every layer's mean, the all-layer mean
+        self._history = np.zeros((lh, _tri(n)), dtype=np.uint8)
+        self._accumulated = np.zeros((self.n_views, n))                  # H2O score: column sums, diagonal included
+        self._diagonal = np.zeros((self.n_views, n))                     # attention each key paid itself
+        self._since = np.full((self.n_views, n), -1, dtype=np.int32)    # step a key became a sink, -1 if not one
+        self._last_rows = np.zeros((self.n_views, 0), dtype=np.float32)  # newest query's row in every view
+
+    # ---- views -------------------------------------------------------------------------------
+    def view_index(self, layer, head) -> int:
+        """(layer, head) → row of the per-view arrays. layer "all" → all layers and heads; head None → mean over heads.
+
+        Assumes a valid view (the Api validates it and names the field at fault).
+        """
+        if layer == "all":
+            return self.layers * self.heads + self.layers
+        layer %= self.layers
+        return self.layers * self.heads + layer if head is None else layer * self.heads + head
+
+    def _views(self, per_head: np.ndarray) -> np.ndarray:
+        """per_head [L, H, m] → [n_views, m] in view_index order."""
+        layer_means = per_head.mean(axis=1)
+        return np.concatenate([per_head.reshape(-1, per_head.shape[-1]), layer_means, layer_means.mean(axis=0, keepdims=True)])
+
+    # ---- the model ---------------------------------------------------------------------------
+    def _next_token(self) -> int:
+        if self.position < self.n_prompt:
+            return self.token_ids[self.position]
+        logits = self._next_logits.float()
+        if self.temperature <= 0:
+            return int(logits.argmax())
+        probs = self._torch.softmax(logits / self.temperature, dim=-1)
+        return int(self._torch.multinomial(probs, 1, generator=self._generator))
+
+    def step(self) -> dict | None:
+        """Feed one token; returns {position, token_id, token, generated, rows [L, H, t+1] float32, step_seconds}.
+
+        None once the stream is done (see `message`).
+        """
+        if self.done:
+            return None
+        start = time.perf_counter()
+        torch, t = self._torch, self.position
+        token_id = self._next_token()
+        generated = t >= self.n_prompt
+        if generated:
+            self.token_ids.append(token_id)
+            self.tokens.extend(self._label([token_id]))
+        with torch.inference_mode():
+            device = self.loaded.device
+            out = self.loaded.model(input_ids=torch.tensor([[token_id]], device=device), past_key_values=self._cache,
+                                    use_cache=True, output_attentions=True)
+        self._cache = out.past_key_values
+        self._next_logits = out.logits[0, -1].detach().cpu()
+        rows = self._rows(out.attentions, t)
+        self._record(rows, t)
+        self.position = t + 1
+        self._check_done(token_id, generated)
+        return {"position": t, "token_id": token_id, "token": self.tokens[t], "generated": generated,
+                "rows": rows, "step_seconds": time.perf_counter() - start}
+
+    def _rows(self, attentions, t: int) -> np.ndarray:
+        if attentions is None or any(a is None for a in attentions):
+            raise RuntimeError("the model returned no attention weights (it needs eager attention)")
+        # [1, H, 1, keys] per layer; a sliding-window layer returns only its window's keys,
+        # which are the most recent ones, so they go at the right end of the row.
+        rows = np.zeros((self.layers, self.heads, t + 1), dtype=np.float32)
+        for layer, attn in enumerate(attentions):
+            row = attn[0, :, -1, :].float().cpu().numpy()
+            rows[layer, :, t + 1 - row.shape[-1]:] = row
+        if not np.isfinite(rows).all():
+            raise FloatingPointError("the attention weights contain inf/NaN (fp16 overflow?); reload in fp32 or bf16")
+        return rows
+
+    def _record(self, rows: np.ndarray, t: int) -> None:
+        self._history[:, _tri(t): _tri(t + 1)] = _encode(rows.reshape(self.layers * self.heads, t + 1))
+        views = self._views(rows)
+        self._last_rows = views
+        self._accumulated[:, : t + 1] += views
+        self._diagonal[:, t] = views[:, t]
+        # Sinks in every view, so a view switch shows the step each one became a sink.
+        is_sink = S.sink_mask(self._received(t + 1), t, self.sink_threshold)
+        since = self._since[:, : t + 1]
+        since[is_sink & (since < 0)] = t
+        since[~is_sink] = -1
+
+    def _received(self, n: int) -> np.ndarray:
+        """Attention keys 0..n-1 received from the queries after them, every view: [n_views, n]."""
+        return self._accumulated[:, :n] - self._diagonal[:, :n]
+
+    def _check_done(self, token_id: int, generated: bool) -> None:
+        n = self.position
+        eos = getattr(self.loaded.tokenizer, "eos_token_id", None)
+        if n >= self.max_tokens:
+            self.done = True
+            if self.max_tokens >= self.context_length:
+                self.message = f"Reached the model's context length ({self.context_length:,} tokens); the stream stops here."
+            else:
+                self.message = (f"Reached the history limit: {self.max_tokens:,} tokens × {self.layers} layers × "
+                                f"{self.heads} heads fill {HISTORY_BUDGET // 2**20} MiB; the stream stops here.")
+        elif generated and eos is not None and token_id == eos:
+            self.done, self.message = True, f"The model generated its end-of-text token after {n - self.n_prompt} new tokens."
+        elif n >= self.n_prompt + self.generate:
+            self.done = True
+            self.message = (f"End of the prompt ({self.n_prompt:,} tokens)." if self.generate == 0
+                            else f"Generated {self.generate:,} tokens after the prompt.")
+
+    # ---- what the UI reads -------------------------------------------------------------------
+    def view_row(self, rows: np.ndarray, view: int) -> np.ndarray:
+        """One step's rows [L, H, t+1] → the row for one view."""
+        return self._views(rows)[view]
+
+    def history(self, view: int) -> list[np.ndarray]:
+        """Every stored row of one view (row t over keys 0..t), decoded from the uint8 history."""
+        n, lh = self.position, self.layers * self.heads
+        if view < lh:
+            flat = _decode(self._history[view, : _tri(n)])
+        else:
+            heads = range(lh) if view == self.n_views - 1 else range((view - lh) * self.heads, (view - lh + 1) * self.heads)
+            flat = np.zeros(_tri(n), dtype=np.float32)
+            for i in heads:  # one head at a time: a 12×12 model at 1,024 tokens would need 300 MB at once
+                flat += _decode(self._history[i, : _tri(n)])
+            flat /= len(heads)
+        return [flat[_tri(t): _tri(t + 1)] for t in range(n)]
+
+    def sinks(self, view: int) -> list[dict]:
+        """Current sinks of a view: position, token, score (mean received attention), since_step."""
+        if self.position == 0:
+            return []
+        last = self.position - 1
+        mean = S.mean_received(self._received(self.position)[view], last)
+        positions = np.flatnonzero(self._since[view, : last + 1] >= 0)
+        return [{"position": int(j), "token": self.tokens[j], "score": float(mean[j]), "since_step": int(self._since[view, j])}
+                for j in positions]
+
+    def heavy_hitters(self, view: int) -> list[int]:
+        return S.heavy_hitters(self._accumulated[view, : self.position], self.heavy_fraction)
+
+    def sink_mass_by_layer(self) -> list[float]:
+        """Per layer, the mean over heads of the newest query's attention on the first sink_count tokens."""
+        lh = self.layers * self.heads
+        return S.first_k_mass(self._last_rows[lh: lh + self.layers], self.sink_count).tolist()
+
+    def sink_grid(self) -> list[list[float | None]]:
+        """layers × heads: attention on position 0 averaged over the queries after it (None before any)."""
+        if self.position < 2:
+            return [[None] * self.heads for _ in range(self.layers)]
+        received0 = self._received(self.position)[: self.layers * self.heads, 0] / (self.position - 1)
+        return received0.reshape(self.layers, self.heads).tolist()
+
+    def recommended_sinks(self) -> int:
+        if self.position == 0:
+            return 0
+        mean = S.mean_received(self._received(self.position)[self.n_views - 1], self.position - 1)
+        # Positions with too few queries after them cannot be judged yet.
+        mean[self.position - 1 - np.arange(self.position) < S.MIN_QUERIES] = np.nan
+        return S.recommended_sink_count(mean, self.sink_threshold)
+
+    def history_bytes(self) -> int:
+        return int(self._history.nbytes + self._accumulated.nbytes + self._diagonal.nbytes + self._since.nbytes)
