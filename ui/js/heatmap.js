@@ -1,0 +1,262 @@
+// Attention heatmap on a <canvas>: X = keys, Y = queries, one pixel per cell in an
+// offscreen image that is scaled up (no smoothing) into the visible canvas, so an
+// n×n matrix never becomes n² DOM nodes and a live stream appends one row at a time.
+// Pink vertical lines mark sinks, blue ones heavy hitters; an optional per-key
+// `evictedAt` step dims a key's cells from the step it was evicted on.
+import { LUT, scaler, cssColor } from "./colormap.js";
+import { tokenLabel } from "./format.js";
+import { h } from "./dom.js";
+
+const MARGIN = { left: 78, top: 12, right: 46, bottom: 70 };
+const MAX_CELL = 26;       // px; a 10-token prompt should not fill the screen
+const DIM = 0.22;          // brightness of cells whose key was already evicted
+const MASKED = [11, 14, 19];  // above the diagonal (future keys): page background, not "zero"
+
+function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
+
+export class Heatmap {
+  constructor(container, { maxHeight = 560, scale = "sqrt", emptyText = "No attention yet." } = {}) {
+    this.maxHeight = maxHeight;
+    this.scale = scale;
+    this.canvas = h("canvas", { class: "heatmap" });
+    this.tip = h("div", { class: "tooltip hidden" });
+    this.empty = h("div", { class: "empty-viz" }, emptyText);
+    this.root = h("div", { class: "viz heatmap-viz" }, this.canvas, this.tip, this.empty);
+    container.appendChild(this.root);
+    this.clear();
+    this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
+    this.canvas.addEventListener("mouseleave", () => this.tip.classList.add("hidden"));
+    new ResizeObserver(() => this.render()).observe(this.root);
+  }
+
+  clear() {
+    this.tokens = [];
+    this.rows = [];
+    this.sinks = new Set();
+    this.heavy = new Set();
+    this.evictedAt = null;
+    this.allocate(64);
+    this.render();
+  }
+
+  /** Replace everything. rows[t] = attention of query t over keys 0..t (longer rows are cut at t). */
+  setData({ tokens, rows, sinks = [], heavy = [], evictedAt = null }) {
+    this.tokens = tokens.map(String);
+    this.rows = rows.map((r, t) => Float32Array.from(r.slice(0, t + 1)));
+    this.sinks = new Set(sinks);
+    this.heavy = new Set(heavy);
+    this.evictedAt = evictedAt;
+    this.repaintAll();
+  }
+
+  /** Live stream: query t = tokens.length sees keys 0..t, and its token becomes key t. */
+  appendRow(row, token) {
+    const t = this.rows.length;
+    if (this.tokens.length <= t) this.tokens.push(String(token));
+    const data = Float32Array.from(row.slice(0, t + 1));
+    this.rows.push(data);
+    if (t + 1 > this.cap) this.grow();
+    this.paintRow(t);
+    this.render();
+  }
+
+  setMarkers(sinks = [], heavy = []) {
+    this.sinks = new Set(sinks);
+    this.heavy = new Set(heavy);
+    this.render();
+  }
+
+  /** evictedAt[k] = step at which key k was evicted (null/-1: never); those cells are dimmed. */
+  setMask(evictedAt) { this.evictedAt = evictedAt; this.repaintAll(); }
+  setScale(scale) { this.scale = scale; this.repaintAll(); }
+
+  /** The raw token strings on the axes (what the labels are drawn from). */
+  labels() { return this.tokens.slice(); }
+  get n() { return this.rows.length; }
+
+  // ---- offscreen image: one pixel per (query, key) ----
+  allocate(cap) {
+    this.cap = cap;
+    this.img = document.createElement("canvas");
+    this.img.width = this.img.height = cap;
+    this.ictx = this.img.getContext("2d");
+  }
+
+  grow() {
+    const old = this.img;
+    let cap = this.cap;
+    while (cap < this.rows.length) cap *= 2;
+    this.allocate(cap);
+    this.ictx.drawImage(old, 0, 0);
+  }
+
+  repaintAll() {
+    let cap = 64;
+    while (cap < this.rows.length) cap *= 2;
+    this.allocate(cap);
+    for (let t = 0; t < this.rows.length; t++) this.paintRow(t);
+    this.render();
+  }
+
+  paintRow(t) {
+    const row = this.rows[t];
+    const width = Math.max(1, Math.min(row.length, this.cap));
+    const px = this.ictx.createImageData(width, 1);
+    const f = scaler(this.scale);
+    for (let k = 0; k < width; k++) {
+      const w = row[k];
+      const idx = Math.max(0, Math.min(255, Math.round(f(Math.max(0, Math.min(1, w || 0))) * 255))) * 3;
+      const ev = this.evictedAt ? this.evictedAt[k] : null;
+      const dim = ev != null && ev >= 0 && t >= ev ? DIM : 1;
+      px.data[k * 4] = LUT[idx] * dim;
+      px.data[k * 4 + 1] = LUT[idx + 1] * dim;
+      px.data[k * 4 + 2] = LUT[idx + 2] * dim;
+      px.data[k * 4 + 3] = 255;
+    }
+    this.ictx.putImageData(px, 0, t);
+  }
+
+  // ---- visible canvas ----
+  geometry() {
+    const n = Math.max(1, this.tokens.length, this.rows.length);
+    const width = this.root.clientWidth;
+    const avail = Math.min(width - MARGIN.left - MARGIN.right, this.maxHeight - MARGIN.top - MARGIN.bottom);
+    const size = Math.max(40, Math.min(avail, n * MAX_CELL));
+    return { n, size, cell: size / n, width: Math.min(width, MARGIN.left + size + MARGIN.right), height: MARGIN.top + size + MARGIN.bottom };
+  }
+
+  render() {
+    const hasData = this.rows.length > 0;
+    this.empty.classList.toggle("hidden", hasData);
+    this.canvas.classList.toggle("hidden", !hasData);
+    if (!hasData || this.root.clientWidth === 0) return;
+    const g = this.geometry();
+    const dpr = window.devicePixelRatio || 1;
+    this.canvas.width = Math.round(g.width * dpr);
+    this.canvas.height = Math.round(g.height * dpr);
+    this.canvas.style.width = g.width + "px";
+    this.canvas.style.height = g.height + "px";
+    const ctx = this.canvas.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.fillStyle = css("--panel") || "#12161d";
+    ctx.fillRect(0, 0, g.width, g.height);
+    const { left: L, top: T } = MARGIN;
+
+    // Future keys (above the diagonal) in the background colour, then the image on top.
+    ctx.fillStyle = `rgb(${MASKED.join(",")})`;
+    ctx.fillRect(L, T, g.size, g.size);
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(this.img, 0, 0, g.n, this.rows.length, L, T, g.size, this.rows.length * g.cell);
+
+    this.drawMarkers(ctx, g);
+    this.drawLabels(ctx, g);
+    this.drawColorbar(ctx, g);
+  }
+
+  drawMarkers(ctx, g) {
+    const { left: L, top: T } = MARGIN;
+    const lw = Math.max(1, Math.min(2, g.cell * 0.18));
+    for (const [set, color] of [[this.heavy, css("--heavy")], [this.sinks, css("--sink")]]) {
+      ctx.strokeStyle = color;
+      ctx.fillStyle = color;
+      ctx.lineWidth = lw;
+      ctx.globalAlpha = 0.9;
+      ctx.beginPath();
+      for (const k of set) {
+        if (k >= g.n) continue;
+        const x = L + (k + 0.5) * g.cell;
+        ctx.moveTo(x, T);
+        ctx.lineTo(x, T + g.size);
+      }
+      ctx.stroke();
+      ctx.globalAlpha = 1;
+      for (const k of set) {  // a tick above the plot so thin markers are findable
+        if (k >= g.n) continue;
+        const x = L + (k + 0.5) * g.cell;
+        ctx.fillRect(x - 2, T - 7, 4, 5);
+      }
+    }
+  }
+
+  drawLabels(ctx, g) {
+    const { left: L, top: T } = MARGIN;
+    const font = Math.max(8, Math.min(11, g.cell * 0.8));
+    const every = Math.max(1, Math.ceil((font + 2) / g.cell));
+    ctx.font = `${font}px ${css("--mono")}`;
+    ctx.textBaseline = "middle";
+    const muted = css("--muted");
+    // Queries on the left.
+    ctx.textAlign = "right";
+    for (let i = 0; i < this.rows.length; i += every) {
+      ctx.fillStyle = muted;
+      ctx.fillText(tokenLabel(this.tokens[i], 10), L - 5, T + (i + 0.5) * g.cell);
+    }
+    // Keys below, rotated; sinks and heavy hitters in their colours (always drawn).
+    for (let j = 0; j < this.tokens.length; j++) {
+      const marked = this.sinks.has(j) ? css("--sink") : this.heavy.has(j) ? css("--heavy") : null;
+      if (j % every && !marked) continue;
+      ctx.save();
+      ctx.translate(L + (j + 0.5) * g.cell, T + g.size + 5);
+      ctx.rotate(-Math.PI / 2);
+      ctx.fillStyle = marked || muted;
+      ctx.fillText(tokenLabel(this.tokens[j], 10), 0, 0);
+      ctx.restore();
+    }
+    ctx.textAlign = "left";
+    ctx.fillStyle = css("--faint");
+    ctx.fillText("keys →", L, g.height - 6);
+    ctx.save();
+    ctx.translate(10, T + g.size / 2);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "center";
+    ctx.fillText("queries →", 0, 0);
+    ctx.restore();
+  }
+
+  drawColorbar(ctx, g) {
+    const x = MARGIN.left + g.size + 10;
+    const T = MARGIN.top;
+    for (let y = 0; y < g.size; y++) {
+      ctx.fillStyle = cssColor(1 - y / g.size);
+      ctx.fillRect(x, T + y, 9, 1.5);
+    }
+    ctx.fillStyle = css("--muted");
+    ctx.font = `10px ${css("--mono")}`;
+    ctx.textAlign = "left";
+    ctx.textBaseline = "top";
+    ctx.fillText("1", x + 12, T);
+    ctx.textBaseline = "bottom";
+    ctx.fillText(this.scale === "log" ? "1e-4" : "0", x + 12, T + g.size);
+    ctx.textBaseline = "middle";
+    ctx.fillText(this.scale, x + 12, T + g.size / 2);
+  }
+
+  hover(ev) {
+    const g = this.geometry();
+    const rect = this.canvas.getBoundingClientRect();
+    const x = ev.clientX - rect.left - MARGIN.left;
+    const y = ev.clientY - rect.top - MARGIN.top;
+    const q = Math.floor(y / g.cell);
+    const k = Math.floor(x / g.cell);
+    if (x < 0 || y < 0 || q >= this.rows.length || k >= g.n || k > q) {
+      this.tip.classList.add("hidden");
+      return;
+    }
+    const w = this.rows[q][k];
+    const lines = [
+      `query ${q}  ${JSON.stringify(this.tokens[q] ?? "")}`,
+      `key   ${k}  ${JSON.stringify(this.tokens[k] ?? "")}`,
+      `weight ${w == null ? "—" : w.toFixed(4)}`,
+    ];
+    if (this.sinks.has(k)) lines.push("key is a sink");
+    if (this.heavy.has(k)) lines.push("key is a heavy hitter");
+    const ev2 = this.evictedAt ? this.evictedAt[k] : null;
+    if (ev2 != null && ev2 >= 0) lines.push(`key evicted at step ${ev2}`);
+    this.tip.textContent = lines.join("\n");
+    this.tip.classList.remove("hidden");
+    const left = ev.clientX - this.root.getBoundingClientRect().left + 14;
+    const top = ev.clientY - this.root.getBoundingClientRect().top + 14;
+    this.tip.style.left = Math.min(left, this.root.clientWidth - 260) + "px";
+    this.tip.style.top = top + "px";
+  }
+}

@@ -1,0 +1,53 @@
+// The status line: what the backend is doing now, the last error, the last note (e.g. a saved path).
+import { onCall, mode } from "./bridge.js";
+
+const bar = () => document.getElementById("statusbar");
+const activityText = () => document.querySelector("#st-activity .st-text");
+const errorNode = () => document.getElementById("st-error");
+const noteNode = () => document.getElementById("st-note");
+
+const active = new Map();  // id → label; the newest is shown
+let nextId = 1;
+
+function render() {
+  const labels = [...active.values()];
+  bar().classList.toggle("busy", labels.length > 0);
+  activityText().textContent = labels.length ? labels[labels.length - 1] + (labels.length > 1 ? ` (+${labels.length - 1})` : "") : "Idle";
+}
+
+/** Start an activity; returns {update(label), end()}. */
+export function begin(label) {
+  const id = nextId++;
+  active.set(id, label);
+  render();
+  return {
+    update(text) { if (active.has(id)) { active.set(id, text); render(); } },
+    end() { active.delete(id); render(); },
+  };
+}
+
+export function error(message) {
+  const node = errorNode();
+  node.textContent = message ? "✖ " + message : "";
+  node.title = message ? message + "\n(click to clear)" : "";
+}
+
+export function note(message) {
+  noteNode().textContent = message || "";
+  noteNode().title = message || "";
+}
+
+// Routine calls that fail in the normal course of things (polling, optional probes)
+// do not deserve the error slot; everything else does.
+const QUIET = new Set(["job_status", "ping", "stream_state"]);
+
+export function init() {
+  errorNode().addEventListener("click", () => error(""));
+  document.getElementById("st-mode").textContent = mode === "browser" ? "browser mode" : "desktop";
+  onCall(({ method, envelope }) => {
+    if (envelope.ok || QUIET.has(method)) return;
+    if (envelope.error && envelope.error.code === "cancelled") return;
+    error(`${method}: ${envelope.error ? envelope.error.message : "failed"}`);
+  });
+  render();
+}

@@ -1,0 +1,363 @@
+// Model Hub tab: find a model (Hub search, Local list, a folder), see its info card,
+// pick device/precision/token, load it with progress and Cancel, then try it with
+// the Quick Attention Test. Every name, tag and card text is inserted as text.
+import { call, runJob, mode } from "./bridge.js";
+import { h, fill, field, onEnter, markField } from "./dom.js";
+import * as fmt from "./format.js";
+import * as status from "./status.js";
+import { app, on, setModel } from "./state.js";
+import { showTab } from "./tabs.js";
+import { Heatmap } from "./heatmap.js";
+import { savePNG, saveJSON } from "./export.js";
+
+const STAGES = ["Downloading", "Loading tokenizer", "Loading weights", "Ready"];
+
+const ui = {};            // the tab's elements, built once
+let selected = null;      // {kind: "hub"|"local", id, source, path?, info?}
+let loadJob = null;       // job id while a load runs
+let lastAttention = null; // the attention() answer behind the heatmap
+
+export function init(panel) {
+  ui.panel = panel;
+  panel.classList.add("hub-layout");
+  panel.append(h("div", { class: "hub-col" }, searchCard(), localCard()), modelCard(), attentionCard());
+  on("model", renderLoaded);
+}
+
+/** Called once app_info is known: devices, precisions, token. */
+export async function start(info) {
+  fillDevices(info);
+  renderToken(info && info.token);
+  await refreshLocal();
+}
+
+// ---------- search ----------
+function searchCard() {
+  ui.query = h("input", { type: "text", placeholder: "Search the Hub, e.g. gpt2, llama, qwen", class: "grow", dataset: { field: "query" } });
+  ui.searchBtn = h("button", { class: "btn", onclick: search }, "Search");
+  ui.searchHint = h("div", { class: "hint" }, "Text-generation models, most downloaded first.");
+  ui.results = h("ul", { class: "list results" }, h("li", { class: "empty" }, "No search yet."));
+  onEnter(ui.query, search);
+  return h("div", { class: "card hub-search" }, h("h2", {}, "Hugging Face Hub"),
+    h("div", { class: "row" }, ui.query, ui.searchBtn), ui.searchHint, ui.results);
+}
+
+async function search() {
+  const act = status.begin("Searching the Hub…");
+  ui.searchBtn.disabled = true;
+  const res = await call("hub_search", { query: ui.query.value.trim(), limit: 30 });
+  ui.searchBtn.disabled = false;
+  act.end();
+  markField(ui.panel, res);
+  if (!res.ok) {
+    ui.searchHint.className = "hint err";
+    ui.searchHint.textContent = res.error.message;
+    return;
+  }
+  ui.searchHint.className = res.offline ? "hint warn" : "hint";
+  ui.searchHint.textContent = res.offline
+    ? (res.message || "The Hub is not reachable; local models still work.")
+    : `${res.models.length} models${res.message ? " — " + res.message : ""}`;
+  fill(ui.results, res.models.length ? res.models.map(resultItem) : h("li", { class: "empty" }, "No models found."));
+}
+
+function resultItem(m) {
+  const li = h("li", { onclick: () => selectHub(m, li) },
+    h("div", { class: "name", title: m.id }, m.id),
+    h("div", { class: "meta" },
+      h("span", {}, "↓ " + fmt.count(m.downloads)), h("span", {}, "♥ " + fmt.count(m.likes)),
+      m.pipeline_tag ? h("span", {}, m.pipeline_tag) : null,
+      m.gated ? h("span", { class: "tag gated" }, "gated") : null,
+      (m.tags || []).filter((t) => !t.includes(":")).slice(0, 4).map((t) => h("span", { class: "tag" }, t))));
+  return li;
+}
+
+// ---------- local ----------
+function localCard() {
+  ui.local = h("ul", { class: "list local" }, h("li", { class: "empty" }, "Looking for local models…"));
+  ui.folder = h("input", { type: "text", class: "grow mono", placeholder: "/path/to/model-folder", dataset: { field: "folder" } });
+  const browse = h("button", { class: "btn", title: "Native folder dialog (desktop window only)", onclick: pickFolder }, "Browse…");
+  const use = h("button", { class: "btn", onclick: () => useFolder(ui.folder.value.trim()) }, "Use folder");
+  if (mode === "browser") { browse.disabled = true; browse.title = "No file dialog in browser mode: type the path"; }
+  onEnter(ui.folder, () => useFolder(ui.folder.value.trim()));
+  return h("div", { class: "card hub-local" },
+    h("h2", {}, "Local models", h("span", { class: "spacer" }), h("button", { class: "btn small", onclick: () => refreshLocal() }, "Rescan")),
+    ui.local, h("div", { class: "row" }, ui.folder, browse, use));
+}
+
+async function refreshLocal(folder) {
+  const res = await call("local_models", folder ? { folder } : {});
+  markField(ui.panel, res);
+  if (!res.ok) { fill(ui.local, h("li", { class: "empty" }, res.error.message)); return null; }
+  const items = res.models.map((m) => {
+    const li = h("li", { onclick: () => selectLocal(m, li) },
+      h("div", { class: "name", title: m.path }, m.source === "demo" ? "demo — bundled demo model" : m.id),
+      h("div", { class: "meta" }, h("span", { class: "tag" }, m.source), m.model_type ? h("span", {}, m.model_type) : null,
+        h("span", {}, fmt.bytes(m.size_bytes)), h("span", { class: "mono", title: m.path }, shortPath(m.path))));
+    li.dataset.source = m.source;
+    return li;
+  });
+  fill(ui.local, items.length ? items : h("li", { class: "empty" }, "No local models found."));
+  if (!selected && res.models.length) {  // the demo model is the default choice
+    const i = Math.max(0, res.models.findIndex((m) => m.source === "demo"));
+    selectLocal(res.models[i], items[i]);
+  }
+  return res.models;
+}
+
+function shortPath(p) { return p && p.length > 42 ? "…" + p.slice(-41) : p || ""; }
+
+async function pickFolder() {
+  const res = await call("pick_folder");
+  if (res.ok && res.path) { ui.folder.value = res.path; useFolder(res.path); }
+}
+
+async function useFolder(path) {
+  if (!path) { markField(ui.panel, { error: { field: "folder" } }); return; }
+  const models = await refreshLocal(path);
+  if (!models) return;
+  const m = models.find((x) => x.source === "folder") || { id: path, source: "folder", path };
+  const li = [...ui.local.children].find((n) => n.dataset.source === "folder");
+  selectLocal(m, li);
+}
+
+// ---------- selection + info card ----------
+function markSelected(li) {
+  ui.panel.querySelectorAll(".list li.selected").forEach((n) => n.classList.remove("selected"));
+  if (li) li.classList.add("selected");
+}
+
+function selectLocal(m, li) {
+  markSelected(li);
+  selected = { kind: "local", id: m.id, source: m.source === "demo" ? "demo" : m.path, path: m.path, local: m };
+  renderInfo();
+}
+
+async function selectHub(m, li) {
+  markSelected(li);
+  selected = { kind: "hub", id: m.id, source: m.id, summary: m };
+  renderInfo();
+  await fetchHubInfo();
+}
+
+async function fetchHubInfo() {
+  if (!selected || selected.kind !== "hub") return;
+  const want = selected;
+  fill(ui.infoMemory, h("span", { class: "hint" }, "Asking the Hub…"));
+  const res = await call("hub_model_info", { repo_id: want.id, device: ui.device.value, precision: ui.precision.value });
+  if (selected !== want) return;  // the user clicked something else meanwhile
+  want.info = res.ok ? res : null;
+  renderInfo(res.ok ? null : res.error.message);
+}
+
+function modelCard() {
+  ui.infoTitle = h("div", { class: "info-title mono" }, "—");
+  ui.infoKv = h("dl", { class: "kv" });
+  ui.infoMemory = h("div", { class: "memory" });
+  ui.infoCard = h("div", { class: "card-excerpt hidden" });
+
+  ui.device = h("select", { dataset: { field: "device" }, onchange: fetchHubInfo });
+  ui.precision = h("select", { dataset: { field: "precision" }, onchange: fetchHubInfo },
+    ["auto", "fp16", "bf16", "fp32"].map((p) => h("option", { value: p }, p === "auto" ? "Auto (fp16 GPU / fp32 CPU)" : p)));
+  ui.tokenState = h("span", { class: "token-state" });
+  ui.tokenInput = h("input", { type: "password", placeholder: "paste hf_… for this session", class: "grow", autocomplete: "off", dataset: { field: "token" } });
+  const setTok = h("button", { class: "btn", onclick: setToken }, "Use");
+  onEnter(ui.tokenInput, setToken);
+  ui.trust = h("input", { type: "checkbox", onchange: () => ui.trustWarn.classList.toggle("hidden", !ui.trust.checked) });
+  ui.trustWarn = h("div", { class: "hint warn hidden" },
+    "⚠ Trust remote code runs Python from the model repository on this machine. Only enable it for repositories you trust.");
+
+  ui.loadBtn = h("button", { class: "btn primary", onclick: load }, "Load model");
+  ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancelLoad }, "Cancel");
+  ui.progress = h("div", { class: "progress hidden" }, h("div"));
+  ui.stages = h("div", { class: "stages hidden" }, STAGES.map((s) => h("span", { dataset: { stage: s } }, s)));
+  ui.loadDetail = h("div", { class: "hint mono load-detail" });
+
+  ui.loaded = h("div", { class: "loaded-model" });
+  ui.actions = h("div", { class: "row quick-actions" },
+    h("span", { class: "hint" }, "Quick actions:"),
+    h("button", { class: "btn small", onclick: () => showTab("stream") }, "Live Stream →"),
+    h("button", { class: "btn small", onclick: () => showTab("eviction") }, "Eviction Sim →"),
+    h("button", { class: "btn small", onclick: () => showTab("profile") }, "Cache Profile →"));
+
+  return h("div", { class: "card hub-model" },
+    h("h2", {}, "Selected model"), ui.infoTitle, ui.infoKv, ui.infoMemory, ui.infoCard,
+    h("div", { class: "form-grid load-settings" },
+      field("Device", ui.device), field("Precision", ui.precision)),
+    h("div", { class: "row token-row" }, h("span", { class: "hint" }, "HF token"), ui.tokenState),
+    h("div", { class: "row" }, ui.tokenInput, setTok),
+    h("label", { class: "field inline" }, ui.trust, "Trust remote code"), ui.trustWarn,
+    h("div", { class: "row" }, ui.loadBtn, ui.cancelBtn, h("div", { class: "grow" }, ui.progress)),
+    ui.stages, ui.loadDetail,
+    h("h2", { class: "sub" }, "Loaded model"), ui.loaded, ui.actions);
+}
+
+function renderInfo(errorMessage) {
+  if (!selected) return;
+  ui.infoTitle.textContent = selected.id;
+  ui.infoTitle.title = selected.id;
+  const rows = [];
+  if (selected.kind === "local") {
+    const m = selected.local;
+    rows.push(["source", m.source], ["path", m.path], ["type", m.model_type || "—"], ["size", fmt.bytes(m.size_bytes)]);
+    fill(ui.infoMemory);
+    ui.infoCard.classList.add("hidden");
+  } else {
+    const i = selected.info || {};
+    const s = selected.summary || {};
+    rows.push(["author", i.author || s.author || "—"], ["downloads", fmt.int(i.downloads ?? s.downloads)],
+      ["likes", fmt.int(i.likes ?? s.likes)], ["pipeline", i.pipeline_tag || s.pipeline_tag || "—"],
+      ["gated", String(i.gated ?? s.gated ?? "—")], ["size", fmt.bytes(i.size_bytes)],
+      ["parameters", i.parameters ? fmt.count(i.parameters) : "—"],
+      ["tags", (i.tags || s.tags || []).slice(0, 12).join(", ") || "—"]);
+    const mem = i.memory;
+    if (errorMessage) fill(ui.infoMemory, h("span", { class: "hint err" }, errorMessage));
+    else if (mem) {
+      fill(ui.infoMemory, h("span", {}, "memory "),
+        h("span", { class: "verdict " + mem.verdict }, mem.verdict.replace(/_/g, " ")),
+        h("span", { class: "hint" }, ` needs ${fmt.bytes(mem.needed_bytes)} of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`));
+    }
+    ui.infoCard.textContent = i.card_excerpt || "";
+    ui.infoCard.classList.toggle("hidden", !i.card_excerpt);
+  }
+  fill(ui.infoKv, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))]));
+}
+
+// ---------- device, precision, token ----------
+function fillDevices(info) {
+  const devices = (info && info.devices) || [{ id: "auto", label: "Auto", available: true }, { id: "cpu", label: "CPU", available: true }];
+  fill(ui.device, devices.map((d) => h("option", {
+    value: d.id, disabled: !d.available, title: d.reason || "",
+  }, d.label + (d.available ? (d.memory_bytes ? ` · ${fmt.bytes(d.memory_bytes)}` : "") : ` — ${d.reason || "unavailable"}`))));
+}
+
+function renderToken(tok) {
+  if (tok && tok.present) {
+    fill(ui.tokenState, h("span", { class: "ok" }, "✔ "), h("span", { class: "mono" }, `${tok.masked || "hf_…"}`),
+      h("span", { class: "hint" }, ` from ${tok.source}`));
+  } else {
+    fill(ui.tokenState, h("span", { class: "hint" }, "none — public models only"));
+  }
+}
+
+async function setToken() {
+  const res = await call("set_token", { token: ui.tokenInput.value });
+  ui.tokenInput.value = "";  // never keep the secret in the page longer than needed
+  markField(ui.panel, res);
+  if (res.ok) { renderToken(res.token); status.note("Token set for this session"); }
+}
+
+// ---------- load ----------
+async function load() {
+  if (!selected) { status.error("Pick a model first: the demo model, a local folder or a Hub result."); return; }
+  ui.loadBtn.disabled = true;
+  ui.cancelBtn.classList.remove("hidden");
+  ui.progress.classList.remove("hidden");
+  ui.stages.classList.remove("hidden");
+  ui.loadDetail.textContent = "";
+  const act = status.begin(`Loading ${selected.id}…`);
+  const res = await runJob("load_model", {
+    source: selected.source, device: ui.device.value, precision: ui.precision.value, trust_remote_code: ui.trust.checked,
+  }, (st) => showProgress(st, act), (id) => { loadJob = id; });
+  loadJob = null;
+  act.end();
+  ui.loadBtn.disabled = false;
+  ui.cancelBtn.classList.add("hidden");
+  markField(ui.panel, res);
+  if (!res.ok) {
+    ui.progress.classList.add("hidden");
+    ui.loadDetail.textContent = res.error.code === "cancelled" ? "Cancelled; the previous model stays loaded." : res.error.message;
+    ui.loadDetail.className = "hint mono load-detail " + (res.error.code === "cancelled" ? "" : "err");
+    return;
+  }
+  showProgress({ fraction: 1, stage: "Ready" }, act);
+  ui.loadDetail.className = "hint mono load-detail";
+  const info = await call("model_info");
+  setModel(info.ok ? info : { loaded: true, ...res.result });
+  status.note(`Loaded ${selected.id}`);
+}
+
+function showProgress(st, act) {
+  ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
+  const idx = STAGES.indexOf(st.stage);
+  ui.stages.querySelectorAll("span").forEach((s, i) => {
+    s.className = idx < 0 ? "" : i < idx ? "done" : i === idx ? "current" : "";
+  });
+  let detail = st.stage || "";
+  if (st.stage === "Downloading" && st.bytes_total) {
+    detail += ` ${fmt.bytes(st.bytes_done)} / ${fmt.bytes(st.bytes_total)} · ${fmt.pct(st.bytes_done / st.bytes_total, 0)} · ${fmt.rate(st.speed_bps)}`;
+  }
+  ui.loadDetail.textContent = detail;
+  act.update(`Loading model: ${detail}`);
+}
+
+async function cancelLoad() {
+  if (loadJob) await call("cancel_job", { job_id: loadJob });
+}
+
+function renderLoaded(model) {
+  if (!model) { fill(ui.loaded, h("div", { class: "hint" }, "No model loaded yet. The demo model works offline.")); return; }
+  const s = model.spec || {};
+  const rows = [
+    ["source", model.source], ["device", model.device], ["dtype", model.dtype], ["type", s.model_type],
+    ["layers", s.layers], ["heads", s.heads], ["KV heads", s.kv_heads], ["hidden", s.hidden_size], ["head dim", s.head_dim],
+    ["vocab", fmt.int(s.vocab_size)], ["context", fmt.int(s.context_length)], ["parameters", fmt.count(s.parameters)],
+    ["weights", fmt.bytes(s.weights_bytes)], ["KV / token", fmt.bytes(s.kv_bytes_per_token)], ["positions", s.position_scheme],
+  ].filter(([, v]) => v != null && v !== "");
+  fill(ui.loaded, h("dl", { class: "kv kv-2col" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))])));
+}
+
+// ---------- quick attention test ----------
+function attentionCard() {
+  ui.text = h("textarea", { rows: 3, dataset: { field: "text" }, placeholder: "Text to run through the model" },
+    "The quick brown fox jumps over the lazy dog. Attention sinks soak up the attention that has nowhere else to go.");
+  ui.layer = h("input", { type: "number", value: "-1", step: "1", dataset: { field: "layer" }, title: "-1 = last layer" });
+  ui.head = h("input", { type: "text", placeholder: "mean", dataset: { field: "head" }, title: "blank = mean over heads" });
+  ui.scale = h("select", { onchange: () => ui.heatmap.setScale(ui.scale.value) },
+    ["sqrt", "linear", "log"].map((s) => h("option", { value: s }, s)));
+  ui.attnBtn = h("button", { class: "btn primary", onclick: getAttention }, "Get Attention");
+  ui.attnInfo = h("div", { class: "hint mono attn-info" });
+  onEnter(ui.text, getAttention);
+  onEnter(ui.layer, getAttention);
+  onEnter(ui.head, getAttention);
+  const body = h("div", { class: "attn-body" });
+  const card = h("div", { class: "card hub-attention" },
+    h("h2", {}, "Quick Attention Test", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => lastAttention && savePNG("attention", ui.heatmap.canvas) }, "PNG"),
+      h("button", { class: "btn small", onclick: exportMatrix }, "Matrix JSON")),
+    ui.text,
+    h("div", { class: "row" }, field("Layer (−1 = last)", ui.layer, "field inline"), field("Head (blank = mean)", ui.head, "field inline"),
+      field("Scale", ui.scale, "field inline"), h("span", { class: "grow" }), ui.attnBtn),
+    ui.attnInfo, body);
+  ui.heatmap = new Heatmap(body, { maxHeight: 620, emptyText: "Load a model, then Get Attention to draw the heatmap." });
+  return card;
+}
+
+async function getAttention() {
+  const headRaw = ui.head.value.trim();
+  const params = { text: ui.text.value, layer: Number(ui.layer.value === "" ? -1 : ui.layer.value), head: headRaw === "" ? null : Number(headRaw) };
+  if (headRaw !== "" && !Number.isInteger(params.head)) { markField(ui.panel, { error: { field: "head" } }); return; }
+  ui.attnBtn.disabled = true;
+  const act = status.begin("Running attention…");
+  const res = await call("attention", params);
+  act.end();
+  ui.attnBtn.disabled = false;
+  markField(ui.panel, res);
+  if (!res.ok) { ui.attnInfo.textContent = res.error.message; ui.attnInfo.classList.add("err"); return; }
+  ui.attnInfo.classList.remove("err");
+  lastAttention = res;
+  const sinks = (res.sinks || []).map((s) => s.position);
+  ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks });
+  const sinkText = (res.sinks || []).map((s) => `${s.position}:${JSON.stringify(s.token)} ${fmt.fixed(s.score, 2)}`).join("  ");
+  ui.attnInfo.textContent = `${res.n} tokens · layer ${res.layer} · ${res.head == null ? "mean over heads" : "head " + res.head} · ${fmt.secs(res.seconds)}`
+    + (sinkText ? ` · sinks ${sinkText}` : " · no sinks above threshold");
+}
+
+function exportMatrix() {
+  if (!lastAttention) return;
+  const { tokens, token_ids, layer, head, n, matrix, sinks } = lastAttention;
+  saveJSON("attention-matrix", { model: app.model && app.model.source, tokens, token_ids, layer, head, n, matrix, sinks });
+}
+
+/** For tests and debugging: the heatmap behind the Quick Attention Test. */
+export function heatmap() { return ui.heatmap; }

@@ -1,0 +1,3 @@
+// profile tab (being built).
+import { h } from "./dom.js";
+export function init(panel) { panel.appendChild(h("div", { class: "card" }, "Coming soon")); }
