@@ -1,0 +1,349 @@
+"""Train the small GPT-2-style demo model that ships with SinkVis (assets/demo-model).
+
+Data (offline, free to ship): the Jargon File 4.4.7 (public domain, Debian `jargon-text`)
+and the reST sources of the Python 3.11 docs (PSF-2.0, Debian `python3.11-doc`).
+Byte-level BPE tokenizer (4,096 tokens); every training window is <|bos|> + 511 tokens cut
+at a random offset, so position 0 is always BOS and only BOS; that is what lets
+attention sinks form there.
+
+    python tools/train_demo_model.py --minutes 80            # fresh run
+    python tools/train_demo_model.py --minutes 80 --resume   # continue a killed run
+
+Logs evaluation (val perplexity, attention-sink ratios) every --eval-minutes, saves a
+checkpoint to build/demo-ckpt/, and exports to assets/demo-model/ whenever val
+perplexity improves.
+"""
+import argparse
+import glob
+import gzip
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from measure_sinks import sink_ratios  # noqa: E402
+
+BOS, EOS = "<|bos|>", "<|endoftext|>"
+PACKAGES = ["jargon-text", "python3.11-doc"]
+
+p = argparse.ArgumentParser()
+p.add_argument("--layers", type=int, default=6)
+p.add_argument("--width", type=int, default=192)
+p.add_argument("--heads", type=int, default=6)
+p.add_argument("--context", type=int, default=512)
+p.add_argument("--vocab", type=int, default=4096)
+p.add_argument("--batch", type=int, default=8)
+p.add_argument("--lr", type=float, default=3e-3)
+p.add_argument("--min-lr", type=float, default=1e-4)
+p.add_argument("--weight-decay", type=float, default=0.1)
+p.add_argument("--warmup", type=int, default=200)
+p.add_argument("--minutes", type=float, default=80, help="training time budget (cosine schedule follows it)")
+p.add_argument("--eval-minutes", type=float, default=4)
+p.add_argument("--bf16", type=int, default=1, help="bf16 autocast (fast on CPUs with AMX)")
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--seed", type=int, default=1337)
+p.add_argument("--resume", action="store_true")
+p.add_argument("--data-dir", default="build/demo-data")
+p.add_argument("--ckpt-dir", default="build/demo-ckpt")
+p.add_argument("--out", default="assets/demo-model")
+p.add_argument("--eval-out", default="assets/eval")
+args = p.parse_args()
+torch.set_num_threads(args.threads)
+
+
+def log(msg):
+    print(time.strftime("%H:%M:%S"), msg, flush=True)
+
+
+# ---------------------------------------------------------------- data
+
+
+def fetch_sources(data_dir):
+    root = os.path.join(data_dir, "x")
+    if not os.path.isdir(os.path.join(root, "usr/share/doc/python3.11/html/_sources")):
+        os.makedirs(root, exist_ok=True)
+        subprocess.run(["apt-get", "download", *PACKAGES], cwd=data_dir, check=True)
+        for deb in glob.glob(os.path.join(data_dir, "*.deb")):
+            subprocess.run(["dpkg", "-x", deb, root], check=True)
+    return root
+
+
+def cut(text, start, length):
+    """A slice of the Jargon File lexicon that starts and ends at entry boundaries."""
+    a = text.index("\n\n:", start) + 2
+    b = text.index("\n\n:", a + length) + 2
+    return a, b
+
+
+def split_documents(root):
+    """Returns (train_docs, val_docs, heldout_text)."""
+    with gzip.open(os.path.join(root, "usr/share/doc/jargon-text/jargon.txt.gz"), "rt", encoding="utf-8") as f:
+        jargon = re.sub(r"(?m)^   ", "", f.read())  # the file indents every line by 3
+    h0, h1 = cut(jargon, int(0.60 * len(jargon)), 20_000)  # evaluation text, never trained on
+    v0, v1 = cut(jargon, int(0.85 * len(jargon)), 60_000)  # validation
+    train = [jargon[:h0], jargon[h1:v0], jargon[v1:]]
+    val = [jargon[v0:v1]]
+    rst = sorted(glob.glob(os.path.join(root, "usr/share/doc/python3.11/html/_sources/**/*.rst.txt"), recursive=True))
+    for i, path in enumerate(rst):
+        (val if i % 25 == 0 else train).append(open(path, encoding="utf-8").read())
+    return train, val, jargon[h0:h1]
+
+
+def train_tokenizer(docs, vocab):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=[BOS, EOS],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(docs, trainer)
+    bos_id = tok.token_to_id(BOS)
+    tok.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B:1", special_tokens=[(BOS, bos_id)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=BOS, eos_token=EOS,
+                                   model_max_length=args.context)
+
+
+def prepare_data():
+    from transformers import AutoTokenizer
+
+    d = args.data_dir
+    os.makedirs(d, exist_ok=True)
+    tok_dir = os.path.join(d, "tokenizer")
+    train, val, heldout = split_documents(fetch_sources(d))
+    os.makedirs(args.eval_out, exist_ok=True)
+    with open(os.path.join(args.eval_out, "jargon-heldout.txt"), "w", encoding="utf-8") as f:
+        f.write(heldout)
+    if not os.path.exists(os.path.join(d, "train.bin")):
+        log(f"training tokenizer on {sum(map(len, train)) / 1e6:.1f}M characters")
+        train_tokenizer(train, args.vocab).save_pretrained(tok_dir)
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        for name, docs in (("train", train), ("val", val)):
+            ids = tok(docs, add_special_tokens=False)["input_ids"]
+            stream = np.concatenate([np.array(x + [tok.eos_token_id], dtype=np.uint16) for x in ids])
+            stream.tofile(os.path.join(d, f"{name}.bin"))
+    tok = AutoTokenizer.from_pretrained(tok_dir)
+    train_ids = np.fromfile(os.path.join(d, "train.bin"), dtype=np.uint16)
+    val_ids = np.fromfile(os.path.join(d, "val.bin"), dtype=np.uint16)
+    return tok, train_ids, val_ids, heldout
+
+
+# ---------------------------------------------------------------- model
+
+
+def windows(stream, starts, bos_id, n):
+    """<|bos|> + n - 1 tokens from each start offset."""
+    x = np.stack([stream[s:s + n - 1] for s in starts]).astype(np.int64)
+    return torch.from_numpy(np.concatenate([np.full((len(starts), 1), bos_id), x], axis=1))
+
+
+@torch.no_grad()
+def evaluate(model, val_ids, bos_id, max_windows=48):
+    model.eval()
+    n = args.context
+    starts = np.arange(0, len(val_ids) - n, n - 1)[:max_windows]
+    losses = []
+    for i in range(0, len(starts), 8):
+        x = windows(val_ids, starts[i:i + 8], bos_id, n)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+            losses.append(model(input_ids=x, labels=x).loss.float().item())
+    model.train()
+    return math.exp(sum(losses) / len(losses))
+
+
+def measure(model, sink_passage):
+    model.config._attn_implementation = "eager"  # sdpa returns no attention weights
+    per_layer, best = sink_ratios(model, sink_passage)
+    model.config._attn_implementation = "sdpa"
+    return per_layer, best
+
+
+def export(model, tok, stats):
+    import copy
+    from transformers import GenerationConfig
+
+    out = args.out
+    os.makedirs(out, exist_ok=True)
+    half = copy.deepcopy(model).half()
+    half.config._attn_implementation = None
+    half.save_pretrained(out)
+    tok.save_pretrained(out)
+    GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                     pad_token_id=tok.eos_token_id, max_length=args.context).save_pretrained(out)
+    with open(os.path.join(out, "sinkvis.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    licence = os.path.join(args.data_dir, "x/usr/share/doc/python3.11/html/_sources/license.rst.txt")
+    shutil.copy(licence, os.path.join(out, "LICENSE-python-docs.txt"))
+    write_card(out, stats)
+    log(f"exported to {out}")
+
+
+def write_card(out, s):
+    rows = "\n".join(f"| {i} | {m:.1f} | {b:.1f} |" for i, (m, b) in
+                     enumerate(zip(s["sink_ratio_by_layer"], s["best_head_sink_ratio_by_layer"])))
+    card = f"""# SinkVis demo model
+
+A tiny GPT-2-style causal LM bundled with SinkVis so every feature works offline on first
+launch. It is a demo of attention mechanics, not a useful language model.
+
+## Data and licences
+
+- **The Jargon File 4.4.7** (Eric S. Raymond et al., Debian package `jargon-text`):
+  public domain. A contiguous slice of the lexicon is held out of training and shipped as
+  `assets/eval/jargon-heldout.txt`; another slice is the validation set.
+- **Python 3.11 documentation reST sources** (Debian package `python3.11-doc`, all of
+  `html/_sources/`: library, reference, tutorial, howto, faq, c-api, whatsnew, ...):
+  Copyright © 2001-2023 Python Software Foundation, licensed under the PSF License
+  Agreement (PSF-2.0). The full licence text ships next to the weights as
+  `LICENSE-python-docs.txt`. Every 25th file is held out for validation.
+
+## Architecture
+
+`GPT2LMHeadModel`: {s["layers"]} layers, width {s["width"]}, {s["heads"]} heads,
+context {s["context"]}, vocab {s["vocab"]}, tied input/output embeddings, no dropout;
+{s["params"]:,} parameters, stored as float16 safetensors (load with
+`dtype=torch.float32` on CPU for speed). Tokenizer: byte-level BPE, 4,096 tokens trained
+with `tokenizers` on the training split; `<|bos|>` (id {s["bos_id"]}) is added at the
+start of every encoding (`add_special_tokens=True`), `<|endoftext|>` (id {s["eos_id"]})
+separates documents.
+
+## Training
+
+Every window is `<|bos|>` + 511 tokens cut at a random offset in the concatenated
+training stream, so position 0 always holds BOS and nothing else. AdamW (betas 0.9/0.95,
+weight decay {s["weight_decay"]} on matrices), peak lr {s["lr"]}, linear warmup then cosine
+decay over the time budget, batch {s["batch"]} × {s["context"]} tokens, bf16 autocast.
+
+- training tokens seen: {s["train_tokens"]:,} ({s["train_tokens"] / s["train_set_tokens"]:.1f} passes
+  over {s["train_set_tokens"]:,} distinct tokens), {s["steps"]:,} steps
+- time: {s["train_seconds"] / 60:.0f} min on 2 CPU threads ({s["hardware"]})
+- validation perplexity: **{s["val_perplexity"]:.1f}** ({s["val_tokens"]:,} validation tokens,
+  512-token windows)
+
+## Attention sinks
+
+Measure: take the first 255 tokens of `assets/eval/jargon-heldout.txt` after `<|bos|>`
+(a 256-token passage). For each layer and head, average `A[t,0] / (1/(t+1))` over query
+positions t ≥ 1, where `A` is the eager softmax attention: how many times the uniform
+causal share position 0 receives (1.0 = no sink). "Mean" averages that over the heads of
+the layer; "best head" is the largest single head. Reproduce with
+`python tools/measure_sinks.py assets/demo-model assets/eval/jargon-heldout.txt`.
+
+| layer | mean over heads | best head |
+|---|---|---|
+{rows}
+
+## Retrain
+
+```
+python tools/train_demo_model.py --layers {s["layers"]} --width {s["width"]} --heads {s["heads"]} --lr {s["lr"]} --minutes {s["minutes"]:g}
+```
+(`--resume` continues from `build/demo-ckpt/`; the data packages are fetched with
+`apt-get download` + `dpkg -x` into `build/demo-data/` when missing.) Figures are also in
+`sinkvis.json`.
+"""
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(card)
+
+
+def main():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tok, train_ids, val_ids, heldout = prepare_data()
+    log(f"tokens: train {len(train_ids):,}, val {len(val_ids):,}; held-out eval text "
+        f"{len(tok(heldout, add_special_tokens=False)['input_ids']):,} tokens")
+    sink_passage = torch.tensor(tok(heldout)["input_ids"][:256])
+    assert sink_passage[0].item() == tok.bos_token_id
+
+    torch.manual_seed(args.seed)
+    config = GPT2Config(vocab_size=len(tok), n_positions=args.context, n_embd=args.width,
+                        n_layer=args.layers, n_head=args.heads, resid_pdrop=0.0, embd_pdrop=0.0,
+                        attn_pdrop=0.0, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    model = GPT2LMHeadModel(config)
+    model.config._attn_implementation = "sdpa"
+    params = sum(p.numel() for p in model.parameters())
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
+    state = {"step": 0, "train_seconds": 0.0, "best_val": float("inf")}
+    ckpt_path = os.path.join(args.ckpt_dir, "last.pt")
+    if args.resume and os.path.exists(ckpt_path):
+        ck = torch.load(ckpt_path, weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["opt"])
+        state = ck["state"]
+        log(f"resumed at step {state['step']}, {state['train_seconds'] / 60:.1f} min trained")
+    log(f"model: {params:,} params; {args.layers} layers × {args.width}, {args.heads} heads")
+
+    rng = np.random.default_rng(args.seed + state["step"])
+    budget = args.minutes * 60
+    n = args.context
+    last_eval = time.time()
+    t0 = time.time()
+    model.train()
+    while True:
+        progress = min(state["train_seconds"] / budget, 1.0)
+        lr = args.min_lr + 0.5 * (args.lr - args.min_lr) * (1 + math.cos(math.pi * progress))
+        lr *= min(1.0, (state["step"] + 1) / args.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        x = windows(train_ids, rng.integers(0, len(train_ids) - n, args.batch), tok.bos_token_id, n)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bool(args.bf16)):
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        state["step"] += 1
+        now = time.time()
+        state["train_seconds"] += now - t0
+        t0 = now
+        if state["step"] % 50 == 0:
+            log(f"step {state['step']} loss {loss.item():.3f} lr {lr:.2e} "
+                f"{state['train_seconds'] / 60:.1f} min")
+        done = state["train_seconds"] >= budget
+        if not done and now - last_eval < args.eval_minutes * 60:
+            continue
+        ppl = evaluate(model, val_ids, tok.bos_token_id)
+        per_layer, best = measure(model, sink_passage)
+        log(f"EVAL step {state['step']} val ppl {ppl:.1f} | sinks by layer "
+            + " ".join(f"{r:.1f}" for r in per_layer) + " | best head " + " ".join(f"{r:.1f}" for r in best))
+        os.makedirs(args.ckpt_dir, exist_ok=True)
+        improved = ppl < state["best_val"]
+        if improved:
+            state["best_val"] = ppl
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "state": state,
+                    "args": vars(args)}, ckpt_path + ".tmp")
+        os.replace(ckpt_path + ".tmp", ckpt_path)
+        if improved:
+            export(model, tok, {
+                "val_perplexity": round(ppl, 2),
+                "sink_ratio_by_layer": [round(r, 2) for r in per_layer],
+                "best_head_sink_ratio_by_layer": [round(r, 2) for r in best],
+                "train_tokens": state["step"] * args.batch * n,
+                "train_seconds": round(state["train_seconds"]),
+                "steps": state["step"], "params": params, "layers": args.layers, "width": args.width,
+                "heads": args.heads, "context": n, "vocab": len(tok), "lr": args.lr,
+                "weight_decay": args.weight_decay, "batch": args.batch, "minutes": args.minutes,
+                "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id,
+                "train_set_tokens": len(train_ids), "val_tokens": len(val_ids),
+                "hardware": "Intel Xeon with AMX, bf16 autocast"})
+        last_eval = time.time()
+        t0 = last_eval  # evaluation time is not training time
+        if done:
+            break
+
+
+if __name__ == "__main__":
+    main()
