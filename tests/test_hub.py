@@ -303,7 +303,8 @@ def test_token_never_leaves_the_backend(hub_api, hub_env, monkeypatch, tmp_path,
     monkeypatch.setenv("HF_TOKEN", ENV_TOKEN)
     wrong = "hf_WrongSessionToken0123456789abcdef"
     answers = [hub_api.token_status(), hub_api.set_token({"token": GATED_TOKEN}),
-               hub_api.hub_search({"query": "tiny"}), hub_api.hub_model_info({"repo_id": "sinkvis/gated-tiny"}),
+               hub_api.hub_search({"query": "tiny"}),
+               hub_api.hub_model_info({"repo_id": "sinkvis/gated-tiny", "device": "cpu"}),
                hub_api.local_models(), hub_api.set_token({"token": wrong}), hub_api.token_status(),
                hub_api.hub_model_info({"repo_id": "nobody/nothing"}), hub_api.set_token({"token": "x y"})]
     # A load through the lead's Api (gated repo, wrong session token) fails with a message, not the token.
@@ -319,3 +320,28 @@ def test_token_never_leaves_the_backend(hub_api, hub_env, monkeypatch, tmp_path,
     for secret in (ENV_TOKEN, GATED_TOKEN, wrong):
         assert secret not in haystack
         assert secret[3:] not in haystack  # not even without its hf_ prefix
+
+
+# -- end to end: search → info → download with progress → load, all through the Api ----------------
+
+def test_search_info_download_load_through_the_api(hub_api, hub_env):
+    found = hub_api.hub_search({"query": "tiny-gpt2"})["models"]
+    assert [m["id"] for m in found] == [TINY]
+    assert hub_api.hub_model_info({"repo_id": TINY, "device": "cpu"})["memory"]["verdict"] == "fits"
+    hub_env.throttle_s = 0.005  # slow enough for a poll to see the Downloading stage with bytes
+    started = hub_api.load_model({"source": TINY, "device": "cpu", "precision": "fp32"})
+    assert started["ok"], started
+    seen, deadline = [], time.time() + 120
+    while time.time() < deadline:
+        status = hub_api.job_status({"job_id": started["job_id"]})
+        seen.append(status)
+        if status["state"] != "running":
+            break
+        time.sleep(0.01)
+    assert status["state"] == "done", status
+    downloading = [s for s in seen if s["stage"] == "Downloading" and s.get("bytes_total")]
+    assert downloading and downloading[-1]["bytes_total"] == len(source_file(hub_env, TINY, "model.safetensors")) + sum(
+        len(source_file(hub_env, TINY, n)) for n in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"))
+    spec = status["result"]["spec"]
+    assert status["result"]["source"] == TINY and spec["layers"] == 2 and spec["vocab_size"] == 12_000
+    assert hub_api.local_models()["models"][-1]["id"] == TINY
