@@ -1,0 +1,116 @@
+"""End-to-end fixtures: the real Api behind `--serve`, driven in Debian's Chromium by Playwright.
+
+No `playwright install`: the browser is the system one (apt package `chromium`).
+Without it (or without the playwright package) the e2e tests skip with the reason.
+"""
+import os
+import shutil
+import threading
+from pathlib import Path
+
+import pytest
+from e2e_helpers import load_model_by_clicking
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+CHROMIUM = os.environ.get("SINKVIS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
+VIEWPORT = {"width": 1500, "height": 920}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "e2e: end-to-end test in a real web engine (headless Chromium)")
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory):
+    """The bundled demo model when it has been trained, else a tiny random model built here."""
+    from backend.models.load import DEMO_MODEL_DIR
+
+    if (DEMO_MODEL_DIR / "config.json").is_file():
+        return DEMO_MODEL_DIR
+    from tiny_model import build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+
+
+@pytest.fixture(scope="session")
+def served():
+    """(api, url): one Api behind the browser-mode server for the whole session."""
+    from backend.api import Api
+    from backend.serve import make_server
+
+    api = Api()
+    server, url = make_server(api, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield api, url
+    server.shutdown()
+    server.server_close()
+    api._state.jobs.cancel_all(wait=5.0)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright")
+    if not Path(CHROMIUM).is_file():
+        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_api.sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Page:
+    """A Playwright page plus what it saw: JS errors and dialogs (an alert means injected script ran)."""
+
+    def __init__(self, page):
+        self.page = page
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def __getattr__(self, name):
+        return getattr(self.page, name)
+
+    def tab(self, name: str):
+        self.page.click(f".tabbar button[data-tab='{name}']")
+        self.page.wait_for_selector(f"#tab-{name}.active")
+
+    def shot(self, name: str, docs: bool = False):
+        """Save a screenshot as a test artifact, and as docs/screenshots/<name>.png for the README."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
+        if docs:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
+
+
+@pytest.fixture()
+def page(browser, served):
+    _, url = served
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, accept_downloads=True)
+    p = Page(context.new_page())
+    p.goto(url)
+    p.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    yield p
+    context.close()
+    assert not p.errors, f"JavaScript errors: {p.errors}"
+    assert not p.dialogs, f"a dialog opened (injected script ran?): {p.dialogs}"
+
+
+@pytest.fixture()
+def loaded_page(page, served, model_dir):
+    """A page with a model loaded (through the UI the first time; later pages find it loaded)."""
+    api, _ = served
+    if not api.model_info().get("loaded"):
+        load_model_by_clicking(page, model_dir, api)
+    page.wait_for_selector("#model-badge.loaded", timeout=30_000)
+    return page
