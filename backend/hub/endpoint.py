@@ -28,6 +28,8 @@ def hub_reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
     ~25 s (and waits forever on a silent one), so we ask this cheap question first."""
     if constants.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
         return False  # the variable too: huggingface_hub only read it at import
+    if any(os.environ.get(n) for n in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return True  # behind a proxy a direct connect proves nothing: let the client (which uses it) try
     parts = urlsplit(endpoint())
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
