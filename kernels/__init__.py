@@ -1,0 +1,1 @@
+"""Numba kernels: arrays in, arrays and numbers out. Imports numpy and numba only."""

@@ -1,0 +1,102 @@
+"""KV-cache eviction kernels: one module per policy around a shared accounting loop.
+
+    trace = synthetic_trace(1_000_000)            # or model_trace(float_matrix)
+    sim = Simulation("h2o", trace, capacity=256, sinks=4, window=128, tau=to_fixed(0.01))
+    sim.run(0, trace.n)                            # or in chunks, for progress and cancel
+    sim.counters(), sim.kept(), sim.timeline()
+"""
+import numpy as np
+
+from . import oracle
+from .loop import FULL, ORACLE, POLICY_CODES, run_steps
+from .state import (ACCESSES, EVICTIONS, HITS, MISSES, NCACHED, RECALL_SUM, TL_N, State)
+from .totals import received
+from .trace import MODEL, ONE, SYNTHETIC, Trace, model_trace, synthetic_trace, to_fixed
+
+POLICIES = tuple(POLICY_CODES)
+
+__all__ = ["Simulation", "KeyTotals", "Trace", "model_trace", "synthetic_trace", "to_fixed", "ONE", "MODEL",
+           "SYNTHETIC", "POLICIES"]
+
+
+class Simulation:
+    """One policy on one trace; `run(t0, t1)` advances it, state carried between calls."""
+
+    def __init__(self, policy: str, trace: Trace, capacity: int, sinks: int, window: int, tau: int,
+                 record_evictions: bool = False):
+        self.code = POLICY_CODES[policy]
+        self.trace, self.capacity, self.sinks, self.window, self.tau = trace, capacity, sinks, window, tau
+        if self.code == ORACLE:
+            if trace.kind != MODEL:
+                raise ValueError("the oracle needs the whole future: model traces only")
+            self.plan_end = oracle.plan(trace.weights, capacity, tau) if trace.n > capacity else np.zeros(trace.n, np.int64)
+        else:
+            self.plan_end = np.zeros(0, np.int64)
+        self.state = State(trace.n, capacity, self.code == FULL, record_evictions)
+        self.ridx = np.zeros(trace.max_row, np.int64)
+        self.rval = np.zeros(trace.max_row, np.int64)
+        self.steps_done = 0
+
+    def run(self, t0: int, t1: int) -> None:
+        tr, st = self.trace, self.state
+        run_steps(self.code, t0, t1, tr.n, self.capacity, self.sinks, self.window, self.tau,
+                  tr.kind, tr.weights, tr.sp, tr.loc, tr.heavy, self.plan_end,
+                  st.slots, st.slot_of, st.free, st.heap, st.stamp, st.ctr, st.flt, st.tl, st.stride,
+                  st.evicted_at, self.ridx, self.rval)
+        self.steps_done = t1
+
+    def counters(self) -> dict:
+        c = self.state.ctr
+        steps = self.steps_done
+        return {"tokens_processed": steps, "accesses": int(c[ACCESSES]), "hits": int(c[HITS]),
+                "misses": int(c[MISSES]), "evictions": int(c[EVICTIONS]), "cached": int(c[NCACHED]),
+                "recall_sum": float(self.state.flt[RECALL_SUM])}
+
+    def cached_mask(self) -> np.ndarray:
+        return self.state.slot_of[: self.steps_done] >= 0
+
+    def kept(self) -> np.ndarray:
+        return np.nonzero(self.cached_mask())[0]
+
+    def timeline(self) -> np.ndarray:
+        """Rows of (step, occupancy, mean recall since the previous point, cumulative misses)."""
+        return self.state.tl[: self.state.ctr[TL_N]].copy()
+
+    @property
+    def evicted_at(self) -> np.ndarray:
+        return self.state.evicted_at
+
+
+class KeyTotals:
+    """Attention each key receives: `after[j]` from queries t > j, `self_w[j]` = A[j, j]."""
+
+    def __init__(self, trace: Trace):
+        self.trace = trace
+        self.after = np.zeros(trace.n, np.int64)
+        self.self_w = np.zeros(trace.n, np.int64)
+        self.g = np.zeros(1, np.int64)
+        self.ridx = np.zeros(trace.max_row, np.int64)
+        self.rval = np.zeros(trace.max_row, np.int64)
+
+    def run(self, t0: int, t1: int) -> None:
+        tr = self.trace
+        received(t0, t1, tr.kind, tr.weights, tr.sp, tr.loc, tr.heavy, self.after, self.self_w, self.g,
+                 self.ridx, self.rval)
+        if t1 == tr.n:
+            self.after += self.g[0]
+
+    def sinks(self, threshold: int) -> np.ndarray:
+        """Keys whose mean attention over the queries after them is ≥ threshold (fixed point)."""
+        later = self.trace.n - 1 - np.arange(self.trace.n, dtype=np.int64)
+        return np.nonzero((later > 0) & (self.after >= threshold * later))[0]
+
+    def heavy_hitters(self, k: int) -> np.ndarray:
+        """The k keys with the most attention over the whole trace (ties: the older key)."""
+        total = self.after + self.self_w
+        k = min(k, len(total))
+        if k <= 0:
+            return np.zeros(0, np.int64)
+        kth = np.partition(total, len(total) - k)[len(total) - k]  # the k-th largest total
+        above = np.nonzero(total > kth)[0]
+        ties = np.nonzero(total == kth)[0][: k - len(above)]
+        return np.sort(np.concatenate([above, ties]))

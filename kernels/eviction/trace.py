@@ -1,0 +1,71 @@
+"""Traces as the kernels see them: attention weights as int64 fixed point (units of 2^-24).
+
+Integers make every sum exact whatever the order, so a kernel and its plain-Python
+reference agree bit for bit. A row is "background + explicit extras": every key
+j ≤ t gets `bg`, and a few keys (sinks, heavy hitters, recent keys) get more.
+A model trace has bg = 0 and every nonzero weight explicit.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+ONE = 1 << 24  # attention 1.0
+MODEL, SYNTHETIC = 0, 1
+# Entries of the synthetic parameter array `sp`.
+S_SYN, SINK_Q, HEAVY_TOTAL, SEED, BG_TOTAL = range(5)
+MAX_LOCALITY_AGES = 1 << 16
+
+
+def to_fixed(x: float) -> int:
+    return int(round(float(x) * ONE))
+
+
+@dataclass
+class Trace:
+    kind: int
+    n: int
+    weights: np.ndarray  # model: int64 [n, n] lower triangle; synthetic: shape (1, 1) dummy
+    sp: np.ndarray       # synthetic parameters (int64[5]); model: zeros
+    loc: np.ndarray      # synthetic: locality weight by age, int64; model: [0]
+    heavy: np.ndarray    # synthetic: sorted heavy-hitter positions, int64; model: empty
+
+    @property
+    def max_row(self) -> int:
+        """Most explicit entries one row can have (the size of the row buffers)."""
+        if self.kind == MODEL:
+            return self.n
+        return int(self.sp[S_SYN]) + len(self.heavy) + len(self.loc) + 1
+
+
+def model_trace(attention: np.ndarray) -> Trace:
+    """A float [n, n] attention matrix (rows = queries) → fixed point, causal part only."""
+    a = np.asarray(attention, dtype=np.float64)
+    q = np.rint(np.tril(np.clip(a, 0.0, 1.0)) * ONE).astype(np.int64)
+    return Trace(MODEL, int(a.shape[0]), np.ascontiguousarray(q), np.zeros(5, np.int64),
+                 np.zeros(1, np.int64), np.zeros(0, np.int64))
+
+
+def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.3, locality: float = 0.8,
+                    heavy_hitters: int = 16, heavy_mass: float = 0.2, background: float = 0.1,
+                    seed: int = 0) -> Trace:
+    """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each heavy
+    hitter before t gets about heavy_mass / (heavy hitters before t) (×0.5–1.5, hashed from
+    seed and t);
+    the key at age d gets locality_mass·(1−r)·r^d (r = `locality`); every key gets
+    background / (t + 1). locality_mass is what the others leave of 1. Rows sum to 1
+    (± the heavy hitters' jitter) once a heavy hitter exists and t is past the locality span; before that
+    a little less (recall divides by the row's own total, so it stays exact).
+    """
+    local_mass = 1.0 - sink_mass - heavy_mass - background
+    ages = np.arange(MAX_LOCALITY_AGES, dtype=np.float64)
+    with np.errstate(under="ignore"):
+        loc = np.rint(local_mass * ONE * (1.0 - locality) * locality ** ages).astype(np.int64)
+    nonzero = np.nonzero(loc)[0]
+    loc = loc[: nonzero[-1] + 1] if len(nonzero) else np.zeros(1, np.int64)  # beyond: exactly 0
+    rng = np.random.default_rng(seed)
+    span = max(0, n - sink_count)
+    h = min(heavy_hitters, span)
+    heavy = np.sort(sink_count + rng.choice(span, size=h, replace=False)).astype(np.int64) if h else np.zeros(0, np.int64)
+    sp = np.array([sink_count, to_fixed(sink_mass / max(1, sink_count)),
+                   to_fixed(heavy_mass), seed, to_fixed(background)], np.int64)
+    return Trace(SYNTHETIC, int(n), np.zeros((1, 1), np.int64), sp, loc, heavy)
