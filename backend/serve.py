@@ -109,7 +109,10 @@ def make_handler(api, secret: str, allowed_origins: set, methods: frozenset):
                 self.send_header(key, value)
             self.end_headers()
             if self.command != "HEAD":
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the page went away mid-answer (reload, closed tab)
 
         def _json(self, status: int, payload: dict):
             try:

@@ -18,6 +18,7 @@ export class Heatmap {
   constructor(container, { maxHeight = 560, scale = "sqrt", emptyText = "No attention yet." } = {}) {
     this.maxHeight = maxHeight;
     this.scale = scale;
+    this.version = 0;
     this.canvas = h("canvas", { class: "heatmap" });
     this.tip = h("div", { class: "tooltip hidden" });
     this.empty = h("div", { class: "empty-viz" }, emptyText);
@@ -73,6 +74,7 @@ export class Heatmap {
   /** The raw token strings on the axes (what the labels are drawn from). */
   labels() { return this.tokens.slice(); }
   get n() { return this.rows.length; }
+  markers() { return { sinks: [...this.sinks].sort((a, b) => a - b), heavy: [...this.heavy].sort((a, b) => a - b) }; }
 
   // ---- offscreen image: one pixel per (query, key) ----
   allocate(cap) {
@@ -91,6 +93,7 @@ export class Heatmap {
   }
 
   repaintAll() {
+    this.version = (this.version || 0) + 1;  // tests wait on this to know a redraw happened
     let cap = 64;
     while (cap < this.rows.length) cap *= 2;
     this.allocate(cap);
@@ -120,7 +123,8 @@ export class Heatmap {
   geometry() {
     const n = Math.max(1, this.tokens.length, this.rows.length);
     const width = this.root.clientWidth;
-    const avail = Math.min(width - MARGIN.left - MARGIN.right, this.maxHeight - MARGIN.top - MARGIN.bottom);
+    const maxHeight = typeof this.maxHeight === "function" ? this.maxHeight() : this.maxHeight;
+    const avail = Math.min(width - MARGIN.left - MARGIN.right, maxHeight - MARGIN.top - MARGIN.bottom);
     const size = Math.max(40, Math.min(avail, n * MAX_CELL));
     return { n, size, cell: size / n, width: Math.min(width, MARGIN.left + size + MARGIN.right), height: MARGIN.top + size + MARGIN.bottom };
   }

@@ -1,3 +1,263 @@
-// stream tab (being built).
-import { h } from "./dom.js";
-export function init(panel) { panel.appendChild(h("div", { class: "card" }, "Coming soon")); }
+// Live Stream tab: the model reads the prompt one token per step; each step brings
+// one attention row (O(n) numbers) that is appended to the heatmap. A single promise
+// chain serialises every stream call, so the timer never overlaps a step and a view
+// switch never interleaves with one.
+import { call } from "./bridge.js";
+import { h, fill, field, onEnter, markField } from "./dom.js";
+import * as fmt from "./format.js";
+import * as status from "./status.js";
+import { app, on } from "./state.js";
+import { requireModel, onShown } from "./tabs.js";
+import { Heatmap } from "./heatmap.js";
+import { ScoreGrid } from "./scoregrid.js";
+import { lineChart, setData, SERIES } from "./charts.js";
+import { savePNG, saveJSON } from "./export.js";
+
+const ui = {};
+let chain = Promise.resolve();
+let running = false;       // the timer loop is on
+let started = false;       // the backend holds a stream for this page
+let massHistory = [];      // [{step, mass: [per layer]}] for the live chart
+let stepsSinceState = 0;
+
+function enqueue(fn) {
+  const next = chain.then(fn, fn);
+  chain = next.catch(() => {});
+  return next;
+}
+
+export function init(panel) {
+  ui.panel = panel;
+  panel.classList.add("stream-layout");
+  panel.append(controlsCard(), mainCard(), sideCard());
+  requireModel(panel, "The live stream runs the loaded model token by token.");
+  on("model", modelChanged);
+  onShown("stream", () => ui.chart && ui.chart.resize());
+}
+
+// ---------- controls ----------
+function controlsCard() {
+  ui.prompt = h("textarea", { rows: 2, dataset: { field: "prompt" }, placeholder: "Prompt to stream (Enter starts, Shift+Enter = new line)" },
+    "In the beginning the Universe was created. This has made a lot of people very angry and been widely regarded as a bad move.");
+  ui.generate = num("generate", 0, 0, 4096, 1, "New tokens to generate after the prompt");
+  ui.temperature = num("temperature", 0, 0, 5, 0.1, "0 = greedy");
+  ui.interval = h("input", { type: "range", min: 50, max: 1000, step: 10, value: 150 });
+  ui.intervalOut = h("span", { class: "mono interval-out" }, "150 ms");
+  ui.interval.addEventListener("input", () => { ui.intervalOut.textContent = ui.interval.value + " ms"; });
+  ui.threshold = num("sink_threshold", 0.1, 0.001, 1, 0.01, "A key is a sink when its mean received attention ≥ this");
+  ui.heavy = num("heavy_fraction", 10, 0, 100, 1, "Heavy hitters: the top X% of keys by accumulated attention (H2O)");
+  ui.sinkCount = num("sink_count", 4, 1, 64, 1, "k: the first k tokens whose attention mass the chart tracks");
+  ui.layer = h("select", { dataset: { field: "view.layer" }, onchange: changeView });
+  ui.head = h("select", { dataset: { field: "view.head" }, onchange: changeView });
+  ui.scale = h("select", { onchange: () => ui.heatmap.setScale(ui.scale.value) }, ["sqrt", "linear", "log"].map((s) => h("option", {}, s)));
+
+  ui.startBtn = h("button", { class: "btn primary", onclick: () => startStream(), title: "Start from the beginning" }, "▶ Start");
+  ui.stopBtn = h("button", { class: "btn", onclick: stop, disabled: true }, "❚❚ Stop");
+  ui.stepBtn = h("button", { class: "btn", onclick: stepOnce }, "Step");
+  ui.resetBtn = h("button", { class: "btn danger", onclick: reset }, "Reset");
+  onEnter(ui.prompt, () => startStream());
+
+  return h("div", { class: "card stream-controls" },
+    h("div", { class: "row" }, h("div", { class: "grow" }, ui.prompt),
+      h("div", { class: "form-grid stream-numbers" },
+        field("Generate N", ui.generate), field("Temperature", ui.temperature),
+        field("Sink threshold", ui.threshold), field("Heavy hitters %", ui.heavy), field("Sink count k", ui.sinkCount))),
+    h("div", { class: "row" }, ui.startBtn, ui.stopBtn, ui.stepBtn, ui.resetBtn,
+      h("label", { class: "field inline" }, "Interval", ui.interval, ui.intervalOut),
+      h("span", { class: "grow" }),
+      field("Layer", ui.layer, "field inline"), field("Head", ui.head, "field inline"), field("Scale", ui.scale, "field inline"),
+      h("button", { class: "btn small", onclick: () => savePNG("stream-heatmap", ui.heatmap.canvas) }, "PNG"),
+      h("button", { class: "btn small", onclick: exportJSON }, "JSON")));
+}
+
+function num(name, value, min, max, step, title) {
+  return h("input", { type: "number", value: String(value), min: String(min), max: String(max), step: String(step), title, dataset: { field: name } });
+}
+
+function mainCard() {
+  ui.info = h("div", { class: "hint mono stream-info" }, "Press Start to stream the prompt.");
+  const body = h("div");
+  const card = h("div", { class: "card stream-main" }, h("h2", {}, "Attention, one row per step"), ui.info, body);
+  ui.heatmap = new Heatmap(body, { maxHeight: () => Math.max(360, window.innerHeight - 250), emptyText: "The heatmap grows here, one query row per step." });
+  return card;
+}
+
+function sideCard() {
+  ui.chartCanvas = h("canvas");
+  ui.gridBox = h("div");
+  ui.recommended = h("div", { class: "recommended" });
+  ui.sinkTable = h("tbody");
+  const card = h("div", { class: "stream-side" },
+    h("div", { class: "card" }, h("h2", {}, "Mass on the first k tokens, by layer", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => ui.chart && savePNG("stream-sink-mass", ui.chartCanvas) }, "PNG")),
+    h("div", { class: "chart-box" }, ui.chartCanvas)),
+    h("div", { class: "card" }, h("h2", {}, "Sink score, layers × heads", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => savePNG("stream-sink-grid", ui.grid.canvas) }, "PNG")), ui.gridBox, ui.recommended),
+    h("div", { class: "card" }, h("h2", {}, "Sinks in this view"),
+      h("table", { class: "data sink-table" }, h("thead", {}, h("tr", {}, h("th", {}, "pos"), h("th", { class: "left" }, "token"), h("th", {}, "score"), h("th", {}, "since step"))), ui.sinkTable)));
+  ui.grid = new ScoreGrid(ui.gridBox, { describe: (l, hd, v) => `layer ${l} head ${hd}\nmean attention on token 0: ${v == null ? "—" : v.toFixed(3)}` });
+  ui.chart = lineChart(ui.chartCanvas, { xTitle: "step", yTitle: "mass on first k", scales: { y: { max: 1 } } });
+  return card;
+}
+
+// ---------- model + view ----------
+function modelChanged(model) {
+  stop();
+  started = false;
+  const spec = (model && model.spec) || {};
+  const layers = spec.layers || 0, heads = spec.heads || 0;
+  fill(ui.layer, h("option", { value: "all" }, "all (mean)"),
+    Array.from({ length: layers }, (_, i) => h("option", { value: String(i), selected: i === layers - 1 }, String(i))));
+  fill(ui.head, h("option", { value: "" }, "mean"), Array.from({ length: heads }, (_, i) => h("option", { value: String(i) }, String(i))));
+  clearViews("Press Start to stream the prompt.");
+}
+
+function view() {
+  const layer = ui.layer.value === "all" ? "all" : Number(ui.layer.value || -1);
+  ui.head.disabled = layer === "all";  // the all-layers view is a mean over every head
+  return { layer, head: layer === "all" || ui.head.value === "" ? null : Number(ui.head.value) };
+}
+
+function clearViews(message) {
+  ui.heatmap.clear();
+  massHistory = [];
+  setData(ui.chart, [], []);
+  ui.grid.set([]);
+  fill(ui.sinkTable);
+  ui.recommended.textContent = "";
+  ui.info.textContent = message;
+}
+
+// Switching layer/head redraws from the stored history: no model run.
+function changeView() {
+  const v = view();
+  if (!started) return;
+  enqueue(async () => {
+    const res = await call("stream_view", v);
+    if (!res.ok) return;
+    ui.heatmap.setData({ tokens: res.tokens, rows: res.rows, sinks: res.sinks.map((s) => s.position), heavy: res.heavy_hitters });
+    renderSinkTable(res.sinks);
+  });
+}
+
+// ---------- run ----------
+async function startStream(playAfter = true) {
+  stop();
+  if (!app.model) return;
+  await enqueue(async () => {
+    const res = await call("stream_start", {
+      prompt: ui.prompt.value, generate: Number(ui.generate.value), temperature: Number(ui.temperature.value),
+      sink_threshold: Number(ui.threshold.value), heavy_fraction: Number(ui.heavy.value) / 100,
+      sink_count: Number(ui.sinkCount.value), view: view(),
+    });
+    markField(ui.panel, res);
+    if (!res.ok) { ui.info.textContent = res.error.message; started = false; return; }
+    started = true;
+    clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`);
+    ui.total = res.prompt_tokens + (res.generate || 0);
+  });
+  if (started && playAfter) play();
+}
+
+function play() {
+  running = true;
+  ui.startBtn.disabled = true;
+  ui.stopBtn.disabled = false;
+  ui.activity = status.begin("Streaming…");
+  loop();
+}
+
+// One step per tick; the next tick is scheduled only after this one finished.
+async function loop() {
+  if (!running) return;
+  const t0 = performance.now();
+  const more = await enqueue(() => step(1));
+  if (!more) { stop(); return; }
+  if (running) setTimeout(loop, Math.max(0, Number(ui.interval.value) - (performance.now() - t0)));
+}
+
+function stop() {
+  running = false;
+  if (ui.startBtn) { ui.startBtn.disabled = false; ui.stopBtn.disabled = true; }
+  if (ui.activity) { ui.activity.end(); ui.activity = null; }
+  if (started) enqueue(refreshState);
+}
+
+async function stepOnce() {
+  stop();
+  if (!started) await startStream(false);  // Step with no stream: start it paused, then take one step
+  await enqueue(() => step(1));
+  await enqueue(refreshState);
+}
+
+async function reset() {
+  stop();
+  await enqueue(async () => {
+    await call("stream_reset");
+    started = false;
+    clearViews("Reset. Press Start to stream the prompt.");
+  });
+}
+
+/** One stream_step call; returns true while there is more to stream. */
+async function step(n) {
+  if (!started) return false;
+  const v = view();
+  const res = await call("stream_step", { steps: n, view: v });
+  if (!res.ok) {
+    if (res.error.code === "no_stream") { started = false; clearViews(res.error.message); }
+    ui.info.textContent = res.error.message;
+    return false;
+  }
+  for (const s of res.steps) ui.heatmap.appendRow(s.row, s.token);
+  ui.heatmap.setMarkers(res.sinks.map((s) => s.position), res.heavy_hitters);
+  renderSinkTable(res.sinks);
+  if (res.steps.length) {
+    const last = res.steps[res.steps.length - 1];
+    massHistory.push({ step: last.position, mass: res.sink_mass_by_layer });
+    renderMassChart();
+    ui.info.textContent = `token ${last.position + 1}${ui.total ? " / " + ui.total : ""} · ${JSON.stringify(last.token)}${last.generated ? " (generated)" : ""}`
+      + ` · step ${fmt.secs(last.step_seconds)} · ${res.sinks.length} sinks · ${res.heavy_hitters.length} heavy hitters`;
+  }
+  if (++stepsSinceState >= 8) { stepsSinceState = 0; await refreshState(); }
+  if (res.done) {
+    ui.info.textContent += " · " + (res.message || "done");
+    return false;
+  }
+  return true;
+}
+
+async function refreshState() {
+  if (!started) return;
+  const st = await call("stream_state");
+  if (!st.ok || !st.active) return;
+  ui.grid.set(st.sink_grid);
+  ui.recommended.textContent = `Recommended sink count for this model: ${st.recommended_sinks}`;
+}
+
+function renderSinkTable(sinks) {
+  fill(ui.sinkTable, sinks.length ? sinks.map((s) => h("tr", {},
+    h("td", {}, String(s.position)), h("td", { class: "tok" }, JSON.stringify(s.token)), h("td", {}, fmt.fixed(s.score, 3)),
+    h("td", {}, s.since_step == null ? "—" : String(s.since_step))))
+    : h("tr", {}, h("td", { colspan: 4, class: "hint" }, "No key above the sink threshold yet.")));
+}
+
+function renderMassChart() {
+  const layers = massHistory.length ? massHistory[massHistory.length - 1].mass.length : 0;
+  // Thin the history so a 4,000-step stream still redraws quickly.
+  const stride = Math.ceil(massHistory.length / 600);
+  const pts = massHistory.filter((_, i) => i % stride === 0 || i === massHistory.length - 1);
+  setData(ui.chart, pts.map((p) => p.step), Array.from({ length: layers }, (_, l) => ({
+    label: "L" + l, data: pts.map((p) => p.mass[l]), color: SERIES[l % SERIES.length],
+  })));
+}
+
+async function exportJSON() {
+  if (!started) return;
+  const res = await enqueue(() => call("stream_export", view()));
+  if (res.ok) { const { ok, ...data } = res; saveJSON("stream", data); }
+}
+
+/** For tests: the stream heatmap and whether the timer runs. */
+export function heatmap() { return ui.heatmap; }
+export function isRunning() { return running; }
