@@ -43,7 +43,7 @@ def probe(window, api):
             time.sleep(0.1)
         report["load_state"] = status["state"]
         report["attention"] = js_call(window, "attention", {"text": "<img src=x onerror=alert(1)> sinks", "layer": -1})
-        report["garbage"] = js_call(window, "simulate", {"cache_size": "lots", "length": -5})
+        report["garbage"] = js_call(window, "attention", {"text": 5, "layer": "lots"})
     except Exception as exc:  # noqa: BLE001 - reported to the test
         report["error"] = repr(exc)
     finally:

@@ -8,6 +8,7 @@ Internal state lives under `_state` (underscore: pywebview does not expose it).
 from ..state import AppState
 from .app import AppMethods
 from .attention import AttentionMethods
+from .evaluate import EvaluateMethods
 from .eviction import EvictionMethods
 from .hub import HubMethods
 from .models import ModelMethods
@@ -15,6 +16,7 @@ from .profile import ProfileMethods
 from .stream import StreamMethods
 
 
-class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods, EvictionMethods, ProfileMethods):
+class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods, EvictionMethods, ProfileMethods,
+          EvaluateMethods):
     def __init__(self, state: AppState | None = None):
         self._state = state or AppState()

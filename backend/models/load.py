@@ -36,7 +36,11 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
     from ..hub.download import download_model
 
     report(0.0, "Downloading")
-    return Path(download_model(source, token, report)), source
+
+    def scaled(fraction=None, stage=None, **extra):  # the download is the first half of the bar
+        report(None if fraction is None else 0.5 * fraction, stage, **extra)
+
+    return Path(download_model(source, token, scaled)), source
 
 
 def _read_config(path: Path, trust_remote_code: bool):
@@ -145,7 +149,7 @@ def _load_weights(path: Path, dtype_name: str, device: str, trust_remote_code: b
         raise UserError("unreadable", f"No permission to read the weights in {path}.", "source") from None
     except MemoryError:
         raise UserError("out_of_memory", "Ran out of system memory while loading; pick a smaller model.", "source") from None
-    except (OSError, ValueError, RuntimeError, EnvironmentError) as exc:
+    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers each raise their own types
         msg = str(exc)
         if "out of memory" in msg.lower():
             _free_device_memory(device)

@@ -18,7 +18,9 @@ def config_spec(config) -> dict:
     hidden = int(_first(text, "hidden_size", "n_embd", "d_model", default=0))
     head_dim = int(_first(text, "head_dim", default=hidden // heads if heads else 0) or (hidden // heads))
     context = int(_first(text, "max_position_embeddings", "n_positions", "n_ctx", "seq_length", default=2048))
-    rotary = getattr(text, "rope_theta", None) is not None or "rope" in str(getattr(text, "position_embedding_type", ""))
+    # transformers 5 keeps rotary settings in rope_parameters; older configs in rope_theta
+    rotary = any(getattr(text, name, None) is not None for name in ("rope_parameters", "rope_theta", "rope_scaling")) \
+        or "rope" in str(getattr(text, "position_embedding_type", ""))
     learned = getattr(text, "n_positions", None) is not None or getattr(text, "model_type", "") in ("gpt2", "opt", "gpt_neo")
     return {
         "model_type": getattr(text, "model_type", "unknown"),
