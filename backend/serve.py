@@ -115,11 +115,16 @@ def make_handler(api, secret: str, allowed_origins: set, methods: frozenset):
                     self.close_connection = True  # the page went away mid-answer (reload, closed tab)
 
         def _json(self, status: int, payload: dict):
+            if status != 200:
+                # Refused before (or without) reading the body: what is left of it must not be
+                # parsed as the next request on this keep-alive connection.
+                self.close_connection = True
             try:
                 body = json.dumps(payload, allow_nan=False).encode()
             except (TypeError, ValueError):
                 status, body = 500, json.dumps(_envelope("internal", "Response was not JSON.")).encode()
-            self._send(status, body, "application/json; charset=utf-8")
+            extra = {"Connection": "close"} if self.close_connection else None
+            self._send(status, body, "application/json; charset=utf-8", extra)
 
         def do_GET(self):
             target = static_path(urlsplit(self.path).path)
@@ -155,7 +160,6 @@ def make_handler(api, secret: str, allowed_origins: set, methods: frozenset):
             except ValueError:
                 length = -1
             if length < 0 or length > MAX_BODY:
-                self.close_connection = True  # do not read an oversized body
                 self._json(413, _envelope("too_large", f"Request body over {MAX_BODY // (1024 * 1024)} MB."))
                 return
             raw = self.rfile.read(length) if length else b""

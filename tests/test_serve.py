@@ -172,3 +172,21 @@ def test_non_loopback_host_warns(capsys, monkeypatch):
     finally:
         taken.close()
     assert "WARNING" in capsys.readouterr().err
+
+
+def test_keep_alive_survives_a_refused_call(server):
+    """A 404/403 answered before reading the body must not leave the body to be read as the next request."""
+    _, port, secret = server
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    for name in ("nope", "ping"):
+        try:
+            conn.request("POST", f"/api/{name}", body=json.dumps({"a": 1}), headers={"X-SinkVis-Secret": secret})
+            resp = conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("POST", f"/api/{name}", body=json.dumps({"a": 1}), headers={"X-SinkVis-Secret": secret})
+            resp = conn.getresponse()
+        body = json.loads(resp.read())
+        assert resp.status == (404 if name == "nope" else 200), body
+    conn.close()

@@ -1,3 +1,296 @@
-// eviction tab (being built).
-import { h } from "./dom.js";
-export function init(panel) { panel.appendChild(h("div", { class: "card" }, "Coming soon")); }
+// Eviction Sim tab: run one policy or compare them all on the same trace at the same
+// budget (definitions in DESIGN.md; the backend computes every metric, we only show
+// them). Synthetic traces need no model; the model-trace settings are covered by the
+// "Model required" overlay until a model is loaded.
+import { call, runJob } from "./bridge.js";
+import { h, fill, field, onEnter, markField } from "./dom.js";
+import * as fmt from "./format.js";
+import * as status from "./status.js";
+import { app } from "./state.js";
+import { requireModel, onShown } from "./tabs.js";
+import { Heatmap } from "./heatmap.js";
+import { barChart, lineChart, setData, SERIES } from "./charts.js";
+import { savePNG, saveJSON, saveCSV } from "./export.js";
+
+const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
+  .map((name) => ({ name, label: name, description: "", needs_future: name === "oracle" }));
+
+// Table columns: key, header, format, which value is best (max/min/null = not ranked).
+const COLUMNS = [
+  ["tokens_processed", "tokens", fmt.int, null],
+  ["accesses", "accesses", fmt.int, null],
+  ["hits", "hits", fmt.int, "max"],
+  ["misses", "misses", fmt.int, "min"],
+  ["evictions", "evictions", fmt.int, "min"],
+  ["hit_rate", "hit rate", (v) => fmt.pct(v, 2), "max"],
+  ["attention_recall", "recall", (v) => fmt.pct(v, 2), "max"],
+  ["retained_sinks", "sinks kept", fmt.ratio, "max"],
+  ["retained_heavy_hitters", "heavy kept", fmt.ratio, "max"],
+  ["seconds", "seconds", (v) => fmt.fixed(v, 3), "min"],
+];
+
+const ui = {};
+let policies = FALLBACK_POLICIES;
+let last = null;          // last simulate result
+let selectedPolicy = null;
+let jobId = null;
+let modelMatrix = null;   // {tokens, matrix} behind the dimmed heatmap
+
+export function init(panel) {
+  ui.panel = panel;
+  panel.classList.add("eviction-layout");
+  panel.append(settingsCard(), resultsCard());
+  onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); });
+}
+
+export async function start() {
+  const res = await call("eviction_policies");
+  if (res.ok && res.policies && res.policies.length) policies = res.policies;
+  fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
+    (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
+  ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
+}
+
+// ---------- settings ----------
+function num(name, value, attrs = {}) {
+  return h("input", { type: "number", value: String(value), dataset: { field: name }, ...attrs });
+}
+
+function settingsCard() {
+  ui.trace = h("select", { dataset: { field: "trace" }, onchange: traceChanged },
+    h("option", { value: "synthetic" }, "Synthetic (no model needed)"), h("option", { value: "model" }, "Model (loaded model on a text)"));
+  ui.policy = h("select", { dataset: { field: "policy" } });
+  ui.cache = num("cache_size", 256, { min: 1, title: "Budget C: keys the cache may hold" });
+  ui.sinks = num("sinks", 4, { min: 0, title: "S: sink tokens StreamingLLM keeps" });
+  ui.window = num("window", 128, { min: 0, title: "W: recent window (H2O)" });
+  ui.tau = num("access_threshold", 0.01, { min: 0, max: 1, step: 0.001, title: "τ: a key is accessed when its weight ≥ τ" });
+
+  ui.length = num("length", 100000, { min: 1, step: 1000 });
+  ui.sinkCount = num("sink_count", 4, { min: 0 });
+  ui.sinkMass = num("sink_mass", 0.3, { min: 0, max: 1, step: 0.05 });
+  ui.locality = num("locality", 0.8, { min: 0, max: 0.9999, step: 0.05, title: "Decay r: the key at age d gets ∝ r^d" });
+  ui.heavyCount = num("heavy_hitters", 16, { min: 0 });
+  ui.heavyMass = num("heavy_mass", 0.2, { min: 0, max: 1, step: 0.05 });
+  ui.background = num("background", 0.1, { min: 0, max: 1, step: 0.05 });
+  ui.seed = num("seed", 0, { min: 0 });
+  ui.synthetic = h("div", { class: "synthetic-settings" },
+    h("div", { class: "form-grid" }, field("Length (steps)", ui.length), field("Sink count", ui.sinkCount), field("Sink mass", ui.sinkMass),
+      field("Locality decay", ui.locality), field("Heavy hitters", ui.heavyCount), field("Heavy mass", ui.heavyMass),
+      field("Background", ui.background), field("Seed", ui.seed)));
+
+  ui.text = h("textarea", { rows: 5, dataset: { field: "text" }, placeholder: "Text for the model trace" },
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness.");
+  ui.aggregate = h("select", { dataset: { field: "aggregate" }, onchange: () => { ui.head.disabled = ui.aggregate.value === "all_layers"; } },
+    h("option", { value: "layer" }, "one layer"), h("option", { value: "all_layers" }, "mean over all layers"));
+  ui.layer = num("layer", -1, { title: "-1 = last" });
+  ui.head = h("input", { type: "text", placeholder: "mean", dataset: { field: "head" } });
+  ui.model = h("div", { class: "model-settings hidden" }, ui.text,
+    h("div", { class: "form-grid" }, field("Trace from", ui.aggregate), field("Layer (−1 = last)", ui.layer), field("Head (blank = mean)", ui.head)));
+  ui.modelOverlay = requireModel(ui.model, "A model trace is the loaded model's attention on your text.");
+  onEnter(ui.text, () => run(ui.policy.value));
+
+  ui.runBtn = h("button", { class: "btn primary", onclick: () => run(ui.policy.value) }, "Run Simulation");
+  ui.allBtn = h("button", { class: "btn", onclick: () => run("all") }, "Compare All Policies");
+  ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: () => jobId && call("cancel_job", { job_id: jobId }) }, "Cancel");
+  ui.progress = h("div", { class: "progress hidden" }, h("div"));
+  ui.progressText = h("div", { class: "hint mono" });
+  for (const input of [ui.length, ui.cache, ui.sinks, ui.window, ui.tau]) onEnter(input, () => run(ui.policy.value));
+
+  return h("div", { class: "card eviction-settings" }, h("h2", {}, "Simulation"),
+    h("div", { class: "form-grid two" }, field("Trace", ui.trace), field("Policy", ui.policy)),
+    h("h2", { class: "sub" }, "Budget"),
+    h("div", { class: "form-grid" }, field("Cache size C", ui.cache), field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau)),
+    h("h2", { class: "sub" }, "Trace"), ui.synthetic, ui.model,
+    h("div", { class: "row run-row" }, ui.runBtn, ui.allBtn, ui.cancelBtn),
+    ui.progress, ui.progressText);
+}
+
+function traceChanged() {
+  const model = ui.trace.value === "model";
+  ui.synthetic.classList.toggle("hidden", model);
+  ui.model.classList.toggle("hidden", !model);
+  ui.modelOverlay();
+}
+
+function params(policy) {
+  const p = {
+    trace: ui.trace.value, policy, cache_size: Number(ui.cache.value), sinks: Number(ui.sinks.value),
+    window: Number(ui.window.value), access_threshold: Number(ui.tau.value),
+  };
+  if (p.trace === "synthetic") {
+    Object.assign(p, {
+      length: Number(ui.length.value), sink_count: Number(ui.sinkCount.value), sink_mass: Number(ui.sinkMass.value),
+      locality: Number(ui.locality.value), heavy_hitters: Number(ui.heavyCount.value), heavy_mass: Number(ui.heavyMass.value),
+      background: Number(ui.background.value), seed: Number(ui.seed.value),
+    });
+  } else {
+    const head = ui.head.value.trim();
+    Object.assign(p, { text: ui.text.value, layer: Number(ui.layer.value), head: head === "" ? null : Number(head), aggregate: ui.aggregate.value });
+  }
+  return p;
+}
+
+// ---------- run ----------
+async function run(policy) {
+  if (ui.trace.value === "model" && !app.model) return;
+  const p = params(policy);
+  setBusy(true);
+  const act = status.begin(policy === "all" ? "Comparing all policies…" : `Simulating ${policy}…`);
+  const res = await runJob("simulate", p, (st) => {
+    ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
+    const text = `${st.stage || ""} ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
+    ui.progressText.textContent = text;
+    act.update("Simulating: " + text);
+  }, (id) => { jobId = id; });
+  jobId = null;
+  act.end();
+  setBusy(false);
+  markField(ui.panel, res);
+  if (!res.ok) {
+    ui.progressText.textContent = res.error.code === "cancelled" ? "Cancelled." : res.error.message;
+    ui.progressText.classList.toggle("err", res.error.code !== "cancelled");
+    return;
+  }
+  ui.progressText.classList.remove("err");
+  last = { ...res.result, params: p };
+  const total = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
+  ui.progressText.textContent = `${last.results.length} ${last.results.length === 1 ? "policy" : "policies"} · ${fmt.secs(total)} simulated`;
+  selectedPolicy = last.results.some((r) => r.policy === selectedPolicy) ? selectedPolicy : last.results[last.results.length - 1].policy;
+  renderResults();
+  await renderModelHeatmap();
+}
+
+function setBusy(busy) {
+  ui.runBtn.disabled = ui.allBtn.disabled = busy;
+  ui.cancelBtn.classList.toggle("hidden", !busy);
+  ui.progress.classList.toggle("hidden", !busy);
+  if (busy) ui.progress.firstChild.style.width = "0%";
+}
+
+// ---------- results ----------
+function resultsCard() {
+  ui.tableHead = h("thead", {}, h("tr", {}, h("th", {}, "policy"), COLUMNS.map(([, label]) => h("th", {}, label))));
+  ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: COLUMNS.length + 1, class: "hint" }, "Run a simulation to see results.")));
+  ui.barCanvas = h("canvas");
+  ui.recallCanvas = h("canvas");
+  ui.traceInfo = h("div", { class: "hint mono" });
+  const heatBody = h("div");
+  ui.heatCard = h("div", { class: "card eviction-heatmap hidden" },
+    h("h2", {}, "Model trace: evicted keys dimmed", h("span", { class: "spacer" }), h("span", { class: "hint heat-policy" }),
+      h("button", { class: "btn small", onclick: () => savePNG("eviction-heatmap", ui.heatmap.canvas) }, "PNG")), heatBody);
+  ui.heatmap = new Heatmap(heatBody, { maxHeight: 560 });
+
+  const card = h("div", { class: "eviction-results" },
+    h("div", { class: "card" }, h("h2", {}, "Results", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
+    ui.traceInfo, h("div", { class: "table-wrap" }, h("table", { class: "data results-table" }, ui.tableHead, ui.tableBody)),
+    h("div", { class: "hint" }, "★ best in column · click a row to choose the policy shown in the heatmap")),
+    h("div", { class: "chart-pair" },
+      h("div", { class: "card" }, h("h2", {}, "Hit rate and recall", h("span", { class: "spacer" }),
+        h("button", { class: "btn small", onclick: () => savePNG("eviction-bars", ui.barCanvas) }, "PNG")), h("div", { class: "chart-box" }, ui.barCanvas)),
+      h("div", { class: "card" }, h("h2", {}, "Attention recall over time", h("span", { class: "spacer" }),
+        h("button", { class: "btn small", onclick: () => savePNG("eviction-recall", ui.recallCanvas) }, "PNG")), h("div", { class: "chart-box" }, ui.recallCanvas))),
+    ui.heatCard);
+  ui.bars = barChart(ui.barCanvas, { yTitle: "share", scales: { y: { max: 1 } } });
+  ui.recall = lineChart(ui.recallCanvas, { xTitle: "step", yTitle: "recall", scales: { x: { type: "linear" }, y: { max: 1 } } });
+  return card;
+}
+
+function numeric(v) {
+  if (v == null) return null;
+  if (Array.isArray(v)) return v[1] ? v[0] / v[1] : null;
+  if (typeof v === "object") { const x = v.kept ?? v.x ?? v.retained, y = v.total ?? v.y; return y ? x / y : null; }
+  return typeof v === "number" ? v : null;
+}
+
+function policyLabel(name) { const p = policies.find((q) => q.name === name); return p ? p.label || p.name : name; }
+
+function renderResults() {
+  const rows = last.results;
+  const best = {};
+  for (const [key, , , dir] of COLUMNS) {
+    if (!dir || rows.length < 2) continue;
+    const vals = rows.map((r) => numeric(r[key])).filter((v) => v != null);
+    if (vals.length) best[key] = dir === "max" ? Math.max(...vals) : Math.min(...vals);
+  }
+  fill(ui.tableBody, rows.map((r) => {
+    const tr = h("tr", { class: r.policy === selectedPolicy ? "selected" : "", onclick: () => selectPolicy(r.policy) },
+      h("td", { title: r.policy }, policyLabel(r.policy)),
+      COLUMNS.map(([key, , f]) => {
+        const v = numeric(r[key]);
+        return h("td", { class: best[key] != null && v != null && Math.abs(v - best[key]) < 1e-12 ? "best" : "" }, f(r[key]));
+      }));
+    tr.dataset.policy = r.policy;
+    return tr;
+  }));
+  const tr = last.trace || {};
+  ui.traceInfo.textContent = [tr.kind || last.params.trace, tr.n != null ? `${fmt.int(tr.n)} tokens` : null,
+    `C=${last.params.cache_size} S=${last.params.sinks} W=${last.params.window} τ=${last.params.access_threshold}`,
+    tr.sinks != null ? `sinks: ${Array.isArray(tr.sinks) ? tr.sinks.length : tr.sinks}` : null].filter(Boolean).join(" · ");
+
+  setData(ui.bars, rows.map((r) => policyLabel(r.policy)), [
+    { label: "hit rate", data: rows.map((r) => r.hit_rate), color: "#b48cff" },
+    { label: "attention recall", data: rows.map((r) => r.attention_recall), color: "#2dd4bf" },
+  ], "bar");
+  setData(ui.recall, [], rows.map((r, i) => ({
+    label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: SERIES[i % SERIES.length],
+  })));
+}
+
+// The timeline may come as {step: [], recall: []} or as [{step, recall}].
+function timelinePoints(tl) {
+  if (!tl) return [];
+  if (Array.isArray(tl)) return tl.map((p) => ({ x: p.step, y: p.recall }));
+  return (tl.step || []).map((s, i) => ({ x: s, y: tl.recall[i] }));
+}
+
+function selectPolicy(name) {
+  selectedPolicy = name;
+  ui.tableBody.querySelectorAll("tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.policy === name));
+  applyMask();
+}
+
+async function renderModelHeatmap() {
+  const isModel = last.params.trace === "model";
+  ui.heatCard.classList.toggle("hidden", !isModel);
+  if (!isModel) return;
+  const tr = last.trace || {};
+  if (tr.matrix && tr.tokens) modelMatrix = { tokens: tr.tokens, matrix: tr.matrix };
+  else {  // the same view through the attention call: same model, text, layer and head
+    const res = await call("attention", { text: last.params.text, layer: last.params.layer, head: last.params.head, aggregate: last.params.aggregate });
+    if (!res.ok) return;
+    modelMatrix = { tokens: res.tokens, matrix: res.matrix };
+  }
+  ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: tr.sink_positions || [], heavy: tr.heavy_positions || [] });
+  applyMask();
+}
+
+function applyMask() {
+  if (!last || last.params.trace !== "model" || !modelMatrix) return;
+  const r = last.results.find((x) => x.policy === selectedPolicy);
+  ui.panel.querySelector(".heat-policy").textContent = r ? `${policyLabel(r.policy)}: ${fmt.int(r.evictions)} evictions` : "";
+  ui.heatmap.setMask(r && r.evicted_at ? r.evicted_at : null);
+}
+
+function flatRows() {
+  return last.results.map((r) => {
+    const row = { policy: r.policy };
+    for (const [key] of COLUMNS) row[key] = Array.isArray(r[key]) ? r[key].join("/") : r[key];
+    row.kept = Array.isArray(r.kept) ? r.kept.length : r.kept;
+    return row;
+  });
+}
+
+function exportCSV() {
+  if (!last) return;
+  saveCSV("eviction-results", flatRows(), ["policy", ...COLUMNS.map(([k]) => k), "kept"]);
+}
+
+function exportJSON() {
+  if (!last) return;
+  saveJSON("eviction-results", { settings: last.params, trace: last.trace, results: last.results });
+}
+
+/** For tests. */
+export function result() { return last; }
+export function heatmap() { return ui.heatmap; }
