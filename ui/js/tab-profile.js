@@ -166,7 +166,7 @@ function scrub() {
 function summaryCard() {
   ui.tierCanvas = h("canvas");
   ui.hitCanvas = h("canvas");
-  ui.stats = h("dl", { class: "kv kv-2col" });
+  ui.stats = h("dl", { class: "kv" });
   ui.readTime = h("div", { class: "read-time" });
   const card = h("div", { class: "profile-summary" },
     h("div", { class: "card" }, h("h2", {}, "Cost per decode step", h("span", { class: "spacer" }),
