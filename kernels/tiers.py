@@ -1,0 +1,409 @@
+"""Tier simulator: where the KV blocks of a sequence live across four memory tiers, step by step.
+
+The model (../shared/DESIGN.md, "Cache profile"): KV memory is paged in blocks of B
+tokens. Tiers are ordered top to bottom (the service uses GPU HBM, GPU L2, system
+RAM, disk); tier 0 is the top. Each decode step t:
+
+1. If t opens a new block (t % B == 0), the block goes to the top tier. When that is
+   full, the coldest unpinned block of each full tier moves down one tier, starting
+   from the first tier with room (a cascade). Tiers of capacity 0 are skipped.
+2. Token t is appended to the newest block.
+3. The query at t puts attention on blocks (one row of the trace, summed per block).
+   A block whose row mass is ≥ the access threshold is *accessed*: a hit in its tier.
+4. Heat: every block's heat is the attention it received, halved every `half_life`
+   steps (exponential decay). Exact integer arithmetic so the kernel and the Python
+   reference agree bit for bit: row mass m becomes q = int(m · 2^24) and is added as
+   q << (t // half_life − base), i.e. heat is kept in a scale that doubles every
+   half_life steps instead of decaying every block every step (O(touched) not
+   O(blocks) per step). Every RENORM epochs all heats are shifted right by RENORM
+   (floor) and base advances, which keeps int64 far from overflow.
+5. Promotion: each block that got attention this step, in the order the row first
+   touched it, rises while it is strictly hotter than the coldest unpinned block of
+   the tier above (moving into free room, or swapping with that coldest block,
+   which counts as a demotion). "Coldest" = lowest heat, ties: the lower block id.
+6. Sink blocks are pinned to the top tier: never demoted, never in a heap.
+
+Coldest-block queries use one indexed binary min-heap per tier keyed by (heat, id).
+Heat only grows between renormalisations, so a heat update is one sift-down (cheap:
+hot blocks already sit near the leaves); renormalisation rebuilds the heaps.
+
+Rows come either from a model trace (an n×n float32 attention matrix, rows summed
+per block in key order) or from a synthetic generator evaluated per block, never per
+token: sinks (the first `sink_count` tokens), a local window with geometric decay
+(closed form via a prefix-sum table), heavy hitters (fixed positions) and a sparse
+background (`bg_keys` random earlier keys per step, from a counter-based splitmix64
+so any chunk can be replayed). Spreading the background over every key would touch
+every block every step while no single block would ever reach the access threshold.
+
+Only numpy and numba here: arrays in, arrays and numbers out.
+"""
+import numpy as np
+from numba import njit
+
+N_TIERS = 4
+SCALE_BITS = 24            # heat fixed point: 1.0 attention = 2^24
+SCALE = float(1 << SCALE_BITS)
+RENORM = 16                # epochs between heat renormalisations
+MAX_HALF_LIFE = 1 << 20    # 3·half_life·2^(24+16) < 2^63: heat never overflows
+MAX_WINDOW = 4096
+# counters[...] slots
+PROMOTIONS, DEMOTIONS, MOVED_TOKENS, BASE_EPOCH, SNAP_NEXT = 0, 1, 2, 3, 4
+UNDERFLOW_LOG = -690.0     # e^-690 ≈ 1e-300: weights below this are set to 0, never subnormal
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX2 = np.uint64(0x94D049BB133111EB)
+
+
+def local_table(decay: float, window: int) -> np.ndarray:
+    """Prefix sums of the local weights decay^d, d = 0..window-1: lcum[d] = Σ_{d'<d} decay^d'."""
+    d = np.arange(window, dtype=np.float64)
+    log_w = d * np.log(decay) if decay < 1.0 else np.zeros(window)
+    w = np.where(log_w < UNDERFLOW_LOG, 0.0, np.exp(np.maximum(log_w, UNDERFLOW_LOG)))
+    return np.concatenate(([0.0], np.cumsum(w)))
+
+
+def heavy_positions(n_tokens: int, count: int, first: int, seed: int) -> np.ndarray:
+    """`count` distinct heavy-hitter token positions in [first, n_tokens), sorted."""
+    span = max(0, n_tokens - first)
+    count = min(count, span)
+    rng = np.random.default_rng(seed)
+    return np.sort(first + rng.choice(span, size=count, replace=False)).astype(np.int64)
+
+
+# ---- indexed min-heap per tier, keyed by (heat, block id) ----
+
+@njit(cache=True, inline="always")
+def _colder(heat, a, b):
+    return heat[a] < heat[b] or (heat[a] == heat[b] and a < b)
+
+
+# The heap functions index heap[k, i] directly (a heap[k] view is a reference-counted
+# object per call) and are inlined: moving blocks is the hot path of a full hierarchy.
+@njit(cache=True, inline="always")
+def _sift_up(heap, k, hpos, heat, i):
+    b = heap[k, i]
+    while i > 0:
+        p = (i - 1) >> 1
+        up = heap[k, p]
+        if not _colder(heat, b, up):
+            break
+        heap[k, i] = up
+        hpos[up] = i
+        i = p
+    heap[k, i] = b
+    hpos[b] = i
+
+
+@njit(cache=True, inline="always")
+def _sift_down(heap, k, n, hpos, heat, i):
+    b = heap[k, i]
+    while True:
+        c = 2 * i + 1
+        if c >= n:
+            break
+        if c + 1 < n and _colder(heat, heap[k, c + 1], heap[k, c]):
+            c += 1
+        down = heap[k, c]
+        if not _colder(heat, down, b):
+            break
+        heap[k, i] = down
+        hpos[down] = i
+        i = c
+    heap[k, i] = b
+    hpos[b] = i
+
+
+@njit(cache=True, inline="always")
+def _heap_push(heap, hsize, hpos, heat, k, b):
+    i = hsize[k]
+    hsize[k] += 1
+    heap[k, i] = b
+    _sift_up(heap, k, hpos, heat, i)
+
+
+@njit(cache=True, inline="always")
+def _heap_remove(heap, hsize, hpos, heat, k, b):
+    i = hpos[b]
+    hpos[b] = -1
+    hsize[k] -= 1
+    last = heap[k, hsize[k]]
+    if i < hsize[k]:
+        heap[k, i] = last
+        hpos[last] = i
+        _sift_up(heap, k, hpos, heat, i)
+        _sift_down(heap, k, hsize[k], hpos, heat, hpos[last])
+
+
+# ---- moving blocks ----
+
+@njit(cache=True)
+def _tokens_in(b, B, nt):
+    return min(B, nt - b * B)
+
+
+@njit(cache=True, inline="always")
+def _move(b, dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters):
+    src = tier[b]
+    n = _tokens_in(b, B, nt)
+    _heap_remove(heap, hsize, hpos, heat, src, b)
+    count[src] -= 1
+    tok[src] -= n
+    tier[b] = dst
+    count[dst] += 1
+    tok[dst] += n
+    _heap_push(heap, hsize, hpos, heat, dst, b)
+    counters[MOVED_TOKENS] += n
+
+
+@njit(cache=True, inline="always")
+def _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters):
+    """Exchange b and cold between their tiers: each takes the other's heap slot, then sifts."""
+    k, u = tier[b], tier[cold]
+    i, j = hpos[b], hpos[cold]
+    nb, nc = _tokens_in(b, B, nt), _tokens_in(cold, B, nt)
+    heap[u, j], hpos[b], tier[b] = b, j, u
+    heap[k, i], hpos[cold], tier[cold] = cold, i, k
+    tok[k] += nc - nb
+    tok[u] += nb - nc
+    counters[MOVED_TOKENS] += nb + nc
+    _sift_up(heap, u, hpos, heat, j)
+    _sift_down(heap, u, hsize[u], hpos, heat, hpos[b])
+    _sift_up(heap, k, hpos, heat, i)
+    _sift_down(heap, k, hsize[k], hpos, heat, hpos[cold])
+
+
+@njit(cache=True)
+def _open_block(c, B, nt, pinned, cap, tier, heat, heap, hsize, hpos, count, tok, counters):
+    """Place new block c in the top tier, cascading the coldest blocks down first if it is full."""
+    k = 0
+    while k < N_TIERS and count[k] >= cap[k]:
+        k += 1
+    if k == N_TIERS:
+        raise ValueError("tiers are full: total capacity is smaller than the sequence")
+    dst = k
+    for j in range(k - 1, -1, -1):
+        if cap[j] == 0:
+            continue
+        if hsize[j] == 0:
+            raise ValueError("top tier holds only pinned sink blocks")
+        _move(heap[j, 0], dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
+        counters[DEMOTIONS] += 1
+        dst = j
+    tier[c] = 0
+    count[0] += 1
+    if not pinned:
+        _heap_push(heap, hsize, hpos, heat, 0, c)
+
+
+@njit(cache=True)
+def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, count, tok, counters):
+    """Block b rises while it is strictly hotter than the coldest block of the tier above."""
+    while True:
+        k = tier[b]
+        u = k - 1
+        while u >= 0 and cap[u] == 0:
+            u -= 1
+        if u < 0:
+            return
+        if count[u] < cap[u]:
+            _move(b, u, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
+            counters[PROMOTIONS] += 1
+            continue
+        if hsize[u] == 0:
+            return
+        cold = heap[u, 0]
+        if heat[b] <= heat[cold]:
+            return
+        _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
+        counters[PROMOTIONS] += 1
+        counters[DEMOTIONS] += 1
+
+
+# ---- rows: the attention of query t, per block ----
+# A row generator appends (block, mass) pairs to cb/cm, in order; run_steps merges
+# them per block. Appending is written out inline: a helper taking arrays costs a
+# reference-count round trip per call, which was most of the run time.
+
+@njit(cache=True)
+def splitmix(seed, t, i, r):
+    """Counter-based random 64-bit value for background key i of step t (r keys per step)."""
+    z = np.uint64(seed) + (np.uint64(t) * np.uint64(r) + np.uint64(i) + np.uint64(1)) * _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX1
+    z = (z ^ (z >> np.uint64(27))) * _MIX2
+    return z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True)
+def _synthetic_row(t, B, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed, lcum, hh_pos, cb, cm):
+    nt = t + 1
+    ns = min(sink_count, nt)
+    nh = np.searchsorted(hh_pos, t, side="right")
+    total = w_local
+    if ns > 0:
+        total += w_sink
+    if nh > 0:
+        total += w_hh
+    if bg_keys > 0:
+        total += w_bg
+    n = 0
+    if ns > 0:  # sinks: the first sink_count tokens share the sink mass
+        per = (w_sink / total) / ns
+        for b in range((ns - 1) // B + 1):
+            cb[n], cm[n] = b, min(B, ns - b * B) * per
+            n += 1
+    window = min(lcum.shape[0] - 1, nt)  # local: geometric in distance, closed form per block
+    first = nt - window
+    lf = (w_local / total) / lcum[window]
+    for b in range(first // B, t // B + 1):
+        lo = max(b * B, first)
+        hi = min(b * B + B - 1, t)
+        cb[n], cm[n] = b, (lcum[t - lo + 1] - lcum[t - hi]) * lf
+        n += 1
+    if nh > 0:  # heavy hitters: fixed positions share the heavy mass once they exist
+        per = (w_hh / total) / nh
+        for i in range(nh):
+            cb[n], cm[n] = hh_pos[i] // B, per
+            n += 1
+    if bg_keys > 0:  # background: a few random earlier keys
+        per = (w_bg / total) / bg_keys
+        for i in range(bg_keys):
+            j = np.int64(splitmix(seed, t, i, bg_keys) % np.uint64(nt))
+            cb[n], cm[n] = j // B, per
+            n += 1
+    return n
+
+
+@njit(cache=True)
+def _trace_row(t, B, trace, cb, cm):
+    n = 0
+    for b in range(t // B + 1):
+        s = 0.0
+        for j in range(b * B, min(b * B + B, t + 1)):
+            s += np.float64(trace[t, j])
+        cb[n], cm[n] = b, s
+        n += 1
+    return n
+
+
+# ---- the step loop ----
+
+@njit(cache=True)
+def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed,
+              lcum, hh_pos, tau, half_life, snap_steps, state):
+    """Advance the simulation over steps t0..t1-1; `state` (see new_state) is updated in place."""
+    (tier, heat, acc, access, heap, hsize, hpos, count, tok, hits, tok_steps, counters,
+     mass, stamp, touched, cb, cm, snaps) = state
+    use_trace = trace.shape[0] > 0
+    for t in range(t0, t1):
+        shift = t // half_life - counters[BASE_EPOCH]
+        if shift >= RENORM:  # keep heat small: divide all by 2^RENORM, rebuild the heaps
+            for b in range((t + B - 1) // B):
+                heat[b] >>= RENORM
+            for k in range(N_TIERS):
+                for i in range(hsize[k] // 2 - 1, -1, -1):
+                    _sift_down(heap, k, hsize[k], hpos, heat, i)
+            counters[BASE_EPOCH] += RENORM
+            shift -= RENORM
+        c = t // B
+        if t % B == 0:
+            _open_block(c, B, t, pinned[c], cap, tier, heat, heap, hsize, hpos, count, tok, counters)
+        tok[tier[c]] += 1
+        if use_trace:
+            n_pairs = _trace_row(t, B, trace, cb, cm)
+        else:
+            n_pairs = _synthetic_row(t, B, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed, lcum, hh_pos, cb, cm)
+        n = 0  # merge: mass per block, blocks listed in first-touch order
+        for i in range(n_pairs):
+            b = cb[i]
+            if stamp[b] != t:
+                stamp[b] = t
+                mass[b] = 0.0
+                touched[n] = b
+                n += 1
+            mass[b] += cm[i]
+        for i in range(n):
+            b = touched[i]
+            m = mass[b]
+            if m >= tau:
+                access[b] += 1
+                hits[tier[b]] += 1
+            q = np.int64(m * SCALE)
+            if q > 0:
+                acc[b] += q
+                heat[b] += q << shift
+                # Calls pass arrays by reference count (slow), so skip the ones with nothing to do:
+                # a leaf needs no sift-down, a top-tier block no promotion.
+                if hpos[b] >= 0 and 2 * hpos[b] + 1 < hsize[tier[b]]:
+                    _sift_down(heap, tier[b], hsize[tier[b]], hpos, heat, hpos[b])
+        for i in range(n):
+            b = touched[i]
+            if tier[b] > 0 and not pinned[b]:
+                _promote(b, B, t + 1, cap, tier, heat, heap, hsize, hpos, count, tok, counters)
+        for k in range(N_TIERS):
+            tok_steps[k] += tok[k]
+        while counters[SNAP_NEXT] < snap_steps.shape[0] and snap_steps[counters[SNAP_NEXT]] == t:
+            snaps[counters[SNAP_NEXT], :] = tier
+            counters[SNAP_NEXT] += 1
+
+
+def new_state(n_blocks: int, n_snapshots: int, max_pairs: int):
+    """Zeroed arrays for run_steps; blocks not yet opened have tier -1."""
+    return (
+        np.full(n_blocks, -1, np.int8),          # tier
+        np.zeros(n_blocks, np.int64),            # heat (scaled, see module doc)
+        np.zeros(n_blocks, np.int64),            # acc: attention received, fixed point, no decay
+        np.zeros(n_blocks, np.int32),            # access count
+        np.zeros((N_TIERS, n_blocks), np.int64),  # heap per tier
+        np.zeros(N_TIERS, np.int64),             # heap sizes
+        np.full(n_blocks, -1, np.int64),         # heap position (-1: pinned or not opened)
+        np.zeros(N_TIERS, np.int64),             # blocks per tier
+        np.zeros(N_TIERS, np.int64),             # tokens per tier
+        np.zeros(N_TIERS, np.int64),             # hits per tier
+        np.zeros(N_TIERS, np.int64),             # Σ over steps of tokens resident per tier
+        np.zeros(5, np.int64),                   # counters: promotions, demotions, moved tokens, base, next snapshot
+        np.zeros(n_blocks, np.float64),          # scratch: row mass per block
+        np.full(n_blocks, -1, np.int64),         # scratch: step that last touched the block
+        np.zeros(n_blocks, np.int64),            # scratch: touched blocks, in first-touch order
+        np.zeros(max_pairs, np.int64),           # scratch: row pairs, block
+        np.zeros(max_pairs, np.float64),         # scratch: row pairs, mass
+        np.full((n_snapshots, n_blocks), -1, np.int8),  # tier of every block at each snapshot step
+    )
+
+
+def simulate(n_tokens, block_size, capacity, pinned, *, trace=None, sink_count=0, w_sink=0.0, w_local=1.0,
+             w_hh=0.0, w_bg=0.0, bg_keys=0, seed=0, lcum=None, hh_pos=None, tau=0.01, half_life=256,
+             snap_steps=None, chunk_steps=1 << 16, on_chunk=None) -> dict:
+    """Run all n_tokens steps in chunks; on_chunk(steps_done) is called between chunks (it may raise to stop).
+
+    capacity: blocks per tier (int64[4]); pinned: bool per block (sink blocks).
+    trace: float32 [n, n] attention rows, or None for the synthetic generator.
+    """
+    B = int(block_size)
+    n_blocks = -(-int(n_tokens) // B)
+    cap = np.asarray(capacity, np.int64)
+    pinned = np.asarray(pinned, np.bool_)
+    if pinned.shape != (n_blocks,) or cap.shape != (N_TIERS,):
+        raise ValueError("pinned must have one entry per block and capacity one per tier")
+    if cap.sum() < n_blocks or (n_blocks > pinned.sum() and cap[0] <= pinned.sum()) or cap[0] < pinned.sum():
+        raise ValueError("not enough room: the top tier must hold every sink block plus one, all tiers every block")
+    if not 1 <= half_life <= MAX_HALF_LIFE:
+        raise ValueError("half_life out of range")
+    trace = np.zeros((0, 0), np.float32) if trace is None else np.ascontiguousarray(trace, np.float32)
+    lcum = local_table(0.9, 1) if lcum is None else np.asarray(lcum, np.float64)
+    hh_pos = np.zeros(0, np.int64) if hh_pos is None else np.asarray(hh_pos, np.int64)
+    snap_steps = np.zeros(0, np.int64) if snap_steps is None else np.asarray(snap_steps, np.int64)
+    max_pairs = n_blocks + len(lcum) + len(hh_pos) + int(bg_keys) + 2  # ≥ sink + window blocks + hh + bg
+    state = new_state(n_blocks, len(snap_steps), max_pairs)
+    for t0 in range(0, int(n_tokens), int(chunk_steps)):
+        t1 = min(int(n_tokens), t0 + int(chunk_steps))
+        run_steps(t0, t1, int(n_tokens), B, pinned, cap, trace, int(sink_count), float(w_sink), float(w_local),
+                  float(w_hh), float(w_bg), int(bg_keys), np.uint64(seed), lcum, hh_pos, float(tau),
+                  int(half_life), snap_steps, state)
+        if on_chunk is not None:
+            on_chunk(t1)
+    tier, heat, acc, access, _, _, _, count, tok, hits, tok_steps, counters = state[:12]
+    return {"tier": tier, "acc": acc, "access": access, "blocks": count.copy(), "tokens": tok.copy(),
+            "hits": hits.copy(), "token_steps": tok_steps.copy(), "promotions": int(counters[PROMOTIONS]),
+            "demotions": int(counters[DEMOTIONS]), "moved_tokens": int(counters[MOVED_TOKENS]),
+            "snapshots": state[-1], "snap_steps": snap_steps, "heat": heat}
