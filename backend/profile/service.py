@@ -1,0 +1,233 @@
+"""Validate a cache-profile request, run the tier simulator in chunks, shape the result.
+
+The rules of the simulation (heat, placement, promotion) are in kernels/tiers.py.
+Here: the units (bytes ↔ blocks), the tiers (preset + the user's overrides), which
+blocks are sinks (pinned) and heavy hitters (for the map), and the costs.
+Heavy-hitter blocks: not sinks, in the top 10% of blocks by attention received over
+the whole run, and at least twice the median block (so a flat trace marks none).
+"""
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kernels import tiers as kernel
+
+from ..errors import UserError
+from ..validate import choice, integer, number, params_dict, text
+from . import presets
+
+MAX_LENGTH = 20_000_000
+MAX_BLOCKS = 1_250_000       # per-block arrays and 64 snapshots stay under ~100 MB
+MAX_BLOCK_SIZE = 4096
+N_SNAPSHOTS = 64
+HEAVY_SHARE = 0.10
+STATUS_NORMAL, STATUS_SINK, STATUS_HEAVY = 0, 1, 2
+
+# Synthetic trace defaults: a few sinks, most mass local, 8 heavy hitters, and two
+# random look-backs per step (each above the access threshold: far blocks do get hit).
+SYNTHETIC = {"sinks": 4, "sink_mass": 0.2, "local_mass": 0.6, "local_decay": 0.97, "local_window": 256,
+             "heavy_count": 8, "heavy_mass": 0.15, "background_mass": 0.05, "background_keys": 2, "seed": 0}
+
+
+@dataclass
+class Request:
+    trace: str
+    length: int
+    block_size: int
+    preset: str
+    bytes_per_token: int
+    bytes_source: str
+    access_threshold: float = 0.01
+    half_life: int = 256
+    synthetic: dict = field(default_factory=lambda: dict(SYNTHETIC))
+    overrides: list = field(default_factory=list)   # per tier: {capacity_bytes?, bandwidth_bps?}
+    text: str = ""
+    layer: int = -1
+    head: int | None = None
+    aggregate: str = "layer"
+
+
+def parse(params, bytes_per_token: int, bytes_source: str) -> Request:
+    p = params_dict(params)
+    trace = choice(p, "trace", ("synthetic", "model"), "synthetic")
+    req = Request(trace=trace, length=integer(p, "length", 100_000, 1, MAX_LENGTH),
+                  block_size=integer(p, "block_size", 16, 1, MAX_BLOCK_SIZE),
+                  preset=choice(p, "preset", ("constrained", "detected"), "constrained"),
+                  bytes_per_token=bytes_per_token, bytes_source=bytes_source,
+                  access_threshold=number(p, "access_threshold", 0.01, 1e-9, 1.0),
+                  half_life=integer(p, "half_life", 256, 1, kernel.MAX_HALF_LIFE))
+    if p.get("bytes_per_token") is not None:
+        req.bytes_per_token = integer(p, "bytes_per_token", lo=1, hi=1 << 40)
+        req.bytes_source = "set by you"
+    s = req.synthetic
+    s["sinks"] = integer(p, "sinks", s["sinks"], 0, min(4096, req.length))
+    s["heavy_count"] = integer(p, "heavy_count", s["heavy_count"], 0, 4096)
+    s["background_keys"] = integer(p, "background_keys", s["background_keys"], 0, 64)
+    s["local_window"] = integer(p, "local_window", s["local_window"], 1, kernel.MAX_WINDOW)
+    s["seed"] = integer(p, "seed", s["seed"], 0, 2**63 - 1)
+    s["local_decay"] = number(p, "local_decay", s["local_decay"], 1e-6, 1.0)
+    for name in ("sink_mass", "local_mass", "heavy_mass", "background_mass"):
+        s[name] = number(p, name, s[name], 0.0, 1e6)
+    if s["local_mass"] <= 0:
+        raise UserError("bad_input", "local_mass must be above 0 (every query looks at its neighbours).", "local_mass")
+    req.overrides = _overrides(p.get("tiers"))
+    if trace == "model":
+        req.text = text(p, "text")
+        req.layer = integer(p, "layer", -1)
+        req.head = integer(p, "head", None, 0, allow_none=True)
+        req.aggregate = choice(p, "aggregate", ("layer", "all_layers"), "layer")
+    elif -(-req.length // req.block_size) > MAX_BLOCKS:
+        raise UserError("too_many_blocks", f"{req.length:,} tokens in blocks of {req.block_size} is more than "
+                        f"{MAX_BLOCKS:,} blocks; use a larger block size.", "block_size")
+    return req
+
+
+def _overrides(value) -> list:
+    """The user's capacities and bandwidths, one optional dict per tier (top to bottom)."""
+    if value is None:
+        return [{}] * 4
+    if not isinstance(value, list) or len(value) > 4:
+        raise UserError("bad_input", "tiers must be a list of up to 4 tiers (HBM, L2, RAM, disk).", "tiers")
+    out = []
+    for i, tier in enumerate(value + [None] * (4 - len(value))):
+        tier = tier or {}
+        if not isinstance(tier, dict):
+            raise UserError("bad_input", f"tiers.{i} must be an object.", f"tiers.{i}")
+        got = {}
+        for key in ("capacity_bytes", "bandwidth_bps"):
+            if tier.get(key) is not None:
+                got[key] = number({f"tiers.{i}.{key}": tier[key]}, f"tiers.{i}.{key}", lo=0.0, hi=1e18)
+        out.append(got)
+    return out
+
+
+def resolve_tiers(req: Request, n_blocks: int, n_sink_blocks: int) -> list[dict]:
+    """Preset values, the user's overrides on top, capacities in whole blocks; checks there is room."""
+    block_bytes = req.block_size * req.bytes_per_token
+    tiers = presets.preset(req.preset, n_blocks, block_bytes, n_sink_blocks + 1)["tiers"]
+    for i, (tier, over) in enumerate(zip(tiers, req.overrides)):
+        tier.update({k: (int(v) if k == "capacity_bytes" else v) for k, v in over.items()})
+        tier["capacity_blocks"] = int(tier["capacity_bytes"] // block_bytes)
+        if tier["capacity_blocks"] > 0 and tier["bandwidth_bps"] <= 0:
+            raise UserError("bad_input", f"{tier['name']} read bandwidth must be above 0.", f"tiers.{i}.bandwidth_bps")
+    need_top = n_sink_blocks + (1 if n_blocks > n_sink_blocks else 0)
+    if tiers[0]["capacity_blocks"] < need_top:
+        raise UserError("no_room", f"GPU HBM must hold the {n_sink_blocks} sink block(s) plus one: at least "
+                        f"{need_top * block_bytes:,} bytes.", "tiers.0.capacity_bytes")
+    room = sum(t["capacity_blocks"] for t in tiers)
+    if room < n_blocks:
+        short = (n_blocks - room) * block_bytes
+        raise UserError("no_room", f"The tiers hold {room:,} of {n_blocks:,} blocks; add at least {short:,} bytes "
+                        "(disk is the easy place).", "tiers.3.capacity_bytes")
+    return tiers
+
+
+def precheck(req: Request) -> None:
+    """Fail fast, before a job starts, on tiers too small for a synthetic sequence (a model's length comes later)."""
+    if req.trace == "synthetic":
+        n_blocks = -(-req.length // req.block_size)
+        resolve_tiers(req, n_blocks, -(-req.synthetic["sinks"] // req.block_size))
+
+
+def snapshot_steps(n_tokens: int) -> np.ndarray:
+    return np.unique(np.linspace(0, n_tokens - 1, min(N_SNAPSHOTS, n_tokens)).round().astype(np.int64))
+
+
+def block_status(acc: np.ndarray, pinned: np.ndarray) -> np.ndarray:
+    status = np.where(pinned, STATUS_SINK, STATUS_NORMAL).astype(np.int8)
+    free = acc[~pinned]
+    if free.size:
+        k = max(1, math.ceil(HEAVY_SHARE * free.size))
+        cutoff = max(np.partition(free, free.size - k)[free.size - k], 2 * np.median(free), 1)
+        status[~pinned & (acc >= cutoff)] = STATUS_HEAVY
+    return status
+
+
+def model_sinks(matrix: np.ndarray) -> np.ndarray:
+    """Sink tokens by the design's definition (mean received attention ≥ 0.10)."""
+    from ..attention.sinks import received_after, sink_mask
+
+    n = matrix.shape[0]
+    return sink_mask(received_after(matrix), n - 1)
+
+
+def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
+    """→ (result for the UI/CLI, snapshots to keep for profile_snapshot). progress(fraction, stage) may raise Cancelled."""
+    started = time.perf_counter()
+    B = req.block_size
+    if req.trace == "model":
+        matrix = np.asarray(matrix, dtype=np.float32)
+        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any():
+            raise UserError("bad_trace", "The model trace must be a square matrix of finite, non-negative attention.", "trace")
+        n = matrix.shape[0]
+        sink_tokens = np.flatnonzero(model_sinks(matrix))
+    else:
+        n = req.length
+        sink_tokens = np.arange(req.synthetic["sinks"])
+    n_blocks = -(-n // B)
+    pinned = np.zeros(n_blocks, bool)
+    pinned[sink_tokens // B] = True
+    tiers = resolve_tiers(req, n_blocks, int(pinned.sum()))
+    steps = snapshot_steps(n)
+    s = req.synthetic
+    kwargs = dict(tau=req.access_threshold, half_life=req.half_life, snap_steps=steps)
+    if req.trace == "model":
+        kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n))
+    else:
+        kwargs.update(sink_count=s["sinks"], w_sink=s["sink_mass"], w_local=s["local_mass"], w_hh=s["heavy_mass"],
+                      w_bg=s["background_mass"], bg_keys=s["background_keys"], seed=s["seed"],
+                      lcum=kernel.local_table(s["local_decay"], s["local_window"]),
+                      hh_pos=kernel.heavy_positions(n, s["heavy_count"], s["sinks"], s["seed"]), chunk_steps=1 << 16)
+    progress(0.02, "Simulating")
+    out = kernel.simulate(n, B, [t["capacity_blocks"] for t in tiers], pinned,
+                          on_chunk=lambda done: progress(0.02 + 0.95 * done / n, "Simulating"), **kwargs)
+    progress(0.98, "Summarising")
+    status = block_status(out["acc"], pinned)
+    summary = _summary(req, n, n_blocks, tiers, out, status)
+    summary["seconds"] = round(time.perf_counter() - started, 3)
+    result = {"summary": summary, "n_tokens": n, "block_size": B, "bytes_per_token": req.bytes_per_token,
+              "tier": out["tier"].tolist(), "access_count": out["access"].tolist(), "status": status.tolist(),
+              "snapshot_steps": steps.tolist()}
+    return result, {"snapshots": out["snapshots"], "steps": steps}
+
+
+def _summary(req, n, n_blocks, tiers, out, status) -> dict:
+    bpt = req.bytes_per_token
+    mean_tokens = out["token_steps"] / n          # tokens resident per tier, averaged over the decode steps
+    bandwidth = np.array([t["bandwidth_bps"] for t in tiers])
+    used = mean_tokens > 0
+    read = float((mean_tokens[used] * bpt / bandwidth[used]).sum())  # dense attention reads every block
+    all_hbm = float(mean_tokens.sum() * bpt / bandwidth[0])
+    for i, tier in enumerate(tiers):
+        tier.update(blocks=int(out["blocks"][i]), bytes=int(out["tokens"][i]) * bpt, hits=int(out["hits"][i]))
+    return {
+        "trace": req.trace, "preset": req.preset, "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
+        "bytes_per_token": bpt, "bytes_per_token_source": req.bytes_source, "block_bytes": req.block_size * bpt,
+        "tiers": tiers, "accesses": int(out["hits"].sum()),
+        "promotions": out["promotions"], "demotions": out["demotions"], "bytes_moved": out["moved_tokens"] * bpt,
+        "read_seconds_per_step": read, "read_seconds_all_hbm": all_hbm, "read_time_ratio": read / all_hbm,
+        "sink_blocks": int((status == STATUS_SINK).sum()), "heavy_hitter_blocks": int((status == STATUS_HEAVY).sum()),
+        "access_threshold": req.access_threshold, "half_life": req.half_life,
+        "synthetic": dict(req.synthetic) if req.trace == "synthetic" else None, "l2_note": presets.L2_NOTE,
+        "heat_rule": "heat = attention received, halved every half_life steps; a block that gets attention rises "
+                     "while hotter than the coldest block of the tier above; new blocks enter HBM, pushing the "
+                     "coldest block of each full tier one tier down; sink blocks stay in HBM",
+    }
+
+
+def snapshot(kept: dict | None, params) -> dict:
+    """The tier of every block at one snapshot of the last profile: by index, or the last one at or before step."""
+    if kept is None:
+        raise UserError("no_profile", "Run a profile first.")
+    p = params_dict(params)
+    steps = kept["steps"]
+    if p.get("step") is not None and p.get("index") is None:
+        step = integer(p, "step", lo=0)
+        index = max(0, int(np.searchsorted(steps, step, side="right")) - 1)
+    else:
+        index = integer(p, "index", len(steps) - 1, 0, len(steps) - 1)
+    tiers = kept["snapshots"][index]
+    return {"index": index, "step": int(steps[index]), "tiers": tiers.tolist(),
+            "blocks_per_tier": np.bincount(tiers[tiers >= 0], minlength=4).tolist()}
