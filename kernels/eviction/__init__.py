@@ -35,13 +35,14 @@ class Simulation:
         self.state = State(trace.n, capacity, self.code == FULL, record_evictions)
         self.ridx = np.zeros(trace.max_row, np.int64)
         self.rval = np.zeros(trace.max_row, np.int64)
+        self.loccum = trace.loccum
         self.steps_done = 0
 
     def run(self, t0: int, t1: int) -> None:
         tr, st = self.trace, self.state
         run_steps(self.code, t0, t1, tr.n, self.capacity, self.sinks, self.window, self.tau,
-                  tr.kind, tr.weights, tr.sp, tr.loc, tr.heavy, self.plan_end,
-                  st.slots, st.slot_of, st.free, st.heap, st.stamp, st.ctr, st.flt, st.tl, st.stride,
+                  tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, self.plan_end,
+                  st.slots, st.slot_of, st.free, st.heap, st.stamp, st.queue, st.ctr, st.flt, st.tl, st.stride,
                   st.evicted_at, self.ridx, self.rval)
         self.steps_done = t1
 
@@ -84,6 +85,9 @@ class KeyTotals:
                  self.ridx, self.rval)
         if t1 == tr.n:
             self.after += self.g[0]
+            if len(tr.loc):  # key j hears loc[1..m] from the m = min(span, n−1−j) queries after it
+                later = np.minimum(len(tr.loc) - 1, tr.n - 1 - np.arange(tr.n))
+                self.after += tr.loccum[later] - tr.loc[0]
 
     def sinks(self, threshold: int) -> np.ndarray:
         """Keys whose mean attention over the queries after them is ≥ threshold (fixed point)."""

@@ -9,8 +9,8 @@ Runs steps [t0, t1) so the caller can stop between chunks; all state is in `st` 
 from numba import njit
 
 from . import h2o, lru, oracle, sliding_window, streaming_llm, tova
-from .rows import row
-from .state import (ACCESSES, BUCKET_N, BUCKET_RECALL, EVICTIONS, FREE, HITS, MISSES, NCACHED, NEXT, POS,
+from .rows import loc_at, loc_upto, row
+from .state import (ACCESSES, BUCKET_N, EV_RECENT, BUCKET_RECALL, EVICTIONS, FREE, HITS, MISSES, NCACHED, NEXT, POS,
                     PREV, RECALL_SUM, TAIL, HEAD, TL_MISSES, TL_N, TL_OCC, TL_RECALL, TL_STEP, list_append,
                     list_unlink)
 
@@ -21,33 +21,59 @@ POLICY_CODES = {"full": FULL, "sliding_window": SLIDING_WINDOW, "streaming_llm":
 
 @njit(cache=True)
 def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
-              kind, weights, sp, loc, heavy, plan_end,
-              slots, slot_of, free, heap, stamp, ctr, flt, tl, stride, evicted_at, ridx, rval):
+              kind, weights, sp, loc, loccum, heavy, plan_end,
+              slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval):
+    span = loc.shape[0] - 1  # oldest age with a locality weight (−1: none)
     for t in range(t0, t1):
-        cnt, bg = row(kind, t, weights, sp, loc, heavy, ridx, rval)
+        cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
 
-        # 2. Accounting. Keys the row does not name get exactly bg.
+        # 2. Accounting. Key j gets bg + loc[t − j] + its explicit extra (rows.py).
+        # The recent block, ages 1..top, is handled as a whole: `ev` counts its evicted keys.
+        if span >= 0 and t - 1 - span >= 0 and slot_of[t - 1 - span] < 0:
+            ctr[EV_RECENT] -= 1  # that key just aged out of the block
         ncached = ctr[NCACHED]
         every_key = bg >= tau
+        top = min(t, span)
+        dstar = 0  # ages 1..dstar reach τ on locality alone (loc does not grow with age)
+        if not every_key:
+            while dstar < top and loc[dstar + 1] + bg >= tau:
+                dstar += 1
+        total = bg * (t + 1) + loc_upto(loccum, top)
+        kept = bg * (ncached + 1)
         if every_key:
             ctr[ACCESSES] += t
             ctr[HITS] += ncached
             ctr[MISSES] += t - ncached
-        total = bg * (t + 1)
-        kept = bg * (ncached + 1)
+        if ctr[EV_RECENT] == 0:  # the whole block is cached
+            kept += loc_upto(loccum, top)
+            ctr[ACCESSES] += dstar
+            ctr[HITS] += dstar
+        else:
+            if top >= 0:
+                kept += loc[0]
+            for age in range(1, top + 1):
+                cached = slot_of[t - age] >= 0
+                if cached:
+                    kept += loc[age]
+                if age <= dstar:
+                    ctr[ACCESSES] += 1
+                    if cached:
+                        ctr[HITS] += 1
+                    else:
+                        ctr[MISSES] += 1
         self_extra = 0
         for e in range(cnt):
             j = ridx[e]
-            w = rval[e]
-            total += w
+            x = rval[e]
+            total += x
             if j == t:
-                kept += w
-                self_extra = w
+                kept += x
+                self_extra = x
                 continue
             cached = slot_of[j] >= 0
             if cached:
-                kept += w
-            if not every_key and w + bg >= tau:
+                kept += x
+            if not every_key and t - j > dstar and x + bg + loc_at(loc, t - j) >= tau:
                 ctr[ACCESSES] += 1
                 if cached:
                     ctr[HITS] += 1
@@ -59,9 +85,9 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
 
         # 3. The policy observes the row (cached keys only).
         if policy == H2O:
-            h2o.observe(slots, slot_of, heap, ctr, ridx, rval, cnt, t)
+            h2o.observe(slots, slot_of, heap, ctr, ridx, rval, cnt, t, loc, window)
         elif policy == LRU:
-            lru.observe(slots, slot_of, ctr, ridx, rval, cnt, t, bg, tau)
+            lru.observe(slots, slot_of, queue, ctr, ridx, rval, cnt, t, bg, tau, loc, dstar)
 
         # 4. Key t enters; evict while over budget.
         if policy == FULL:
@@ -75,9 +101,9 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
             list_append(slots, ctr, s, PREV, NEXT, HEAD, TAIL)
             ctr[NCACHED] += 1
             if policy == H2O:
-                h2o.on_insert(slots, slot_of, heap, ctr, s, t, self_extra, bg, window)
+                h2o.on_insert(slots, slot_of, heap, ctr, s, t, self_extra, bg, window, loccum)
             elif policy == LRU:
-                lru.on_insert(slots, ctr, s, t)
+                lru.on_insert(slots, queue, ctr, s, t)
             elif policy == ORACLE:
                 oracle.on_insert(slots, heap, ctr, s, t, plan_end)
             if ctr[NCACHED] > capacity:
@@ -88,10 +114,9 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
                 elif policy == H2O:
                     v = h2o.victim(slots, heap, ctr)
                 elif policy == LRU:
-                    v = lru.victim(slots, ctr)
-                    lru.on_evict(slots, ctr, v)
+                    v = lru.victim(slots, queue, ctr)
                 elif policy == TOVA:
-                    v = tova.victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg)
+                    v = tova.victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg, loc)
                 else:
                     v = oracle.victim(slots, heap, ctr)
                 list_unlink(slots, ctr, v, PREV, NEXT, HEAD, TAIL)
@@ -101,8 +126,13 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
                 ctr[FREE] += 1
                 ctr[NCACHED] -= 1
                 ctr[EVICTIONS] += 1
+                if span >= 0 and gone >= t - span:
+                    ctr[EV_RECENT] += 1  # an evicted key inside next step's block
                 if evicted_at.shape[0] > 0:
                     evicted_at[gone] = t
+
+            if policy == H2O:
+                h2o.settle(slots, heap, ctr)
 
         # Timeline: one point per `stride` steps (≤ 2,000), recall averaged over the bucket.
         ctr[BUCKET_N] += 1

@@ -1,48 +1,79 @@
 """LRU: keeps the C keys accessed most recently (entering counts as an access; ties:
 the older key goes). Only accesses the policy can see count: those to cached keys.
 
-Slots sit in a recency list ordered by (last access, position); an access moves a key
-to the back, so the victim is the front. A row's explicit keys come in position order,
-which keeps ties in position order for free.
+Recency order is a FIFO queue of (slot, step) entries: an access appends an entry and
+sets the slot's KEY (last access) to the step, leaving the older entry stale; the victim
+is the first entry still current. Appending is two stores, where moving a key in a
+linked list is a dozen; stale entries are skipped once, or squeezed out when the queue
+fills. Accessed keys are appended in position order, which keeps ties right.
 """
 from numba import njit
 
-from .state import HEAD, KEY, LHEAD, LNEXT, LPREV, LTAIL, NEXT, list_append, list_unlink
+from .rows import loc_at
+from .state import HEAD, KEY, NEXT, Q_HEAD, Q_TAIL
 
 
 @njit(cache=True)
-def observe(slots, slot_of, ctr, ridx, rval, cnt, t, bg, tau):
+def _current(slots, queue, i):
+    s = queue[i, 0]
+    return slots[s, KEY] == queue[i, 1]
+
+
+@njit(cache=True)
+def _touch(slots, queue, ctr, s, t):
+    mask = queue.shape[0] - 1
+    if ctr[Q_TAIL] - ctr[Q_HEAD] == queue.shape[0]:
+        _squeeze(slots, queue, ctr)
+    slots[s, KEY] = t
+    i = ctr[Q_TAIL] & mask
+    queue[i, 0] = s
+    queue[i, 1] = t
+    ctr[Q_TAIL] += 1
+
+
+@njit(cache=True)
+def _squeeze(slots, queue, ctr):
+    """Drop the stale entries, keeping order (at most C + 1 stay)."""
+    mask = queue.shape[0] - 1
+    w = ctr[Q_HEAD]
+    for r in range(ctr[Q_HEAD], ctr[Q_TAIL]):
+        if _current(slots, queue, r & mask):
+            queue[w & mask, 0] = queue[r & mask, 0]
+            queue[w & mask, 1] = queue[r & mask, 1]
+            w += 1
+    ctr[Q_TAIL] = w
+
+
+@njit(cache=True)
+def observe(slots, slot_of, queue, ctr, ridx, rval, cnt, t, bg, tau, loc, dstar):
     if bg >= tau:
         # Every key reached τ: recency order becomes position order.
-        ctr[LHEAD] = -1
-        ctr[LTAIL] = -1
+        ctr[Q_HEAD] = ctr[Q_TAIL]
         s = ctr[HEAD]
         while s >= 0:
-            slots[s, KEY] = t
-            list_append(slots, ctr, s, LPREV, LNEXT, LHEAD, LTAIL)
+            _touch(slots, queue, ctr, s, t)
             s = slots[s, NEXT]
         return
     for e in range(cnt):
         j = ridx[e]
-        if j < t and rval[e] + bg >= tau:
-            s = slot_of[j]
-            if s >= 0:
-                slots[s, KEY] = t
-                list_unlink(slots, ctr, s, LPREV, LNEXT, LHEAD, LTAIL)
-                list_append(slots, ctr, s, LPREV, LNEXT, LHEAD, LTAIL)
+        if j < t - dstar and slot_of[j] >= 0 and rval[e] + bg + loc_at(loc, t - j) >= tau:
+            _touch(slots, queue, ctr, slot_of[j], t)
+    for age in range(dstar, 0, -1):  # ages 1..dstar reach τ on locality alone
+        if slot_of[t - age] >= 0:
+            _touch(slots, queue, ctr, slot_of[t - age], t)
 
 
 @njit(cache=True)
-def on_insert(slots, ctr, s, t):
-    slots[s, KEY] = t
-    list_append(slots, ctr, s, LPREV, LNEXT, LHEAD, LTAIL)
+def on_insert(slots, queue, ctr, s, t):
+    _touch(slots, queue, ctr, s, t)
 
 
 @njit(cache=True)
-def on_evict(slots, ctr, s):
-    list_unlink(slots, ctr, s, LPREV, LNEXT, LHEAD, LTAIL)
-
-
-@njit(cache=True)
-def victim(slots, ctr):
-    return ctr[LHEAD]
+def victim(slots, queue, ctr):
+    mask = queue.shape[0] - 1
+    while not _current(slots, queue, ctr[Q_HEAD] & mask):
+        ctr[Q_HEAD] += 1
+    s = queue[ctr[Q_HEAD] & mask, 0]
+    ctr[Q_HEAD] += 1
+    slots[s, KEY] = -1  # its other entries are stale now, even after the slot is reused
+    return s

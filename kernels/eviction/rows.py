@@ -1,6 +1,8 @@
-"""One attention row at a time, as (count, bg) plus explicit (position, extra) pairs in
-position order. Synthetic rows are generated here from a few parameters, so a 10M-step
-trace never exists in memory; see trace.py for the definition."""
+"""One attention row at a time, in three parts: key j ≤ t gets
+    bg  +  loc[t − j] (0 past the table)  +  extra[j] for the few explicit keys,
+with the explicit (position, extra) pairs in position order. Synthetic rows are made
+here from a few parameters, so a 10M-step trace never exists in memory (trace.py has
+the definition); a model row is all explicit (no bg, no loc)."""
 import numpy as np
 from numba import njit
 
@@ -24,39 +26,23 @@ def heavy_weight(unit, seed, t, i):
 
 
 @njit(cache=True)
-def synthetic_row(t, sp, loc, heavy, ridx, rval):
+def synthetic_row(t, sp, heavy, ridx, rval):
+    """The few special keys: sinks and the heavy hitters before t. The locality part
+    (same weights by age for every key) and the background are added by the caller."""
     s_syn = sp[S_SYN]
-    sink_q = sp[SINK_Q]
+    cnt = 0
+    for j in range(min(s_syn, t + 1)):
+        ridx[cnt] = j
+        rval[cnt] = sp[SINK_Q]
+        cnt += 1
     # The heavy mass is shared by the heavy hitters seen so far (those before t).
     active = np.searchsorted(heavy, t)
     unit = sp[HEAVY_TOTAL] // max(1, active)
-    seed = sp[SEED]
-    bg = sp[BG_TOTAL] // (t + 1)
-    lo = max(0, t - (loc.shape[0] - 1))  # oldest position still inside the locality ages
-    cnt = 0
-    for j in range(min(s_syn, lo)):  # sinks older than the locality range
-        ridx[cnt] = j
-        rval[cnt] = sink_q
-        cnt += 1
-    i = 0
-    while i < heavy.shape[0] and heavy[i] < lo:  # heavy hitters older than the locality range
+    for i in range(active):
         ridx[cnt] = heavy[i]
-        rval[cnt] = heavy_weight(unit, seed, t, i)
+        rval[cnt] = heavy_weight(unit, sp[SEED], t, i)
         cnt += 1
-        i += 1
-    for j in range(lo, t + 1):
-        w = loc[t - j]
-        if j < s_syn:
-            w += sink_q
-        if i < heavy.shape[0] and heavy[i] == j:
-            if j < t:  # a heavy hitter draws attention from the queries after it
-                w += heavy_weight(unit, seed, t, i)
-            i += 1
-        if w > 0:
-            ridx[cnt] = j
-            rval[cnt] = w
-            cnt += 1
-    return cnt, bg
+    return cnt, sp[BG_TOTAL] // (t + 1)
 
 
 @njit(cache=True)
@@ -72,7 +58,21 @@ def model_row(t, weights, ridx, rval):
 
 
 @njit(cache=True)
-def row(kind, t, weights, sp, loc, heavy, ridx, rval):
+def row(kind, t, weights, sp, heavy, ridx, rval):
     if kind == MODEL:
         return model_row(t, weights, ridx, rval)
-    return synthetic_row(t, sp, loc, heavy, ridx, rval)
+    return synthetic_row(t, sp, heavy, ridx, rval)
+
+
+@njit(cache=True)
+def loc_at(loc, age):
+    """Locality weight at this age (0 past the table, and always 0 for model traces)."""
+    return loc[age] if age < loc.shape[0] else 0
+
+
+@njit(cache=True)
+def loc_upto(loccum, age):
+    """Sum of the locality weights of ages 0..age."""
+    if age < 0 or loccum.shape[0] == 0:
+        return 0
+    return loccum[min(age, loccum.shape[0] - 1)]

@@ -15,8 +15,8 @@ POS, PREV, NEXT, KEY, HEAP, LPREV, LNEXT = range(7)
 NFIELDS = 7
 # Entries of `ctr` (int64 counters and list heads).
 (NCACHED, ACCESSES, HITS, MISSES, EVICTIONS, HEAD, TAIL, FREE, HEAP_N, LHEAD, LTAIL,
- GPREV, TL_N, BUCKET_N) = range(14)
-NCTR = 14
+ GPREV, TL_N, BUCKET_N, EV_RECENT, PENDING, Q_HEAD, Q_TAIL) = range(18)
+NCTR = 18
 # Entries of `flt`.
 RECALL_SUM, BUCKET_RECALL = range(2)
 # Columns of the timeline `tl`: step, occupancy, mean recall over the bucket, cumulative misses.
@@ -42,6 +42,9 @@ class State:
         self.ctr = np.zeros(NCTR, np.int64)
         self.ctr[HEAD] = self.ctr[TAIL] = self.ctr[LHEAD] = self.ctr[LTAIL] = -1
         self.ctr[FREE] = nslots
+        self.ctr[PENDING] = -1
+        qsize = 1 << max(6, int(16 * nslots).bit_length())  # LRU's queue: ≥ 16 entries per slot
+        self.queue = np.zeros((qsize, 2), np.int64)
         self.flt = np.zeros(2, np.float64)
         self.stride = timeline_stride(n)
         self.tl = np.zeros((-(-n // self.stride) + 1, 4), np.float64)
@@ -122,6 +125,18 @@ def heap_push(slots, heap, ctr, s):
     ctr[HEAP_N] = i + 1
     heap[i] = s
     _sift_up(slots, heap, i)
+
+
+@njit(cache=True)
+def heap_pushpop(slots, heap, ctr, s):
+    """Push s, then pop the minimum: one sift instead of two."""
+    if ctr[HEAP_N] == 0 or not _less(slots, heap[0], s):
+        return s
+    top = heap[0]
+    heap[0] = s
+    heap_sift_down(slots, heap, ctr, 0)
+    slots[top, HEAP] = -1
+    return top
 
 
 @njit(cache=True)

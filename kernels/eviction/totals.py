@@ -3,19 +3,20 @@ queries after the key ≥ threshold) and the heavy hitters (top-k by total) of D
 Policy-independent, so computed once per trace; chunked like the simulation."""
 from numba import njit
 
-from .rows import row
+from .rows import loc_at, row
 
 
 @njit(cache=True)
 def received(t0, t1, kind, weights, sp, loc, heavy, after, self_w, g, ridx, rval):
-    """after[j] += attention from queries t > j; self_w[t] = A[t, t].
+    """after[j] += explicit attention from queries t > j; self_w[t] = A[t, t].
 
     The background part of `after` is G(n−1) − G(j) with G the running sum of bg: each
-    key subtracts G(j) here and the caller adds G(n−1) = g[0] once at the end.
+    key subtracts G(j) here and the caller adds G(n−1) = g[0] once at the end; the
+    caller adds the locality part (it depends only on how many queries follow).
     """
     for t in range(t0, t1):
-        cnt, bg = row(kind, t, weights, sp, loc, heavy, ridx, rval)
-        self_w[t] = bg
+        cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
+        self_w[t] = bg + loc_at(loc, 0)
         for e in range(cnt):
             j = ridx[e]
             if j == t:

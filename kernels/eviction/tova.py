@@ -1,30 +1,33 @@
 """TOVA (Oren et al. 2024): evict the key (the new one included) that the current query
 attends to least; ties: the older key goes.
 
-Keys the row does not name explicitly all get exactly the background, the lowest
-weight there is, so the only such key worth looking at is the oldest one: walk the
-position list from the oldest end past the keys this row names (stamped).
+Keys the row does not name explicitly get bg + loc[age], and loc does not grow with
+age, so among them the oldest is the least attended: walk the position list from the
+oldest end past the explicit keys (stamped) and compare that one with the best explicit.
 """
 from numba import njit
 
+from .rows import loc_at
 from .state import HEAD, NEXT, POS
 
 
 @njit(cache=True)
-def victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg):
+def victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg, loc):
     best_w = -1
     best_s = -1
     for e in range(cnt):  # position order, so strict < keeps the older key on ties
         s = slot_of[ridx[e]]
         if s >= 0:
             stamp[s] = t
-            w = bg + rval[e]
+            w = bg + rval[e] + loc_at(loc, t - ridx[e])
             if best_s < 0 or w < best_w:
                 best_w = w
                 best_s = s
     s = ctr[HEAD]
     while s >= 0 and stamp[s] == t:
         s = slots[s, NEXT]
-    if s >= 0 and (best_s < 0 or bg < best_w or (bg == best_w and slots[s, POS] < slots[best_s, POS])):
-        return s
+    if s >= 0:
+        w = bg + loc_at(loc, t - slots[s, POS])
+        if best_s < 0 or w < best_w or (w == best_w and slots[s, POS] < slots[best_s, POS]):
+            return s
     return best_s

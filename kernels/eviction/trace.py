@@ -26,15 +26,19 @@ class Trace:
     n: int
     weights: np.ndarray  # model: int64 [n, n] lower triangle; synthetic: shape (1, 1) dummy
     sp: np.ndarray       # synthetic parameters (int64[5]); model: zeros
-    loc: np.ndarray      # synthetic: locality weight by age, int64; model: [0]
+    loc: np.ndarray      # synthetic: locality weight by age, non-increasing, int64; model: empty
     heavy: np.ndarray    # synthetic: sorted heavy-hitter positions, int64; model: empty
+
+    @property
+    def loccum(self) -> np.ndarray:
+        return np.cumsum(self.loc).astype(np.int64)
 
     @property
     def max_row(self) -> int:
         """Most explicit entries one row can have (the size of the row buffers)."""
         if self.kind == MODEL:
             return self.n
-        return int(self.sp[S_SYN]) + len(self.heavy) + len(self.loc) + 1
+        return int(self.sp[S_SYN]) + len(self.heavy) + 1
 
 
 def model_trace(attention: np.ndarray) -> Trace:
@@ -42,7 +46,7 @@ def model_trace(attention: np.ndarray) -> Trace:
     a = np.asarray(attention, dtype=np.float64)
     q = np.rint(np.tril(np.clip(a, 0.0, 1.0)) * ONE).astype(np.int64)
     return Trace(MODEL, int(a.shape[0]), np.ascontiguousarray(q), np.zeros(5, np.int64),
-                 np.zeros(1, np.int64), np.zeros(0, np.int64))
+                 np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.3, locality: float = 0.8,
@@ -61,7 +65,7 @@ def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.3, localit
     with np.errstate(under="ignore"):
         loc = np.rint(local_mass * ONE * (1.0 - locality) * locality ** ages).astype(np.int64)
     nonzero = np.nonzero(loc)[0]
-    loc = loc[: nonzero[-1] + 1] if len(nonzero) else np.zeros(1, np.int64)  # beyond: exactly 0
+    loc = loc[: nonzero[-1] + 1] if len(nonzero) else np.zeros(0, np.int64)  # beyond: exactly 0
     rng = np.random.default_rng(seed)
     span = max(0, n - sink_count)
     h = min(heavy_hitters, span)

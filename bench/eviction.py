@@ -1,0 +1,65 @@
+"""Benchmark: 1,000,000 synthetic steps at C = 256, every policy that runs on synthetic
+traces (the oracle needs the future: model traces only).
+
+Seconds are wall-clock after JIT warm-up (CPU seconds beside them: on a shared machine
+wall time is noisy). The plain-Python reference (tests/reference_eviction.py) is timed
+on the first 20,000 steps of the same trace and scaled to 1,000,000; both runs are
+checked to agree on that slice. The last two lines are the ratio and the seconds.
+
+    python bench/eviction.py [--steps N] [--ref-steps N]
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+from kernels.eviction import Simulation, synthetic_trace, to_fixed  # noqa: E402
+import reference_eviction as ref  # noqa: E402
+
+POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"]
+C, S, W, TAU = 256, 4, 128, to_fixed(0.01)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=1_000_000)
+    ap.add_argument("--ref-steps", type=int, default=20_000)
+    args = ap.parse_args()
+    trace = synthetic_trace(args.steps)
+
+    started = time.perf_counter()
+    for policy in POLICIES:  # loads the kernels from Numba's on-disk cache, or compiles them once
+        Simulation(policy, synthetic_trace(1000), C, S, W, TAU).run(0, 1000)
+    print(f"warm-up (JIT load or compile): {time.perf_counter() - started:.2f} s")
+
+    kernel_s = kernel_cpu = ref_s = 0.0
+    for policy in POLICIES:
+        sim = Simulation(policy, trace, C, S, W, TAU)
+        t0, c0 = time.perf_counter(), time.process_time()
+        sim.run(0, trace.n)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        kernel_s, kernel_cpu = kernel_s + wall, kernel_cpu + cpu
+
+        t0 = time.perf_counter()
+        expected = ref.simulate(policy, trace, C, S, W, TAU, steps=args.ref_steps)
+        ref_scaled = (time.perf_counter() - t0) * trace.n / args.ref_steps
+        ref_s += ref_scaled
+        check = Simulation(policy, trace, C, S, W, TAU)
+        check.run(0, args.ref_steps)
+        got = check.counters()
+        agree = all(got[k] == expected[k] for k in ("accesses", "hits", "misses", "evictions", "recall_sum"))
+        c = sim.counters()
+        print(f"{policy:15s} {wall:6.3f} s (cpu {cpu:5.3f})  {wall * 1e9 / trace.n:6.0f} ns/step  "
+              f"hit rate {c['hits'] / max(1, c['accesses']):.4f}  recall {c['recall_sum'] / trace.n:.4f}  "
+              f"reference ~{ref_scaled:7.1f} s  {'agrees' if agree else 'DISAGREES'} on {args.ref_steps:,} steps")
+    print(f"all policies: {kernel_s:.3f} s wall, {kernel_cpu:.3f} s cpu for {trace.n:,} steps each "
+          f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"ratio to reference: {ref_s / kernel_s:.0f}x")
+    print(f"seconds: {kernel_s:.3f}")
+
+
+if __name__ == "__main__":
+    main()
