@@ -107,3 +107,29 @@ def test_local_table_never_goes_subnormal():
     lcum = tiers.local_table(0.5, 4096)
     weights = np.diff(lcum)
     assert np.all((weights == 0) | (weights >= np.finfo(np.float64).tiny))
+
+
+# ---- bytes per token: 2 (K and V) × layers × KV heads × head dim × bytes per element ----
+
+def test_bytes_per_token_gpt2_and_demo_model():
+    from transformers import AutoConfig, GPT2Config
+
+    from backend.models.load import DEMO_MODEL_DIR
+    from backend.profile.kv_bytes import bytes_per_token
+
+    assert bytes_per_token(GPT2Config(n_layer=12, n_head=12, n_embd=768), "float16") == 2 * 12 * 12 * 64 * 2
+    assert bytes_per_token(GPT2Config(n_layer=12, n_head=12, n_embd=768), "float32") == 2 * 12 * 12 * 64 * 4
+    demo = AutoConfig.from_pretrained(DEMO_MODEL_DIR)  # 6 layers, 6 heads, width 192
+    assert bytes_per_token(demo, "float32") == 2 * 6 * 6 * (192 // 6) * 4
+
+
+def test_bytes_per_token_llama_with_grouped_query_attention():
+    from transformers import LlamaConfig
+
+    from backend.profile.kv_bytes import bytes_per_token
+
+    gqa = LlamaConfig(num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, hidden_size=4096)
+    assert bytes_per_token(gqa, "bfloat16") == 2 * 32 * 8 * 128 * 2        # 128 KiB, not 512 KiB
+    wide_heads = LlamaConfig(num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=2, hidden_size=1024,
+                             head_dim=256)                                  # head_dim ≠ hidden / heads
+    assert bytes_per_token(wide_heads, "float16") == 2 * 4 * 2 * 256 * 2
