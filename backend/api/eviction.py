@@ -1,5 +1,34 @@
 """Public Api methods for eviction (see backend/api/__init__.py for the rules)."""
+from ..envelope import public
+from ..eviction import POLICIES, parse, simulate, traces
+from ..validate import params_dict
+from .attention import require_model
+
+DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_size": 256, "sinks": 4, "window": 128,
+            "access_threshold": 0.01, "sink_threshold": 0.10, "sink_mass": 0.5, "locality": 0.8,
+            "heavy_hitters": 16, "heavy_mass": 0.2, "background": 0.1, "seed": 0, "layer": -1, "head": None,
+            "aggregate": "layer"}
 
 
 class EvictionMethods:
-    pass
+    @public
+    def eviction_policies(self, params=None):
+        params_dict(params)
+        return {"policies": POLICIES, "defaults": DEFAULTS}
+
+    @public
+    def simulate(self, params=None):
+        """Start a simulation job; its result is {"trace": {...}, "results": [one dict per policy]}."""
+        p = parse(params)  # bad settings fail here, at once, naming the field
+        loaded = require_model(self._state) if p.trace == "model" else None
+
+        def work(progress):
+            if loaded is None:
+                return simulate(p, traces.synthetic(p), progress)
+            progress(0.0, "Running the model on the text")
+            trace, info = traces.from_model(loaded, p)
+            out = simulate(p, trace, progress)
+            out["trace"].update(info)
+            return out
+
+        return {"job_id": self._state.jobs.start("simulate", work).id}

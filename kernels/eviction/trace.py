@@ -49,7 +49,7 @@ def model_trace(attention: np.ndarray) -> Trace:
                  np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
-def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.3, locality: float = 0.8,
+def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, locality: float = 0.8,
                     heavy_hitters: int = 16, heavy_mass: float = 0.2, background: float = 0.1,
                     seed: int = 0) -> Trace:
     """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each heavy

@@ -1,0 +1,52 @@
+"""`main.py simulate`: compare KV-cache eviction policies on a synthetic or a model trace."""
+from .common import add_model_arguments, check, emit, load, read_text, wait_job
+
+POLICY_CHOICES = ["all", "full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
+FIELDS = ("policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
+          "retained_sinks", "retained_heavy_hitters", "kept", "seconds")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--trace", choices=["synthetic", "model"], default="synthetic",
+                        help="synthetic (any length, no model) or the model's attention on --text/--text-file")
+    add_model_arguments(parser)
+    parser.add_argument("--text", help="text for a model trace")
+    parser.add_argument("--text-file", help="read the text for a model trace from this file")
+    parser.add_argument("--layer", type=int, default=-1, help="model trace: layer index, -1 = last")
+    parser.add_argument("--head", type=int, default=None, help="model trace: one head; omit for the mean over heads")
+    parser.add_argument("--all-layers", action="store_true", help="model trace: mean over all layers and heads")
+    parser.add_argument("--length", type=int, default=100_000, help="synthetic trace: tokens (steps)")
+    parser.add_argument("--cache-size", type=int, default=256, help="budget C in tokens")
+    parser.add_argument("--sinks", type=int, default=4, help="StreamingLLM's sink count S")
+    parser.add_argument("--window", type=int, default=128, help="H2O's recent window W")
+    parser.add_argument("--access-threshold", type=float, default=0.01, help="τ: attention ≥ τ is an access")
+    parser.add_argument("--policy", choices=POLICY_CHOICES, default="all")
+    parser.add_argument("--seed", type=int, default=0, help="synthetic trace: random seed")
+    parser.add_argument("--json", action="store_true", help="print {\"results\": [...]} as JSON")
+
+
+def run(args, api) -> int:
+    params = {"trace": args.trace, "length": args.length, "cache_size": args.cache_size, "sinks": args.sinks,
+              "window": args.window, "access_threshold": args.access_threshold, "policy": args.policy,
+              "seed": args.seed}
+    if args.trace == "model":
+        params.update(text=read_text(args), layer=args.layer, head=args.head,
+                      aggregate="all_layers" if args.all_layers else ("head" if args.head is not None else "layer"))
+        check(api.simulate(params))  # bad settings fail before the model loads
+        load(api, args, quiet=args.json)
+    out = wait_job(api, check(api.simulate(params))["job_id"], quiet=args.json)
+    if args.json:
+        emit({"results": [{k: r[k] for k in FIELDS} for r in out["results"]]})
+        return 0
+    t = out["trace"]
+    print(f"{t['kind']} trace, {t['length']:,} tokens, C = {t['cache_size']}, S = {t['sinks']}, W = {t['window']}, "
+          f"τ = {t['access_threshold']:g}; {t['sink_count']} sinks, top-{t['heavy_k']} heavy hitters")
+    print(f"{'policy':<17}{'accesses':>12}{'hits':>12}{'misses':>12}{'evictions':>12}{'hit rate':>9}"
+          f"{'recall':>8}{'sinks':>9}{'heavy':>10}{'seconds':>9}")
+    for r in out["results"]:
+        s, h = r["retained_sinks"], r["retained_heavy_hitters"]
+        hit_rate = "—" if r["hit_rate"] is None else f"{r['hit_rate']:.4f}"
+        print(f"{r['policy']:<17}{r['accesses']:>12,}{r['hits']:>12,}{r['misses']:>12,}{r['evictions']:>12,}"
+              f"{hit_rate:>9}{r['attention_recall']:>8.4f}{s['kept']:>4}/{s['total']:<4}"
+              f"{h['kept']:>5}/{h['total']:<4}{r['seconds']:>9.3f}")
+    return 0

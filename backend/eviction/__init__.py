@@ -1,0 +1,12 @@
+"""Eviction simulation: settings → trace → Numba kernels (kernels/eviction) → metrics.
+
+    p = parse(params)                      # UserError naming the field on bad input
+    trace = traces.synthetic(p)            # or traces.from_attention(matrix) / from_model(...)
+    out = simulate(p, trace, progress)     # {"trace": {...}, "results": [...]}
+"""
+from . import traces
+from .params import MAX_LENGTH, MAX_MODEL_TOKENS, SimParams, parse
+from .policies import POLICIES
+from .run import simulate
+
+__all__ = ["parse", "simulate", "traces", "POLICIES", "SimParams", "MAX_LENGTH", "MAX_MODEL_TOKENS"]

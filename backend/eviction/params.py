@@ -1,0 +1,87 @@
+"""Checks the settings of a simulation; every failure names the field to fix."""
+from dataclasses import dataclass
+
+from ..errors import UserError
+from ..validate import choice, integer, number, params_dict, text
+from .policies import NAMES, NEEDS_FUTURE
+
+MAX_LENGTH = 20_000_000   # synthetic steps; 10M runs in well under a minute per policy
+MAX_CACHE = 1_000_000
+MAX_MODEL_TOKENS = 2048   # a model trace is n × n in memory (and the oracle's graph grows with it)
+MAX_LOCALITY = 0.99       # beyond this the locality span (ages with weight > 0) runs to thousands
+
+
+@dataclass
+class SimParams:
+    trace: str
+    policies: list
+    length: int
+    cache_size: int
+    sinks: int
+    window: int
+    access_threshold: float
+    sink_threshold: float
+    heavy_k: int
+    synthetic: dict
+    text: str = ""
+    layer: int = -1
+    head: int | None = None
+    aggregate: str = "layer"
+
+
+def parse(params) -> SimParams:
+    p = params_dict(params)
+    trace = choice(p, "trace", ("synthetic", "model"), "synthetic")
+    cache_size = integer(p, "cache_size", 256, lo=1, hi=MAX_CACHE)
+    sinks = integer(p, "sinks", 4, lo=0, hi=MAX_CACHE)
+    if cache_size < sinks + 1:
+        raise UserError("bad_input", f"cache_size must be at least sinks + 1 = {sinks + 1} (got {cache_size}): "
+                        "StreamingLLM needs room for one recent key besides the sinks.", "cache_size")
+    window = integer(p, "window", 128, lo=0, hi=MAX_CACHE)
+    if window >= cache_size:
+        raise UserError("bad_input", f"window must be less than cache_size ({cache_size}; got {window}): "
+                        "H2O keeps C − W heavy hitters besides the window.", "window")
+    policy = choice(p, "policy", ("all", *NAMES), "all")
+    if policy == "all":
+        policies = [n for n in NAMES if trace == "model" or n not in NEEDS_FUTURE]
+    else:
+        if trace == "synthetic" and policy in NEEDS_FUTURE:
+            raise UserError("bad_input", f"policy {policy} needs the whole future of the trace: run it on a model trace.",
+                            "policy")
+        policies = [policy]
+    out = SimParams(
+        trace=trace, policies=policies,
+        length=integer(p, "length", 100_000, lo=1, hi=MAX_LENGTH) if trace == "synthetic" else 0,
+        cache_size=cache_size, sinks=sinks, window=window,
+        access_threshold=number(p, "access_threshold", 0.01, lo=1e-6, hi=1.0),
+        sink_threshold=number(p, "sink_threshold", 0.10, lo=0.0, hi=1.0),
+        heavy_k=integer(p, "heavy_k", cache_size - window, lo=0, hi=MAX_CACHE),
+        synthetic=_synthetic(p, sinks) if trace == "synthetic" else {},
+    )
+    if trace == "model":
+        out.text = text(p, "text")
+        out.layer = integer(p, "layer", -1)
+        out.aggregate = choice(p, "aggregate", ("layer", "head", "all_layers"), "layer")
+        out.head = integer(p, "head", None, lo=0, allow_none=True)
+        if out.aggregate == "head" and out.head is None:
+            raise UserError("bad_input", "head is required when aggregate is 'head'.", "head")
+        if out.aggregate != "head" and p.get("aggregate") is None and out.head is not None:
+            out.aggregate = "head"  # a head given without an aggregate means that head
+    return out
+
+
+def _synthetic(p: dict, sinks: int) -> dict:
+    s = {
+        "sink_count": integer(p, "sink_count", sinks, lo=0, hi=10_000),
+        "sink_mass": number(p, "sink_mass", 0.5, lo=0.0, hi=1.0),
+        "locality": number(p, "locality", 0.8, lo=0.0, hi=MAX_LOCALITY),
+        "heavy_hitters": integer(p, "heavy_hitters", 16, lo=0, hi=10_000),
+        "heavy_mass": number(p, "heavy_mass", 0.2, lo=0.0, hi=1.0),
+        "background": number(p, "background", 0.1, lo=0.0, hi=1.0),
+        "seed": integer(p, "seed", 0, lo=0, hi=2**31 - 1),
+    }
+    if s["sink_mass"] + s["heavy_mass"] + s["background"] > 1.0 + 1e-9:
+        raise UserError("bad_input", "sink_mass + heavy_mass + background must be at most 1 "
+                        f"(got {s['sink_mass'] + s['heavy_mass'] + s['background']:g}); locality gets the rest.",
+                        "background")
+    return s

@@ -1,0 +1,36 @@
+"""Traces for the simulator: synthetic from settings, or the loaded model's attention."""
+import numpy as np
+
+from ..errors import UserError
+from .params import MAX_MODEL_TOKENS, SimParams
+from kernels.eviction import Trace, model_trace, synthetic_trace
+
+
+def synthetic(p: SimParams) -> Trace:
+    return synthetic_trace(p.length, **p.synthetic)
+
+
+def from_attention(matrix) -> Trace:
+    """A float [n, n] attention matrix (rows = queries, each summing to 1) → a model trace."""
+    a = np.asarray(matrix, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] == 0:
+        raise UserError("bad_input", f"An attention trace must be a square n × n matrix (got {a.shape}).", "trace")
+    if not np.isfinite(a).all():
+        raise UserError("non_finite", "The attention weights contain inf/NaN; reload the model in fp32 or bf16.",
+                        "trace")
+    if a.shape[0] > MAX_MODEL_TOKENS:
+        raise UserError("too_long", f"A model trace is at most {MAX_MODEL_TOKENS:,} tokens "
+                        f"(the text has {a.shape[0]:,}); shorten it.", "text")
+    return model_trace(a)
+
+
+def from_model(loaded, p: SimParams) -> tuple[Trace, dict]:
+    """Runs the model once on the text; returns the trace and what the UI shows beside it."""
+    from ..attention.extract import attention_view
+
+    aggregate = "all_layers" if p.aggregate == "all_layers" else "layer"
+    head = p.head if p.aggregate == "head" else None
+    view = attention_view(loaded, p.text, p.layer, head, aggregate)
+    info = {"tokens": view["tokens"], "token_ids": view["token_ids"], "layer": view["layer"], "head": view["head"],
+            "aggregate": p.aggregate}
+    return from_attention(view["matrix"]), info
