@@ -153,9 +153,8 @@ def model_sinks(matrix: np.ndarray) -> np.ndarray:
     return sink_mask(received_after(matrix), n - 1)
 
 
-def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
-    """→ (result for the UI/CLI, snapshots to keep for profile_snapshot). progress(fraction, stage) may raise Cancelled."""
-    started = time.perf_counter()
+def prepare(req: Request, matrix=None):
+    """→ (n tokens, pinned per block, tiers, keyword arguments for kernels.tiers.simulate)."""
     B = req.block_size
     if req.trace == "model":
         matrix = np.asarray(matrix, dtype=np.float32)
@@ -170,9 +169,8 @@ def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
     pinned = np.zeros(n_blocks, bool)
     pinned[sink_tokens // B] = True
     tiers = resolve_tiers(req, n_blocks, int(pinned.sum()))
-    steps = snapshot_steps(n)
     s = req.synthetic
-    kwargs = dict(tau=req.access_threshold, half_life=req.half_life, snap_steps=steps)
+    kwargs = dict(tau=req.access_threshold, half_life=req.half_life, snap_steps=snapshot_steps(n))
     if req.trace == "model":
         kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n))
     else:
@@ -180,6 +178,14 @@ def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
                       w_bg=s["background_mass"], bg_keys=s["background_keys"], seed=s["seed"],
                       lcum=kernel.local_table(s["local_decay"], s["local_window"]),
                       hh_pos=kernel.heavy_positions(n, s["heavy_count"], s["sinks"], s["seed"]), chunk_steps=1 << 16)
+    return n, pinned, tiers, kwargs
+
+
+def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
+    """→ (result for the UI/CLI, snapshots to keep for profile_snapshot). progress(fraction, stage) may raise Cancelled."""
+    started = time.perf_counter()
+    n, pinned, tiers, kwargs = prepare(req, matrix)
+    n_blocks, B, steps = len(pinned), req.block_size, kwargs["snap_steps"]
     progress(0.02, "Simulating")
     out = kernel.simulate(n, B, [t["capacity_blocks"] for t in tiers], pinned,
                           on_chunk=lambda done: progress(0.02 + 0.95 * done / n, "Simulating"), **kwargs)
