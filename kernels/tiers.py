@@ -72,45 +72,45 @@ def heavy_positions(n_tokens: int, count: int, first: int, seed: int) -> np.ndar
 
 
 # ---- indexed min-heap per tier, keyed by (heat, block id) ----
+# heap[k, i] = (block id, its heat): keys sit next to ids, so a sift reads one cache
+# line per level instead of looking up heat[] at random. The functions index
+# heap[k, i, ...] directly (a heap[k] view is a reference-counted object per call)
+# and are inlined: moving blocks is the hot path of a full hierarchy.
 
 @njit(cache=True, inline="always")
-def _colder(heat, a, b):
-    return heat[a] < heat[b] or (heat[a] == heat[b] and a < b)
+def _colder(ka, a, kb, b):
+    return ka < kb or (ka == kb and a < b)
 
 
-# The heap functions index heap[k, i] directly (a heap[k] view is a reference-counted
-# object per call) and are inlined: moving blocks is the hot path of a full hierarchy.
 @njit(cache=True, inline="always")
-def _sift_up(heap, k, hpos, heat, i):
-    b = heap[k, i]
+def _sift_up(heap, k, hpos, i):
+    b, kb = heap[k, i, 0], heap[k, i, 1]
     while i > 0:
         p = (i - 1) >> 1
-        up = heap[k, p]
-        if not _colder(heat, b, up):
+        if not _colder(kb, b, heap[k, p, 1], heap[k, p, 0]):
             break
-        heap[k, i] = up
-        hpos[up] = i
+        heap[k, i, 0], heap[k, i, 1] = heap[k, p, 0], heap[k, p, 1]
+        hpos[heap[k, i, 0]] = i
         i = p
-    heap[k, i] = b
+    heap[k, i, 0], heap[k, i, 1] = b, kb
     hpos[b] = i
 
 
 @njit(cache=True, inline="always")
-def _sift_down(heap, k, n, hpos, heat, i):
-    b = heap[k, i]
+def _sift_down(heap, k, n, hpos, i):
+    b, kb = heap[k, i, 0], heap[k, i, 1]
     while True:
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and _colder(heat, heap[k, c + 1], heap[k, c]):
+        if c + 1 < n and _colder(heap[k, c + 1, 1], heap[k, c + 1, 0], heap[k, c, 1], heap[k, c, 0]):
             c += 1
-        down = heap[k, c]
-        if not _colder(heat, down, b):
+        if not _colder(heap[k, c, 1], heap[k, c, 0], kb, b):
             break
-        heap[k, i] = down
-        hpos[down] = i
+        heap[k, i, 0], heap[k, i, 1] = heap[k, c, 0], heap[k, c, 1]
+        hpos[heap[k, i, 0]] = i
         i = c
-    heap[k, i] = b
+    heap[k, i, 0], heap[k, i, 1] = b, kb
     hpos[b] = i
 
 
@@ -118,21 +118,22 @@ def _sift_down(heap, k, n, hpos, heat, i):
 def _heap_push(heap, hsize, hpos, heat, k, b):
     i = hsize[k]
     hsize[k] += 1
-    heap[k, i] = b
-    _sift_up(heap, k, hpos, heat, i)
+    heap[k, i, 0], heap[k, i, 1] = b, heat[b]
+    _sift_up(heap, k, hpos, i)
 
 
 @njit(cache=True, inline="always")
-def _heap_remove(heap, hsize, hpos, heat, k, b):
+def _heap_remove(heap, hsize, hpos, k, b):
     i = hpos[b]
     hpos[b] = -1
     hsize[k] -= 1
-    last = heap[k, hsize[k]]
-    if i < hsize[k]:
-        heap[k, i] = last
-        hpos[last] = i
-        _sift_up(heap, k, hpos, heat, i)
-        _sift_down(heap, k, hsize[k], hpos, heat, hpos[last])
+    last = hsize[k]
+    if i < last:  # the last entry fills the hole, then finds its place
+        moved = heap[k, last, 0]
+        heap[k, i, 0], heap[k, i, 1] = moved, heap[k, last, 1]
+        hpos[moved] = i
+        _sift_up(heap, k, hpos, i)
+        _sift_down(heap, k, hsize[k], hpos, hpos[moved])
 
 
 # ---- moving blocks ----
@@ -146,7 +147,7 @@ def _tokens_in(b, B, nt):
 def _move(b, dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters):
     src = tier[b]
     n = _tokens_in(b, B, nt)
-    _heap_remove(heap, hsize, hpos, heat, src, b)
+    _heap_remove(heap, hsize, hpos, src, b)
     count[src] -= 1
     tok[src] -= n
     tier[b] = dst
@@ -162,15 +163,15 @@ def _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters):
     k, u = tier[b], tier[cold]
     i, j = hpos[b], hpos[cold]
     nb, nc = _tokens_in(b, B, nt), _tokens_in(cold, B, nt)
-    heap[u, j], hpos[b], tier[b] = b, j, u
-    heap[k, i], hpos[cold], tier[cold] = cold, i, k
+    heap[u, j, 0], heap[u, j, 1], hpos[b], tier[b] = b, heat[b], j, u
+    heap[k, i, 0], heap[k, i, 1], hpos[cold], tier[cold] = cold, heat[cold], i, k
     tok[k] += nc - nb
     tok[u] += nb - nc
     counters[MOVED_TOKENS] += nb + nc
-    _sift_up(heap, u, hpos, heat, j)
-    _sift_down(heap, u, hsize[u], hpos, heat, hpos[b])
-    _sift_up(heap, k, hpos, heat, i)
-    _sift_down(heap, k, hsize[k], hpos, heat, hpos[cold])
+    _sift_up(heap, u, hpos, j)
+    _sift_down(heap, u, hsize[u], hpos, hpos[b])
+    _sift_up(heap, k, hpos, i)
+    _sift_down(heap, k, hsize[k], hpos, hpos[cold])
 
 
 @njit(cache=True)
@@ -187,7 +188,7 @@ def _open_block(c, B, nt, pinned, cap, tier, heat, heap, hsize, hpos, count, tok
             continue
         if hsize[j] == 0:
             raise ValueError("top tier holds only pinned sink blocks")
-        _move(heap[j, 0], dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
+        _move(heap[j, 0, 0], dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
         counters[DEMOTIONS] += 1
         dst = j
     tier[c] = 0
@@ -212,7 +213,7 @@ def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, count, tok, counters)
             continue
         if hsize[u] == 0:
             return
-        cold = heap[u, 0]
+        cold = heap[u, 0, 0]
         if heat[b] <= heat[cold]:
             return
         _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
@@ -301,8 +302,10 @@ def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_loc
             for b in range((t + B - 1) // B):
                 heat[b] >>= RENORM
             for k in range(N_TIERS):
+                for i in range(hsize[k]):
+                    heap[k, i, 1] >>= RENORM
                 for i in range(hsize[k] // 2 - 1, -1, -1):
-                    _sift_down(heap, k, hsize[k], hpos, heat, i)
+                    _sift_down(heap, k, hsize[k], hpos, i)
             counters[BASE_EPOCH] += RENORM
             shift -= RENORM
         c = t // B
@@ -334,8 +337,10 @@ def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_loc
                 heat[b] += q << shift
                 # Calls pass arrays by reference count (slow), so skip the ones with nothing to do:
                 # a leaf needs no sift-down, a top-tier block no promotion.
-                if hpos[b] >= 0 and 2 * hpos[b] + 1 < hsize[tier[b]]:
-                    _sift_down(heap, tier[b], hsize[tier[b]], hpos, heat, hpos[b])
+                if hpos[b] >= 0:
+                    heap[tier[b], hpos[b], 1] = heat[b]
+                    if 2 * hpos[b] + 1 < hsize[tier[b]]:
+                        _sift_down(heap, tier[b], hsize[tier[b]], hpos, hpos[b])
         for i in range(n):
             b = touched[i]
             if tier[b] > 0 and not pinned[b]:
@@ -354,7 +359,7 @@ def new_state(n_blocks: int, n_snapshots: int, max_pairs: int):
         np.zeros(n_blocks, np.int64),            # heat (scaled, see module doc)
         np.zeros(n_blocks, np.int64),            # acc: attention received, fixed point, no decay
         np.zeros(n_blocks, np.int32),            # access count
-        np.zeros((N_TIERS, n_blocks), np.int64),  # heap per tier
+        np.zeros((N_TIERS, n_blocks, 2), np.int64),  # heap per tier: (block id, heat)
         np.zeros(N_TIERS, np.int64),             # heap sizes
         np.full(n_blocks, -1, np.int64),         # heap position (-1: pinned or not opened)
         np.zeros(N_TIERS, np.int64),             # blocks per tier
