@@ -114,3 +114,22 @@ def loaded_page(page, served, model_dir):
         load_model_by_clicking(page, model_dir, api)
     page.wait_for_selector("#model-badge.loaded", timeout=30_000)
     return page
+
+
+@pytest.fixture()
+def fresh_page(browser):
+    """A page on its own new Api (no model loaded), whatever the session's Api holds."""
+    from backend.api import Api
+    from backend.serve import make_server
+
+    server, url = make_server(Api(), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    p = Page(context.new_page())
+    p.goto(url)
+    p.wait_for_selector("body[data-ready='1']", timeout=60_000)
+    yield p
+    context.close()
+    server.shutdown()
+    server.server_close()
+    assert not p.errors, f"JavaScript errors: {p.errors}"

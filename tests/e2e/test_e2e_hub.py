@@ -30,12 +30,16 @@ def test_shell_renders_and_tabs_switch(page):
     assert "secret=" not in page.url
 
 
-def test_model_required_overlay_until_loaded(page, served):
-    api, _ = served
-    if api.model_info().get("loaded"):
-        pytest.skip("a model is already loaded in this session")
-    page.tab("stream")
-    assert page.locator("#tab-stream .model-required").first.is_visible()
+def test_model_required_overlay_until_loaded(fresh_page):
+    p = fresh_page
+    p.tab("stream")
+    assert p.locator("#tab-stream > .model-required").is_visible()
+    p.tab("eviction")  # the synthetic trace needs no model: no overlay until the model trace is picked
+    assert not p.locator("#tab-eviction .model-required").is_visible()
+    p.select_option("#tab-eviction select[data-field='trace']", "model")
+    assert p.locator("#tab-eviction .model-required").is_visible()
+    p.click("#tab-eviction .model-required >> text=Go to Model Hub")
+    assert p.locator("#tab-hub").is_visible()
 
 
 def test_load_by_clicking_and_quick_attention(page, served, model_dir):

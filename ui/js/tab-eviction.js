@@ -67,7 +67,7 @@ function settingsCard() {
 
   ui.length = num("length", 100000, { min: 1, step: 1000 });
   ui.sinkCount = num("sink_count", 4, { min: 0 });
-  ui.sinkMass = num("sink_mass", 0.3, { min: 0, max: 1, step: 0.05 });
+  ui.sinkMass = num("sink_mass", 0.5, { min: 0, max: 1, step: 0.05 });
   ui.locality = num("locality", 0.8, { min: 0, max: 0.9999, step: 0.05, title: "Decay r: the key at age d gets ∝ r^d" });
   ui.heavyCount = num("heavy_hitters", 16, { min: 0 });
   ui.heavyMass = num("heavy_mass", 0.2, { min: 0, max: 1, step: 0.05 });
@@ -125,7 +125,9 @@ function params(policy) {
     });
   } else {
     const head = ui.head.value.trim();
-    Object.assign(p, { text: ui.text.value, layer: Number(ui.layer.value), head: head === "" ? null : Number(head), aggregate: ui.aggregate.value });
+    const one = ui.aggregate.value === "layer" && head !== "";  // a head given means that head, not the layer mean
+    Object.assign(p, { text: ui.text.value, layer: Number(ui.layer.value), head: head === "" ? null : Number(head),
+      aggregate: one ? "head" : ui.aggregate.value });
   }
   return p;
 }
@@ -224,9 +226,11 @@ function renderResults() {
     return tr;
   }));
   const tr = last.trace || {};
-  ui.traceInfo.textContent = [tr.kind || last.params.trace, tr.n != null ? `${fmt.int(tr.n)} tokens` : null,
+  const n = tr.length ?? tr.n;
+  ui.traceInfo.textContent = [tr.kind || last.params.trace, n != null ? `${fmt.int(n)} tokens` : null,
     `C=${last.params.cache_size} S=${last.params.sinks} W=${last.params.window} τ=${last.params.access_threshold}`,
-    tr.sinks != null ? `sinks: ${Array.isArray(tr.sinks) ? tr.sinks.length : tr.sinks}` : null].filter(Boolean).join(" · ");
+    tr.sink_count != null ? `${tr.sink_count} sink tokens (mean received ≥ ${tr.sink_threshold ?? 0.1})` : null,
+    tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null].filter(Boolean).join(" · ");
 
   setData(ui.bars, rows.map((r) => policyLabel(r.policy)), [
     { label: "hit rate", data: rows.map((r) => r.hit_rate), color: "#b48cff" },
@@ -257,11 +261,13 @@ async function renderModelHeatmap() {
   const tr = last.trace || {};
   if (tr.matrix && tr.tokens) modelMatrix = { tokens: tr.tokens, matrix: tr.matrix };
   else {  // the same view through the attention call: same model, text, layer and head
-    const res = await call("attention", { text: last.params.text, layer: last.params.layer, head: last.params.head, aggregate: last.params.aggregate });
+    const all = last.params.aggregate === "all_layers";
+    const res = await call("attention", { text: last.params.text, layer: last.params.layer, head: all ? null : last.params.head,
+      aggregate: all ? "all_layers" : "layer" });
     if (!res.ok) return;
     modelMatrix = { tokens: res.tokens, matrix: res.matrix };
   }
-  ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: tr.sink_positions || [], heavy: tr.heavy_positions || [] });
+  ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: tr.sink_positions || [], heavy: tr.heavy_hitter_positions || [] });
   applyMask();
 }
 

@@ -6,7 +6,7 @@ import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
-import { app } from "./state.js";
+import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { BlockMap, TIERS } from "./blockmap.js";
 import { barChart, setData } from "./charts.js";
@@ -29,12 +29,34 @@ export function init(panel) {
 }
 
 export async function start() {
-  const res = await call("profile_presets");
+  await loadPresets();
+  on("model", () => loadPresets());  // bytes per token come from the loaded model
+}
+
+// The constrained preset is sized for this sequence (length, block size, bytes per token),
+// so the presets are fetched again whenever one of those changes; that resets table edits.
+function presetKey() { return `${ui.length.value}|${ui.blockSize.value}|${app.model ? app.model.source : ""}`; }
+let presetsFor = null;
+let presetsLoading = Promise.resolve();
+
+/** Fetch presets for the current sequence; concurrent callers share one fetch. */
+function loadPresets() {
+  if (presetKey() === presetsFor) return presetsLoading;
+  presetsFor = presetKey();
+  presetsLoading = fetchPresets();
+  return presetsLoading;
+}
+
+async function fetchPresets() {
+  const res = await call("profile_presets", { length: Number(ui.length.value), block_size: Number(ui.blockSize.value) });
   if (!res.ok) { applyPreset(); return; }
+  const keep = ui.preset.value;
   const list = Array.isArray(res.presets) ? res.presets : Object.entries(res.presets || {}).map(([name, p]) => ({ name, ...p }));
+  presets = {};
   for (const p of list) presets[p.name || p.id] = p;
   fill(ui.preset, list.map((p) => h("option", { value: p.name || p.id, title: p.description || "" }, p.label || p.name || p.id)));
-  if (presets.constrained) ui.preset.value = "constrained";
+  ui.preset.value = presets[keep] ? keep : presets.constrained ? "constrained" : list[0].name;
+  ui.presetInfo.textContent = res.bytes_per_token ? `${fmt.bytes(res.bytes_per_token)} of KV per token (${res.bytes_per_token_source || "model"})` : "";
   applyPreset();
 }
 
@@ -59,13 +81,18 @@ function settingsCard() {
   ui.cancel = h("button", { class: "btn danger hidden", onclick: () => jobId && call("cancel_job", { job_id: jobId }) }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
   ui.progressText = h("div", { class: "hint mono" });
-  for (const input of [ui.length, ui.blockSize]) onEnter(input, refresh);
+  ui.presetInfo = h("div", { class: "hint mono" });
+  for (const input of [ui.length, ui.blockSize]) {
+    onEnter(input, refresh);
+    input.addEventListener("change", () => loadPresets());
+  }
   onEnter(ui.text, refresh);
 
   return h("div", { class: "card profile-settings" }, h("h2", {}, "Sequence"),
     h("div", { class: "form-grid" }, field("Trace", ui.trace), field("Length (tokens)", ui.length), field("Block size B", ui.blockSize)),
     ui.model,
     h("h2", { class: "sub" }, "Tiers", h("span", { class: "spacer" }), field("Preset", ui.preset, "field inline")),
+    ui.presetInfo,
     h("table", { class: "data tier-table" },
       h("thead", {}, h("tr", {}, h("th", {}, "tier"), h("th", {}, "capacity GB"), h("th", {}, "read GB/s"))), ui.tierRows),
     h("div", { class: "hint l2-note" }, "GPU L2 is a modelled tier: no real system pages KV blocks into L2. It is here to show what a cache level between HBM and the GPU cores would change."),
@@ -104,6 +131,7 @@ function tiersFromTable() {
 // ---------- run ----------
 async function refresh() {
   if (ui.trace.value === "model" && !app.model) return;
+  await loadPresets();  // the table must be sized for this sequence before we read it
   const params = { trace: ui.trace.value, length: Number(ui.length.value), block_size: Number(ui.blockSize.value),
     preset: ui.preset.value, tiers: tiersFromTable() };
   if (params.trace === "model") params.text = ui.text.value;
