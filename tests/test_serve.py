@@ -25,7 +25,7 @@ class FakeApi:
 @pytest.fixture()
 def server():
     srv, url = make_server(FakeApi(), "127.0.0.1", 0)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     secret = url.split("secret=", 1)[1]
     yield srv, srv.server_address[1], secret
