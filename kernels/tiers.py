@@ -18,9 +18,10 @@ RAM, disk); tier 0 is the top. Each decode step t:
    O(blocks) per step). Every RENORM epochs all heats are shifted right by RENORM
    (floor) and base advances, which keeps int64 far from overflow.
 5. Promotion: each block that got attention this step, in the order the row first
-   touched it, rises while it is strictly hotter than the coldest unpinned block of
-   the tier above (moving into free room, or swapping with that coldest block,
-   which counts as a demotion). "Coldest" = lowest heat, ties: the lower block id.
+   touched it, rises past every tier above whose coldest unpinned block is strictly
+   colder than it, in one move (one promotion); each coldest block it passes moves
+   one tier down (one demotion each). "Coldest" = lowest heat, ties: the lower id.
+   Bytes moved counts every block move once.
 6. Sink blocks are pinned to the top tier: never demoted, never in a heap.
 
 Coldest-block queries use one indexed binary min-heap per tier keyed by (heat, id).
@@ -158,20 +159,17 @@ def _move(b, dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters):
 
 
 @njit(cache=True, inline="always")
-def _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters):
-    """Exchange b and cold between their tiers: each takes the other's heap slot, then sifts."""
-    k, u = tier[b], tier[cold]
-    i, j = hpos[b], hpos[cold]
-    nb, nc = _tokens_in(b, B, nt), _tokens_in(cold, B, nt)
-    heap[u, j, 0], heap[u, j, 1], hpos[b], tier[b] = b, heat[b], j, u
-    heap[k, i, 0], heap[k, i, 1], hpos[cold], tier[cold] = cold, heat[cold], i, k
-    tok[k] += nc - nb
-    tok[u] += nb - nc
-    counters[MOVED_TOKENS] += nb + nc
-    _sift_up(heap, u, hpos, j)
-    _sift_down(heap, u, hsize[u], hpos, hpos[b])
-    _sift_up(heap, k, hpos, i)
-    _sift_down(heap, k, hsize[k], hpos, hpos[cold])
+def _place(b, k, slot, B, nt, tier, heat, heap, hsize, hpos, tok, counters):
+    """Put block b into heap slot `slot` of tier k (a slot someone just left) and let it find its place."""
+    n = _tokens_in(b, B, nt)
+    tok[tier[b]] -= n
+    tok[k] += n
+    counters[MOVED_TOKENS] += n
+    tier[b] = k
+    heap[k, slot, 0], heap[k, slot, 1] = b, heat[b]
+    hpos[b] = slot
+    _sift_up(heap, k, hpos, slot)
+    _sift_down(heap, k, hsize[k], hpos, hpos[b])
 
 
 @njit(cache=True)
@@ -197,28 +195,38 @@ def _open_block(c, B, nt, pinned, cap, tier, heat, heap, hsize, hpos, count, tok
         _heap_push(heap, hsize, hpos, heat, 0, c)
 
 
+@njit(cache=True, inline="always")
+def _above(k, cap):
+    u = k - 1
+    while u >= 0 and cap[u] == 0:
+        u -= 1
+    return u
+
+
 @njit(cache=True)
-def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, count, tok, counters):
-    """Block b rises while it is strictly hotter than the coldest block of the tier above."""
+def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, tok, counters):
+    """Block b rises past every tier above whose coldest block is colder than b; each of those
+    coldest blocks moves one tier down, into the slot freed below it. Tiers fill top-down and
+    never shrink, so every tier above a block is full: a promotion is always such a rotation."""
+    k = tier[b]
+    top = k
+    u = _above(k, cap)
+    while u >= 0 and hsize[u] > 0 and heat[b] > heap[u, 0, 1]:
+        top = u
+        u = _above(u, cap)
+    if top == k:
+        return
+    hole_tier, hole = k, hpos[b]
+    u = _above(k, cap)
     while True:
-        k = tier[b]
-        u = k - 1
-        while u >= 0 and cap[u] == 0:
-            u -= 1
-        if u < 0:
-            return
-        if count[u] < cap[u]:
-            _move(b, u, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
-            counters[PROMOTIONS] += 1
-            continue
-        if hsize[u] == 0:
-            return
-        cold = heap[u, 0, 0]
-        if heat[b] <= heat[cold]:
-            return
-        _swap(b, cold, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
-        counters[PROMOTIONS] += 1
+        _place(heap[u, 0, 0], hole_tier, hole, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
         counters[DEMOTIONS] += 1
+        hole_tier, hole = u, 0
+        if u == top:
+            break
+        u = _above(u, cap)
+    _place(b, top, 0, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
+    counters[PROMOTIONS] += 1
 
 
 # ---- rows: the attention of query t, per block ----
@@ -344,7 +352,7 @@ def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_loc
         for i in range(n):
             b = touched[i]
             if tier[b] > 0 and not pinned[b]:
-                _promote(b, B, t + 1, cap, tier, heat, heap, hsize, hpos, count, tok, counters)
+                _promote(b, B, t + 1, cap, tier, heat, heap, hsize, hpos, tok, counters)
         for k in range(N_TIERS):
             tok_steps[k] += tok[k]
         while counters[SNAP_NEXT] < snap_steps.shape[0] and snap_steps[counters[SNAP_NEXT]] == t:

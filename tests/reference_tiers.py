@@ -114,24 +114,26 @@ class Reference:
         self.members[0].add(c)
         self.tier[c] = 0
 
+    def above(self, k):
+        """The nearest tier above k that can hold blocks, or None."""
+        return next((u for u in range(k - 1, -1, -1) if self.cap[u] > 0), None)
+
     def promote(self, b, nt):
-        while True:
-            k = self.tier[b]
-            above = [u for u in range(k) if self.cap[u] > 0]
-            if not above:
-                return
-            u = above[-1]
-            if len(self.members[u]) < self.cap[u]:
-                self.move(b, u, nt)
-                self.promotions += 1
-                continue
-            cold = self.coldest(u)
-            if cold is None or self.heat[b] <= self.heat[cold]:
-                return
-            self.move(b, u, nt)
-            self.move(cold, k, nt)
-            self.promotions += 1
+        passed = []  # tiers whose coldest block is colder than b, bottom up
+        u = self.above(self.tier[b])
+        while u is not None and self.coldest(u) is not None and self.heat[b] > self.heat[self.coldest(u)]:
+            passed.append(u)
+            u = self.above(u)
+        if not passed:
+            return
+        colds = [self.coldest(u) for u in passed]
+        below = self.tier[b]
+        for u, cold in zip(passed, colds):  # each passed coldest block moves one tier down
+            self.move(cold, below, nt)
             self.demotions += 1
+            below = u
+        self.move(b, passed[-1], nt)  # b rises in one move
+        self.promotions += 1
 
     def step(self, t, row_of, tau, half_life):
         shift = t // half_life - self.base
