@@ -17,23 +17,25 @@ from .state import GPREV, HEAP, HEAP_N, KEY, PENDING, heap_pop, heap_push, heap_
 
 
 @njit(cache=True)
-def _add(slots, heap, ctr, s, w):
-    slots[s, KEY] += w
-    i = slots[s, HEAP]
-    if i >= 0 and 2 * i + 1 < ctr[HEAP_N]:  # a leaf needs no sift (the heavy keys sit there)
-        heap_sift_down(slots, heap, ctr, i)
-
-
-@njit(cache=True)
 def observe(slots, slot_of, heap, ctr, ridx, rval, cnt, t, loc, window):
-    for e in range(cnt):
-        j = ridx[e]
-        if j < t and slot_of[j] >= 0:  # the new key is scored when it enters
-            _add(slots, heap, ctr, slot_of[j], rval[e])
-    for age in range(window + 1, min(t, loc.shape[0] - 1) + 1):
-        s = slot_of[t - age]
-        if s >= 0:
-            _add(slots, heap, ctr, s, loc[age])
+    n = ctr[HEAP_N]
+    for e in range(cnt + max(0, min(t, loc.shape[0] - 1) - window)):
+        if e < cnt:  # the row's explicit keys
+            j, w = ridx[e], rval[e]
+        else:  # locality on keys past the window, if the locality span is longer
+            age = window + 1 + e - cnt
+            j, w = t - age, loc[age]
+        s = slot_of[j] if j < t else -1  # the new key is scored when it enters
+        if s < 0:
+            continue
+        slots[s, KEY] += w
+        i = slots[s, HEAP]
+        # Sift only if a child may now come first: heavy keys sit at the leaves, so
+        # the call (and its refcounting, see state.py) is rare.
+        if i >= 0 and 2 * i + 1 < n:
+            k = slots[s, KEY]
+            if slots[heap[2 * i + 1], KEY] <= k or (2 * i + 2 < n and slots[heap[2 * i + 2], KEY] <= k):
+                heap_sift_down(slots, heap, ctr, i)
 
 
 @njit(cache=True)

@@ -9,7 +9,7 @@ Runs steps [t0, t1) so the caller can stop between chunks; all state is in `st` 
 from numba import njit
 
 from . import h2o, lru, oracle, sliding_window, streaming_llm, tova
-from .rows import loc_at, loc_upto, row
+from .rows import loc_upto, row
 from .state import (ACCESSES, BUCKET_N, EV_RECENT, BUCKET_RECALL, EVICTIONS, FREE, HITS, MISSES, NCACHED, NEXT, POS,
                     PREV, RECALL_SUM, TAIL, HEAD, TL_MISSES, TL_N, TL_OCC, TL_RECALL, TL_STEP, list_append,
                     list_unlink)
@@ -73,7 +73,7 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
             cached = slot_of[j] >= 0
             if cached:
                 kept += x
-            if not every_key and t - j > dstar and x + bg + loc_at(loc, t - j) >= tau:
+            if not every_key and t - j > dstar and x + bg + (loc[t - j] if t - j <= span else 0) >= tau:
                 ctr[ACCESSES] += 1
                 if cached:
                     ctr[HITS] += 1

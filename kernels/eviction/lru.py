@@ -9,23 +9,17 @@ fills. Accessed keys are appended in position order, which keeps ties right.
 """
 from numba import njit
 
-from .rows import loc_at
 from .state import HEAD, KEY, NEXT, Q_HEAD, Q_TAIL
 
 
 @njit(cache=True)
-def _current(slots, queue, i):
-    s = queue[i, 0]
-    return slots[s, KEY] == queue[i, 1]
-
-
-@njit(cache=True)
 def _touch(slots, queue, ctr, s, t):
-    mask = queue.shape[0] - 1
+    """Append (s, t). Called once per access: the loops in observe write the same
+    inline, because a call that takes arrays is not free (see state.py)."""
     if ctr[Q_TAIL] - ctr[Q_HEAD] == queue.shape[0]:
         _squeeze(slots, queue, ctr)
     slots[s, KEY] = t
-    i = ctr[Q_TAIL] & mask
+    i = ctr[Q_TAIL] & (queue.shape[0] - 1)
     queue[i, 0] = s
     queue[i, 1] = t
     ctr[Q_TAIL] += 1
@@ -37,7 +31,7 @@ def _squeeze(slots, queue, ctr):
     mask = queue.shape[0] - 1
     w = ctr[Q_HEAD]
     for r in range(ctr[Q_HEAD], ctr[Q_TAIL]):
-        if _current(slots, queue, r & mask):
+        if slots[queue[r & mask, 0], KEY] == queue[r & mask, 1]:
             queue[w & mask, 0] = queue[r & mask, 0]
             queue[w & mask, 1] = queue[r & mask, 1]
             w += 1
@@ -54,13 +48,26 @@ def observe(slots, slot_of, queue, ctr, ridx, rval, cnt, t, bg, tau, loc, dstar)
             _touch(slots, queue, ctr, s, t)
             s = slots[s, NEXT]
         return
-    for e in range(cnt):
-        j = ridx[e]
-        if j < t - dstar and slot_of[j] >= 0 and rval[e] + bg + loc_at(loc, t - j) >= tau:
-            _touch(slots, queue, ctr, slot_of[j], t)
-    for age in range(dstar, 0, -1):  # ages 1..dstar reach τ on locality alone
-        if slot_of[t - age] >= 0:
-            _touch(slots, queue, ctr, slot_of[t - age], t)
+    nloc = loc.shape[0]
+    # Explicit keys older than the recent block, then the block (ages dstar..1 reach τ
+    # on locality alone): position order either way.
+    for e in range(cnt + dstar):
+        if e < cnt:
+            j = ridx[e]
+            if j >= t - dstar or rval[e] + bg + (loc[t - j] if t - j < nloc else 0) < tau:
+                continue
+        else:
+            j = t - dstar + (e - cnt)
+        s = slot_of[j]
+        if s < 0:
+            continue
+        if ctr[Q_TAIL] - ctr[Q_HEAD] == queue.shape[0]:
+            _squeeze(slots, queue, ctr)
+        slots[s, KEY] = t
+        i = ctr[Q_TAIL] & (queue.shape[0] - 1)
+        queue[i, 0] = s
+        queue[i, 1] = t
+        ctr[Q_TAIL] += 1
 
 
 @njit(cache=True)
@@ -71,7 +78,7 @@ def on_insert(slots, queue, ctr, s, t):
 @njit(cache=True)
 def victim(slots, queue, ctr):
     mask = queue.shape[0] - 1
-    while not _current(slots, queue, ctr[Q_HEAD] & mask):
+    while slots[queue[ctr[Q_HEAD] & mask, 0], KEY] != queue[ctr[Q_HEAD] & mask, 1]:  # stale
         ctr[Q_HEAD] += 1
     s = queue[ctr[Q_HEAD] & mask, 0]
     ctr[Q_HEAD] += 1

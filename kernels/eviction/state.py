@@ -78,19 +78,27 @@ def list_unlink(slots, ctr, s, prev_f, next_f, head_i, tail_i):
 
 
 # A binary min-heap of slots ordered by (KEY, POS): ties evict the older key.
+#
+# Performance rule for every hot loop here and in the policies: call no function that
+# takes an array. Each such call costs an atomic incref/decref per array (Numba's
+# refcounts), which tripled H2O's time; functions of plain numbers are free.
+@njit(cache=True)
+def before(ka, pa, kb, pb):
+    return ka < kb or (ka == kb and pa < pb)
+
+
 @njit(cache=True)
 def _less(slots, a, b):
-    ka = slots[a, KEY]
-    kb = slots[b, KEY]
-    return ka < kb or (ka == kb and slots[a, POS] < slots[b, POS])
+    return before(slots[a, KEY], slots[a, POS], slots[b, KEY], slots[b, POS])
 
 
 @njit(cache=True)
 def _sift_up(slots, heap, i):
     s = heap[i]
+    ks, ps = slots[s, KEY], slots[s, POS]
     while i > 0:
         p = (i - 1) >> 1
-        if not _less(slots, s, heap[p]):
+        if not before(ks, ps, slots[heap[p], KEY], slots[heap[p], POS]):
             break
         heap[i] = heap[p]
         slots[heap[i], HEAP] = i
@@ -104,13 +112,15 @@ def heap_sift_down(slots, heap, ctr, i):
     """Restore order after slot heap[i]'s KEY grew."""
     n = ctr[HEAP_N]
     s = heap[i]
+    ks, ps = slots[s, KEY], slots[s, POS]
     while True:
         c = 2 * i + 1
         if c >= n:
             break
-        if c + 1 < n and _less(slots, heap[c + 1], heap[c]):
+        a, b = heap[c], heap[min(c + 1, n - 1)]
+        if before(slots[b, KEY], slots[b, POS], slots[a, KEY], slots[a, POS]):
             c += 1
-        if not _less(slots, heap[c], s):
+        if not before(slots[heap[c], KEY], slots[heap[c], POS], ks, ps):
             break
         heap[i] = heap[c]
         slots[heap[i], HEAP] = i

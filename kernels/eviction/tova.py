@@ -7,19 +7,20 @@ oldest end past the explicit keys (stamped) and compare that one with the best e
 """
 from numba import njit
 
-from .rows import loc_at
 from .state import HEAD, NEXT, POS
 
 
 @njit(cache=True)
 def victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg, loc):
+    nloc = loc.shape[0]
     best_w = -1
     best_s = -1
     for e in range(cnt):  # position order, so strict < keeps the older key on ties
         s = slot_of[ridx[e]]
         if s >= 0:
             stamp[s] = t
-            w = bg + rval[e] + loc_at(loc, t - ridx[e])
+            age = t - ridx[e]
+            w = bg + rval[e] + (loc[age] if age < nloc else 0)
             if best_s < 0 or w < best_w:
                 best_w = w
                 best_s = s
@@ -27,7 +28,8 @@ def victim(slots, slot_of, stamp, ctr, ridx, rval, cnt, t, bg, loc):
     while s >= 0 and stamp[s] == t:
         s = slots[s, NEXT]
     if s >= 0:
-        w = bg + loc_at(loc, t - slots[s, POS])
+        age = t - slots[s, POS]
+        w = bg + (loc[age] if age < nloc else 0)
         if best_s < 0 or w < best_w or (w == best_w and slots[s, POS] < slots[best_s, POS]):
             return s
     return best_s
