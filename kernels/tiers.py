@@ -231,8 +231,8 @@ def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, tok, counters):
 
 # ---- rows: the attention of query t, per block ----
 # A row generator appends (block, mass) pairs to cb/cm, in order; run_steps merges
-# them per block. Appending is written out inline: a helper taking arrays costs a
-# reference-count round trip per call, which was most of the run time.
+# them per block. Appending is written out inline: calling a helper (with its
+# arrays) per pair measured slower than all the arithmetic of the pair.
 
 @njit(cache=True)
 def splitmix(seed, t, i, r):
@@ -403,6 +403,8 @@ def simulate(n_tokens, block_size, capacity, pinned, *, trace=None, sink_count=0
     if not 1 <= half_life <= MAX_HALF_LIFE:
         raise ValueError("half_life out of range")
     trace = np.zeros((0, 0), np.float32) if trace is None else np.ascontiguousarray(trace, np.float32)
+    if trace.size and ((trace < 0).any() or (trace.sum(axis=1, dtype=np.float64) > 1.001).any()):
+        raise ValueError("trace rows must be attention: non-negative, summing to at most 1")  # heat stays < 2^63
     lcum = local_table(0.9, 1) if lcum is None else np.asarray(lcum, np.float64)
     hh_pos = np.zeros(0, np.int64) if hh_pos is None else np.asarray(hh_pos, np.int64)
     snap_steps = np.zeros(0, np.int64) if snap_steps is None else np.asarray(snap_steps, np.int64)

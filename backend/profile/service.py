@@ -158,8 +158,10 @@ def prepare(req: Request, matrix=None):
     B = req.block_size
     if req.trace == "model":
         matrix = np.asarray(matrix, dtype=np.float32)
-        if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any():
-            raise UserError("bad_trace", "The model trace must be a square matrix of finite, non-negative attention.", "trace")
+        if (matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any()
+                or (matrix.sum(axis=1, dtype=np.float64) > 1.001).any()):
+            raise UserError("bad_trace", "The model trace must be square attention: finite, non-negative, rows "
+                            "summing to at most 1.", "trace")
         n = matrix.shape[0]
         sink_tokens = np.flatnonzero(model_sinks(matrix))
     else:
