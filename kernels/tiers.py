@@ -297,7 +297,7 @@ def _trace_row(t, B, trace, cb, cm):
 
 # ---- the step loop ----
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # nogil: the UI thread keeps answering while a job runs a chunk
 def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed,
               lcum, hh_pos, tau, half_life, snap_steps, state):
     """Advance the simulation over steps t0..t1-1; `state` (see new_state) is updated in place."""
