@@ -151,3 +151,21 @@ def test_cli_prints_the_summary_and_exits_2_naming_the_field(api, capsys):
     assert summary["n_tokens"] == 3000 and "tier" not in summary
     assert main.main(["profile", "--length", "100", "--block-size", "0"]) == 2
     assert "block_size" in capsys.readouterr().err
+
+
+def test_detected_preset_reads_a_cuda_gpu(monkeypatch):
+    """No GPU on CI: stand in for torch.cuda and check an H200 gets its spec bandwidth and real sizes."""
+    from types import SimpleNamespace
+
+    import torch
+
+    props = SimpleNamespace(name="NVIDIA H200", total_memory=141 * 10**9, L2_cache_size=60 * 2**20)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda index: props)
+    presets.gpu.cache_clear()
+    try:
+        hbm, l2 = presets.detected()["tiers"][:2]
+    finally:
+        presets.gpu.cache_clear()
+    assert hbm["capacity_bytes"] == 141 * 10**9 and hbm["bandwidth_bps"] == 4.8e12 and hbm["modelled"] is False
+    assert l2["capacity_bytes"] == 60 * 2**20 and l2["modelled"] is True
