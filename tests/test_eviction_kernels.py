@@ -212,3 +212,19 @@ def test_synthetic_rows_sum_to_about_one():
     for t in (2500, 4999):
         bg, extras = ref.synthetic_row(trace, t)
         assert abs((bg * (t + 1) + sum(extras.values())) / ONE - 1) < 0.1  # heavy hitters jitter ±50%
+
+
+def test_a_second_launch_loads_the_kernels_from_numbas_disk_cache():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run_kernel("h2o", synthetic_trace(500), 64, 4, 32, to_fixed(0.01))  # this process wrote the cache, if needed
+    code = ("from kernels.eviction import Simulation, synthetic_trace, to_fixed\n"
+            "from kernels.eviction.loop import run_steps\n"
+            "Simulation('h2o', synthetic_trace(500), 64, 4, 32, to_fixed(0.01)).run(0, 500)\n"
+            "print(sum(run_steps.stats.cache_hits.values()), sum(run_steps.stats.cache_misses.values()))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    hits, misses = out.stdout.split()[-2:]
+    assert int(misses) == 0 and int(hits) >= 1, out.stdout + out.stderr

@@ -8,7 +8,7 @@
 import numpy as np
 
 from . import oracle
-from .loop import FULL, ORACLE, POLICY_CODES, run_steps
+from .loop import FULL, LRU, ORACLE, POLICY_CODES, run_steps
 from .state import (ACCESSES, EVICTIONS, HITS, MISSES, NCACHED, RECALL_SUM, TL_N, State)
 from .totals import received
 from .trace import MODEL, ONE, SYNTHETIC, Trace, model_trace, synthetic_trace, to_fixed
@@ -32,7 +32,7 @@ class Simulation:
             self.plan_end = oracle.plan(trace.weights, capacity, tau) if trace.n > capacity else np.zeros(trace.n, np.int64)
         else:
             self.plan_end = np.zeros(0, np.int64)
-        self.state = State(trace.n, capacity, self.code == FULL, record_evictions)
+        self.state = State(trace.n, capacity, self.code == FULL, record_evictions, lru_queue=self.code == LRU)
         self.ridx = np.zeros(trace.max_row, np.int64)
         self.rval = np.zeros(trace.max_row, np.int64)
         self.loccum = trace.loccum

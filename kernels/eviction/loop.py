@@ -4,7 +4,10 @@ Step t: (1) the query at t sees the cached keys and itself; (2) accounting: key 
 accessed when A[t, j] ≥ τ, a hit if cached, a miss if evicted; recall = the row's mass on
 cached keys and t over the row's total; (3) the policy observes attention on cached keys
 only; (4) key t enters and, while more than C keys are cached, the policy evicts one.
-Runs steps [t0, t1) so the caller can stop between chunks; all state is in `st` arrays.
+Runs steps [t0, t1) so the caller can stop between chunks; all state is in the State arrays.
+
+Numba's on-disk cache of run_steps is keyed on this file only: after editing a policy
+module, touch this file (or delete kernels/eviction/__pycache__/*.nb?) or the old code runs.
 """
 from numba import njit
 

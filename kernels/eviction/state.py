@@ -32,7 +32,7 @@ def timeline_stride(n: int) -> int:
 class State:
     """All arrays of one run; `run_steps` mutates them in place."""
 
-    def __init__(self, n: int, capacity: int, full: bool, record_evictions: bool):
+    def __init__(self, n: int, capacity: int, full: bool, record_evictions: bool, lru_queue: bool = False):
         nslots = 1 if full else capacity + 1  # Full Cache never evicts: one dummy slot marks "cached"
         self.slots = np.full((nslots, NFIELDS), -1, np.int64)
         self.slot_of = np.full(n, -1, np.int32)
@@ -43,7 +43,8 @@ class State:
         self.ctr[HEAD] = self.ctr[TAIL] = self.ctr[LHEAD] = self.ctr[LTAIL] = -1
         self.ctr[FREE] = nslots
         self.ctr[PENDING] = -1
-        qsize = 1 << max(6, int(16 * nslots).bit_length())  # LRU's queue: ≥ 16 entries per slot
+        # LRU's queue of (slot, step): ≥ 4 entries per slot, so a squeeze frees ≥ 3/4 of it.
+        qsize = 1 << max(6, int(4 * nslots).bit_length()) if lru_queue else 1
         self.queue = np.zeros((qsize, 2), np.int64)
         self.flt = np.zeros(2, np.float64)
         self.stride = timeline_stride(n)

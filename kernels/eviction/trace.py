@@ -1,9 +1,13 @@
 """Traces as the kernels see them: attention weights as int64 fixed point (units of 2^-24).
 
 Integers make every sum exact whatever the order, so a kernel and its plain-Python
-reference agree bit for bit. A row is "background + explicit extras": every key
-j ≤ t gets `bg`, and a few keys (sinks, heavy hitters, recent keys) get more.
-A model trace has bg = 0 and every nonzero weight explicit.
+reference agree bit for bit. Row t gives key j ≤ t
+
+    bg  +  loc[t − j]  +  extra[j]
+
+a background shared by all keys, a locality weight that depends only on the age t − j
+(0 past the table), and extras for a few explicit keys (sinks, heavy hitters).
+A model trace has no bg and no loc: every nonzero weight is explicit.
 """
 from dataclasses import dataclass
 
@@ -53,12 +57,14 @@ def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, localit
                     heavy_hitters: int = 16, heavy_mass: float = 0.2, background: float = 0.1,
                     seed: int = 0) -> Trace:
     """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each heavy
-    hitter before t gets about heavy_mass / (heavy hitters before t) (×0.5–1.5, hashed from
-    seed and t);
-    the key at age d gets locality_mass·(1−r)·r^d (r = `locality`); every key gets
-    background / (t + 1). locality_mass is what the others leave of 1. Rows sum to 1
-    (± the heavy hitters' jitter) once a heavy hitter exists and t is past the locality span; before that
-    a little less (recall divides by the row's own total, so it stays exact).
+    hitter before t gets about heavy_mass / (heavy hitters before t), ×0.5–1.5 hashed from
+    (seed, t, hitter); the key at age d gets locality_mass·(1−r)·r^d (r = `locality`);
+    every key gets background / (t + 1). locality_mass is what the others leave of 1.
+    Heavy-hitter positions are drawn once from the seed, uniformly after the sinks.
+
+    Rows sum to 1 (± the jitter) once a heavy hitter exists and t is past the locality
+    span, a little less before; recall divides by the row's own total, so it is exact.
+    Memory: O(locality span + heavy hitters); nothing grows with n.
     """
     local_mass = 1.0 - sink_mass - heavy_mass - background
     ages = np.arange(MAX_LOCALITY_AGES, dtype=np.float64)
