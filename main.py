@@ -44,8 +44,9 @@ def _parser() -> argparse.ArgumentParser:
 def _preload_heavy_modules() -> None:
     """Import torch/transformers off the UI thread so the first user action doesn't wait for them."""
     try:
-        import torch  # noqa: F401
-        import transformers  # noqa: F401
+        from backend.heavy import import_heavy
+
+        import_heavy()
     except Exception:  # noqa: BLE001 - the first real call will report the problem properly
         pass
 

@@ -38,7 +38,8 @@ class EvaluateMethods:
         loaded = require_model(self._state)
         body = text(params, "text", None, allow_empty=False) if params.get("text") not in (None, "") else bundled_eval_text()
         max_tokens = integer(params, "max_tokens", 1024, lo=2, hi=MAX_EVAL_TOKENS)
-        cache_size = integer(params, "cache_size", 256, lo=2, hi=MAX_EVAL_TOKENS)
+        context = loaded.context_length
+        cache_size = integer(params, "cache_size", min(256, context // 2), lo=2, hi=context - 1)
         sinks = integer(params, "sinks", 4, lo=0, hi=cache_size - 1)
         window = integer(params, "window", 128, lo=1, hi=cache_size - 1)
         threshold = number(params, "access_threshold", 0.01, lo=0.0, hi=1.0)

@@ -24,7 +24,11 @@ class ModelMethods:
         token = _token_for(state)
 
         def work(report):
+            from ..heavy import import_heavy
             from ..models.load import load_model
+
+            report(0.0, "Starting")
+            import_heavy()  # waits for the window's background preload instead of racing it
 
             loaded = load_model(source.strip(), device, precision, trust, token, report)
             report(0.99, "Ready")  # last chance to cancel before the swap
