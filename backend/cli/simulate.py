@@ -32,7 +32,6 @@ def run(args, api) -> int:
     if args.trace == "model":
         params.update(text=read_text(args), layer=args.layer, head=args.head,
                       aggregate="all_layers" if args.all_layers else ("head" if args.head is not None else "layer"))
-        check(api.simulate(params))  # bad settings fail before the model loads
         load(api, args, quiet=args.json)
     out = wait_job(api, check(api.simulate(params))["job_id"], quiet=args.json)
     if args.json:
