@@ -1,7 +1,6 @@
 """Shared fixtures: a fresh Api, the Api with the demo model loaded, a model built from a real config."""
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -19,21 +18,7 @@ except ImportError:
     pass
 
 
-def wait_job(api, job_id, timeout=300.0) -> dict:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        status = api.job_status({"job_id": job_id})
-        assert status["ok"], status
-        if status["state"] != "running":
-            return status
-        time.sleep(0.02)
-    raise AssertionError(f"job {job_id} still running after {timeout} s")
-
-
-def load(api, source="demo", **params) -> dict:
-    started = api.load_model({"source": str(source), **params})
-    assert started["ok"], started
-    return wait_job(api, started["job_id"])
+from helpers import load, wait_job  # noqa: E402,F401 - shared with test modules
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT, load, wait_job
+from helpers import ROOT, load, wait_job
 
 from backend.api.evaluate import bundled_eval_text
 from backend.evaluate.run import evaluate

@@ -4,7 +4,7 @@ import os
 import shutil
 
 import pytest
-from conftest import load
+from helpers import load
 
 from backend.models.spec import config_spec, kv_bytes_per_token
 
@@ -112,7 +112,7 @@ def test_cancelled_load_keeps_previous(api, tiny_model_dir):
     before = api._state.model
     started = api.load_model({"source": "demo"})
     api.cancel_job({"job_id": started["job_id"]})
-    from conftest import wait_job
+    from helpers import wait_job
 
     status = wait_job(api, started["job_id"])
     assert status["state"] in ("cancelled", "done")
@@ -123,7 +123,7 @@ def test_cancelled_load_keeps_previous(api, tiny_model_dir):
 def test_second_load_while_one_runs_is_refused(api, tiny_model_dir):
     first = api.load_model({"source": str(tiny_model_dir)})
     second = api.load_model({"source": str(tiny_model_dir)})
-    from conftest import wait_job
+    from helpers import wait_job
 
     if api.job_status({"job_id": first["job_id"]})["state"] == "running":
         assert not second["ok"] and second["error"]["code"] == "busy"
