@@ -8,7 +8,7 @@ import reference_eviction as ref
 from kernels.eviction import ONE, POLICIES, KeyTotals, Simulation, model_trace, synthetic_trace, to_fixed
 
 SYNTHETIC_POLICIES = [p for p in POLICIES if p != "oracle"]
-FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def random_attention(n, seed, coarse):
@@ -88,7 +88,7 @@ def test_model_trace_kernels_match_reference(case, chunks):
         assert_same(sim, ref.simulate(policy, trace, capacity, sinks, window, tau, plan))
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(synthetic_cases(), st.lists(st.floats(0, 1), max_size=3).map(sorted))
 def test_synthetic_kernels_match_reference(case, chunks):
     trace, (capacity, sinks, window, tau) = case
@@ -138,7 +138,7 @@ def test_invariants(case):
         assert all(hits["oracle"] >= h for p, h in hits.items() if p != "full")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(st.integers(1, 8), st.integers(1, 4), st.integers(0, 2**32), st.booleans())
 def test_oracle_is_optimal_on_tiny_traces(n, capacity, seed, coarse):
     trace = model_trace(random_attention(n, seed, coarse))

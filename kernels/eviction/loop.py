@@ -13,8 +13,8 @@ from numba import njit
 
 from . import h2o, lru, oracle, sliding_window, streaming_llm, tova
 from .rows import loc_upto, row
-from .state import (ACCESSES, BUCKET_N, EV_RECENT, BUCKET_RECALL, EVICTIONS, FREE, HITS, MISSES, NCACHED, NEXT, POS,
-                    PREV, RECALL_SUM, TAIL, HEAD, TL_MISSES, TL_N, TL_OCC, TL_RECALL, TL_STEP, list_append,
+from .state import (ACCESSES, BUCKET_N, BUCKET_RECALL, EV_RECENT, EVICTIONS, FREE, HEAD, HITS, MISSES, NCACHED, NEXT,
+                    POS, PREV, RECALL_SUM, TAIL, TL_MISSES, TL_N, TL_OCC, TL_RECALL, TL_STEP, list_append,
                     list_unlink)
 
 FULL, SLIDING_WINDOW, STREAMING_LLM, H2O, LRU, TOVA, ORACLE = range(7)
@@ -31,7 +31,7 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
         cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
 
         # 2. Accounting. Key j gets bg + loc[t − j] + its explicit extra (rows.py).
-        # The recent block, ages 1..top, is handled as a whole: `ev` counts its evicted keys.
+        # The recent block, ages 1..top, is handled as a whole: EV_RECENT counts its evicted keys.
         if span >= 0 and t - 1 - span >= 0 and slot_of[t - 1 - span] < 0:
             ctr[EV_RECENT] -= 1  # that key just aged out of the block
         ncached = ctr[NCACHED]
