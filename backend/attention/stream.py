@@ -12,10 +12,10 @@ so switching views mid-stream needs no model call.
 Memory bound. The per-head history is stored once, packed triangular (row t holds
 t+1 keys) and quantised to uint8 as round(255·√a): that keeps the small weights a
 heatmap shows (the smallest non-zero level is 1.5e-5) with an absolute error of at
-most √a/510 (≤ 0.002). History bytes = layers × heads × n(n+1)/2:
+most √a/255 (≤ 0.004). History bytes = layers × heads × n(n+1)/2:
 72.1 MiB at n = 1,024 for 12 layers × 12 heads (fp16 would need 144 MiB; a 64 MiB
 budget holds 964 tokens at 12×12). The running sums add (L·H + L + 1) × n × 20
-bytes (1.6 MiB at 1,024, 12×12). A stream never grows past HISTORY_BUDGET: a model
+bytes (3.1 MiB at 1,024, 12×12). A stream never grows past HISTORY_BUDGET: a model
 with many heads stops before its context length, with a message saying why.
 Rows returned by `step` are the model's own float32 weights, not the stored copy.
 """
@@ -60,6 +60,7 @@ class StreamSession:
         self.loaded = loaded
         self.layers, self.heads = int(loaded.spec["layers"]), int(loaded.spec["heads"])
         self.context_length = loaded.context_length
+        self.budget = budget
         self.max_tokens = max_tokens_for(self.layers, self.heads, self.context_length, budget)
         if not prompt_ids or len(prompt_ids) > self.max_tokens:
             raise ValueError("prompt must hold 1..max_tokens tokens")  # the Api checks this first
@@ -76,6 +77,7 @@ class StreamSession:
 
         self._torch = torch
         self._cache = DynamicCache(config=loaded.model.config)
+        self._backbone = getattr(loaded.model, "base_model", loaded.model)  # the transformer without its LM head
         self._generator = torch.Generator(device="cpu").manual_seed(int(seed))
         self._next_logits = None
 
@@ -124,16 +126,25 @@ class StreamSession:
         torch, t = self._torch, self.position
         token_id = self._next_token()
         generated = t >= self.n_prompt
+        # Only the last prompt token and generated ones need next-token logits; before that the
+        # backbone alone does the step and skips the LM head (a third of a GPT-2-small step).
+        needs_logits = self.generate > 0 and t >= self.n_prompt - 1
+        net = self.loaded.model if needs_logits else self._backbone
+        try:
+            with torch.inference_mode():
+                out = net(input_ids=torch.tensor([[token_id]], device=self.loaded.device), past_key_values=self._cache,
+                          use_cache=True, output_attentions=True)
+            rows = self._rows(out.attentions, t)
+        except BaseException:
+            # The forward may have written this token into some layers' caches: no safe retry.
+            self.done, self.message = True, "A step failed, so the stream ended; press Start to begin again."
+            raise
+        self._cache = out.past_key_values
+        if needs_logits:
+            self._next_logits = out.logits[0, -1].detach().cpu()
         if generated:
             self.token_ids.append(token_id)
             self.tokens.extend(self._label([token_id]))
-        with torch.inference_mode():
-            device = self.loaded.device
-            out = self.loaded.model(input_ids=torch.tensor([[token_id]], device=device), past_key_values=self._cache,
-                                    use_cache=True, output_attentions=True)
-        self._cache = out.past_key_values
-        self._next_logits = out.logits[0, -1].detach().cpu()
-        rows = self._rows(out.attentions, t)
         self._record(rows, t)
         self.position = t + 1
         self._check_done(token_id, generated)
@@ -178,7 +189,7 @@ class StreamSession:
                 self.message = f"Reached the model's context length ({self.context_length:,} tokens); the stream stops here."
             else:
                 self.message = (f"Reached the history limit: {self.max_tokens:,} tokens × {self.layers} layers × "
-                                f"{self.heads} heads fill {HISTORY_BUDGET // 2**20} MiB; the stream stops here.")
+                                f"{self.heads} heads fill {self.budget // 2**20} MiB; the stream stops here.")
         elif generated and eos is not None and token_id == eos:
             self.done, self.message = True, f"The model generated its end-of-text token after {n - self.n_prompt} new tokens."
         elif n >= self.n_prompt + self.generate:
@@ -187,9 +198,9 @@ class StreamSession:
                             else f"Generated {self.generate:,} tokens after the prompt.")
 
     # ---- what the UI reads -------------------------------------------------------------------
-    def view_row(self, rows: np.ndarray, view: int) -> np.ndarray:
-        """One step's rows [L, H, t+1] → the row for one view."""
-        return self._views(rows)[view]
+    def newest_row(self, view: int) -> np.ndarray:
+        """The newest query's row over keys 0..t in one view."""
+        return self._last_rows[view]
 
     def history(self, view: int) -> list[np.ndarray]:
         """Every stored row of one view (row t over keys 0..t), decoded from the uint8 history."""
