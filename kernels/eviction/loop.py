@@ -22,7 +22,7 @@ POLICY_CODES = {"full": FULL, "sliding_window": SLIDING_WINDOW, "streaming_llm":
                 "h2o": H2O, "lru": LRU, "tova": TOVA, "oracle": ORACLE}
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
 def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
               kind, weights, sp, loc, loccum, heavy, plan_end,
               slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval):

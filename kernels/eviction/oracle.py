@@ -44,7 +44,7 @@ def _add_arc(head, cap, cost, tail, m, u, v, c, w):
     return m + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
 def plan(weights, capacity, tau):
     n = weights.shape[0]
     plan_end = np.arange(n).astype(np.int64)

@@ -6,7 +6,7 @@ from numba import njit
 from .rows import loc_at, row
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
 def received(t0, t1, kind, weights, sp, loc, heavy, after, self_w, g, ridx, rval):
     """after[j] += explicit attention from queries t > j; self_w[t] = A[t, t].
 
