@@ -72,10 +72,10 @@ def parse(params) -> SimParams:
 
 def _synthetic(p: dict, sinks: int) -> dict:
     s = {
-        "sink_count": integer(p, "sink_count", sinks, lo=0, hi=10_000),
+        "sink_count": integer(p, "sink_count", min(sinks, 1000), lo=0, hi=1000),  # each is read every step
         "sink_mass": number(p, "sink_mass", 0.5, lo=0.0, hi=1.0),
         "locality": number(p, "locality", 0.8, lo=0.0, hi=MAX_LOCALITY),
-        "heavy_hitters": integer(p, "heavy_hitters", 16, lo=0, hi=10_000),
+        "heavy_hitters": integer(p, "heavy_hitters", 16, lo=0, hi=1000),
         "heavy_mass": number(p, "heavy_mass", 0.2, lo=0.0, hi=1.0),
         "background": number(p, "background", 0.1, lo=0.0, hi=1.0),
         "seed": integer(p, "seed", 0, lo=0, hi=2**31 - 1),
