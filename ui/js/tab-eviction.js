@@ -11,6 +11,9 @@ import { requireModel, onShown } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData, SERIES } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
+import * as evaluateView from "./tab-evaluate.js";
+
+export const evaluate = evaluateView;  // the Evaluate section (perplexity under eviction), for tests
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
   .map((name) => ({ name, label: name, description: "", needs_future: name === "oracle" }));
@@ -39,11 +42,12 @@ let modelMatrix = null;   // {tokens, matrix} behind the dimmed heatmap
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("eviction-layout");
-  panel.append(settingsCard(), resultsCard());
-  onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); });
+  panel.append(settingsCard(), resultsCard(), evaluateView.mount());
+  onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
 }
 
 export async function start() {
+  evaluateView.start();
   const res = await call("eviction_policies");
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },

@@ -1,0 +1,95 @@
+"""The Evaluate section of the Eviction tab end to end: perplexity under each policy on the loaded model."""
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SMALL = {"max_tokens": 40, "cache_size": 8, "sinks": 2, "window": 4}
+EV = "window.sinkvis.eviction.evaluate"
+COLOURS = """() => { const c = document.querySelector('#tab-eviction .eval-chart canvas');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 3) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+  return seen.size; }"""
+
+
+def fill_settings(p, settings):
+    for name, value in settings.items():
+        p.fill(f"#tab-eviction [data-field='eval.{name}']", str(value))
+
+
+def test_overlay_without_a_model(fresh_page):
+    p = fresh_page
+    p.tab("eviction")
+    p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
+    assert p.locator("#tab-eviction .eval-model-required").is_visible()
+
+
+def test_evaluate_table_chart_and_cancel(loaded_page, served):
+    api, _ = served
+    p = loaded_page
+    p.tab("eviction")
+    p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
+    assert not p.locator("#tab-eviction .eval-model-required").is_visible()
+    fill_settings(p, SMALL)
+    assert p.locator("#tab-eviction [data-field='eval.policy']").input_value() == "all"
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_function(f"() => {EV}.result() !== null", timeout=300_000)
+    shown = p.evaluate(f"() => {EV}.result()")
+
+    # The backend's numbers: the finished job's result, read from the Api (not through the page).
+    status = api.job_status({"job_id": p.evaluate(f"() => {EV}.jobOfResult()")})
+    assert status["state"] == "done", status
+    expected = status["result"]
+    assert [r["policy"] for r in shown["results"]] == [r["policy"] for r in expected["results"]]
+    assert expected["results"][0]["policy"] == "full" and len(expected["results"]) == 6
+    rows = p.locator("#tab-eviction .eval-table tbody tr")
+    assert rows.count() == len(expected["results"])
+    for i, r in enumerate(expected["results"]):
+        row = rows.nth(i)
+        assert row.get_attribute("data-policy") == r["policy"]
+        cell = lambda key: row.locator(f"td[data-key='{key}']").inner_text().replace(" ★", "").replace(",", "")  # noqa: E731
+        assert float(cell("perplexity")) == pytest.approx(r["perplexity"], abs=6e-4)
+        if r["policy"] != "full":
+            assert float(cell("kl_vs_full")) == pytest.approx(r["kl_vs_full"], abs=6e-5)
+        assert int(cell("tokens")) == r["tokens"] == SMALL["max_tokens"] - 1
+        assert int(cell("evictions")) == r["evictions"]
+        assert shown["results"][i]["perplexity"] == r["perplexity"] and shown["results"][i]["kl_vs_full"] == r["kl_vs_full"]
+
+    # The lowest perplexity and KL among the evicting policies carry the star; Full Cache never does.
+    evicting = [r for r in expected["results"] if r["policy"] != "full"]
+    for key in ("perplexity", "kl_vs_full"):
+        best = min(r[key] for r in evicting)
+        starred = p.locator(f"#tab-eviction .eval-table td.best[data-key='{key}']")
+        assert starred.count() >= 1
+        for k in range(starred.count()):
+            policy = starred.nth(k).locator("xpath=..").get_attribute("data-policy")
+            assert policy != "full"
+            assert next(r[key] for r in evicting if r["policy"] == policy) == best
+
+    # One line per policy on a drawn chart, and the position scheme is said.
+    chart = p.evaluate(f"() => {EV}.chart().data.datasets.map(d => [d.label, d.data.length])")
+    assert len(chart) == 6 and all(n > 0 for _, n in chart)
+    assert p.evaluate(COLOURS) > 8
+    note = p.locator("#tab-eviction .eval-note").inner_text()
+    assert expected["position_scheme"] in note and expected["eviction_mode"] in note
+    with p.expect_download() as dl:
+        p.click("#tab-eviction .eval-results >> text=CSV")
+    assert dl.value.suggested_filename.startswith("evaluate-results-")
+    p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
+    p.shot("evaluate", docs=True)
+
+    # Cancel a long run (the bundled text): the section stays usable and a second small run completes.
+    fill_settings(p, {"max_tokens": 1024, "cache_size": 64})
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_function("() => /position \\d+/.test(document.querySelector('#tab-eviction .eval-progress').textContent)",
+                        timeout=120_000)
+    p.click("#tab-eviction .eval-settings >> text=Cancel")
+    p.wait_for_function(f"() => !{EV}.running()", timeout=60_000)
+    assert p.locator("#tab-eviction .eval-progress").inner_text() == "Cancelled."
+    assert p.locator("#tab-eviction >> text=Run Evaluation").is_enabled()
+    fill_settings(p, {**SMALL, "max_tokens": 30})
+    p.select_option("#tab-eviction [data-field='eval.policy']", "streaming_llm")
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_function(f"() => {EV}.result().params.max_tokens === 30", timeout=300_000)
+    again = p.evaluate(f"() => {EV}.result()")
+    assert [r["policy"] for r in again["results"]] == ["full", "streaming_llm"]
+    assert rows.count() == 2

@@ -1,0 +1,251 @@
+// Evaluate (a section of the Eviction Sim tab): run the loaded model over a text with each
+// policy's cache actually applied, and show perplexity, KL vs Full Cache and the running
+// perplexity over position (StreamingLLM, Fig. 3). The backend computes every number
+// (backend/evaluate/run.py); we only show them. Inputs carry data-field="eval.<name>" so
+// they never collide with the simulation's fields in the same tab.
+import { call, runJob } from "./bridge.js";
+import { h, fill, field, onEnter, markField } from "./dom.js";
+import * as fmt from "./format.js";
+import * as status from "./status.js";
+import { app, on } from "./state.js";
+import { requireModel } from "./tabs.js";
+import { lineChart, setData } from "./charts.js";
+import { savePNG, saveJSON, saveCSV } from "./export.js";
+
+const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"];
+const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU", tova: "TOVA" };
+// Sinks pink and heavy hitters blue, as everywhere: StreamingLLM keeps sinks, H2O heavy hitters.
+const COLOURS = { full: "#e5e7eb", sliding_window: "#ff9f43", streaming_llm: "#ff4fa3", h2o: "#4aa3ff", lru: "#f2c94c", tova: "#2dd4bf" };
+const EXTRA = ["#b48cff", "#3ddc84"];
+
+// Table columns: key, header, format, ranked (lowest is best among the non-full policies).
+const COLUMNS = [
+  ["perplexity", "perplexity", (v) => fmt.fixed(v, 3), true],
+  ["kl_vs_full", "KL vs Full", (v) => fmt.fixed(v, 4), true],
+  ["tokens", "tokens", fmt.int, false],
+  ["evictions", "evictions", fmt.int, false],
+  ["seconds", "seconds", (v) => fmt.fixed(v, 2), false],
+];
+
+const ui = {};
+let policies = FALLBACK_POLICIES;
+let last = null;       // last evaluate result + the params that made it
+let jobId = null;
+let lastJobId = null;  // the job behind `last` (tests read its result from the Api)
+let cacheEdited = false;
+
+const label = (name) => LABELS[name] || name;
+const colour = (name, i) => COLOURS[name] || EXTRA[i % EXTRA.length];
+
+/** Build the section (the caller appends it to the Eviction tab). */
+export function mount() {
+  ui.section = h("section", { class: "eval-section" },
+    h("div", { class: "eval-head" }, h("h2", {}, "Evaluate: perplexity under eviction"),
+      h("span", { class: "hint" }, "The loaded model reads a text token by token with each policy's cache applied; "
+        + "H2O and TOVA decide on the model's own attention at each step.")),
+    h("div", { class: "eval-grid" }, settingsCard(), resultsCard()));
+  requireModel(ui.section, "Evaluation runs the loaded model over a text with each policy's cache applied.");
+  // The overlay gets its own class: ".model-required" in this tab means the model-trace settings.
+  const overlay = ui.section.lastChild;
+  overlay.classList.replace("model-required", "eval-model-required");
+  on("model", modelChanged);
+  return ui.section;
+}
+
+export async function start() {
+  const res = await call("evaluate_info");
+  if (res.ok) {
+    if (Array.isArray(res.policies) && res.policies.length) policies = res.policies;
+    ui.textInfo.textContent = `Blank: ${res.bundled_text_source} (${fmt.int(res.bundled_text_chars)} characters).`;
+  }
+  fill(ui.policy, h("option", { value: "all" }, "All policies"),
+    policies.map((p) => h("option", { value: p }, p === "full" ? "Full Cache only" : `${label(p)} (+ Full Cache)`)));
+  ui.policy.value = "all";
+}
+
+export function resize() { ui.chart.resize(); }
+
+function modelChanged(model) {
+  if (!model || cacheEdited) return;
+  const context = model.spec && model.spec.context_length;
+  if (context) {
+    ui.cache.value = String(Math.min(256, Math.floor(context / 2)));
+    ui.cache.max = String(context - 1);
+  }
+}
+
+// ---------- settings ----------
+function num(name, value, attrs = {}) {
+  return h("input", { type: "number", value: String(value), dataset: { field: "eval." + name }, ...attrs });
+}
+
+function settingsCard() {
+  ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = bundled held-out text" });
+  ui.textInfo = h("div", { class: "hint" }, "Blank: the bundled held-out text.");
+  ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on" });
+  ui.cache = num("cache_size", 256, { min: 2, title: "Budget C: keys the cache may hold (below the model's context)",
+    oninput: () => { cacheEdited = true; } });
+  ui.sinks = num("sinks", 4, { min: 0, title: "S: sink tokens StreamingLLM keeps" });
+  ui.window = num("window", 128, { min: 1, title: "W: recent window" });
+  ui.tau = num("access_threshold", 0.01, { min: 0, max: 1, step: 0.001, title: "τ: a key is accessed when its weight ≥ τ (LRU)" });
+  ui.policy = h("select", { dataset: { field: "eval.policy" } });
+  for (const input of [ui.maxTokens, ui.cache, ui.sinks, ui.window, ui.tau]) onEnter(input, run);
+
+  ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run Evaluation");
+  ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
+  ui.progress = h("div", { class: "progress hidden" }, h("div"));
+  ui.progressText = h("div", { class: "hint mono eval-progress" });
+
+  return h("div", { class: "card eval-settings" }, h("h2", {}, "Evaluation"),
+    field("Text", ui.text), ui.textInfo,
+    h("div", { class: "form-grid" }, field("Max tokens", ui.maxTokens), field("Cache size C", ui.cache),
+      field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau), field("Policy", ui.policy)),
+    h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn),
+    ui.progress, ui.progressText,
+    h("div", { class: "hint eval-cost" }, "One forward over the kept tokens per step per policy: slow on a CPU "
+      + "(minutes for 1,024 tokens on the demo model)."));
+}
+
+function params() {
+  const p = {
+    max_tokens: Number(ui.maxTokens.value), cache_size: Number(ui.cache.value), sinks: Number(ui.sinks.value),
+    window: Number(ui.window.value), access_threshold: Number(ui.tau.value),
+    policy: ui.policy.value === "all" ? "all" : [ui.policy.value],
+  };
+  if (ui.text.value.trim() !== "") p.text = ui.text.value;
+  return p;
+}
+
+// ---------- run ----------
+async function run() {
+  if (!app.model || jobId !== null || ui.runBtn.disabled) return;
+  const p = params();
+  setBusy(true);
+  ui.progressText.classList.remove("err");
+  ui.progressText.textContent = "Starting…";
+  const act = status.begin("Evaluating…");
+  let total = null;
+  const res = await runJob("evaluate", p, (st) => {
+    const tokens = st.tokens || total;
+    ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
+    const where = st.position != null && tokens && /^Evaluating/.test(st.stage || "") ? ` · position ${fmt.int(st.position)} / ${fmt.int(tokens)}` : "";
+    const text = `${st.stage || ""}${where} · ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
+    ui.progressText.textContent = text;
+    act.update(text);
+  }, (id) => { jobId = id; });
+  const finished = jobId;
+  jobId = null;
+  act.end();
+  setBusy(false);
+  markField(ui.section, res.ok || !res.error || !res.error.field ? res : { ...res, error: { ...res.error, field: "eval." + res.error.field } });
+  if (!res.ok) {
+    const cancelled = res.error.code === "cancelled";
+    ui.progressText.textContent = cancelled ? "Cancelled." : res.error.message;
+    ui.progressText.classList.toggle("err", !cancelled);
+    return;
+  }
+  last = { ...res.result, params: p, model: app.model ? app.model.source : null };
+  lastJobId = finished;
+  const seconds = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
+  ui.progressText.textContent = `${fmt.int(last.tokens)} tokens · ${last.results.length} policies · ${fmt.secs(seconds)}`;
+  render();
+}
+
+function cancel() {
+  if (jobId) call("cancel_job", { job_id: jobId });
+  ui.progressText.textContent = "Cancelling…";
+}
+
+function setBusy(busy) {
+  ui.runBtn.disabled = busy;
+  ui.cancelBtn.classList.toggle("hidden", !busy);
+  ui.progress.classList.toggle("hidden", !busy);
+  if (busy) ui.progress.firstChild.style.width = "0%";
+}
+
+// ---------- results ----------
+function resultsCard() {
+  ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: COLUMNS.length + 1, class: "hint" }, "Run an evaluation to see results.")));
+  ui.info = h("div", { class: "hint mono eval-info" });
+  ui.note = h("div", { class: "eval-note hidden" });
+  ui.canvas = h("canvas");
+  ui.chart = lineChart(ui.canvas, {
+    xTitle: "position (tokens)", yTitle: "running perplexity (log)",
+    scales: { x: { type: "linear", min: 1 }, y: { type: "logarithmic", beginAtZero: false } },
+  });
+  return h("div", { class: "eval-results" },
+    h("div", { class: "card" }, h("h2", {}, "Perplexity by policy", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
+    ui.info,
+    h("div", { class: "table-wrap" }, h("table", { class: "data eval-table" },
+      h("thead", {}, h("tr", {}, h("th", {}, "policy"), COLUMNS.map(([, head]) => h("th", {}, head)))), ui.tableBody)),
+    h("div", { class: "hint" }, "★ lowest among the evicting policies · KL = mean KL(Full ‖ policy) of the next-token distributions"),
+    ui.note),
+    h("div", { class: "card" }, h("h2", {}, "Running perplexity over position", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => savePNG("evaluate-perplexity", ui.canvas) }, "PNG")),
+    h("div", { class: "chart-box eval-chart" }, ui.canvas)));
+}
+
+function bestValues(rows) {
+  const best = {};
+  const ranked = rows.filter((r) => r.policy !== "full");
+  for (const [key, , , rankedCol] of COLUMNS) {
+    if (!rankedCol) continue;
+    const vals = ranked.map((r) => r[key]).filter((v) => typeof v === "number" && isFinite(v));
+    if (vals.length >= 1 && ranked.length >= 1) best[key] = Math.min(...vals);
+  }
+  return best;
+}
+
+function render() {
+  const rows = last.results;
+  const best = rows.filter((r) => r.policy !== "full").length >= 2 ? bestValues(rows) : {};
+  fill(ui.tableBody, rows.map((r, i) => {
+    const tr = h("tr", { class: r.policy === "full" ? "reference" : "" },
+      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy, i) } }), label(r.policy)),
+      COLUMNS.map(([key, , f]) => {
+        const v = r[key];
+        const isBest = best[key] != null && r.policy !== "full" && typeof v === "number" && Math.abs(v - best[key]) < 1e-12;
+        const text = r.policy === "full" && key === "kl_vs_full" ? "reference" : f(v);
+        return h("td", { class: isBest ? "best" : "", dataset: { key } }, text);
+      }));
+    tr.dataset.policy = r.policy;
+    return tr;
+  }));
+  const p = last.params;
+  ui.info.textContent = [`${fmt.int(last.tokens)} tokens`, `context ${fmt.int(last.context_length)}`,
+    `C=${p.cache_size} S=${p.sinks} W=${p.window} τ=${p.access_threshold}`, p.text ? "your text" : "bundled text"].join(" · ");
+  const full = rows.find((r) => r.policy === "full");
+  fill(ui.note,
+    h("div", {}, h("b", {}, "Positions: "), last.position_scheme || "—"),
+    h("div", {}, h("b", {}, "Eviction: "), last.eviction_mode || "—"),
+    full && full.note ? h("div", { class: "warn" }, h("b", {}, "Full Cache: "), full.note) : null,
+    rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
+  ui.note.classList.remove("hidden");
+  setData(ui.chart, [], rows.map((r, i) => ({
+    label: label(r.policy), color: colour(r.policy, i), ...(r.policy === "full" ? { borderDash: [5, 3] } : {}),
+    data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: r.curve.perplexity[k] })),
+  })));
+}
+
+function flatRows() {
+  return last.results.map((r) => ({ policy: r.policy, perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
+    evictions: r.evictions, seconds: r.seconds, note: r.note || "" }));
+}
+
+function exportCSV() {
+  if (!last) return;
+  saveCSV("evaluate-results", flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "seconds", "note"]);
+}
+
+function exportJSON() {
+  if (!last) return;
+  const { params: settings, model, ...result } = last;
+  saveJSON("evaluate-results", { model, settings, ...result });
+}
+
+/** For tests. */
+export function result() { return last; }
+export function chart() { return ui.chart; }
+export function running() { return jobId !== null; }
+export function jobOfResult() { return lastJobId; }
