@@ -19,9 +19,9 @@ def jitter(seed, t, i):
 
 
 def synthetic_row(trace, t):
-    sink_count, sink_q, heavy_total, seed, bg_total = (int(v) for v in trace.sp)
-    active = sum(1 for p in trace.heavy if p < t)
-    unit = heavy_total // max(1, active)
+    sink_count, sink_q, heavy_total, seed, bg_total, life = (int(v) for v in trace.sp)
+    live = [i for i, p in enumerate(trace.heavy) if p < t and (life == 0 or t - p <= life)]
+    unit = heavy_total // max(1, len(live))
     extras = {}
 
     def add(j, w):
@@ -32,9 +32,8 @@ def synthetic_row(trace, t):
             add(t - age, int(w))
     for j in range(min(sink_count, t + 1)):
         add(j, sink_q)
-    for i, p in enumerate(trace.heavy):
-        if p < t:
-            add(int(p), (unit * (512 + jitter(seed, t, i))) >> 10)
+    for i in live:
+        add(int(trace.heavy[i]), (unit * (512 + jitter(seed, t, i))) >> 10)
     return bg_total // (t + 1), {j: w for j, w in extras.items() if w > 0}
 
 

@@ -45,8 +45,9 @@ def synthetic_cases(draw):
     background = draw(st.sampled_from([0.0, 0.05, 0.2]))
     trace = synthetic_trace(n, sink_count=draw(st.integers(0, 5)), sink_mass=sink_mass,
                             locality=draw(st.sampled_from([0.0, 0.5, 0.8, 0.95])),
-                            heavy_hitters=draw(st.integers(0, 8)), heavy_mass=heavy_mass,
-                            background=background, seed=draw(st.integers(0, 1000)))
+                            heavy_hitters=draw(st.integers(0, 30)), heavy_mass=heavy_mass,
+                            background=background, seed=draw(st.integers(0, 1000)),
+                            heavy_life=draw(st.sampled_from([0, 1, 5, 40])))
     return trace, draw(budgets(n))
 
 

@@ -79,6 +79,7 @@ def _synthetic(p: dict, sinks: int) -> dict:
         "heavy_mass": number(p, "heavy_mass", 0.2, lo=0.0, hi=1.0),
         "background": number(p, "background", 0.1, lo=0.0, hi=1.0),
         "seed": integer(p, "seed", 0, lo=0, hi=2**31 - 1),
+        "heavy_life": integer(p, "heavy_life", 0, lo=0, hi=MAX_LENGTH),  # 0: a heavy hitter stays heavy
     }
     if s["sink_mass"] + s["heavy_mass"] + s["background"] > 1.0 + 1e-9:
         raise UserError("bad_input", "sink_mass + heavy_mass + background must be at most 1 "

@@ -6,7 +6,7 @@ the definition); a model row is all explicit (no bg, no loc)."""
 import numpy as np
 from numba import njit
 
-from .trace import BG_TOTAL, HEAVY_TOTAL, MODEL, S_SYN, SEED, SINK_Q
+from .trace import BG_TOTAL, HEAVY_LIFE, HEAVY_TOTAL, MODEL, S_SYN, SEED, SINK_Q
 
 
 @njit(cache=True)
@@ -27,7 +27,7 @@ def heavy_weight(unit, seed, t, i):
 
 @njit(cache=True)
 def synthetic_row(t, sp, heavy, ridx, rval):
-    """The few special keys: sinks and the heavy hitters before t. The locality part
+    """The few special keys: sinks and the live heavy hitters. The locality part
     (same weights by age for every key) and the background are added by the caller."""
     s_syn = sp[S_SYN]
     cnt = 0
@@ -35,10 +35,13 @@ def synthetic_row(t, sp, heavy, ridx, rval):
         ridx[cnt] = j
         rval[cnt] = sp[SINK_Q]
         cnt += 1
-    # The heavy mass is shared by the heavy hitters seen so far (those before t).
-    active = np.searchsorted(heavy, t)
-    unit = sp[HEAVY_TOTAL] // max(1, active)
-    for i in range(active):
+    # The heavy mass is shared by the live heavy hitters: before t, and (with a lifetime)
+    # at most `life` tokens back. Positions are sorted, so they are one run.
+    life = sp[HEAVY_LIFE]
+    hi = np.searchsorted(heavy, t)
+    lo = np.searchsorted(heavy, t - life) if life > 0 else 0
+    unit = sp[HEAVY_TOTAL] // max(1, hi - lo)
+    for i in range(lo, hi):
         ridx[cnt] = heavy[i]
         rval[cnt] = heavy_weight(unit, sp[SEED], t, i)
         cnt += 1

@@ -16,7 +16,7 @@ import numpy as np
 ONE = 1 << 24  # attention 1.0
 MODEL, SYNTHETIC = 0, 1
 # Entries of the synthetic parameter array `sp`.
-S_SYN, SINK_Q, HEAVY_TOTAL, SEED, BG_TOTAL = range(5)
+S_SYN, SINK_Q, HEAVY_TOTAL, SEED, BG_TOTAL, HEAVY_LIFE = range(6)
 MAX_LOCALITY_AGES = 1 << 16
 
 
@@ -29,7 +29,7 @@ class Trace:
     kind: int
     n: int
     weights: np.ndarray  # model: int64 [n, n] lower triangle; synthetic: shape (1, 1) dummy
-    sp: np.ndarray       # synthetic parameters (int64[5]); model: zeros
+    sp: np.ndarray       # synthetic parameters (int64[6]); model: zeros
     loc: np.ndarray      # synthetic: locality weight by age, non-increasing, int64; model: empty
     heavy: np.ndarray    # synthetic: sorted heavy-hitter positions, int64; model: empty
 
@@ -49,16 +49,16 @@ def model_trace(attention: np.ndarray) -> Trace:
     """A float [n, n] attention matrix (rows = queries) → fixed point, causal part only."""
     a = np.asarray(attention, dtype=np.float64)
     q = np.rint(np.tril(np.clip(a, 0.0, 1.0)) * ONE).astype(np.int64)
-    return Trace(MODEL, int(a.shape[0]), np.ascontiguousarray(q), np.zeros(5, np.int64),
+    return Trace(MODEL, int(a.shape[0]), np.ascontiguousarray(q), np.zeros(6, np.int64),
                  np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, locality: float = 0.8,
                     heavy_hitters: int = 16, heavy_mass: float = 0.2, background: float = 0.1,
-                    seed: int = 0) -> Trace:
-    """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each heavy
-    hitter before t gets about heavy_mass / (heavy hitters before t), ×0.5–1.5 hashed from
-    (seed, t, hitter); the key at age d gets locality_mass·(1−r)·r^d (r = `locality`);
+                    seed: int = 0, heavy_life: int = 0) -> Trace:
+    """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each live
+    heavy hitter (before t, and at most `heavy_life` tokens back unless heavy_life = 0)
+    gets about heavy_mass / (live heavy hitters), ×0.5–1.5 hashed from (seed, t, hitter); the key at age d gets locality_mass·(1−r)·r^d (r = `locality`);
     every key gets background / (t + 1). locality_mass is what the others leave of 1.
     Heavy-hitter positions are drawn once from the seed, uniformly after the sinks.
 
@@ -77,5 +77,5 @@ def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, localit
     h = min(heavy_hitters, span)
     heavy = np.sort(sink_count + rng.choice(span, size=h, replace=False)).astype(np.int64) if h else np.zeros(0, np.int64)
     sp = np.array([sink_count, to_fixed(sink_mass / max(1, sink_count)),
-                   to_fixed(heavy_mass), seed, to_fixed(background)], np.int64)
+                   to_fixed(heavy_mass), seed, to_fixed(background), heavy_life], np.int64)
     return Trace(SYNTHETIC, int(n), np.zeros((1, 1), np.int64), sp, loc, heavy)
