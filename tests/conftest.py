@@ -20,6 +20,12 @@ except ImportError:
 
 from helpers import load, wait_job  # noqa: E402,F401 - shared with test modules
 
+# The test models are tiny: one torch thread runs them faster than two fighting over two cores
+# (a 13-token forward took 0.59 s with 2 threads on a busy machine, 0.04 s with 1).
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
+
 
 @pytest.fixture
 def api():
