@@ -29,6 +29,12 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     p.tab("eviction")
     p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
     assert not p.locator("#tab-eviction .eval-model-required").is_visible()
+    # A bad setting comes back at once and marks its own input (not the simulation's cache_size).
+    fill_settings(p, {**SMALL, "cache_size": 100_000})
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_selector("#tab-eviction [data-field='eval.cache_size'].invalid", timeout=30_000)
+    assert "cache_size" in p.locator("#tab-eviction .eval-progress").inner_text()
+    assert p.locator("#tab-eviction .invalid").count() == 1
     fill_settings(p, SMALL)
     assert p.locator("#tab-eviction [data-field='eval.policy']").input_value() == "all"
     p.click("#tab-eviction >> text=Run Evaluation")

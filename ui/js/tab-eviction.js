@@ -1,7 +1,8 @@
 // Eviction Sim tab: run one policy or compare them all on the same trace at the same
 // budget (definitions in DESIGN.md; the backend computes every metric, we only show
 // them). Synthetic traces need no model; the model-trace settings are covered by the
-// "Model required" overlay until a model is loaded.
+// "Model required" overlay until a model is loaded. Below them, the Evaluate section
+// (tab-evaluate.js): perplexity of the loaded model with each policy's cache applied.
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
