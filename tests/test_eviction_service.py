@@ -9,7 +9,7 @@ import pytest
 
 from backend.cli import simulate as cli
 from backend.eviction import parse, simulate, traces
-from conftest import wait_job
+from helpers import wait_job
 
 
 @pytest.mark.parametrize("params, field", [
@@ -94,7 +94,7 @@ def test_simulate_job_completes_with_consistent_metrics(api):
 
 
 def test_progress_reports_rise_to_one():
-    p = parse({"length": 250_000, "policy": "sliding_window"})
+    p = parse({"length": 200_000, "policy": "all"})  # policies on several threads, one progress
     seen = []
     simulate(p, traces.synthetic(p), lambda fraction, stage: seen.append(fraction))
     assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) >= 5
@@ -123,6 +123,16 @@ def test_model_trace_results_have_evicted_at_and_the_oracle_wins():
         assert all((evicted_at[j] == -1) == (j in kept) for j in range(n))
         assert all(evicted_at[j] == -1 or evicted_at[j] >= j for j in range(n))
     assert all(by["oracle"]["hits"] >= r["hits"] for name, r in by.items() if name != "full")
+
+
+def test_oracle_refuses_a_trace_too_big_to_plan(monkeypatch):
+    from backend.eviction import run
+
+    monkeypatch.setattr(run, "MAX_ORACLE_ACCESSES", 10)
+    p = parse({"trace": "model", "text": "x", "cache_size": 8, "sinks": 2, "window": 4, "policy": "oracle"})
+    with pytest.raises(Exception) as exc:
+        simulate(p, traces.from_attention(causal_attention(40)))
+    assert exc.value.field == "access_threshold"
 
 
 def test_attention_trace_is_checked():

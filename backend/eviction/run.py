@@ -9,7 +9,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
+
 from kernels.eviction import MODEL, KeyTotals, Simulation, Trace, to_fixed
+from ..errors import UserError
 from .metrics import result
 from .params import SimParams
 from .policies import LABELS
@@ -17,6 +20,7 @@ from .policies import LABELS
 CHUNK = 100_000  # steps between progress reports (≈ 0.02–0.2 s of kernel time)
 MAX_LISTED = 4096
 MAX_THREADS = 4  # each policy's state is O(n) (positions → slots): bound the memory
+MAX_ORACLE_ACCESSES = 500_000  # the oracle's plan (one uninterruptible call) takes ~8 s there
 
 
 def _chunks(n):
@@ -51,6 +55,12 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
     heavy = totals.heavy_hitters(p.heavy_k)
     tau = max(1, to_fixed(p.access_threshold))
     record = trace.kind == MODEL
+    if "oracle" in p.policies:
+        accesses = int(np.count_nonzero(np.tril(trace.weights, -1) >= tau))
+        if accesses > MAX_ORACLE_ACCESSES:
+            raise UserError("too_big", f"The oracle would plan {accesses:,} accesses (at most "
+                            f"{MAX_ORACLE_ACCESSES:,}); raise access_threshold or shorten the text.",
+                            "access_threshold")
 
     def run_policy(policy: str) -> dict:
         label = LABELS[policy]
