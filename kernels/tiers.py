@@ -11,12 +11,14 @@ RAM, disk); tier 0 is the top. Each decode step t:
 3. The query at t puts attention on blocks (one row of the trace, summed per block).
    A block whose row mass is ≥ the access threshold is *accessed*: a hit in its tier.
 4. Heat: every block's heat is the attention it received, halved every `half_life`
-   steps (exponential decay). Exact integer arithmetic so the kernel and the Python
-   reference agree bit for bit: row mass m becomes q = int(m · 2^24) and is added as
-   q << (t // half_life − base), i.e. heat is kept in a scale that doubles every
-   half_life steps instead of decaying every block every step (O(touched) not
-   O(blocks) per step). Every RENORM epochs all heats are shifted right by RENORM
-   (floor) and base advances, which keeps int64 far from overflow.
+   steps (exponential decay). Row mass m becomes q = int(m · 2^24) and is added as
+   q · 2^(t // half_life − base): heat is kept in a scale that doubles every half_life
+   steps instead of decaying every block every step (O(touched), not O(blocks), per
+   step). The scale is a float64 power of two, so q · scale is exact and only the
+   sum rounds, identically in the Python reference (same IEEE operations, same
+   order): the two agree bit for bit. Every RENORM epochs all heats are multiplied by
+   2^-RENORM (exact) and those below 2^-700 (cold for hundreds of half-lives) become
+   0, so nothing overflows or goes subnormal; the heaps are rebuilt then.
 5. Promotion: each block that got attention this step, in the order the row first
    touched it, rises past every tier above whose coldest unpinned block is strictly
    colder than it, in one move (one promotion); each coldest block it passes moves
@@ -25,8 +27,9 @@ RAM, disk); tier 0 is the top. Each decode step t:
 6. Sink blocks are pinned to the top tier: never demoted, never in a heap.
 
 Coldest-block queries use one indexed binary min-heap per tier keyed by (heat, id).
-Heat only grows between renormalisations, so a heat update is one sift-down (cheap:
-hot blocks already sit near the leaves); renormalisation rebuilds the heaps.
+Heat only grows between renormalisations, so a heat update leaves the heap alone and
+its entry stale (a lower bound); a query refreshes stale roots until the root is
+current (see _coldest). Renormalisation recomputes every key and rebuilds the heaps.
 
 Rows come either from a model trace (an n×n float32 attention matrix, rows summed
 per block in key order) or from a synthetic generator evaluated per block, never per
@@ -42,10 +45,12 @@ import numpy as np
 from numba import njit
 
 N_TIERS = 4
-SCALE_BITS = 24            # heat fixed point: 1.0 attention = 2^24
+SCALE_BITS = 24            # row mass fixed point: 1.0 attention = 2^24
 SCALE = float(1 << SCALE_BITS)
-RENORM = 16                # epochs between heat renormalisations
-MAX_HALF_LIFE = 1 << 20    # 3·half_life·2^(24+16) < 2^63: heat never overflows
+RENORM = 900               # epochs between heat renormalisations
+RESCALE = 2.0 ** -RENORM
+FLUSH = 2.0 ** -700        # heat below this after a renormalisation becomes 0: never subnormal
+MAX_HALF_LIFE = 1 << 20    # heat < half_life·2^(24+RENORM+1) ≤ 2^945 < float64 max (2^1024)
 MAX_WINDOW = 4096
 # counters[...] slots
 PROMOTIONS, DEMOTIONS, MOVED_TOKENS, BASE_EPOCH, SNAP_NEXT = 0, 1, 2, 3, 4
@@ -73,7 +78,8 @@ def heavy_positions(n_tokens: int, count: int, first: int, seed: int) -> np.ndar
 
 
 # ---- indexed min-heap per tier, keyed by (heat, block id) ----
-# heap[k, i] = (block id, its heat): keys sit next to ids, so a sift reads one cache
+# heap[k, i] = (block id, key): key = the bits of its float heat read as int64, which
+# orders exactly like the float for heat ≥ 0. Keys sit next to ids, so a sift reads one cache
 # line per level instead of looking up heat[] at random. The functions index
 # heap[k, i, ...] directly (a heap[k] view is a reference-counted object per call)
 # and are inlined: moving blocks is the hot path of a full hierarchy.
@@ -116,10 +122,10 @@ def _sift_down(heap, k, n, hpos, i):
 
 
 @njit(cache=True, inline="always")
-def _heap_push(heap, hsize, hpos, heat, k, b):
+def _heap_push(heap, hsize, hpos, key, k, b):
     i = hsize[k]
     hsize[k] += 1
-    heap[k, i, 0], heap[k, i, 1] = b, heat[b]
+    heap[k, i, 0], heap[k, i, 1] = b, key[b]
     _sift_up(heap, k, hpos, i)
 
 
@@ -137,6 +143,20 @@ def _heap_remove(heap, hsize, hpos, k, b):
         _sift_down(heap, k, hsize[k], hpos, hpos[moved])
 
 
+@njit(cache=True, inline="always")
+def _coldest(heap, hsize, hpos, key, k):
+    """The coldest block of tier k. Stored keys may be stale: heat only grows between
+    renormalisations, so a stale key is a lower bound and the heap is still a valid
+    min-heap on what it stores. Refresh the root until it is current: then it is the
+    true minimum. (Updating the heap on every heat change cost a sift per touch.)"""
+    while True:
+        b = heap[k, 0, 0]
+        if heap[k, 0, 1] == key[b]:
+            return b
+        heap[k, 0, 1] = key[b]
+        _sift_down(heap, k, hsize[k], hpos, 0)
+
+
 # ---- moving blocks ----
 
 @njit(cache=True)
@@ -145,7 +165,7 @@ def _tokens_in(b, B, nt):
 
 
 @njit(cache=True, inline="always")
-def _move(b, dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters):
+def _move(b, dst, B, nt, tier, key, heap, hsize, hpos, count, tok, counters):
     src = tier[b]
     n = _tokens_in(b, B, nt)
     _heap_remove(heap, hsize, hpos, src, b)
@@ -154,26 +174,26 @@ def _move(b, dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters):
     tier[b] = dst
     count[dst] += 1
     tok[dst] += n
-    _heap_push(heap, hsize, hpos, heat, dst, b)
+    _heap_push(heap, hsize, hpos, key, dst, b)
     counters[MOVED_TOKENS] += n
 
 
 @njit(cache=True, inline="always")
-def _place(b, k, slot, B, nt, tier, heat, heap, hsize, hpos, tok, counters):
+def _place(b, k, slot, B, nt, tier, key, heap, hsize, hpos, tok, counters):
     """Put block b into heap slot `slot` of tier k (a slot someone just left) and let it find its place."""
     n = _tokens_in(b, B, nt)
     tok[tier[b]] -= n
     tok[k] += n
     counters[MOVED_TOKENS] += n
     tier[b] = k
-    heap[k, slot, 0], heap[k, slot, 1] = b, heat[b]
+    heap[k, slot, 0], heap[k, slot, 1] = b, key[b]
     hpos[b] = slot
     _sift_up(heap, k, hpos, slot)
     _sift_down(heap, k, hsize[k], hpos, hpos[b])
 
 
 @njit(cache=True)
-def _open_block(c, B, nt, pinned, cap, tier, heat, heap, hsize, hpos, count, tok, counters):
+def _open_block(c, B, nt, pinned, cap, tier, key, heap, hsize, hpos, count, tok, counters):
     """Place new block c in the top tier, cascading the coldest blocks down first if it is full."""
     k = 0
     while k < N_TIERS and count[k] >= cap[k]:
@@ -186,13 +206,13 @@ def _open_block(c, B, nt, pinned, cap, tier, heat, heap, hsize, hpos, count, tok
             continue
         if hsize[j] == 0:
             raise ValueError("top tier holds only pinned sink blocks")
-        _move(heap[j, 0, 0], dst, B, nt, tier, heat, heap, hsize, hpos, count, tok, counters)
+        _move(_coldest(heap, hsize, hpos, key, j), dst, B, nt, tier, key, heap, hsize, hpos, count, tok, counters)
         counters[DEMOTIONS] += 1
         dst = j
     tier[c] = 0
     count[0] += 1
     if not pinned:
-        _heap_push(heap, hsize, hpos, heat, 0, c)
+        _heap_push(heap, hsize, hpos, key, 0, c)
 
 
 @njit(cache=True, inline="always")
@@ -204,28 +224,28 @@ def _above(k, cap):
 
 
 @njit(cache=True)
-def _promote(b, B, nt, cap, tier, heat, heap, hsize, hpos, tok, counters):
+def _promote(b, B, nt, cap, tier, key, heap, hsize, hpos, tok, counters):
     """Block b rises past every tier above whose coldest block is colder than b; each of those
     coldest blocks moves one tier down, into the slot freed below it. Tiers fill top-down and
     never shrink, so every tier above a block is full: a promotion is always such a rotation."""
     k = tier[b]
     top = k
     u = _above(k, cap)
-    while u >= 0 and hsize[u] > 0 and heat[b] > heap[u, 0, 1]:
+    while u >= 0 and hsize[u] > 0 and key[b] > key[_coldest(heap, hsize, hpos, key, u)]:
         top = u
         u = _above(u, cap)
     if top == k:
         return
     hole_tier, hole = k, hpos[b]
     u = _above(k, cap)
-    while True:
-        _place(heap[u, 0, 0], hole_tier, hole, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
+    while True:  # the roots on the path are current: the climb just refreshed them
+        _place(heap[u, 0, 0], hole_tier, hole, B, nt, tier, key, heap, hsize, hpos, tok, counters)
         counters[DEMOTIONS] += 1
         hole_tier, hole = u, 0
         if u == top:
             break
         u = _above(u, cap)
-    _place(b, top, 0, B, nt, tier, heat, heap, hsize, hpos, tok, counters)
+    _place(b, top, 0, B, nt, tier, key, heap, hsize, hpos, tok, counters)
     counters[PROMOTIONS] += 1
 
 
@@ -301,24 +321,27 @@ def _trace_row(t, B, trace, cb, cm):
 def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed,
               lcum, hh_pos, tau, half_life, snap_steps, state):
     """Advance the simulation over steps t0..t1-1; `state` (see new_state) is updated in place."""
-    (tier, heat, acc, access, heap, hsize, hpos, count, tok, hits, tok_steps, counters,
+    (tier, heat, key, acc, access, heap, hsize, hpos, count, tok, hits, tok_steps, counters,
      mass, stamp, touched, cb, cm, snaps) = state
     use_trace = trace.shape[0] > 0
     for t in range(t0, t1):
         shift = t // half_life - counters[BASE_EPOCH]
-        if shift >= RENORM:  # keep heat small: divide all by 2^RENORM, rebuild the heaps
+        if shift >= RENORM:  # keep heat in range: scale all by 2^-RENORM, flush the long-cold to 0, rebuild heaps
             for b in range((t + B - 1) // B):
-                heat[b] >>= RENORM
+                heat[b] *= RESCALE
+                if heat[b] < FLUSH:
+                    heat[b] = 0.0
             for k in range(N_TIERS):
                 for i in range(hsize[k]):
-                    heap[k, i, 1] >>= RENORM
+                    heap[k, i, 1] = key[heap[k, i, 0]]
                 for i in range(hsize[k] // 2 - 1, -1, -1):
                     _sift_down(heap, k, hsize[k], hpos, i)
             counters[BASE_EPOCH] += RENORM
             shift -= RENORM
+        scale = 2.0 ** shift
         c = t // B
         if t % B == 0:
-            _open_block(c, B, t, pinned[c], cap, tier, heat, heap, hsize, hpos, count, tok, counters)
+            _open_block(c, B, t, pinned[c], cap, tier, key, heap, hsize, hpos, count, tok, counters)
         tok[tier[c]] += 1
         if use_trace:
             n_pairs = _trace_row(t, B, trace, cb, cm)
@@ -342,17 +365,11 @@ def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_loc
             q = np.int64(m * SCALE)
             if q > 0:
                 acc[b] += q
-                heat[b] += q << shift
-                # Calls pass arrays by reference count (slow), so skip the ones with nothing to do:
-                # a leaf needs no sift-down, a top-tier block no promotion.
-                if hpos[b] >= 0:
-                    heap[tier[b], hpos[b], 1] = heat[b]
-                    if 2 * hpos[b] + 1 < hsize[tier[b]]:
-                        _sift_down(heap, tier[b], hsize[tier[b]], hpos, hpos[b])
+                heat[b] += q * scale  # its heap entry goes stale: see _coldest
         for i in range(n):
             b = touched[i]
-            if tier[b] > 0 and not pinned[b]:
-                _promote(b, B, t + 1, cap, tier, heat, heap, hsize, hpos, tok, counters)
+            if tier[b] > 0 and not pinned[b]:  # a top-tier block cannot rise: skip the call
+                _promote(b, B, t + 1, cap, tier, key, heap, hsize, hpos, tok, counters)
         for k in range(N_TIERS):
             tok_steps[k] += tok[k]
         while counters[SNAP_NEXT] < snap_steps.shape[0] and snap_steps[counters[SNAP_NEXT]] == t:
@@ -362,9 +379,11 @@ def run_steps(t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_loc
 
 def new_state(n_blocks: int, n_snapshots: int, max_pairs: int):
     """Zeroed arrays for run_steps; blocks not yet opened have tier -1."""
+    heat = np.zeros(n_blocks, np.float64)
     return (
         np.full(n_blocks, -1, np.int8),          # tier
-        np.zeros(n_blocks, np.int64),            # heat (scaled, see module doc)
+        heat,                                    # heat (float64, scaled, see module doc)
+        heat.view(np.int64),                     # the same memory read as int64: the heap key
         np.zeros(n_blocks, np.int64),            # acc: attention received, fixed point, no decay
         np.zeros(n_blocks, np.int32),            # access count
         np.zeros((N_TIERS, n_blocks, 2), np.int64),  # heap per tier: (block id, heat)
@@ -404,7 +423,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, trace=None, sink_count=0
         raise ValueError("half_life out of range")
     trace = np.zeros((0, 0), np.float32) if trace is None else np.ascontiguousarray(trace, np.float32)
     if trace.size and ((trace < 0).any() or (trace.sum(axis=1, dtype=np.float64) > 1.001).any()):
-        raise ValueError("trace rows must be attention: non-negative, summing to at most 1")  # heat stays < 2^63
+        raise ValueError("trace rows must be attention: non-negative, summing to at most 1")  # keeps heat bounded
     lcum = local_table(0.9, 1) if lcum is None else np.asarray(lcum, np.float64)
     hh_pos = np.zeros(0, np.int64) if hh_pos is None else np.asarray(hh_pos, np.int64)
     snap_steps = np.zeros(0, np.int64) if snap_steps is None else np.asarray(snap_steps, np.int64)
@@ -417,7 +436,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, trace=None, sink_count=0
                   int(half_life), snap_steps, state)
         if on_chunk is not None:
             on_chunk(t1)
-    tier, heat, acc, access, _, _, _, count, tok, hits, tok_steps, counters = state[:12]
+    tier, heat, _, acc, access, _, _, _, count, tok, hits, tok_steps, counters = state[:13]
     return {"tier": tier, "acc": acc, "access": access, "blocks": count.copy(), "tokens": tok.copy(),
             "hits": hits.copy(), "token_steps": tok_steps.copy(), "promotions": int(counters[PROMOTIONS]),
             "demotions": int(counters[DEMOTIONS]), "moved_tokens": int(counters[MOVED_TOKENS]),

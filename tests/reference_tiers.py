@@ -1,7 +1,7 @@
 """Plain-Python reference for kernels/tiers.py: the same rules, written for clarity, not speed.
 
-Tiers are sets; "coldest" is a min() over the set. Heat uses the same integer
-arithmetic as the kernel (see the kernel's module docstring), so the two must agree
+Tiers are sets; "coldest" is a min() over the set. Heat uses the same arithmetic
+(the same IEEE float operations in the same order) as the kernel (see the kernel's module docstring), so the two must agree
 exactly. Inputs that are not rules (the local prefix-sum table, heavy-hitter
 positions) are passed in ready-made, exactly as the kernel gets them.
 """
@@ -9,7 +9,8 @@ import numpy as np
 
 N_TIERS = 4
 SCALE = float(1 << 24)
-RENORM = 16
+RENORM = 900
+FLUSH = 2.0 ** -700
 MASK64 = (1 << 64) - 1
 
 
@@ -76,7 +77,7 @@ class Reference:
         n_blocks = len(self.pinned)
         self.members = [set() for _ in range(N_TIERS)]
         self.tier = [-1] * n_blocks
-        self.heat = [0] * n_blocks
+        self.heat = [0.0] * n_blocks
         self.acc = [0] * n_blocks
         self.access = [0] * n_blocks
         self.hits = [0] * N_TIERS
@@ -138,7 +139,8 @@ class Reference:
     def step(self, t, row_of, tau, half_life):
         shift = t // half_life - self.base
         if shift >= RENORM:
-            self.heat = [h >> RENORM for h in self.heat]
+            self.heat = [h * 2.0 ** -RENORM for h in self.heat]
+            self.heat = [0.0 if h < FLUSH else h for h in self.heat]
             self.base += RENORM
             shift -= RENORM
         c = t // self.B
@@ -153,7 +155,7 @@ class Reference:
             q = int(m * SCALE)
             if q > 0:
                 self.acc[b] += q
-                self.heat[b] += q << shift
+                self.heat[b] += q * 2.0 ** shift
         for b in row:
             if not self.pinned[b]:
                 self.promote(b, t + 1)

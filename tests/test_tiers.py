@@ -74,6 +74,21 @@ def test_kernel_matches_reference_on_model_traces(case):
                  reference_tiers.simulate(n, B, cap, pinned, **kw))
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_kernel_matches_reference_across_heat_renormalisations(seed):
+    """half_life 1: heat is rescaled every RENORM steps, flushing long-cold blocks to 0."""
+    n, B = 3 * tiers.RENORM + 77, 4
+    n_blocks = -(-n // B)
+    pinned = np.arange(n_blocks) == 0
+    kw = dict(sink_count=2, w_sink=0.3, w_local=0.5, w_hh=0.1, w_bg=0.1, bg_keys=3, seed=seed,
+              lcum=tiers.local_table(0.8, 24), hh_pos=tiers.heavy_positions(n, 4, 2, seed), tau=0.02, half_life=1,
+              snap_steps=np.array([tiers.RENORM - 1, tiers.RENORM, n - 1]))
+    cap = [40, 8, 60, n_blocks]
+    kernel = tiers.simulate(n, B, cap, pinned, chunk_steps=1000, **kw)
+    _assert_same(kernel, reference_tiers.simulate(n, B, cap, pinned, **kw))
+    assert (kernel["heat"] == 0).any() and kernel["promotions"] > 0
+
+
 def test_conservation_sinks_and_capacity_on_a_long_run():
     n, B = 40_000, 16
     n_blocks = n // B
