@@ -13,7 +13,9 @@ All run interleaved, position by position, so background load on a shared machin
 each alike. recompute is timed every 32nd position (t = 15, 47, ..., 495) and scaled by
 32 (midpoint rule: its cost grows smoothly with t), which keeps the run to minutes.
 Timings on a shared 2-core machine are noisy; with more runnable threads than cores,
-2 OpenMP threads can spin and crawl (--threads 1 is then steadier).
+2 OpenMP threads can spin and crawl (--threads 1 is then steadier). The CPU-time line
+(process time per call) is less sensitive to other processes than wall time; with 2
+threads it also counts OpenMP spin-waiting. The last two lines are wall-time ratios.
 
     python bench/stream.py [--tokens 512] [--sample-every 32] [--threads 2]
 """
@@ -33,9 +35,14 @@ from backend.attention.stream import StreamSession  # noqa: E402
 from backend.models.loaded import LoadedModel  # noqa: E402
 
 
-def timed(fn):
-    start = time.perf_counter()
+CPU = {}  # name → CPU seconds of this process per timed call: steadier than wall time on a busy machine
+
+
+def timed(fn, name=None):
+    start, cpu = time.perf_counter(), time.process_time()
     out = fn()
+    if name:
+        CPU.setdefault(name, []).append(time.process_time() - cpu)
     return time.perf_counter() - start, out
 
 
@@ -64,14 +71,16 @@ def main() -> None:
     sampled = {}
     with torch.inference_mode():
         for t in range(n):
-            times["ours"].append(timed(session.step)[0])
+            times["ours"].append(timed(session.step, "ours")[0])
             for name, net in nets.items():
-                seconds, out = timed(lambda: net(input_ids=torch.tensor([[ids[t]]]), past_key_values=caches[name], use_cache=True))
+                seconds, out = timed(lambda: net(input_ids=torch.tensor([[ids[t]]]), past_key_values=caches[name], use_cache=True), name)
                 caches[name] = out.past_key_values
                 times[name].append(seconds)
             if t % every == every // 2 - 1:
-                sampled[t] = timed(lambda: backbone(input_ids=torch.tensor([ids[: t + 1]]), output_attentions=True, use_cache=False))[0]
+                sampled[t] = timed(lambda: backbone(input_ids=torch.tensor([ids[: t + 1]]), output_attentions=True,
+                                                    use_cache=False), "recompute")[0]
     recompute_total = sum(sampled.values()) * every
+    cpu = {k: sum(v) for k, v in CPU.items()}
 
     print(f"history held: {session.history_bytes() / 2**20:.1f} MiB (allocated for up to {session.max_tokens} tokens)")
     for name, ts in times.items():
@@ -80,6 +89,10 @@ def main() -> None:
     last = max(sampled)
     print(f"recompute  total {recompute_total:7.2f} s   (estimated: {len(sampled)} sampled steps × {every}; "
           f"step at t={last}: {sampled[last]:.3f} s)")
+    print(f"CPU time (process, all threads): ours {cpu['ours']:.2f} s, plain {cpu['plain']:.2f} s, plain-bb {cpu['plain-bb']:.2f} s, "
+          f"recompute {cpu['recompute'] * every:.2f} s (estimated)")
+    print(f"CPU-time ratios: speedup vs recompute {cpu['recompute'] * every / cpu['ours']:.1f}x, ours/plain {cpu['ours'] / cpu['plain']:.3f}, "
+          f"ours/plain-bb {cpu['ours'] / cpu['plain-bb']:.3f}")
     mean = {k: statistics.mean(v) for k, v in times.items()}
     print(f"mean step ratio ours/plain-bb (attention overhead alone): {mean['ours'] / mean['plain-bb']:.3f}")
     print(f"speedup vs recompute (target >= 8): {recompute_total / sum(times['ours']):.1f}x")

@@ -16,6 +16,15 @@ DEMO = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
 TEXT = "The quick brown fox jumps over the lazy dog. " * 3
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads spin-wait."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 class ByteTokenizer:
     """Bytes as token ids (0..255), no BOS: enough to drive a random-init model."""
     eos_token_id = None
