@@ -46,8 +46,8 @@ def parse(params) -> SimParams:
         policies = [n for n in NAMES if trace == "model" or n not in NEEDS_FUTURE]
     else:
         if trace == "synthetic" and policy in NEEDS_FUTURE:
-            raise UserError("bad_input", f"policy {policy} needs the whole future of the trace: run it on a model trace.",
-                            "policy")
+            raise UserError("bad_input", f"policy {policy} needs the whole future of the trace: "
+                            "run it on a model trace.", "policy")
         policies = [policy]
     out = SimParams(
         trace=trace, policies=policies,

@@ -29,7 +29,8 @@ class Simulation:
         if self.code == ORACLE:
             if trace.kind != MODEL:
                 raise ValueError("the oracle needs the whole future: model traces only")
-            self.plan_end = oracle.plan(trace.weights, capacity, tau) if trace.n > capacity else np.zeros(trace.n, np.int64)
+            needed = trace.n > capacity  # with n ≤ C nothing is evicted
+            self.plan_end = oracle.plan(trace.weights, capacity, tau) if needed else np.zeros(trace.n, np.int64)
         else:
             self.plan_end = np.zeros(0, np.int64)
         self.state = State(trace.n, capacity, self.code == FULL, record_evictions, lru_queue=self.code == LRU)

@@ -58,11 +58,12 @@ def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, localit
                     seed: int = 0, heavy_life: int = 0) -> Trace:
     """Row t: each of the first `sink_count` keys gets sink_mass / sink_count; each live
     heavy hitter (before t, and at most `heavy_life` tokens back unless heavy_life = 0)
-    gets about heavy_mass / (live heavy hitters), ×0.5–1.5 hashed from (seed, t, hitter); the key at age d gets locality_mass·(1−r)·r^d (r = `locality`);
-    every key gets background / (t + 1). locality_mass is what the others leave of 1.
+    gets about heavy_mass / (live heavy hitters), ×0.5–1.5 hashed from (seed, t, hitter);
+    the key at age d gets locality_mass·(1−r)·r^d (r = `locality`); every key gets
+    background / (t + 1). locality_mass is what the others leave of 1.
     Heavy-hitter positions are drawn once from the seed, uniformly after the sinks.
 
-    Rows sum to 1 (± the jitter) once a heavy hitter exists and t is past the locality
+    Rows sum to 1 (± the jitter) while a heavy hitter is live and t is past the locality
     span, a little less before; recall divides by the row's own total, so it is exact.
     Memory: O(locality span + heavy hitters); nothing grows with n.
     """
@@ -75,7 +76,7 @@ def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, localit
     rng = np.random.default_rng(seed)
     span = max(0, n - sink_count)
     h = min(heavy_hitters, span)
-    heavy = np.sort(sink_count + rng.choice(span, size=h, replace=False)).astype(np.int64) if h else np.zeros(0, np.int64)
+    heavy = np.sort(sink_count + rng.choice(span, size=h, replace=False)) if h else np.zeros(0)
     sp = np.array([sink_count, to_fixed(sink_mass / max(1, sink_count)),
                    to_fixed(heavy_mass), seed, to_fixed(background), heavy_life], np.int64)
-    return Trace(SYNTHETIC, int(n), np.zeros((1, 1), np.int64), sp, loc, heavy)
+    return Trace(SYNTHETIC, int(n), np.zeros((1, 1), np.int64), sp, loc, heavy.astype(np.int64))
