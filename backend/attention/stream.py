@@ -161,7 +161,11 @@ class StreamSession:
             row = attn[0, :, -1, :].float().cpu().numpy()
             rows[layer, :, t + 1 - row.shape[-1]:] = row
         if not np.isfinite(rows).all():
-            raise FloatingPointError("the attention weights contain inf/NaN (fp16 overflow?); reload in fp32 or bf16")
+            # A UserError (not FloatingPointError): the Api answers "non_finite" with this message, not "internal".
+            from ..errors import UserError
+
+            raise UserError("non_finite", "The attention weights contain inf/NaN (fp16 overflow?); reload the model in "
+                            "fp32 or bf16.", "precision")
         return rows
 
     def _record(self, rows: np.ndarray, t: int) -> None:

@@ -5,6 +5,8 @@ from ..errors import UserError
 from .params import MAX_MODEL_TOKENS, SimParams
 from kernels.eviction import Trace, model_trace, synthetic_trace
 
+ROW_SUM_TOLERANCE = 1e-3  # float32 softmax rows, averaged over heads and layers, sum to 1 within ~1e-6
+
 
 def synthetic(p: SimParams) -> Trace:
     return synthetic_trace(p.length, **p.synthetic)
@@ -18,6 +20,19 @@ def from_attention(matrix) -> Trace:
     if not np.isfinite(a).all():
         raise UserError("non_finite", "The attention weights contain inf/NaN; reload the model in fp32 or bf16.",
                         "trace")
+    # Each causal row is a probability distribution; an all-zero row or one summing elsewhere would
+    # give recall and hit rates that mean nothing (hardening issue: reject it, naming the first bad row).
+    causal = np.tril(a)
+    if (causal < 0).any():
+        row = int(np.flatnonzero((causal < 0).any(axis=1))[0])
+        raise UserError("bad_trace", f"Attention weights must be non-negative (row {row} has a negative weight).", "trace")
+    sums = causal.sum(axis=1)
+    off = np.abs(sums - 1.0) > ROW_SUM_TOLERANCE
+    if off.any():
+        row = int(np.flatnonzero(off)[0])
+        what = "is all zeros" if sums[row] == 0 else f"sums to {sums[row]:.6g}"
+        raise UserError("bad_trace", f"Each attention row must sum to 1 over keys 0..t; row {row} {what} "
+                        f"({int(off.sum()):,} rows off by more than {ROW_SUM_TOLERANCE}).", "trace")
     if a.shape[0] > MAX_MODEL_TOKENS:
         raise UserError("too_long", f"A model trace is at most {MAX_MODEL_TOKENS:,} tokens "
                         f"(the text has {a.shape[0]:,}); shorten it.", "text")

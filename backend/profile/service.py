@@ -158,10 +158,15 @@ def prepare(req: Request, matrix=None):
     B = req.block_size
     if req.trace == "model":
         matrix = np.asarray(matrix, dtype=np.float32)
-        if (matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any()
-                or (matrix.sum(axis=1, dtype=np.float64) > 1.001).any()):
+        if (matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any()):
             raise UserError("bad_trace", "The model trace must be square attention: finite, non-negative, rows "
-                            "summing to at most 1.", "trace")
+                            "summing to 1.", "trace")
+        # An all-zero row (or one summing far from 1) is not attention: heat and hits would mean nothing.
+        sums = np.tril(matrix).sum(axis=1, dtype=np.float64)
+        off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
+        if off.size:
+            what = "is all zeros" if sums[off[0]] == 0 else f"sums to {sums[off[0]]:.6g}"
+            raise UserError("bad_trace", f"Each attention row of the model trace must sum to 1; row {off[0]} {what}.", "trace")
         n = matrix.shape[0]
         sink_tokens = np.flatnonzero(model_sinks(matrix))
     else:
