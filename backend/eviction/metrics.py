@@ -1,4 +1,21 @@
-"""What one policy run reports (DESIGN.md "Metrics"), the same for UI, CLI and README."""
+"""What one policy run reports (DESIGN.md "Metrics"), the same for UI, CLI and README.
+
+    policy, label            "h2o", "H2O"
+    tokens_processed         steps run (= trace length)
+    accesses, hits, misses   A[t, j] ≥ τ for a key j < t; a hit if j was cached at step t
+    evictions                keys dropped (n − C for every policy but Full Cache)
+    hit_rate                 hits / accesses (null when there were no accesses)
+    attention_recall         mean over steps of the row's mass on cached keys and t itself
+    retained_sinks           {"kept", "total"}: sinks (mean attention from later queries ≥
+                             sink threshold) still cached at the end
+    retained_heavy_hitters   {"kept", "total"}: the top-k keys by attention over the whole
+                             trace (k = C − W unless set) still cached at the end
+    kept, kept_count         positions cached at the end (the first 4,096 listed; all counted)
+    seconds                  wall time of this policy's run (policies run side by side)
+    timeline                 ≤ 2,000 points: step, occupancy after it, recall averaged over
+                             the steps since the previous point, cumulative misses
+    evicted_at               model traces only: step at which each key was evicted, −1 if never
+"""
 import numpy as np
 
 from kernels.eviction import Simulation
