@@ -253,6 +253,7 @@ def test_api_bad_input_names_the_field(api):
     assert api.stream_step({"steps": 0})["error"]["field"] == "steps"
     assert api.stream_start({"prompt": "ok", "sink_threshold": float("nan")})["error"]["field"] == "sink_threshold"
     assert api.stream_start("nope")["error"]["field"] == "params"
+    assert api.stream_start({"prompt": "ok", "view": [0, 1]})["error"]["field"] == "view"
 
 
 # ---- the CLI ----------------------------------------------------------------------------------

@@ -22,7 +22,10 @@ def _rounded(row) -> list[float]:
 
 def _parse_view(value, layers: int, heads: int, field: str) -> tuple:
     """{layer: int (negative counts from the end) | "all", head: int | null} → (layer, head), normalised."""
-    value = params_dict(value) if value is not None else {}
+    if value is None:
+        value = {}
+    if not isinstance(value, dict):
+        raise UserError("bad_input", "view must be an object like {\"layer\": -1, \"head\": null}.", field or "params")
     layer = value.get("layer", -1)
     head = value.get("head")
     if layer == "all":
