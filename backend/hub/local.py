@@ -49,7 +49,11 @@ def cached_models() -> list[dict]:
 def check_folder(path: str) -> dict:
     """A folder the user picked: it must hold a causal LM's config.json and weights."""
     folder = Path(path).expanduser()
-    if not folder.is_dir():
+    try:
+        is_dir = folder.is_dir()
+    except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): answer "not found", not "internal"
+        is_dir = False
+    if not is_dir:
         raise UserError("not_found", f"No folder at {path}.", "folder")
     config = read_config(folder)
     if config is None:

@@ -25,7 +25,11 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
             raise UserError("demo_missing", f"The bundled demo model is missing from {DEMO_MODEL_DIR}; run `python tools/train_demo_model.py`.", "source")
         return DEMO_MODEL_DIR, "demo"
     path = Path(source).expanduser()
-    if path.is_dir():
+    try:
+        is_dir = path.is_dir()
+    except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): answer "not found", not "internal"
+        is_dir = False
+    if is_dir:
         if not (path / "config.json").is_file():
             raise UserError("not_a_model", f"{path} has no config.json; pick the folder that holds the model's config and weights.", "source")
         return path, str(path)
