@@ -89,6 +89,18 @@ def test_model_trace_kernels_match_reference(case, chunks):
         assert_same(sim, ref.simulate(policy, trace, capacity, sinks, window, tau, plan))
 
 
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(100, 160), st.integers(2, 24), st.integers(0, 2**32), st.booleans())
+def test_longer_model_traces_at_small_budgets_match_reference(n, capacity, seed, coarse):
+    # Many evictions per key lifetime: LRU's queue squeezes, H2O's heap churns.
+    trace = model_trace(random_attention(n, seed, coarse))
+    sinks, window, tau = min(2, capacity - 1), capacity // 2, to_fixed(0.01)
+    for policy in POLICIES:
+        sim = run_kernel(policy, trace, capacity, sinks, window, tau, (0.3, 0.6))
+        plan = plan_for(policy, trace, capacity, tau)
+        assert_same(sim, ref.simulate(policy, trace, capacity, sinks, window, tau, plan))
+
+
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(synthetic_cases(), st.lists(st.floats(0, 1), max_size=3).map(sorted))
 def test_synthetic_kernels_match_reference(case, chunks):
