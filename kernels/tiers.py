@@ -64,7 +64,7 @@ _MIX2 = np.uint64(0x94D049BB133111EB)
 def local_table(decay: float, window: int) -> np.ndarray:
     """Prefix sums of the local weights decay^d, d = 0..window-1: lcum[d] = Σ_{d'<d} decay^d'."""
     d = np.arange(window, dtype=np.float64)
-    log_w = d * np.log(decay) if decay < 1.0 else np.zeros(window)
+    log_w = d * np.log(decay)
     w = np.where(log_w < UNDERFLOW_LOG, 0.0, np.exp(np.maximum(log_w, UNDERFLOW_LOG)))
     return np.concatenate(([0.0], np.cumsum(w)))
 
@@ -386,7 +386,7 @@ def new_state(n_blocks: int, n_snapshots: int, max_pairs: int):
         heat.view(np.int64),                     # the same memory read as int64: the heap key
         np.zeros(n_blocks, np.int64),            # acc: attention received, fixed point, no decay
         np.zeros(n_blocks, np.int32),            # access count
-        np.zeros((N_TIERS, n_blocks, 2), np.int64),  # heap per tier: (block id, heat)
+        np.zeros((N_TIERS, n_blocks, 2), np.int64),  # heap per tier: (block id, key)
         np.zeros(N_TIERS, np.int64),             # heap sizes
         np.full(n_blocks, -1, np.int64),         # heap position (-1: pinned or not opened)
         np.zeros(N_TIERS, np.int64),             # blocks per tier
@@ -410,6 +410,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, trace=None, sink_count=0
 
     capacity: blocks per tier (int64[4]); pinned: bool per block (sink blocks).
     trace: float32 [n, n] attention rows, or None for the synthetic generator.
+    snap_steps: ascending steps after which the tier of every block is recorded.
     """
     B = int(block_size)
     n_blocks = -(-int(n_tokens) // B)

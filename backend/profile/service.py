@@ -224,9 +224,12 @@ def _summary(req, n, n_blocks, tiers, out, status) -> dict:
         "sink_blocks": int((status == STATUS_SINK).sum()), "heavy_hitter_blocks": int((status == STATUS_HEAVY).sum()),
         "access_threshold": req.access_threshold, "half_life": req.half_life,
         "synthetic": dict(req.synthetic) if req.trace == "synthetic" else None, "l2_note": presets.L2_NOTE,
-        "heat_rule": "heat = attention received, halved every half_life steps; a block that gets attention rises "
-                     "while hotter than the coldest block of the tier above; new blocks enter HBM, pushing the "
-                     "coldest block of each full tier one tier down; sink blocks stay in HBM",
+        "heat_rule": "heat = attention received, halved every half_life steps. A block that gets attention rises, "
+                     "in one move, past every tier whose coldest block is colder than it; each of those coldest "
+                     "blocks moves one tier down. New blocks enter HBM, pushing the coldest block of each full "
+                     "tier one tier down. Sink blocks stay in HBM.",
+        "heavy_hitter_rule": "not a sink block, in the top 10% of blocks by attention received over the run, "
+                             "and at least twice the median block",
     }
 
 
