@@ -172,6 +172,12 @@ def test_model_trace_through_the_api_with_the_demo_model(demo_api):
         assert len(res["evicted_at"]) == n
 
 
+@pytest.mark.parametrize("params, field", [({"layer": 99}, "layer"), ({"aggregate": "head", "head": 99}, "head")])
+def test_model_trace_layer_and_head_are_checked_at_once(demo_api, params, field):
+    out = demo_api.simulate({"trace": "model", "text": "Hello there.", **params})
+    assert out["ok"] is False and out["error"]["field"] == field, out
+
+
 def cli_args(*argv):
     parser = argparse.ArgumentParser()
     cli.add_arguments(parser)

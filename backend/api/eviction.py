@@ -1,5 +1,6 @@
 """Public Api methods for eviction (see backend/api/__init__.py for the rules)."""
 from ..envelope import public
+from ..errors import UserError
 from ..eviction import POLICIES, parse, simulate, traces
 from ..validate import params_dict
 from .attention import require_model
@@ -8,6 +9,15 @@ DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_siz
             "access_threshold": 0.01, "sink_threshold": 0.10, "sink_mass": 0.5, "locality": 0.8,
             "heavy_hitters": 16, "heavy_mass": 0.2, "heavy_life": 0, "background": 0.1, "seed": 0,
             "layer": -1, "head": None, "aggregate": "layer"}
+
+
+def _check_layer_head(spec: dict, p) -> None:
+    """The model's shape is known: say now, not after a forward pass, that a layer or head is out of range."""
+    layers, heads = int(spec.get("layers") or 0), int(spec.get("heads") or 0)
+    if layers and not -layers <= p.layer < layers:
+        raise UserError("bad_input", f"layer must be between {-layers} and {layers - 1} (−1 = last).", "layer")
+    if heads and p.aggregate == "head" and not 0 <= p.head < heads:
+        raise UserError("bad_input", f"head must be blank (mean over heads) or between 0 and {heads - 1}.", "head")
 
 
 class EvictionMethods:
@@ -21,6 +31,8 @@ class EvictionMethods:
         """Start a simulation job; its result is {"trace": {...}, "results": [one dict per policy]}."""
         p = parse(params)  # bad settings fail here, at once, naming the field
         loaded = require_model(self._state) if p.trace == "model" else None
+        if loaded is not None:
+            _check_layer_head(loaded.spec, p)
 
         def work(progress):
             if loaded is None:
