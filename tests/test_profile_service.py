@@ -8,7 +8,7 @@ import pytest
 
 from backend.profile import presets, service
 from backend.profile.kv_bytes import DEFAULT_SOURCE, GPT2_SMALL, bytes_per_token
-from conftest import load, wait_job
+from helpers import load, wait_job
 
 
 def _profile(api, **params):
@@ -169,3 +169,9 @@ def test_detected_preset_reads_a_cuda_gpu(monkeypatch):
         presets.gpu.cache_clear()
     assert hbm["capacity_bytes"] == 141 * 10**9 and hbm["bandwidth_bps"] == 4.8e12 and hbm["modelled"] is False
     assert l2["capacity_bytes"] == 60 * 2**20 and l2["modelled"] is True
+
+
+def test_detected_hbm_leaves_room_for_the_weights():
+    full = presets.detected()["tiers"][0]["capacity_bytes"]
+    with_model = presets.detected(weights_bytes=10**9)
+    assert with_model["tiers"][0]["capacity_bytes"] == full - 10**9 and "weights" in with_model["description"]

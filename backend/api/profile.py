@@ -14,7 +14,8 @@ class ProfileMethods:
         block_size = integer(p, "block_size", 16, 1, service.MAX_BLOCK_SIZE)
         bpt, source = kv_bytes.for_loaded(self._state.model)
         n_blocks = -(-length // block_size)
-        return {"presets": [presets.detected(), presets.constrained(n_blocks, block_size * bpt)],
+        weights = kv_bytes.weights_bytes(self._state.model)
+        return {"presets": [presets.detected(weights), presets.constrained(n_blocks, block_size * bpt)],
                 "bytes_per_token": bpt, "bytes_per_token_source": source, "l2_note": presets.L2_NOTE,
                 "gpu_modelled": presets.gpu()["modelled"]}
 
@@ -23,7 +24,7 @@ class ProfileMethods:
         """Start a profile job → {job_id}; its result is the summary, per-block arrays and snapshot steps."""
         state = self._state
         loaded = state.model
-        req = service.parse(params, *kv_bytes.for_loaded(loaded))
+        req = service.parse(params, *kv_bytes.for_loaded(loaded), kv_bytes.weights_bytes(loaded))
         service.precheck(req)
         if req.trace == "model" and loaded is None:
             raise UserError("no_model", "A model trace needs a loaded model; load one or pick the synthetic trace.", "trace")

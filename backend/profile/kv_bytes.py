@@ -19,6 +19,11 @@ def bytes_per_token(config, dtype: str = "float16") -> int:
     return kv_bytes_per_token(config_spec(config), BYTES_PER_ELEMENT[dtype])
 
 
+def weights_bytes(loaded) -> int:
+    """HBM the loaded model's weights occupy (0 without a model: the profile then sizes KV alone)."""
+    return int(loaded.spec.get("weights_bytes") or 0) if loaded is not None else 0
+
+
 def for_loaded(loaded) -> tuple[int, str]:
     """(bytes per token, where it came from) for the loaded model, or the GPT-2 small default."""
     if loaded is None:

@@ -58,13 +58,17 @@ def _tiers(capacities, g) -> list[dict]:
             for i, n, c, bw, note in zip(TIER_IDS, TIER_NAMES, capacities, bandwidths, notes)]
 
 
-def detected() -> dict:
+def detected(weights_bytes: int = 0) -> dict:
+    """This machine; the loaded model's weights take their share of HBM first."""
     g = gpu()
     ram = psutil.virtual_memory().available
     disk = shutil.disk_usage(Path.home()).free
+    hbm = max(0, g["memory"] - weights_bytes)
+    weights = f" minus {weights_bytes / GB:.2f} GB of weights" if weights_bytes else ""
     return {"name": "detected", "label": "Detected hardware",
-            "description": f"{g['name']}; available RAM; free disk space" + (" (GPU tiers modelled)" if g["modelled"] else ""),
-            "tiers": _tiers((g["memory"], g["l2"], ram, disk), g)}
+            "description": f"{g['name']}{weights}; available RAM; free disk space"
+                           + (" (GPU tiers modelled)" if g["modelled"] else ""),
+            "tiers": _tiers((hbm, g["l2"], ram, disk), g)}
 
 
 def constrained(n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2) -> dict:
@@ -77,5 +81,5 @@ def constrained(n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2) -> dic
             "tiers": _tiers(caps, gpu())}
 
 
-def preset(name: str, n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2) -> dict:
-    return detected() if name == "detected" else constrained(n_blocks, block_bytes, min_hbm_blocks)
+def preset(name: str, n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2, weights_bytes: int = 0) -> dict:
+    return detected(weights_bytes) if name == "detected" else constrained(n_blocks, block_bytes, min_hbm_blocks)

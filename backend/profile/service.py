@@ -39,6 +39,7 @@ class Request:
     preset: str
     bytes_per_token: int
     bytes_source: str
+    weights_bytes: int = 0                          # the loaded model's weights, taken off detected HBM
     access_threshold: float = 0.01
     half_life: int = 256
     synthetic: dict = field(default_factory=lambda: dict(SYNTHETIC))
@@ -49,13 +50,13 @@ class Request:
     aggregate: str = "layer"
 
 
-def parse(params, bytes_per_token: int, bytes_source: str) -> Request:
+def parse(params, bytes_per_token: int, bytes_source: str, weights_bytes: int = 0) -> Request:
     p = params_dict(params)
     trace = choice(p, "trace", ("synthetic", "model"), "synthetic")
     req = Request(trace=trace, length=integer(p, "length", 100_000, 1, MAX_LENGTH),
                   block_size=integer(p, "block_size", 16, 1, MAX_BLOCK_SIZE),
                   preset=choice(p, "preset", ("constrained", "detected"), "constrained"),
-                  bytes_per_token=bytes_per_token, bytes_source=bytes_source,
+                  bytes_per_token=bytes_per_token, bytes_source=bytes_source, weights_bytes=weights_bytes,
                   access_threshold=number(p, "access_threshold", 0.01, 1e-9, 1.0),
                   half_life=integer(p, "half_life", 256, 1, kernel.MAX_HALF_LIFE))
     if p.get("bytes_per_token") is not None:
@@ -106,7 +107,7 @@ def _overrides(value) -> list:
 def resolve_tiers(req: Request, n_blocks: int, n_sink_blocks: int) -> list[dict]:
     """Preset values, the user's overrides on top, capacities in whole blocks; checks there is room."""
     block_bytes = req.block_size * req.bytes_per_token
-    tiers = presets.preset(req.preset, n_blocks, block_bytes, n_sink_blocks + 1)["tiers"]
+    tiers = presets.preset(req.preset, n_blocks, block_bytes, n_sink_blocks + 1, req.weights_bytes)["tiers"]
     for i, (tier, over) in enumerate(zip(tiers, req.overrides)):
         tier.update({k: (int(v) if k == "capacity_bytes" else v) for k, v in over.items()})
         tier["capacity_blocks"] = int(tier["capacity_bytes"] // block_bytes)
