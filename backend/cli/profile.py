@@ -32,10 +32,17 @@ def run(args, api) -> int:
     print(f"{s['n_tokens']:,} tokens in {s['n_blocks']:,} blocks of {s['block_size']} "
           f"({s['bytes_per_token']:,} bytes/token: {s['bytes_per_token_source']})")
     for t in s["tiers"]:
-        print(f"  {t['name']:<18} {t['blocks']:>9,} blocks {t['bytes'] / 1e9:>10.3f} GB  {t['hits']:>12,} hits"
+        print(f"  {t['name']:<18} {t['blocks']:>9,} blocks {_size(t['bytes']):>10}  {t['hits']:>12,} hits"
               f"  (capacity {t['capacity_blocks']:,} blocks, {t['bandwidth_bps'] / 1e9:,.0f} GB/s)")
-    print(f"  promotions {s['promotions']:,}, demotions {s['demotions']:,}, moved {s['bytes_moved'] / 1e9:,.1f} GB")
+    print(f"  promotions {s['promotions']:,}, demotions {s['demotions']:,}, moved {_size(s['bytes_moved'])}")
     print(f"  KV read per decode step {s['read_seconds_per_step'] * 1e3:.3f} ms vs {s['read_seconds_all_hbm'] * 1e3:.3f} ms "
           f"all in HBM ({s['read_time_ratio']:.2f}x)")
     print(f"  {s['l2_note']}")
     return 0
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1000
