@@ -1,14 +1,9 @@
 """Public Api methods for eviction (see backend/api/__init__.py for the rules)."""
 from ..envelope import public
 from ..errors import UserError
-from ..eviction import POLICIES, parse, simulate, traces
+from ..eviction import DEFAULTS, POLICIES, parse, simulate, traces
 from ..validate import params_dict
 from .attention import require_model
-
-DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_size": 256, "sinks": 4, "window": 128,
-            "access_threshold": 0.01, "sink_threshold": 0.10, "sink_mass": 0.5, "locality": 0.8,
-            "heavy_hitters": 16, "heavy_mass": 0.2, "heavy_life": 0, "background": 0.1, "seed": 0,
-            "layer": -1, "head": None, "aggregate": "layer"}
 
 
 def _check_layer_head(spec: dict, p) -> None:

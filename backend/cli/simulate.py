@@ -1,4 +1,5 @@
 """`main.py simulate`: compare KV-cache eviction policies on a synthetic or a model trace."""
+from ..eviction import DEFAULTS as D
 from .common import add_model_arguments, check, emit, load, read_text, wait_job
 
 POLICY_CHOICES = ["all", "full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
@@ -12,16 +13,16 @@ def add_arguments(parser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--text", help="text for a model trace")
     parser.add_argument("--text-file", help="read the text for a model trace from this file")
-    parser.add_argument("--layer", type=int, default=-1, help="model trace: layer index, -1 = last")
+    parser.add_argument("--layer", type=int, default=D["layer"], help="model trace: layer index, -1 = last")
     parser.add_argument("--head", type=int, default=None, help="model trace: one head; omit for the mean over heads")
     parser.add_argument("--all-layers", action="store_true", help="model trace: mean over all layers and heads")
-    parser.add_argument("--length", type=int, default=100_000, help="synthetic trace: tokens (steps)")
-    parser.add_argument("--cache-size", type=int, default=256, help="budget C in tokens")
-    parser.add_argument("--sinks", type=int, default=4, help="StreamingLLM's sink count S")
-    parser.add_argument("--window", type=int, default=128, help="H2O's recent window W")
-    parser.add_argument("--access-threshold", type=float, default=0.01, help="τ: attention ≥ τ is an access")
-    parser.add_argument("--policy", choices=POLICY_CHOICES, default="all")
-    parser.add_argument("--seed", type=int, default=0, help="synthetic trace: random seed")
+    parser.add_argument("--length", type=int, default=D["length"], help="synthetic trace: tokens (steps)")
+    parser.add_argument("--cache-size", type=int, default=D["cache_size"], help="budget C in tokens")
+    parser.add_argument("--sinks", type=int, default=D["sinks"], help="StreamingLLM's sink count S")
+    parser.add_argument("--window", type=int, default=D["window"], help="H2O's recent window W")
+    parser.add_argument("--access-threshold", type=float, default=D["access_threshold"], help="τ: attention ≥ τ is an access")
+    parser.add_argument("--policy", choices=POLICY_CHOICES, default=D["policy"])
+    parser.add_argument("--seed", type=int, default=D["seed"], help="synthetic trace: random seed")
     parser.add_argument("--json", action="store_true", help="print {\"results\": [...]} as JSON")
 
 

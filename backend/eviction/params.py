@@ -10,6 +10,13 @@ MAX_CACHE = 1_000_000
 MAX_MODEL_TOKENS = 2048   # a model trace is n × n in memory (and the oracle's graph grows with it)
 MAX_LOCALITY = 0.99       # beyond this the locality span (ages with weight > 0) runs to thousands
 
+# Every setting's default (the UI shows them; sink_count defaults to min(sinks, 1000), heavy_k to C − W).
+DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_size": 256, "sinks": 4, "window": 128,
+            "access_threshold": 0.01, "sink_threshold": 0.10, "sink_mass": 0.5, "locality": 0.8,
+            "heavy_hitters": 16, "heavy_mass": 0.2, "heavy_life": 0, "background": 0.1, "seed": 0,
+            "layer": -1, "head": None, "aggregate": "layer"}
+D = DEFAULTS
+
 
 @dataclass
 class SimParams:
@@ -31,17 +38,17 @@ class SimParams:
 
 def parse(params) -> SimParams:
     p = params_dict(params)
-    trace = choice(p, "trace", ("synthetic", "model"), "synthetic")
-    cache_size = integer(p, "cache_size", 256, lo=1, hi=MAX_CACHE)
-    sinks = integer(p, "sinks", 4, lo=0, hi=MAX_CACHE)
+    trace = choice(p, "trace", ("synthetic", "model"), D["trace"])
+    cache_size = integer(p, "cache_size", D["cache_size"], lo=1, hi=MAX_CACHE)
+    sinks = integer(p, "sinks", D["sinks"], lo=0, hi=MAX_CACHE)
     if cache_size < sinks + 1:
         raise UserError("bad_input", f"cache_size must be at least sinks + 1 = {sinks + 1} (got {cache_size}): "
                         "StreamingLLM needs room for one recent key besides the sinks.", "cache_size")
-    window = integer(p, "window", 128, lo=0, hi=MAX_CACHE)
+    window = integer(p, "window", D["window"], lo=0, hi=MAX_CACHE)
     if window >= cache_size:
         raise UserError("bad_input", f"window must be less than cache_size ({cache_size}; got {window}): "
                         "H2O keeps C − W heavy hitters besides the window.", "window")
-    policy = choice(p, "policy", ("all", *NAMES), "all")
+    policy = choice(p, "policy", ("all", *NAMES), D["policy"])
     if policy == "all":
         policies = [n for n in NAMES if trace == "model" or n not in NEEDS_FUTURE]
     else:
@@ -51,18 +58,18 @@ def parse(params) -> SimParams:
         policies = [policy]
     out = SimParams(
         trace=trace, policies=policies,
-        length=integer(p, "length", 100_000, lo=1, hi=MAX_LENGTH) if trace == "synthetic" else 0,
+        length=integer(p, "length", D["length"], lo=1, hi=MAX_LENGTH) if trace == "synthetic" else 0,
         cache_size=cache_size, sinks=sinks, window=window,
-        access_threshold=number(p, "access_threshold", 0.01, lo=1e-6, hi=1.0),
-        sink_threshold=number(p, "sink_threshold", 0.10, lo=0.0, hi=1.0),
+        access_threshold=number(p, "access_threshold", D["access_threshold"], lo=1e-6, hi=1.0),
+        sink_threshold=number(p, "sink_threshold", D["sink_threshold"], lo=0.0, hi=1.0),
         heavy_k=integer(p, "heavy_k", cache_size - window, lo=0, hi=MAX_CACHE),
         synthetic=_synthetic(p, sinks) if trace == "synthetic" else {},
     )
     if trace == "model":
         out.text = text(p, "text")
-        out.layer = integer(p, "layer", -1)
-        out.aggregate = choice(p, "aggregate", ("layer", "head", "all_layers"), "layer")
-        out.head = integer(p, "head", None, lo=0, allow_none=True)
+        out.layer = integer(p, "layer", D["layer"])
+        out.aggregate = choice(p, "aggregate", ("layer", "head", "all_layers"), D["aggregate"])
+        out.head = integer(p, "head", D["head"], lo=0, allow_none=True)
         if out.aggregate == "head" and out.head is None:
             raise UserError("bad_input", "head is required when aggregate is 'head'.", "head")
         if out.aggregate != "head" and p.get("aggregate") is None and out.head is not None:
@@ -73,13 +80,13 @@ def parse(params) -> SimParams:
 def _synthetic(p: dict, sinks: int) -> dict:
     s = {
         "sink_count": integer(p, "sink_count", min(sinks, 1000), lo=0, hi=1000),  # each is read every step
-        "sink_mass": number(p, "sink_mass", 0.5, lo=0.0, hi=1.0),
-        "locality": number(p, "locality", 0.8, lo=0.0, hi=MAX_LOCALITY),
-        "heavy_hitters": integer(p, "heavy_hitters", 16, lo=0, hi=1000),
-        "heavy_mass": number(p, "heavy_mass", 0.2, lo=0.0, hi=1.0),
-        "background": number(p, "background", 0.1, lo=0.0, hi=1.0),
-        "seed": integer(p, "seed", 0, lo=0, hi=2**31 - 1),
-        "heavy_life": integer(p, "heavy_life", 0, lo=0, hi=MAX_LENGTH),  # 0: a heavy hitter stays heavy
+        "sink_mass": number(p, "sink_mass", D["sink_mass"], lo=0.0, hi=1.0),
+        "locality": number(p, "locality", D["locality"], lo=0.0, hi=MAX_LOCALITY),
+        "heavy_hitters": integer(p, "heavy_hitters", D["heavy_hitters"], lo=0, hi=1000),
+        "heavy_mass": number(p, "heavy_mass", D["heavy_mass"], lo=0.0, hi=1.0),
+        "background": number(p, "background", D["background"], lo=0.0, hi=1.0),
+        "seed": integer(p, "seed", D["seed"], lo=0, hi=2**31 - 1),
+        "heavy_life": integer(p, "heavy_life", D["heavy_life"], lo=0, hi=MAX_LENGTH),  # 0: a heavy hitter stays heavy
     }
     if s["sink_mass"] + s["heavy_mass"] + s["background"] > 1.0 + 1e-9:
         raise UserError("bad_input", "sink_mass + heavy_mass + background must be at most 1 "
