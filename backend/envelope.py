@@ -9,9 +9,10 @@ import logging
 import math
 
 from .errors import Cancelled, UserError
-from .secrets import redact
+from .secrets import install_log_redaction, redact
 
 log = logging.getLogger("sinkvis")
+install_log_redaction()  # every front imports this module: no log line carries a known token
 
 
 def error(code: str, message: str, field: str | None = None) -> dict:
@@ -33,9 +34,13 @@ def error_from_exception(exc: BaseException) -> dict:
 
 
 def json_safe(value):
-    """NaN and inf are not JSON: turn them into None so the UI never draws garbage."""
+    """NaN and inf are not JSON: turn them into None so the UI never draws garbage; strings are redacted."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        # Results echo inputs (a saved file's path, a folder, a token label): a secret typed into
+        # one of them must not come back either (hardening: "no secret crosses the bridge").
+        return redact(value)
     if isinstance(value, dict):
         return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

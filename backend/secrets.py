@@ -1,4 +1,5 @@
 """Keeps the HF token out of everything that leaves the backend."""
+import logging
 import re
 
 _known: set[str] = set()
@@ -22,3 +23,26 @@ def redact(text: str) -> str:
     for value in sorted(_known, key=len, reverse=True):
         text = text.replace(value, mask(value))
     return _HF_TOKEN_RE.sub(lambda m: mask(m.group(0)), text)
+
+
+def install_log_redaction() -> None:
+    """Redact every log record, whoever logs it: httpx logs request URLs at INFO, and a token typed
+    where a repo id goes ends up in one. Only records a logger lets through are built, so this costs
+    nothing for the DEBUG chatter nobody listens to."""
+    previous = logging.getLogRecordFactory()
+    if getattr(previous, "sinkvis_redacts", False):
+        return
+
+    def factory(*args, **kwargs):
+        record = previous(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a broken format string is the logger's problem, not ours
+            return record
+        clean = redact(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return record
+
+    factory.sinkvis_redacts = True
+    logging.setLogRecordFactory(factory)
