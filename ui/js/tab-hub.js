@@ -214,7 +214,8 @@ function renderInfo(errorMessage) {
     if (errorMessage) fill(ui.infoMemory, h("span", { class: "hint err" }, errorMessage));
     else if (mem) {
       fill(ui.infoMemory, h("span", {}, "memory "),
-        h("span", { class: "verdict " + mem.verdict }, mem.verdict.replace(/_/g, " ")),
+        // verdict is null when the size is unknown (docs/api.md): say so instead of throwing.
+        h("span", { class: "verdict " + (mem.verdict || "unknown") }, mem.verdict ? mem.verdict.replace(/_/g, " ") : (mem.reason || "unknown")),
         h("span", { class: "hint" }, ` needs ${fmt.bytes(mem.needed_bytes)} of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`));
     }
     ui.infoCard.textContent = i.card_excerpt || "";
