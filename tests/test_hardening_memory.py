@@ -18,15 +18,27 @@ MEASURE = r"""
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
 from backend.api import Api
+
+def peak_mb():
+    # VmHWM is this process's own high-water mark; Linux keeps ru_maxrss across exec, so a child
+    # forked from a big pytest process would report the parent's peak there.
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (1024 if sys.platform != "darwin" else 2**20)
+
 api = Api()
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+base = peak_mb()
 started = time.perf_counter()
 job = getattr(api, {method!r})({params!r})
 assert job["ok"], job
 while (status := api.job_status({{"job_id": job["job_id"]}}))["state"] == "running":
     time.sleep(0.05)
 assert status["state"] == "done", status
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+peak = peak_mb()
 print(json.dumps({{"peak_mb": round(peak, 1), "baseline_mb": round(base, 1), "seconds": round(time.perf_counter() - started, 1),
                   "summary": {summary}}}))
 """
