@@ -20,3 +20,7 @@ class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods,
           EvaluateMethods):
     def __init__(self, state: AppState | None = None):
         self._state = state or AppState()
+        # Look the token up once now, so the redactor knows it before anything could echo it.
+        from ..hub.token import resolve_token
+
+        resolve_token(self._state)
