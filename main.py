@@ -22,6 +22,48 @@ ROOT = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parent))
 UI_INDEX = ROOT / "ui" / "index.html"
 
 
+class _FrozenNumbaCache:
+    """Numba cache locator for the single-file build (see NUMBA_CACHE_LOCATOR_CLASSES below).
+
+    The executable unpacks to a fresh temporary folder on every start, so the kernels'
+    compiled code goes to a user cache folder, keyed by the kernel's path inside the bundle
+    (not the folder's random name) and stamped with the executable: a second start reuses it,
+    a new build recompiles.
+    """
+
+    def __init__(self, py_func, rel_path):
+        self._lineno = py_func.__code__.co_firstlineno
+        self._cache_path = os.path.join(os.environ["NUMBA_CACHE_DIR"], os.path.dirname(rel_path))
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        bundle = os.path.normpath(sys._MEIPASS)
+        path = os.path.normpath(os.path.join(bundle, py_file))  # code filenames are relative when frozen
+        return cls(py_func, os.path.relpath(path, bundle)) if path.startswith(bundle + os.sep) else None
+
+    def ensure_cache_path(self):
+        import tempfile
+
+        os.makedirs(self._cache_path, exist_ok=True)
+        tempfile.TemporaryFile(dir=self._cache_path).close()
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        st = os.stat(sys.executable)
+        return st.st_mtime, st.st_size
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+
+if getattr(sys, "frozen", False):  # set before numba is imported
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                                                  / "sinkvis" / "numba"))
+    os.environ.setdefault("NUMBA_CACHE_LOCATOR_CLASSES", "__main__._FrozenNumbaCache,UserProvidedCacheLocator")
+
+
 def _parser() -> argparse.ArgumentParser:
     from backend.cli import SUBCOMMANDS
 
