@@ -244,6 +244,11 @@ the layer; "best head" is the largest single head. Reproduce with
 |---|---|---|
 {rows}
 
+Layers with a mean of at least 5× uniform: {", ".join(str(i) for i, m in enumerate(s["sink_ratio_by_layer"]) if m >= 5) or "none"}.
+Below 1.0 means the layer's heads attend to position 0 less than uniformly (mostly local
+attention). Training logs these ratios and the val perplexity at every evaluation
+(`build/demo-train.log`).
+
 ## Retrain
 
 ```
