@@ -194,6 +194,9 @@ def test_stream_sinks_match_one_shot_definition_on_tiny_model():
         assert session.heavy_hitters(v) == S.heavy_hitters(ref.sum(axis=0), 0.2)
     grid = np.array(session.sink_grid())
     np.testing.assert_allclose(grid, full[:, :, 1:, 0].mean(axis=-1), atol=1e-5)
+    per_layer = [S.recommended_sink_count(np.r_[S.mean_received(S.received_after(full[l].mean(0)), 47)[:44], [np.nan] * 4],
+                                          0.05) for l in range(2)]
+    assert session.recommended_sinks() == max(per_layer)
     mass = session.sink_mass_by_layer()
     np.testing.assert_allclose(mass, full[:, :, -1, :4].sum(-1).mean(-1), atol=1e-5)
 

@@ -245,12 +245,19 @@ class StreamSession:
         return received0.reshape(self.layers, self.heads).tolist()
 
     def recommended_sinks(self) -> int:
+        """The largest per-layer recommended_sink_count (each layer's mean over heads).
+
+        Per layer, not on the all-layer mean: a KV cache is pruned for every layer at
+        once, so a leading sink that any one layer leans on must stay (the demo model's
+        sink lives in layer 1 only and the all-layer mean dilutes it below threshold).
+        """
         if self.position == 0:
             return 0
-        mean = S.mean_received(self._received(self.position)[self.n_views - 1], self.position - 1)
+        lh = self.layers * self.heads
+        means = S.mean_received(self._received(self.position)[lh: lh + self.layers], self.position - 1)
         # Positions with too few queries after them cannot be judged yet.
-        mean[self.position - 1 - np.arange(self.position) < S.MIN_QUERIES] = np.nan
-        return S.recommended_sink_count(mean, self.sink_threshold)
+        means[:, self.position - 1 - np.arange(self.position) < S.MIN_QUERIES] = np.nan
+        return max(S.recommended_sink_count(m, self.sink_threshold) for m in means)
 
     def history_bytes(self) -> int:
         return int(self._history.nbytes + self._accumulated.nbytes + self._diagonal.nbytes + self._since.nbytes)
