@@ -169,6 +169,9 @@ def main(argv=None) -> int:
         except CliError as exc:
             print(exc, file=sys.stderr)
             return 2
+        except BrokenPipeError:  # `... --json | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
     if args.serve:
         from backend.api import Api
         from backend.serve import serve

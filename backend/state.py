@@ -11,4 +11,5 @@ class AppState:
     model: object | None = None          # backend.models.loaded.LoadedModel once a load succeeded
     session_token: str | None = None     # pasted in the UI for this session only; never sent back
     stream: object | None = None         # backend.attention.stream session, owned by the stream methods
+    stream_note: str | None = None       # why the last stream ended without the user asking (a model swap)
     model_lock: threading.RLock = field(default_factory=threading.RLock)  # guards swapping `model`

@@ -26,6 +26,7 @@ class ModelMethods:
         def work(report):
             from ..heavy import import_heavy
             from ..models.load import load_model
+            from ..models.threads import set_threads_for
 
             report(0.0, "Starting")
             import_heavy()  # waits for the window's background preload instead of racing it
@@ -34,6 +35,10 @@ class ModelMethods:
             report(0.99, "Ready")  # last chance to cancel before the swap
             with state.model_lock:
                 state.model = loaded  # the old model stays in use until this line
+                if state.stream is not None:  # a stream belongs to the model it started on: free it with it
+                    state.stream = None
+                    state.stream_note = "The model changed since Start; the stream was reset. Press Start to stream with the new model."
+                set_threads_for(loaded.spec["parameters"])
             return _describe(loaded)
 
         job = state.jobs.start("load", work, exclusive=True)

@@ -54,7 +54,7 @@ class StreamMethods:
         """The running session; resets it when the loaded model changed under it."""
         session = self._state.stream
         if session is None:
-            raise UserError("no_stream", "No stream yet; press Start.")
+            raise UserError("no_stream", self._state.stream_note or "No stream yet; press Start.")
         if session.loaded is not self._state.model:
             self._state.stream = None
             raise UserError("no_stream", "The model changed since Start; the stream was reset. Press Start to stream with the new model.")
@@ -82,6 +82,7 @@ class StreamMethods:
         lock = self._stream_lock()
         try:
             self._state.stream = None  # a new prompt always starts clean, even if what follows fails
+            self._state.stream_note = None
             try:
                 ids = encode(loaded, prompt)
             except UserError as exc:  # extract speaks of "text"; here the field is the prompt
@@ -170,6 +171,7 @@ class StreamMethods:
         lock = self._stream_lock()
         try:
             self._state.stream = None
+            self._state.stream_note = None
         finally:
             lock.release()
         return {"reset": True}
