@@ -47,6 +47,17 @@ def add_model_arguments(parser) -> None:
     parser.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
 
 
+def add_trace_arguments(parser) -> None:
+    """--trace synthetic|model and what a model trace needs (simulate and profile share these)."""
+    parser.add_argument("--trace", choices=["synthetic", "model"], default="synthetic",
+                        help="synthetic (any length, no model) or the model's attention on --text/--text-file")
+    add_model_arguments(parser)
+    parser.add_argument("--text", help="text for a model trace")
+    parser.add_argument("--text-file", help="read the text for a model trace from this file")
+    parser.add_argument("--layer", type=int, default=-1, help="model trace: layer index, -1 = last")
+    parser.add_argument("--head", type=int, default=None, help="model trace: one head; omit for the mean over heads")
+
+
 def load(api, args, quiet: bool = False) -> dict:
     job = check(api.load_model({"source": args.model, "device": args.device, "precision": args.precision,
                                 "trust_remote_code": bool(getattr(args, "trust_remote_code", False))}))

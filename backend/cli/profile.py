@@ -1,15 +1,9 @@
 """`main.py profile`: where the KV blocks of a sequence live across HBM, L2, RAM and disk, and what it costs."""
-from .common import add_model_arguments, check, emit, load, read_text, wait_job
+from .common import add_trace_arguments, check, emit, load, read_text, wait_job
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--trace", choices=["synthetic", "model"], default="synthetic",
-                        help="synthetic (any length, no model) or the model's attention on --text/--text-file")
-    add_model_arguments(parser)
-    parser.add_argument("--text", help="text for a model trace")
-    parser.add_argument("--text-file", help="read the text for a model trace from this file")
-    parser.add_argument("--layer", type=int, default=-1, help="model trace: layer index, -1 = last")
-    parser.add_argument("--head", type=int, default=None, help="model trace: head index; omit for the mean over heads")
+    add_trace_arguments(parser)
     parser.add_argument("--length", type=int, default=100_000, help="synthetic trace: tokens (decode steps)")
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV block (vLLM pages 16)")
     parser.add_argument("--preset", choices=["constrained", "detected"], default="constrained")

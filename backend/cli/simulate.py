@@ -1,6 +1,6 @@
 """`main.py simulate`: compare KV-cache eviction policies on a synthetic or a model trace."""
 from ..eviction import DEFAULTS as D
-from .common import add_model_arguments, check, emit, load, read_text, wait_job
+from .common import add_trace_arguments, check, emit, load, read_text, wait_job
 
 POLICY_CHOICES = ["all", "full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
 FIELDS = ("policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
@@ -8,13 +8,7 @@ FIELDS = ("policy", "tokens_processed", "accesses", "hits", "misses", "evictions
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--trace", choices=["synthetic", "model"], default="synthetic",
-                        help="synthetic (any length, no model) or the model's attention on --text/--text-file")
-    add_model_arguments(parser)
-    parser.add_argument("--text", help="text for a model trace")
-    parser.add_argument("--text-file", help="read the text for a model trace from this file")
-    parser.add_argument("--layer", type=int, default=D["layer"], help="model trace: layer index, -1 = last")
-    parser.add_argument("--head", type=int, default=None, help="model trace: one head; omit for the mean over heads")
+    add_trace_arguments(parser)
     parser.add_argument("--all-layers", action="store_true", help="model trace: mean over all layers and heads")
     parser.add_argument("--length", type=int, default=D["length"], help="synthetic trace: tokens (steps)")
     parser.add_argument("--cache-size", type=int, default=D["cache_size"], help="budget C in tokens")
