@@ -2,7 +2,6 @@
 import numpy as np
 import torch
 
-from backend.api.attention import received_attention_sinks
 
 
 def test_matrix_matches_a_direct_forward(demo_api):
@@ -32,20 +31,16 @@ def test_mean_over_heads_and_all_layers(demo_api):
     assert every["ok"] and every["layer"] is None and every["head"] is None
 
 
-def test_sink_definition_on_a_hand_made_matrix():
-    # key 0 gets 0.5 from every later query, key 2 gets 0.05: only key 0 is a sink at 0.10
-    n = 6
-    a = np.zeros((n, n))
-    for t in range(n):
-        a[t, 0] = 1.0 if t == 0 else 0.5
-        if t >= 2:
-            a[t, 2] = 0.05
-        rest = 1.0 - a[t, : t + 1].sum()
-        if t >= 1:
-            a[t, t] += rest
-    sinks = received_attention_sinks(a, 0.10)
-    assert [j for j, _ in sinks] == [0] + [j for j in range(1, n - 1) if a[j + 1:, j].mean() >= 0.10]
-    assert abs(sinks[0][1] - 0.5) < 1e-12
+def test_sinks_follow_the_design_definition(demo_api):
+    text = "The Jargon File is a glossary of hacker slang, and its entries are short. " * 2
+    result = demo_api.attention({"text": text, "layer": 1, "sink_threshold": 0.10})
+    matrix = np.array(result["matrix"])
+    n = len(matrix)
+    expected = [j for j in range(n - 4) if matrix[j + 1:, j].mean() >= 0.10]  # ≥ 4 queries after the key
+    assert [s["position"] for s in result["sinks"]] == expected and 0 in expected
+    for s in result["sinks"]:
+        assert abs(s["score"] - matrix[s["position"] + 1:, s["position"]].mean()) < 1e-5
+        assert s["token"] == result["tokens"][s["position"]]
 
 
 def test_bad_inputs_name_the_field(demo_api):

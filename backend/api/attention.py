@@ -1,8 +1,9 @@
-"""Public Api method for the Quick Attention Test: one forward, one matrix, its sinks."""
+"""Public Api method for the Quick Attention Test: one forward, one matrix, its sinks (backend/attention/sinks.py)."""
 import time
 
 import numpy as np
 
+from ..attention.sinks import mean_received, received_after, sinks_in_matrix
 from ..envelope import public
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
@@ -15,17 +16,6 @@ def require_model(state):
     if loaded is None:
         raise UserError("no_model", "Load a model first (Model Hub tab).")
     return loaded
-
-
-def received_attention_sinks(matrix: np.ndarray, threshold: float, min_queries: int = 1) -> list[tuple[int, float]]:
-    """DESIGN.md: a sink is a key whose mean received attention over the queries after it ≥ threshold."""
-    n = matrix.shape[0]
-    out = []
-    for j in range(n - min_queries):
-        score = float(matrix[j + 1:, j].mean())
-        if score >= threshold:
-            out.append((j, score))
-    return out
 
 
 class AttentionMethods:
@@ -45,8 +35,9 @@ class AttentionMethods:
         matrix = view["matrix"]
         if matrix.shape[0] > MAX_MATRIX_TOKENS:
             raise UserError("too_long", f"The Quick Attention Test shows at most {MAX_MATRIX_TOKENS} tokens; shorten the text.", "text")
-        sinks = [{"position": j, "token": view["tokens"][j], "score": round(s, 6)}
-                 for j, s in received_attention_sinks(matrix, threshold)]
+        scores = mean_received(received_after(matrix), matrix.shape[0] - 1)
+        sinks = [{"position": j, "token": view["tokens"][j], "score": round(float(scores[j]), 6)}
+                 for j in sinks_in_matrix(matrix, threshold)]
         return {"tokens": view["tokens"], "token_ids": view["token_ids"], "layer": view["layer"], "head": view["head"],
                 "n": int(matrix.shape[0]), "matrix": np.round(matrix, 6).tolist(), "sinks": sinks,
                 "seconds": round(time.perf_counter() - started, 4)}
