@@ -94,7 +94,6 @@ def test_streamed_rows_equal_full_forward(kind):
             np.testing.assert_allclose(stored, ref[t, : t + 1], atol=0.004)
 
 
-@pytest.mark.skipif(not (DEMO / "config.json").is_file(), reason="assets/demo-model not trained yet")
 def test_demo_model_stream_matches_full_forward_and_sinks():
     loaded = demo_model()
     from backend.attention.extract import encode

@@ -1,17 +1,9 @@
-"""Eviction Sim and Cache Profile tabs end to end. Each skips while its Api method is not there yet."""
+"""Eviction Sim and Cache Profile tabs end to end."""
 import pytest
-
-from backend.api import Api
 
 pytestmark = pytest.mark.e2e
 
 
-def needs(*methods):
-    missing = [m for m in methods if not callable(getattr(Api, m, None))]
-    return pytest.mark.skipif(bool(missing), reason=f"Api has no {', '.join(missing)} yet")
-
-
-@needs("simulate", "eviction_policies")
 def test_compare_all_policies_on_a_synthetic_trace(page):
     """No model needed: the synthetic trace is not behind the overlay."""
     page.tab("eviction")
@@ -28,7 +20,6 @@ def test_compare_all_policies_on_a_synthetic_trace(page):
     page.shot("eviction", docs=True)
 
 
-@needs("simulate")
 def test_model_trace_dims_evicted_keys(loaded_page):
     p = loaded_page
     p.tab("eviction")
@@ -48,7 +39,6 @@ def test_model_trace_dims_evicted_keys(loaded_page):
     p.shot("eviction-model")
 
 
-@needs("profile", "profile_presets")
 def test_block_map_hover_shows_the_backend_values(page):
     page.tab("profile")
     page.fill("#tab-profile input[data-field='length']", "20000")
