@@ -18,7 +18,7 @@ except ImportError:
     pass
 
 
-from helpers import load, wait_job  # noqa: E402,F401 - shared with test modules
+from helpers import load, save_tiny_gpt2, wait_job  # noqa: E402,F401 - shared with test modules
 
 # The test models are tiny: one torch thread runs them faster than two fighting over two cores
 # (a 13-token forward took 0.59 s with 2 threads on a busy machine, 0.04 s with 1).
@@ -49,17 +49,4 @@ def demo_api():
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer GPT-2 built from a real config, random init, with the demo model's tokenizer."""
-    import shutil
-
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("tiny-gpt2")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (DEMO_MODEL_DIR / name).is_file():
-            shutil.copy(DEMO_MODEL_DIR / name, folder / name)
-    from transformers import AutoTokenizer
-
-    vocab = len(AutoTokenizer.from_pretrained(folder))
-    config = GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=vocab, bos_token_id=0, eos_token_id=0)
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))

@@ -1,14 +1,11 @@
 """Numbers: fp16 attention that overflows to inf/NaN is reported as "non_finite" (never drawn as
 garbage) on every path that runs the model; traces whose rows are not attention are refused."""
-import shutil
-
 import numpy as np
 import pytest
-from helpers import load, wait_job
+from helpers import load, save_tiny_gpt2, wait_job
 
 from backend.errors import UserError
 from backend.eviction import traces
-from backend.models.load import DEMO_MODEL_DIR
 from backend.profile import service
 
 TEXT = "The quick brown fox jumps over the lazy dog."
@@ -17,22 +14,7 @@ TEXT = "The quick brown fox jumps over the lazy dog."
 @pytest.fixture(scope="module")
 def hot_model_dir(tmp_path_factory):
     """A 2-layer GPT-2 whose query/key weights are ×1000: q·k ≈ 1e7, past fp16's 65,504 → inf → NaN rows."""
-    import torch
-    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
-
-    folder = tmp_path_factory.mktemp("hot-gpt2")
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        if (DEMO_MODEL_DIR / name).is_file():
-            shutil.copy(DEMO_MODEL_DIR / name, folder / name)
-    vocab = len(AutoTokenizer.from_pretrained(folder))
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_head=4, n_embd=64, n_positions=128, vocab_size=vocab,
-                                       bos_token_id=0, eos_token_id=0))
-    with torch.no_grad():
-        for block in model.transformer.h:
-            block.attn.c_attn.weight.mul_(1000.0)
-    model.save_pretrained(folder)
-    return folder
+    return save_tiny_gpt2(tmp_path_factory.mktemp("hot-gpt2"), qk_scale=1000.0)
 
 
 @pytest.fixture(scope="module")

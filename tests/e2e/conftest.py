@@ -25,15 +25,11 @@ def pytest_configure(config):
 
 
 @pytest.fixture(scope="session")
-def model_dir(tmp_path_factory):
-    """The bundled demo model when it has been trained, else a tiny random model built here."""
+def model_dir():
+    """The bundled demo model (committed in assets/demo-model)."""
     from backend.models.load import DEMO_MODEL_DIR
 
-    if (DEMO_MODEL_DIR / "config.json").is_file():
-        return DEMO_MODEL_DIR
-    from tiny_model import build_tiny_model
-
-    return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
+    return DEMO_MODEL_DIR
 
 
 @pytest.fixture(scope="session")
