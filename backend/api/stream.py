@@ -43,6 +43,16 @@ def _view_json(view: tuple) -> dict:
     return {"layer": view[0], "head": view[1]}
 
 
+def _progress(session, v: int) -> dict:
+    """Where the stream stands, in view v: what Step and State both report."""
+    out = {"position": session.position, "view": _view_json(session.view), "sinks": session.sinks(v),
+           "heavy_hitters": session.heavy_hitters(v), "sink_mass_by_layer": session.sink_mass_by_layer(),
+           "done": session.done}
+    if session.message:
+        out["message"] = session.message
+    return out
+
+
 class StreamMethods:
     def _stream_lock(self):
         lock = self._state.model_lock
@@ -120,12 +130,7 @@ class StreamMethods:
                 out.append({"position": step["position"], "token": step["token"], "token_id": step["token_id"],
                             "generated": step["generated"], "row": _rounded(session.newest_row(v)),
                             "step_seconds": round(step["step_seconds"], 6)})
-            result = {"steps": out, "position": session.position, "view": _view_json(session.view),
-                      "sinks": session.sinks(v), "heavy_hitters": session.heavy_hitters(v),
-                      "sink_mass_by_layer": session.sink_mass_by_layer(), "done": session.done}
-            if session.message:
-                result["message"] = session.message
-            return result
+            return {"steps": out, **_progress(session, v)}
         finally:
             lock.release()
 
@@ -153,15 +158,12 @@ class StreamMethods:
             except UserError as exc:
                 return {"active": False, "message": exc.message}
             v = session.view_index(*session.view)
-            result = {"active": True, "tokens": list(session.tokens[: session.position]), "position": session.position,
-                      "prompt_tokens": session.n_prompt, "max_tokens": session.max_tokens, "done": session.done,
-                      "view": _view_json(session.view), "sink_grid": session.sink_grid(),
-                      "recommended_sinks": session.recommended_sinks(), "sink_table": session.sinks(v),
-                      "heavy_hitters": session.heavy_hitters(v), "sink_mass_by_layer": session.sink_mass_by_layer(),
-                      "history_bytes": session.history_bytes()}
-            if session.message:
-                result["message"] = session.message
-            return result
+            progress = _progress(session, v)
+            progress["sink_table"] = progress.pop("sinks")
+            return {"active": True, "tokens": list(session.tokens[: session.position]),
+                    "prompt_tokens": session.n_prompt, "max_tokens": session.max_tokens,
+                    "sink_grid": session.sink_grid(), "recommended_sinks": session.recommended_sinks(),
+                    "history_bytes": session.history_bytes(), **progress}
         finally:
             lock.release()
 
