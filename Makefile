@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run serve test bench clean-venv
+.PHONY: run serve test screenshots bench clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+# Refresh the README's screenshots (docs/screenshots/*.png) from the e2e tests; `make test` never writes them.
+screenshots: $(STAMP)
+	SINKVIS_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
 bench: $(STAMP)
 	$(PY) bench/stream.py

@@ -13,7 +13,10 @@ from e2e_helpers import load_model_by_clicking
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+# The README's screenshots are refreshed only by `make screenshots` (SINKVIS_SCREENSHOTS=1):
+# `make test` writes under test-artifacts/ (ignored) and leaves the work tree clean.
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+REFRESH_DOCS = os.environ.get("SINKVIS_SCREENSHOTS") == "1"
 CHROMIUM = os.environ.get("SINKVIS_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-dev-shm-usage"]
@@ -82,10 +85,10 @@ class Page:
         self.page.wait_for_selector(f"#tab-{name}.active")
 
     def shot(self, name: str, docs: bool = False):
-        """Save a screenshot as a test artifact, and as docs/screenshots/<name>.png for the README."""
+        """Save a screenshot as a test artifact; with `make screenshots`, also as docs/screenshots/<name>.png."""
         ARTIFACTS.mkdir(exist_ok=True)
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
-        if docs:
+        if docs and REFRESH_DOCS:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             self.page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))
 
