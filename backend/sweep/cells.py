@@ -1,0 +1,168 @@
+"""Running one task (the cells of one model × text × cache size) where the work happens:
+in this process, a worker process, or a Ray actor. Pure functions of the task, so every
+place gives the same numbers.
+
+A worker keeps its models (one load per worker, not per cell) and its last traces.
+Simulate cells go through the eviction service (backend/eviction) exactly as a
+Simulate run does; Evaluate cells through backend.evaluate.run.evaluate, the entry
+point the Evaluate tab uses. One call runs every policy of the task: they share the
+trace, or the Full Cache reference pass.
+"""
+import math
+import os
+import socket
+import time
+from collections import OrderedDict
+
+from .spec import SYNTHETIC
+
+_models: dict = {}
+_traces: OrderedDict = OrderedDict()
+_TRACES_KEPT = 4
+SIM_METRICS = ("hit_rate", "attention_recall", "accesses", "hits", "misses", "evictions", "tokens_processed")
+EVAL_METRICS = ("perplexity", "kl_vs_full", "tokens", "evictions")
+
+
+def init_worker(models=(), device="auto", precision="auto", threads: int = 1) -> None:
+    """Process start-up (local pool initializer, Ray actor constructor): load the sweep's models once."""
+    import torch
+
+    torch.set_num_threads(threads)  # workers are the parallelism; one thread each avoids fighting over cores
+    for source in models:
+        if source != SYNTHETIC:
+            model(source, device, precision)
+
+
+def model(source: str, device: str, precision: str):
+    key = (source, device, precision)
+    if key not in _models:
+        from ..models.load import load_model
+
+        _models[key] = load_model(source, device, precision)
+    return _models[key]
+
+
+def _finite(value):
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def run_task(task: dict, settings: dict) -> list[dict]:
+    """task: {"cells": [cell dicts sharing all but the policy], "source": the text or synthetic settings}.
+    settings: device, precision. Returns one row per cell (without the driver's bookkeeping)."""
+    cells = task["cells"]
+    first = cells[0]
+    started = time.perf_counter()
+    if first["kind"] == "evaluate":
+        rows, facts = _evaluate(cells, task["source"], settings)
+    else:
+        rows, facts = _simulate(cells, task["source"], settings)
+    elapsed = time.perf_counter() - started
+    out = []
+    for cell, metrics in zip(cells, rows):
+        out.append({"cell": cell, "metrics": {k: _finite(v) for k, v in metrics.items()},
+                    "task_seconds": round(elapsed, 4), "task_cells": len(cells),
+                    "host": socket.gethostname(), "pid": os.getpid(), **facts})
+    return out
+
+
+def _eval_ids(loaded, text: str, max_tokens: int) -> list[int]:
+    return loaded.tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]  # as the Evaluate Api does
+
+
+def _evaluate(cells, source, settings):
+    import json
+
+    from ..evaluate.run import evaluate
+
+    first = cells[0]
+    s = json.loads(first["settings"])
+    loaded = model(first["model"], settings["device"], s["precision"])
+    ids = _eval_ids(loaded, source["text"], s["max_tokens"])
+    policies = [c["policy"] for c in cells]
+    context = loaded.context_length
+    # Full Cache ignores C; its cell's C is the whole text, which may not fit the context: any C does for it.
+    cache_size = first["cache_size"] if policies != ["full"] else min(first["cache_size"], context - 1)
+    window = first["window"] if policies != ["full"] else cache_size // 2
+    out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"])
+    by_policy = {r["policy"]: r for r in out["results"]}
+    rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS} | {"seconds": by_policy[p].get("seconds")} for p in policies]
+    return rows, _facts(loaded, len(ids))
+
+
+def _facts(loaded, n: int) -> dict:
+    return {"tokens": n, "kv_bytes_per_token": loaded.spec.get("kv_bytes_per_token"),
+            "context_length": loaded.context_length, "device": loaded.device, "dtype": loaded.dtype}
+
+
+def _trace(cells, source, settings):
+    """The trace of a task, cached: every cache size of a text reuses it."""
+    import json
+
+    first = cells[0]
+    key = (first["model"], first["text_sha"], first["settings"])
+    if key in _traces:
+        _traces.move_to_end(key)
+        return _traces[key]
+    from ..eviction import traces
+
+    if first["model"] == SYNTHETIC:
+        from ..eviction import parse
+
+        p = parse({"trace": "synthetic", **source["synthetic"]})
+        made = (traces.synthetic(p), {"tokens": p.length})
+    else:
+        s = json.loads(first["settings"])
+        loaded = model(first["model"], settings["device"], s["precision"])
+        made = (model_trace(loaded, source["text"], s["max_tokens"], s["layer"]), _facts(loaded, 0))
+        made[1]["tokens"] = made[0].n
+    _traces[key] = made
+    while len(_traces) > _TRACES_KEPT:
+        _traces.popitem(last=False)
+    return made
+
+
+def model_trace(loaded, text: str, max_tokens: int, layer: int):
+    """The model's attention on the first tokens of the text (one layer, mean over heads) as a trace."""
+    import numpy as np
+    import torch
+
+    from ..errors import UserError
+    from ..eviction import traces
+    from .grid import MAX_MODEL_TRACE
+
+    layers = loaded.spec["layers"]
+    if not -layers <= layer < layers:
+        raise UserError("bad_input", f"layer must be between {-layers} and {layers - 1} (−1 = last).", "layer")
+
+    ids = loaded.tokenizer(text, add_special_tokens=True)["input_ids"][: min(max_tokens, loaded.context_length, MAX_MODEL_TRACE)]
+    with torch.inference_mode():
+        out = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), output_attentions=True, use_cache=False)
+    # The same arithmetic as the Simulate tab's trace (attention_view): float32 per head, mean in NumPy.
+    matrix = out.attentions[layer][0].float().cpu().numpy().mean(axis=0).astype(np.float32)
+    return traces.from_attention(matrix)
+
+
+def _simulate(cells, source, settings):
+    from ..eviction import parse, simulate
+
+    trace, facts = _trace(cells, source, settings)
+    first = cells[0]
+    import json
+
+    s = json.loads(first["settings"])
+    params = {"trace": "synthetic" if first["model"] == SYNTHETIC else "model", "text": "x",
+              "cache_size": first["cache_size"], "sinks": first["sinks"], "window": first["window"],
+              "access_threshold": s["access_threshold"], "length": max(1, trace.n)}
+    if first["model"] == SYNTHETIC:
+        params.update(source["synthetic"])
+    p = parse(params)
+    p.policies = [c["policy"] for c in cells]
+    out = simulate(p, trace)
+    by_policy = {r["policy"]: r for r in out["results"]}
+    rows = []
+    for c in cells:
+        r = by_policy[c["policy"]]
+        rows.append({k: r.get(k) for k in SIM_METRICS} | {
+            "retained_sinks": r["retained_sinks"], "retained_heavy_hitters": r["retained_heavy_hitters"],
+            "seconds": r.get("seconds")})
+    return rows, facts

@@ -1,0 +1,100 @@
+"""Settings → the cells of a sweep: policies × cache sizes × texts × models (one kind).
+
+Auto cache sizes: DEFAULT_SIZES sizes log-spaced from 1/32 of the text to the whole text
+(the x axis of the H2O / StreamingLLM / kvpress plots), kept where every policy can run
+(C ≥ sinks + 2 so the window C/2 leaves room; an Evaluate cache below the model's context).
+Full Cache keeps everything whatever C is, so it is one cell per text, at C = the text.
+"""
+import numpy as np
+
+from ..errors import UserError
+from .spec import DEFAULT_SIZES, SYNTHETIC, Cell, SweepSpec, text_sha
+
+MAX_MODEL_TRACE = 2048  # backend/eviction/params.MAX_MODEL_TOKENS: a model trace is n × n
+
+
+def auto_sizes(n: int, count: int = DEFAULT_SIZES) -> list[int]:
+    lo = max(2, n / 32)
+    return sorted({int(round(c)) for c in np.geomspace(lo, n, count)})
+
+
+def usable_tokens(spec: SweepSpec, n_ids: int, context: int) -> int:
+    """How many tokens of a text a cell runs on (Evaluate may go past the context; a trace may not)."""
+    if spec.kind == "evaluate":
+        return min(n_ids, spec.max_tokens)
+    return min(n_ids, spec.max_tokens, context, MAX_MODEL_TRACE)
+
+
+def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
+    """Tokenizer and context of a model, without loading its weights (the driver never runs a model)."""
+    from ..models.load import _load_tokenizer, _read_config, resolve_source
+    from ..models.spec import config_spec
+
+    path, _ = resolve_source(source, token, lambda *a, **k: None)
+    return {"tokenizer": _load_tokenizer(path, False), "context": config_spec(_read_config(path, False))["context_length"]}
+
+
+def text_tokens(facts: dict, text: str) -> int:
+    return len(facts["tokenizer"](text, add_special_tokens=True)["input_ids"])
+
+
+def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]]:
+    """(cells, notes): the grid in a stable order; notes say which sizes were left out and why."""
+    facts_for = facts_for or (lambda model: model_facts(model, spec))
+    cells, notes = [], []
+    for model in spec.models:
+        facts = None if model == SYNTHETIC else facts_for(model)
+        for entry in spec.texts:
+            if model == SYNTHETIC:
+                n, context = entry["synthetic"]["length"], None
+            else:
+                n, context = usable_tokens(spec, text_tokens(facts, entry["text"]), facts["context"]), facts["context"]
+            if n < 2:
+                raise UserError("bad_input", f"text {entry['name']!r} is shorter than 2 tokens.", "texts")
+            top = min(n, context - 1) if spec.kind == "evaluate" else n  # an Evaluate cache stays below the context
+            sizes = spec.cache_sizes or auto_sizes(top)
+            sha, settings = text_sha(entry), spec.settings(model)
+            for policy in spec.policies:
+                if policy == "full":
+                    cells.append(Cell(spec.kind, model, entry["name"], sha, "full", n, spec.sinks, 0, settings))
+                    continue
+                for c in sizes:
+                    window = spec.window if spec.window is not None else c // 2
+                    why = _unusable(spec, c, window, n, context)
+                    if why:
+                        notes.append({"model": model, "text": entry["name"], "cache_size": c, "policy": policy, "why": why})
+                        continue
+                    cells.append(Cell(spec.kind, model, entry["name"], sha, policy, c, spec.sinks, window, settings))
+    return cells, _dedupe_notes(notes)
+
+
+def _unusable(spec: SweepSpec, c: int, window: int, n: int, context) -> str | None:
+    if c < spec.sinks + 2:
+        return f"C = {c} leaves no room beside {spec.sinks} sinks (needs C ≥ sinks + 2)"
+    if window >= c:
+        return f"window {window} must be below C = {c}"
+    if c > n:
+        return f"C = {c} is more than the text's {n} tokens (nothing would be evicted)"
+    if spec.kind == "evaluate" and context and c + 1 > context:
+        return f"C = {c} does not fit the model's context {context} with the new token"
+    return None
+
+
+def _dedupe_notes(notes: list[dict]) -> list[dict]:
+    """One note per (model, text, size): the reason is the same for every policy."""
+    seen, out = set(), []
+    for n in notes:
+        k = (n["model"], n["text"], n["cache_size"])
+        if k not in seen:
+            seen.add(k)
+            out.append({k2: v for k2, v in n.items() if k2 != "policy"})
+    return out
+
+
+def group_tasks(cells: list[Cell], texts: list[dict]) -> list[dict]:
+    """Cells sharing everything but the policy → one task (one trace, one Full Cache reference)."""
+    by_sha = {text_sha(t): t for t in texts}
+    groups: dict[tuple, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.group, []).append(cell)
+    return [{"cells": [c.as_dict() for c in group], "source": by_sha[group[0].text_sha]} for group in groups.values()]

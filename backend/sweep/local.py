@@ -1,0 +1,67 @@
+"""Run a sweep's tasks on this machine: in this process (workers=0), or in worker processes.
+
+Workers are spawned (not forked: the app has threads and torch state a fork would copy
+half-way) and each loads the sweep's models once, in its initializer. Results come
+back to the driver as tasks finish (imap_unordered); Cancel terminates the workers,
+so a long Evaluate cell stops at once instead of at its end.
+"""
+import multiprocessing
+import os
+import socket
+from functools import partial
+
+from .cells import init_worker, run_task
+
+POLL_SECONDS = 0.25
+
+
+def default_workers() -> int:
+    return max(1, (os.cpu_count() or 1))
+
+
+class LocalRunner:
+    def __init__(self, workers: int | None = None):
+        self.workers = default_workers() if workers is None else max(0, int(workers))
+        self.pool = None
+        self.node = f"local:{socket.gethostname()}"
+        self.where = "this process" if self.workers == 0 else f"{self.workers} local worker processes"
+
+    def run(self, tasks: list[dict], spec, should_stop):
+        """Yields the rows of each task as it finishes; stops (and kills the workers) when should_stop()."""
+        settings = {"device": spec.device, "precision": spec.precision}
+        if self.workers == 0:
+            init_worker(spec.models, spec.device, spec.precision, threads=_threads_in_process())
+            for task in tasks:
+                if should_stop():
+                    return
+                yield [dict(r, node=self.node) for r in run_task(task, settings)]
+            return
+        context = multiprocessing.get_context("spawn")
+        self.pool = context.Pool(min(self.workers, len(tasks)) or 1, initializer=init_worker,
+                                 initargs=(spec.models, spec.device, spec.precision))
+        try:
+            results = self.pool.imap_unordered(partial(run_task, settings=settings), tasks)
+            for _ in range(len(tasks)):
+                while True:
+                    if should_stop():
+                        return
+                    try:
+                        rows = results.next(timeout=POLL_SECONDS)
+                        break
+                    except multiprocessing.TimeoutError:
+                        continue
+                yield [dict(r, node=self.node) for r in rows]
+        finally:
+            self.close()
+
+    def close(self):
+        if self.pool is not None:
+            self.pool.terminate()  # a cancelled sweep stops now; a finished one has nothing left to do
+            self.pool.join()
+            self.pool = None
+
+
+def _threads_in_process() -> int:
+    import torch
+
+    return torch.get_num_threads()

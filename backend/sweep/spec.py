@@ -1,0 +1,166 @@
+"""What a sweep is: its settings (checked, every failure naming the field) and its cells.
+
+A cell is one point of the frontier: (kind, model, text, policy, cache size, sinks,
+window, and the few settings that change the numbers). Its key is a hash of exactly
+those fields, so the same cell has the same key in every run, on every machine: the
+results file is resumed by key and never holds a cell twice.
+"""
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from ..errors import UserError
+from ..validate import choice, integer, number, params_dict
+
+KINDS = ("simulate", "evaluate")
+EVALUATE_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova")
+SIMULATE_POLICIES = EVALUATE_POLICIES + ("oracle",)  # the oracle needs the whole future: model traces only
+SYNTHETIC = "synthetic"  # the "model" of a simulate sweep on a generated trace
+MAX_MODELS, MAX_TEXTS, MAX_SIZES = 8, 16, 64
+MAX_TEXT_CHARS = 2_000_000
+DEFAULT_SIZES = 8
+
+
+@dataclass(frozen=True)
+class Cell:
+    kind: str            # simulate | evaluate
+    model: str           # "demo", a folder, a Hub id, or "synthetic"
+    text: str            # the text's name (a file name) — its content is identified by text_sha
+    text_sha: str        # sha256 of the text (or of the synthetic settings), 16 hex digits
+    policy: str
+    cache_size: int      # C; for Full Cache, the whole text (it keeps everything)
+    sinks: int
+    window: int
+    settings: str        # the rest that changes the numbers, as canonical JSON
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+
+    @property
+    def group(self) -> tuple:
+        """Cells that differ only in policy share one model run (one trace / one Full Cache reference)."""
+        return (self.kind, self.model, self.text_sha, self.cache_size if self.policy != "full" else -1,
+                self.sinks, self.window, self.settings)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SweepSpec:
+    kind: str
+    models: list
+    texts: list                    # [{"name", "text"}] (evaluate, model simulate) or [{"name", "synthetic": {...}}]
+    policies: list                 # plain names; custom ones will come with policy_files (issue #17)
+    cache_sizes: list | None       # None: auto (DEFAULT_SIZES log-spaced from 1/32 of the text to all of it)
+    sinks: int
+    window: int | None             # None: C // 2
+    access_threshold: float = 0.01
+    max_tokens: int = 1024         # tokens of each text used (evaluate; model simulate is also bounded by the context)
+    layer: int = -1                # model simulate: the trace is this layer's mean over heads
+    device: str = "auto"
+    precision: str = "auto"
+    policy_files: list = field(default_factory=list)
+
+    def settings(self, model: str) -> str:
+        if model == SYNTHETIC:
+            s = {"access_threshold": self.access_threshold}
+        elif self.kind == "evaluate":
+            s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision}
+        else:
+            s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
+                 "layer": self.layer}
+        return json.dumps(s, sort_keys=True)
+
+
+def text_sha(entry: dict) -> str:
+    payload = entry["text"] if "text" in entry else json.dumps(entry["synthetic"], sort_keys=True)
+    return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _string_list(value, name: str, limit: int) -> list:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or len(items) > limit or \
+            not all(isinstance(x, str) and x.strip() and len(x) <= 500 for x in items):
+        raise UserError("bad_input", f"{name} must be a non-empty list of at most {limit} names.", name)
+    return [x.strip() for x in items]
+
+
+def _texts(value, kind: str, models: list) -> list:
+    if not isinstance(value, list) or not value or len(value) > MAX_TEXTS:
+        raise UserError("bad_input", f"texts must be a list of 1 to {MAX_TEXTS} entries "
+                        "({\"name\", \"text\"} or {\"name\", \"synthetic\": {...}}).", "texts")
+    out = []
+    for i, entry in enumerate(value):
+        if not isinstance(entry, dict):
+            raise UserError("bad_input", f"texts[{i}] must be an object with a name and a text.", "texts")
+        name = entry.get("name") or f"text-{i + 1}"
+        if not isinstance(name, str) or len(name) > 200:
+            raise UserError("bad_input", f"texts[{i}].name must be a short text.", "texts")
+        if "synthetic" in entry:
+            if models != [SYNTHETIC]:
+                raise UserError("bad_input", "A synthetic trace needs model 'synthetic' (and no other model).", "texts")
+            from ..eviction import parse  # the simulator's own checks and defaults for the generator
+
+            params = entry["synthetic"] if isinstance(entry["synthetic"], dict) else {}
+            p = parse({"trace": "synthetic", **{k: v for k, v in params.items() if k != "trace"}})
+            out.append({"name": name, "synthetic": {"length": p.length, **p.synthetic}})
+            continue
+        body = entry.get("text")
+        if not isinstance(body, str) or not body.strip() or len(body) > MAX_TEXT_CHARS:
+            raise UserError("bad_input", f"texts[{i}].text must be non-empty text of at most {MAX_TEXT_CHARS:,} characters.",
+                            "texts")
+        out.append({"name": name, "text": body})
+    if SYNTHETIC in models and any("text" in t for t in out):
+        raise UserError("bad_input", "Model 'synthetic' runs on synthetic traces only: give texts as {\"synthetic\": {...}}.",
+                        "texts")
+    return out
+
+
+def _cache_sizes(value):
+    if value in (None, "auto"):
+        return None
+    if isinstance(value, str):
+        try:
+            value = [int(x) for x in value.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise UserError("bad_input", "cache_sizes must be 'auto' or whole numbers like 16,32,64.", "cache_sizes") from None
+    if not isinstance(value, list) or not value or len(value) > MAX_SIZES or \
+            not all(isinstance(c, int) and not isinstance(c, bool) and 2 <= c <= 1_000_000 for c in value):
+        raise UserError("bad_input", f"cache_sizes must be 'auto' or 1 to {MAX_SIZES} whole numbers from 2 to 1,000,000.",
+                        "cache_sizes")
+    return sorted(set(value))
+
+
+def parse_spec(params) -> SweepSpec:
+    p = params_dict(params)
+    kind = choice(p, "kind", KINDS, "evaluate")
+    models = _string_list(p.get("models", p.get("model", "demo")), "models", MAX_MODELS)
+    if SYNTHETIC in models and (len(models) > 1 or kind != "simulate"):
+        raise UserError("bad_input", "Model 'synthetic' is a generated trace: use it alone, with kind simulate.", "models")
+    allowed = EVALUATE_POLICIES if kind == "evaluate" else \
+        tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
+    raw = p.get("policies", p.get("policy", "all"))
+    if raw == "all":
+        policies = list(allowed)
+    else:
+        policies = _string_list(raw, "policies", 32)
+        bad = [x for x in policies if x not in allowed]
+        if bad:
+            raise UserError("bad_input", f"policy {bad[0]!r} is not one of {', '.join(allowed)} for this sweep.", "policies")
+        policies = [x for x in allowed if x in policies]  # one order everywhere
+    sinks = integer(p, "sinks", 4, lo=0, hi=100_000)
+    window = integer(p, "window", None, lo=1, hi=1_000_000, allow_none=True)
+    files = p.get("policy_files") or []
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise UserError("bad_input", "policy_files must be a list of file paths.", "policy_files")
+    return SweepSpec(
+        kind=kind, models=models, texts=_texts(p.get("texts"), kind, models), policies=policies,
+        cache_sizes=_cache_sizes(p.get("cache_sizes", "auto")), sinks=sinks, window=window,
+        access_threshold=number(p, "access_threshold", 0.01, lo=1e-6, hi=1.0),
+        max_tokens=integer(p, "max_tokens", 1024, lo=2, hi=8192),
+        layer=integer(p, "layer", -1, lo=-1000, hi=1000),
+        device=choice(p, "device", ("auto", "cuda", "mps", "cpu"), "auto"),
+        precision=choice(p, "precision", ("auto", "fp16", "bf16", "fp32"), "auto"),
+        policy_files=files)
