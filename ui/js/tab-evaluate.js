@@ -11,12 +11,10 @@ import { app, on } from "./state.js";
 import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
+import { policyColour } from "./palette.js";
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"];
 const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU", tova: "TOVA" };
-// Sinks pink and heavy hitters blue, as everywhere: StreamingLLM keeps sinks, H2O heavy hitters.
-const COLOURS = { full: "#e5e7eb", sliding_window: "#ff9f43", streaming_llm: "#ff4fa3", h2o: "#4aa3ff", lru: "#f2c94c", tova: "#2dd4bf" };
-const EXTRA = ["#b48cff", "#3ddc84"];
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
@@ -35,7 +33,7 @@ let lastJobId = null;  // the job behind `last` (tests read its result from the 
 let cacheEdited = false;
 
 const label = (name) => LABELS[name] || name;
-const colour = (name, i) => COLOURS[name] || EXTRA[i % EXTRA.length];
+const colour = (name) => policyColour(name);  // one palette per policy on every tab (palette.js)
 
 /** Build the section (the caller appends it to the Eviction tab). */
 export function mount() {
