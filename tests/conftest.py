@@ -50,3 +50,21 @@ def demo_api():
 def tiny_model_dir(tmp_path_factory):
     """A 2-layer GPT-2 built from a real config, random init, with the demo model's tokenizer."""
     return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_api():
+    """One Api with the real SmolLM2-135M-Instruct (GGUF Q4_1, dequantized to fp32 on the CPU) loaded.
+
+    Loads once per test session (~15–20 s on a busy 2-core machine); share it read-only.
+    The GGUF comes from `make` set-up / tools/fetch_smollm2.py (backend/models/bundled.py).
+    """
+    from backend.models.bundled import HOW_TO_GET, smollm2_path, smollm2_present
+
+    if not smollm2_present():
+        pytest.fail(f"SmolLM2 GGUF missing at {smollm2_path()}: {HOW_TO_GET}")
+    instance = Api()
+    status = load(instance, "smollm2", device="cpu", precision="fp32")
+    assert status["state"] == "done", status
+    yield instance
+    instance._state.jobs.cancel_all()

@@ -9,17 +9,26 @@ import json
 import re
 from pathlib import Path
 
-from ..errors import UserError
-from .devices import BYTES_PER_ELEMENT, free_memory_bytes, resolve_device, resolve_precision
+from ..errors import Cancelled, UserError
+from ..safe_read import FileRefused, check_folder_files, read_json
+from .bundled import ALIAS, HOW_TO_GET, smollm2_path, smollm2_present
+from .config_check import check_fits, check_weights_match
+from .devices import BYTES_PER_ELEMENT, resolve_device, resolve_precision
+from .gguf_load import gguf_in_folder, load_gguf
 from .loaded import LoadedModel
 from .spec import config_spec, kv_bytes_per_token
+from .weights_progress import reporting
 
 DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$|^[A-Za-z0-9][\w.\-]*$")
 
 
 def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
-    """'demo' → the bundled model; an existing folder → itself; else a Hub id → downloaded snapshot."""
+    """'demo' → the bundled model; 'smollm2' → the real GGUF one; a .gguf file or a folder → itself; else a Hub id."""
+    if source == ALIAS:
+        if not smollm2_present():
+            raise UserError("smollm2_missing", f"SmolLM2 is not on this machine ({smollm2_path()}); {HOW_TO_GET}.", "source")
+        return smollm2_path(), ALIAS
     if source == "demo":
         if not (DEMO_MODEL_DIR / "config.json").is_file():
             raise UserError("demo_missing", f"The bundled demo model is missing from {DEMO_MODEL_DIR}; run `python tools/train_demo_model.py`.", "source")
@@ -27,11 +36,18 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
     path = Path(source).expanduser()
     try:
         is_dir = path.is_dir()
+        is_gguf = path.name.lower().endswith(".gguf") and path.is_file()
     except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): answer "not found", not "internal"
-        is_dir = False
+        is_dir = is_gguf = False
+    if is_gguf:
+        return path, str(path)
     if is_dir:
+        gguf = None if (path / "config.json").is_file() else gguf_in_folder(path)
+        if gguf is not None:
+            return gguf, str(gguf)
         if not (path / "config.json").is_file():
-            raise UserError("not_a_model", f"{path} has no config.json; pick the folder that holds the model's config and weights.", "source")
+            raise UserError("not_a_model", f"{path} has no config.json and no .gguf file; pick the folder that holds the model's "
+                            "config and weights, or a .gguf file.", "source")
         return path, str(path)
     if source.startswith(("/", "~", ".", "\\")) or (len(source) > 1 and source[1] == ":"):
         raise UserError("not_found", f"Folder {source} does not exist.", "source")
@@ -48,14 +64,14 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
 
 
 def _read_config(path: Path, trust_remote_code: bool):
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     try:
-        raw = json.loads((path / "config.json").read_text(encoding="utf-8"))
-    except PermissionError:
-        raise UserError("unreadable", f"No permission to read {path / 'config.json'}; fix the folder's permissions.", "source") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError("bad_config", f"config.json in {path} is not valid JSON ({exc}); re-download the model.", "source") from None
+        raw = read_json(path / "config.json", "config")  # bounded, regular file only (a /dev/zero link is refused)
+    except FileRefused as exc:
+        code = "unreadable" if exc.reason == "permission" else "bad_config"
+        raise UserError(code, f"config.json in {path}: {exc.message}", "source") from None
     if not isinstance(raw, dict):
         raise UserError("bad_config", f"config.json in {path} is not a JSON object; re-download the model.", "source")
     if raw.get("auto_map") and not trust_remote_code:
@@ -65,7 +81,9 @@ def _read_config(path: Path, trust_remote_code: bool):
             "turn on 'Trust remote code' only if you trust its authors.", "trust_remote_code")
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
-    except (ValueError, KeyError, OSError) as exc:
+    except StrictDataclassError as exc:  # a field of the wrong type (n_layer = 2.5): named, not "internal"
+        raise UserError("bad_model", f"config.json in {path} makes no sense as a model ({str(exc)[:200]}).", "source") from None
+    except (ValueError, KeyError, OSError, TypeError, AttributeError) as exc:
         raise UserError("bad_config", f"transformers cannot read this config ({str(exc)[:200]}); it may need a newer transformers or 'Trust remote code'.", "source") from None
     if not _is_causal(config, raw):
         arch = ", ".join(raw.get("architectures") or [raw.get("model_type", "?")])
@@ -82,26 +100,25 @@ def _is_causal(config, raw: dict) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 
-def _weights_bytes_on_disk(path: Path) -> int:
-    files = list(path.glob("*.safetensors")) or list(path.glob("*.bin"))
-    return sum(f.stat().st_size for f in files)
-
-
 def load_model(source: str, device: str = "auto", precision: str = "auto", trust_remote_code: bool = False,
                token: str | None = None, report=lambda *a, **k: None) -> LoadedModel:
+    with reporting(report):  # Cancel acts inside transformers' per-tensor loops too (weights_progress.py)
+        return _load_model(source, device, precision, trust_remote_code, token, report)
+
+
+def _load_model(source, device, precision, trust_remote_code, token, report) -> LoadedModel:
     path, label = resolve_source(source, token, report)
+    if path.name.lower().endswith(".gguf"):
+        return load_gguf(path, label, device, precision, report)
     report(0.55, "Reading config")
     config = _read_config(path, trust_remote_code)
     device = resolve_device(device)
     dtype_name = resolve_precision(precision, device)
+    # Sized from the config, before anything is allocated; weights that do not match it are refused (config_check.py).
+    meta_model, _, _ = check_fits(config, dtype_name, device, trust_remote_code, report)
+    check_weights_match(path, meta_model)
+    del meta_model
     spec = config_spec(config)
-
-    # Refuse early when the weights cannot fit: a half-loaded 70B model would take the laptop down.
-    needed = _estimated_weight_bytes(path, config, dtype_name)
-    free = free_memory_bytes(device)
-    if needed and needed > 0.9 * free:
-        raise UserError("too_big", f"The model needs about {needed / 2**30:.1f} GiB at {dtype_name} but {device} has "
-                        f"{free / 2**30:.1f} GiB free; pick a lower precision, another device or a smaller model.", "source")
 
     report(0.6, "Loading tokenizer")
     tokenizer = _load_tokenizer(path, trust_remote_code)
@@ -116,18 +133,12 @@ def load_model(source: str, device: str = "auto", precision: str = "auto", trust
     return LoadedModel(model=model, tokenizer=tokenizer, source=label, device=device, dtype=dtype_name, spec=spec)
 
 
-def _estimated_weight_bytes(path: Path, config, dtype_name: str) -> int:
-    on_disk = _weights_bytes_on_disk(path)
-    stored = str(getattr(config, "dtype", None) or "float32").replace("torch.", "")
-    ratio = BYTES_PER_ELEMENT[dtype_name] / BYTES_PER_ELEMENT.get(stored, 4)
-    return int(on_disk * ratio)
-
-
-def _load_tokenizer(path: Path, trust_remote_code: bool):
+def _load_tokenizer(path: Path, trust_remote_code: bool, **extra):
     from transformers import AutoTokenizer
 
+    check_folder_files(path)  # every config, tokenizer and weight file there: a regular file within its size limit
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
     except PermissionError:
         raise UserError("unreadable", f"No permission to read the tokenizer files in {path}.", "source") from None
     except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
@@ -138,14 +149,16 @@ def _load_tokenizer(path: Path, trust_remote_code: bool):
     return tokenizer
 
 
-def _load_weights(path: Path, dtype_name: str, device: str, trust_remote_code: bool):
+def _load_weights(path: Path, dtype_name: str, device: str, trust_remote_code: bool, **extra):
     import torch
     from transformers import AutoModelForCausalLM
 
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name), attn_implementation="eager",
-                                                     trust_remote_code=trust_remote_code, low_cpu_mem_usage=True)
+                                                     trust_remote_code=trust_remote_code, low_cpu_mem_usage=True, **extra)
         model.to(device)
+    except Cancelled:  # from the per-tensor hook: not a broken file
+        raise
     except torch.OutOfMemoryError:
         _free_device_memory(device)
         raise UserError("out_of_memory", f"Ran out of memory on {device} while loading; pick a lower precision, another device or a smaller model.", "source") from None
