@@ -14,10 +14,11 @@ from .hub import HubMethods
 from .models import ModelMethods
 from .profile import ProfileMethods
 from .stream import StreamMethods
+from .sweep import SweepMethods
 
 
 class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods, EvictionMethods, ProfileMethods,
-          EvaluateMethods):
+          EvaluateMethods, SweepMethods):
     def __init__(self, state: AppState | None = None):
         self._state = state or AppState()
         # Look the token up once now, so the redactor knows it before anything could echo it.

@@ -28,6 +28,13 @@ def init_worker(models=(), device="auto", precision="auto", threads: int = 1) ->
     import torch
 
     torch.set_num_threads(threads)  # workers are the parallelism; one thread each avoids fighting over cores
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # N workers' "Loading weights" bars would drown the sweep's progress
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
     for source in models:
         if source != SYNTHETIC:
             model(source, device, precision)
@@ -59,7 +66,8 @@ def run_task(task: dict, settings: dict) -> list[dict]:
     elapsed = time.perf_counter() - started
     out = []
     for cell, metrics in zip(cells, rows):
-        out.append({"cell": cell, "metrics": {k: _finite(v) for k, v in metrics.items()},
+        seconds = metrics.pop("seconds", None)
+        out.append({"cell": cell, "metrics": {k: _finite(v) for k, v in metrics.items()}, "seconds": seconds,
                     "task_seconds": round(elapsed, 4), "task_cells": len(cells),
                     "host": socket.gethostname(), "pid": os.getpid(), **facts})
     return out

@@ -1,0 +1,111 @@
+"""`main.py sweep`: quality against KV memory for every policy (local workers or a Ray cluster)."""
+import sys
+from pathlib import Path
+
+from ..errors import UserError
+from .common import CliError, emit
+
+ROW_FIELDS = ("kind", "model", "text", "policy", "cache_size", "sinks", "window")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--model", action="append", help="'demo', a folder, a Hub id, or 'synthetic' (simulate on a "
+                        "generated trace); repeat for several models (default: demo)")
+    parser.add_argument("--text-file", action="append", help="a text to run on; repeat for several (default: the bundled "
+                        "held-out Jargon File text)")
+    parser.add_argument("--synthetic-length", type=int, default=100_000, help="--model synthetic: trace length in steps")
+    parser.add_argument("--kind", choices=["evaluate", "simulate"], default="evaluate")
+    parser.add_argument("--policy", default="all", help="all, or names separated by commas (full,streaming_llm,h2o,...)")
+    parser.add_argument("--cache-sizes", default="auto", help="auto (8 sizes log-spaced from 1/32 of the text to all of "
+                        "it) or 16,32,64,...")
+    parser.add_argument("--sinks", type=int, default=4)
+    parser.add_argument("--window", type=int, default=None, help="H2O's recent window (default: C/2 at each size)")
+    parser.add_argument("--max-tokens", type=int, default=1024, help="tokens of each text used")
+    parser.add_argument("--access-threshold", type=float, default=0.01)
+    parser.add_argument("--layer", type=int, default=-1, help="simulate on a model: the trace is this layer's mean over heads")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
+    parser.add_argument("--out", required=True, help="results file (JSON Lines); an existing one is resumed")
+    parser.add_argument("--ray", help="run on an existing Ray cluster: 'auto' or its address HOST:PORT")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core; "
+                        "0 = in this process)")
+    parser.add_argument("--json", action="store_true", help="print the summary and the sweep's rows as JSON")
+
+
+def _texts(args) -> list[dict]:
+    if args.model and "synthetic" in args.model:
+        return [{"name": f"synthetic-{args.synthetic_length}", "synthetic": {"length": args.synthetic_length}}]
+    if not args.text_file:
+        from ..api.evaluate import EVAL_TEXT
+
+        return [{"name": EVAL_TEXT.name, "text": EVAL_TEXT.read_text(encoding="utf-8")}]
+    out = []
+    for name in args.text_file:
+        try:
+            out.append({"name": Path(name).name, "text": Path(name).read_text(encoding="utf-8")})
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CliError({"error": {"message": f"cannot read {name}: {exc}", "field": "text-file"}}) from None
+    return out
+
+
+def spec_params(args) -> dict:
+    return {"kind": args.kind, "models": args.model or ["demo"], "texts": _texts(args),
+            "policies": args.policy if args.policy == "all" else [p for p in args.policy.split(",") if p],
+            "cache_sizes": args.cache_sizes, "sinks": args.sinks, "window": args.window, "max_tokens": args.max_tokens,
+            "access_threshold": args.access_threshold, "layer": args.layer, "device": args.device,
+            "precision": args.precision}
+
+
+def run(args, api) -> int:
+    from ..sweep import make_runner, parse_spec, plan, read_rows, run_sweep
+
+    try:
+        spec = parse_spec(spec_params(args))
+        runner = make_runner(args.ray, args.workers)
+
+        def report(s):
+            if not args.json or sys.stderr.isatty():
+                rate = "—" if s["cells_per_minute"] is None else f"{s['cells_per_minute']:.1f}/min"
+                left = "—" if s["seconds_left"] is None else f"{s['seconds_left']:.0f} s left"
+                print(f"{s['cells_done']}/{s['cells_todo']} cells ({s['cells_skipped']} already in the file), "
+                      f"{rate}, {left}", file=sys.stderr)
+
+        summary = run_sweep(spec, args.out, runner, report)
+        keys = {c.key for c in plan(spec, args.out)["cells"]}
+    except UserError as exc:
+        raise CliError({"error": {"message": exc.message, "field": exc.field}}) from None
+    rows = [r for r in read_rows(args.out) if r["key"] in keys]
+    if args.json:
+        emit({"summary": summary, "rows": rows})
+        return 0
+    print(f"{summary['out']}: {len(rows)} cells ({summary['written']} new) on {summary['runner']}")
+    for note in summary["notes"]:
+        print(f"left out: {note['model']} / {note['text']}: {note['why']}", file=sys.stderr)
+    print_frontier(rows, spec.kind)
+    return 0
+
+
+def print_frontier(rows: list[dict], kind: str) -> None:
+    """One table per model × text: policies down, cache sizes across, the headline metric in each cell."""
+    metric = "perplexity" if kind == "evaluate" else "hit_rate"
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["cell"]["model"], r["cell"]["text"]), []).append(r)
+    for (model, text), group in groups.items():
+        sizes = sorted({r["cell"]["cache_size"] for r in group if r["cell"]["policy"] != "full"})
+        per_token = group[0].get("kv_bytes_per_token")
+        print(f"\n{model} · {text} · {group[0]['tokens']} tokens · {metric}"
+              + (f" · KV {per_token:,} bytes/token" if per_token else ""))
+        print(f"{'policy':16}" + "".join(f"{'C=' + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full_known else ""))
+        full = next((r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"), None)
+        full_known = any(r["cell"]["policy"] == "full" for r in group)
+        by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"][metric] for r in group}
+        for policy in dict.fromkeys(r["cell"]["policy"] for r in group):
+            if policy == "full":
+                continue
+            print(f"{policy:16}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full) if full_known else ""))
+
+
+def _fmt(v) -> str:
+    return f"{'—':>10}" if v is None else f"{v:10.3f}" if abs(v) >= 10 else f"{v:10.4f}"
+
