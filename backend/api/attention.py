@@ -31,10 +31,14 @@ class AttentionMethods:
         threshold = number(params, "sink_threshold", 0.10, lo=0.0, hi=1.0)
         loaded = require_model(self._state)
         started = time.perf_counter()
+        # Count first: a text over the limit fails in milliseconds, not after a long forward pass.
+        n = len(loaded.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        limit = min(MAX_MATRIX_TOKENS, loaded.context_length)
+        if n > limit:
+            why = "the model's context" if limit == loaded.context_length else "what the Quick Attention Test draws"
+            raise UserError("too_long", f"The text is {n:,} tokens; the limit is {limit:,} ({why}). Shorten the text.", "text")
         view = attention_view(loaded, prompt, layer, head, aggregate)
         matrix = view["matrix"]
-        if matrix.shape[0] > MAX_MATRIX_TOKENS:
-            raise UserError("too_long", f"The Quick Attention Test shows at most {MAX_MATRIX_TOKENS} tokens; shorten the text.", "text")
         scores = mean_received(received_after(matrix), matrix.shape[0] - 1)
         sinks = [{"position": j, "token": view["tokens"][j], "score": round(float(scores[j]), 6)}
                  for j in sinks_in_matrix(matrix, threshold)]

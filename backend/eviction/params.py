@@ -1,5 +1,6 @@
 """Checks the settings of a simulation; every failure names the field to fix."""
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
@@ -10,12 +11,32 @@ MAX_CACHE = 1_000_000
 MAX_MODEL_TOKENS = 2048   # a model trace is n × n in memory (and the oracle's graph grows with it)
 MAX_LOCALITY = 0.99       # beyond this the locality span (ages with weight > 0) runs to thousands
 
-# Every setting's default (the UI shows them; sink_count defaults to min(sinks, 1000), heavy_k to C − W).
+# Every setting's default (the UI reads them from eviction_policies; sink_count defaults to min(sinks, 1000),
+# heavy_k to C − W). The synthetic defaults are chosen so the policies differ, as on real models: 1,000 heavy
+# hitters that stay heavy for 3,000 steps overflow C − W and keep changing, so at C=256 on 100,000 steps
+# hit rates are sliding window 0.50, StreamingLLM 0.82, H2O 0.85, LRU 0.94, TOVA 1.00 (16 everlasting heavy
+# hitters fit in any cache and gave H2O = LRU = TOVA = 100%).
 DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_size": 256, "sinks": 4, "window": 128,
             "access_threshold": 0.01, "sink_threshold": 0.10, "sink_mass": 0.5, "locality": 0.8,
-            "heavy_hitters": 16, "heavy_mass": 0.2, "heavy_life": 0, "background": 0.1, "seed": 0,
+            "heavy_hitters": 1000, "heavy_mass": 0.2, "heavy_life": 3000, "background": 0.1, "seed": 0,
             "layer": -1, "head": None, "aggregate": "layer"}
 D = DEFAULTS
+
+HELDOUT_TEXT = Path(__file__).resolve().parents[2] / "assets" / "eval" / "jargon-heldout.txt"
+MODEL_TEXT_CHARS = 1300  # ≈ 450 demo-model tokens (inside its 512 context), several times the UI's model-trace C = 64
+
+
+def _model_text() -> str:
+    """The model-trace default: the start of the bundled held-out text, cut at a line end."""
+    try:
+        text = HELDOUT_TEXT.read_text(encoding="utf-8")
+    except OSError:  # a trimmed build without the asset: the UI then asks for a text
+        return ""
+    cut = text.rfind("\n", 0, MODEL_TEXT_CHARS)
+    return text[:cut if cut > 0 else MODEL_TEXT_CHARS].strip()
+
+
+DEFAULTS["model_text"] = _model_text()
 
 
 @dataclass

@@ -27,8 +27,21 @@ function download(filename, content, encoding, mime) {
   setTimeout(() => URL.revokeObjectURL(url), 5000);
 }
 
+/** The canvas drawn on the app's panel colour: Chart.js canvases are transparent, and their light
+ * text would vanish on a white image viewer. */
+export function opaqueCanvas(canvas) {
+  const out = document.createElement("canvas");
+  out.width = canvas.width;
+  out.height = canvas.height;
+  const ctx = out.getContext("2d");
+  ctx.fillStyle = getComputedStyle(document.documentElement).getPropertyValue("--panel").trim() || "#12161d";
+  ctx.fillRect(0, 0, out.width, out.height);
+  ctx.drawImage(canvas, 0, 0);
+  return out;
+}
+
 export function savePNG(baseName, canvas) {
-  const b64 = canvas.toDataURL("image/png").split(",")[1];
+  const b64 = opaqueCanvas(canvas).toDataURL("image/png").split(",")[1];
   return saveFile(baseName, "png", b64, "base64", "image/png");
 }
 
@@ -36,14 +49,26 @@ export function saveJSON(baseName, obj) {
   return saveFile(baseName, "json", JSON.stringify(obj, null, 1), "text", "application/json");
 }
 
+/** A column whose values are objects ({kept, total}) becomes one column per field (key_kept, key_total):
+ * a CSV cell holds one value, never JSON. */
+export function flatColumns(rows, columns) {
+  const out = [];
+  for (const [key, header] of columns) {
+    const obj = rows.map((r) => r[key]).find((v) => v && typeof v === "object" && !Array.isArray(v));
+    if (!obj) { out.push([key, header, (r) => r[key]]); continue; }
+    for (const sub of Object.keys(obj)) out.push([key + "." + sub, `${header}_${sub}`, (r) => (r[key] == null ? null : r[key][sub])]);
+  }
+  return out;
+}
+
 /** rows: array of objects; columns: [key] or [[key, header]]. Cells are quoted when needed. */
 export function saveCSV(baseName, rows, columns) {
-  const cols = columns.map((c) => (Array.isArray(c) ? c : [c, c]));
+  const cols = flatColumns(rows, columns.map((c) => (Array.isArray(c) ? c : [c, c])));
   const cell = (v) => {
-    const s = v == null ? "" : typeof v === "object" ? JSON.stringify(v) : String(v);
+    const s = v == null ? "" : Array.isArray(v) ? v.join(" ") : typeof v === "object" ? Object.values(v).join(" ") : String(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
   const lines = [cols.map((c) => cell(c[1])).join(",")];
-  for (const r of rows) lines.push(cols.map((c) => cell(r[c[0]])).join(","));
+  for (const r of rows) lines.push(cols.map((c) => cell(c[2](r))).join(","));
   return saveFile(baseName, "csv", lines.join("\n") + "\n", "text", "text/csv");
 }

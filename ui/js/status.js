@@ -40,12 +40,16 @@ export function note(message) {
 // Routine calls that fail in the normal course of things (polling, optional probes)
 // do not deserve the error slot; everything else does.
 const QUIET = new Set(["job_status", "ping", "stream_state"]);
+// Calls the page makes on its own (not a user's action): their success says nothing about the error.
+const READS = new Set(["app_info", "model_info", "eviction_policies", "local_models", "save_export", "stream_view"]);
 
 export function init() {
   errorNode().addEventListener("click", () => error(""));
   document.getElementById("st-mode").textContent = mode === "browser" ? "browser mode" : "desktop";
   onCall(({ method, envelope }) => {
-    if (envelope.ok || QUIET.has(method)) return;
+    if (QUIET.has(method)) return;
+    // A later action that worked makes the old error stale: clear it rather than leave it next to good news.
+    if (envelope.ok) { if (!READS.has(method)) error(""); return; }
     if (envelope.error && envelope.error.code === "cancelled") return;
     error(`${method}: ${envelope.error ? envelope.error.message : "failed"}`);
   });

@@ -7,11 +7,13 @@ import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
-import { app } from "./state.js";
+import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
-import { barChart, lineChart, setData, SERIES } from "./charts.js";
+import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
+import { policyColour, policyDash, fade } from "./palette.js";
+import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
 
 export const evaluate = evaluateView;  // the Evaluate section (perplexity under eviction), for tests
@@ -33,8 +35,30 @@ const COLUMNS = [
   ["seconds", "seconds", (v) => fmt.fixed(v, 3), "min"],
 ];
 
+// Each Api field as this tab labels it, for errors in the user's words (fielderror.js).
+const FIELDS = {
+  trace: { label: "Trace" }, policy: { label: "Policy" },
+  cache_size: { label: "Cache size C", type: "a whole number of tokens ≥ 1" },
+  sinks: { label: "Sinks S", type: "a whole number ≥ 0" }, window: { label: "Window W", type: "a whole number ≥ 0, less than C" },
+  access_threshold: { label: "Access τ", type: "a weight between 0.000001 and 1, e.g. 0.01" },
+  length: { label: "Length (steps)", type: "a whole number from 1 to 20,000,000" },
+  sink_count: { label: "Sink count", type: "a whole number from 0 to 1,000" },
+  sink_mass: { label: "Sink mass", type: "a share from 0 to 1" }, locality: { label: "Locality decay", type: "a decay from 0 to 0.99" },
+  heavy_hitters: { label: "Heavy hitters", type: "a whole number from 0 to 1,000" },
+  heavy_mass: { label: "Heavy mass", type: "a share from 0 to 1" },
+  heavy_life: { label: "Heavy life (steps)", type: "a whole number of steps ≥ 0 (0 = for ever)" },
+  background: { label: "Background", type: "a share from 0 to 1" }, seed: { label: "Seed", type: "a whole number ≥ 0" },
+  text: { label: "Text" }, aggregate: { label: "Trace from" },
+  layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" },
+};
+// The budget on a model trace: a text of a few hundred tokens is several times C = 64, so
+// policies must evict (C = 256 held every key of the old 84-token default: nothing to compare).
+const MODEL_BUDGET = { cache_size: 64, sinks: 4, window: 32 };
+
 const ui = {};
 let policies = FALLBACK_POLICIES;
+let defaults = {};        // DEFAULTS from the backend (backend/eviction/params.py), the one table
+let budgetEdited = false; // the user typed a budget: switching the trace keeps it
 let last = null;          // last simulate result
 let selectedPolicy = null;
 let jobId = null;
@@ -45,18 +69,31 @@ export function init(panel) {
   panel.classList.add("eviction-layout");
   panel.append(settingsCard(), resultsCard(), evaluateView.mount());
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
+  on("model", () => { if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }
 
 export async function start() {
   evaluateView.start();
   const res = await call("eviction_policies");
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
+  if (res.ok && res.defaults) applyDefaults(res.defaults);
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
     (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
   ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
 }
 
 // ---------- settings ----------
+// The inputs show the backend's defaults (one table); the model-trace text is the bundled held-out text.
+function applyDefaults(d) {
+  defaults = d;
+  const set = (input, key) => { if (d[key] != null) input.value = String(d[key]); };
+  for (const [input, key] of [[ui.cache, "cache_size"], [ui.sinks, "sinks"], [ui.window, "window"], [ui.tau, "access_threshold"],
+    [ui.length, "length"], [ui.sinkMass, "sink_mass"], [ui.locality, "locality"], [ui.heavyCount, "heavy_hitters"],
+    [ui.heavyMass, "heavy_mass"], [ui.heavyLife, "heavy_life"], [ui.background, "background"], [ui.seed, "seed"]]) set(input, key);
+  if (d.sinks != null) ui.sinkCount.value = String(Math.min(d.sinks, 1000));
+  if (d.model_text && !ui.textEdited) ui.text.value = d.model_text;
+}
+
 function num(name, value, attrs = {}) {
   return h("input", { type: "number", value: String(value), dataset: { field: name }, ...attrs });
 }
@@ -74,17 +111,20 @@ function settingsCard() {
   ui.sinkCount = num("sink_count", 4, { min: 0 });
   ui.sinkMass = num("sink_mass", 0.5, { min: 0, max: 1, step: 0.05 });
   ui.locality = num("locality", 0.8, { min: 0, max: 0.9999, step: 0.05, title: "Decay r: the key at age d gets ∝ r^d" });
-  ui.heavyCount = num("heavy_hitters", 16, { min: 0 });
+  ui.heavyCount = num("heavy_hitters", 1000, { min: 0, max: 1000 });
+  ui.heavyLife = num("heavy_life", 3000, { min: 0, step: 100, title: "Steps a heavy hitter stays heavy (0 = for ever)" });
   ui.heavyMass = num("heavy_mass", 0.2, { min: 0, max: 1, step: 0.05 });
   ui.background = num("background", 0.1, { min: 0, max: 1, step: 0.05 });
   ui.seed = num("seed", 0, { min: 0 });
   ui.synthetic = h("div", { class: "synthetic-settings" },
     h("div", { class: "form-grid" }, field("Length (steps)", ui.length), field("Sink count", ui.sinkCount), field("Sink mass", ui.sinkMass),
       field("Locality decay", ui.locality), field("Heavy hitters", ui.heavyCount), field("Heavy mass", ui.heavyMass),
+      field("Heavy life (steps)", ui.heavyLife),
       field("Background", ui.background), field("Seed", ui.seed)));
 
-  ui.text = h("textarea", { rows: 5, dataset: { field: "text" }, placeholder: "Text for the model trace" },
-    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of Light, it was the season of Darkness.");
+  // Filled with the bundled held-out text (a few hundred tokens, several times the model-trace C) by applyDefaults.
+  ui.text = h("textarea", { rows: 5, dataset: { field: "text" }, placeholder: "Text for the model trace: longer than the cache C, or nothing is evicted",
+    oninput: () => { ui.textEdited = true; } });
   ui.aggregate = h("select", { dataset: { field: "aggregate" }, onchange: () => { ui.head.disabled = ui.aggregate.value === "all_layers"; } },
     h("option", { value: "layer" }, "one layer"), h("option", { value: "all_layers" }, "mean over all layers"));
   ui.layer = num("layer", -1, { title: "-1 = last" });
@@ -100,6 +140,7 @@ function settingsCard() {
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
   ui.progressText = h("div", { class: "hint mono" });
   for (const input of [ui.length, ui.cache, ui.sinks, ui.window, ui.tau]) onEnter(input, () => run(ui.policy.value));
+  for (const input of [ui.cache, ui.sinks, ui.window]) input.addEventListener("input", () => { budgetEdited = true; });
 
   return h("div", { class: "card eviction-settings" }, h("h2", {}, "Simulation"),
     h("div", { class: "form-grid two" }, field("Trace", ui.trace), field("Policy", ui.policy)),
@@ -115,6 +156,24 @@ function traceChanged() {
   ui.synthetic.classList.toggle("hidden", model);
   ui.model.classList.toggle("hidden", !model);
   ui.modelOverlay();
+  if (!budgetEdited) {  // each trace gets a budget that makes the policies evict
+    const b = model ? MODEL_BUDGET : { cache_size: defaults.cache_size ?? 256, sinks: defaults.sinks ?? 4, window: defaults.window ?? 128 };
+    ui.cache.value = String(b.cache_size); ui.sinks.value = String(b.sinks); ui.window.value = String(b.window);
+  }
+  markStale("the trace changed");
+}
+
+/** Old results stay on screen but say they are old (a failed run, another model, other settings). */
+function markStale(why) {
+  if (!last) return;
+  ui.stale.textContent = `⚠ These results are from an earlier run (${why}); run again to update them.`;
+  ui.stale.classList.remove("hidden");
+  ui.panel.querySelector(".eviction-results").classList.add("stale");
+}
+
+function clearStale() {
+  ui.stale.classList.add("hidden");
+  ui.panel.querySelector(".eviction-results").classList.remove("stale");
 }
 
 function params(policy) {
@@ -126,7 +185,7 @@ function params(policy) {
     Object.assign(p, {
       length: Number(ui.length.value), sink_count: Number(ui.sinkCount.value), sink_mass: Number(ui.sinkMass.value),
       locality: Number(ui.locality.value), heavy_hitters: Number(ui.heavyCount.value), heavy_mass: Number(ui.heavyMass.value),
-      background: Number(ui.background.value), seed: Number(ui.seed.value),
+      heavy_life: Number(ui.heavyLife.value), background: Number(ui.background.value), seed: Number(ui.seed.value),
     });
   } else {
     const head = ui.head.value.trim();
@@ -137,10 +196,32 @@ function params(policy) {
   return p;
 }
 
+// Checks the page can make before any call, in the user's words.
+function precheck() {
+  if (ui.trace.value !== "model") return null;
+  const head = ui.head.value.trim();
+  if (head !== "" && ui.aggregate.value === "layer" && !/^\d+$/.test(head)) {
+    const heads = app.model && app.model.spec ? app.model.spec.heads : null;
+    return fieldError("head", FIELDS, `type a head number${heads ? ` from 0 to ${heads - 1}` : ""}, or leave it blank for the mean over heads (got “${head}”).`);
+  }
+  return null;
+}
+
+function showError(res) {
+  const msg = userMessage(res.error, FIELDS);
+  ui.progressText.textContent = msg;
+  ui.progressText.classList.add("err");
+  status.error(msg);
+  markField(ui.panel, res);
+}
+
 // ---------- run ----------
 async function run(policy) {
   if (ui.trace.value === "model" && !app.model) return;
+  const bad = precheck();
+  if (bad) { showError(bad); markStale("the last run failed"); return; }
   const p = params(policy);
+  ui.progressText.classList.remove("err");
   setBusy(true);
   const act = status.begin(policy === "all" ? "Comparing all policies…" : `Simulating ${policy}…`);
   const res = await runJob("simulate", p, (st) => {
@@ -154,17 +235,31 @@ async function run(policy) {
   setBusy(false);
   markField(ui.panel, res);
   if (!res.ok) {
-    ui.progressText.textContent = res.error.code === "cancelled" ? "Cancelled." : res.error.message;
-    ui.progressText.classList.toggle("err", res.error.code !== "cancelled");
+    if (res.error.code === "cancelled") { ui.progressText.textContent = "Cancelled."; ui.progressText.classList.remove("err"); }
+    else showError(res);
+    markStale(res.error.code === "cancelled" ? "the last run was cancelled" : "the last run failed");
     return;
   }
   ui.progressText.classList.remove("err");
+  clearStale();
   last = { ...res.result, params: p };
   const total = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
   ui.progressText.textContent = `${last.results.length} ${last.results.length === 1 ? "policy" : "policies"} · ${fmt.secs(total)} simulated`;
+  renderFitNote();
   selectedPolicy = last.results.some((r) => r.policy === selectedPolicy) ? selectedPolicy : last.results[last.results.length - 1].policy;
   renderResults();
   await renderModelHeatmap();
+}
+
+// A trace no longer than C never fills the cache: every policy keeps everything. Say so.
+function renderFitNote() {
+  const n = (last.trace && (last.trace.length ?? last.trace.n)) || 0;
+  const c = last.params.cache_size;
+  const fits = n > 0 && n <= c;
+  ui.fitNote.classList.toggle("hidden", !fits);
+  ui.fitNote.textContent = fits ? `Nothing can be evicted: the ${last.params.trace === "model" ? "text" : "trace"} is ${fmt.int(n)} tokens and `
+    + `the cache holds C = ${fmt.int(c)}, so every policy keeps every key. Use a ${last.params.trace === "model" ? "longer text" : "longer trace"} `
+    + `or a cache size below ${fmt.int(n)}.` : "";
 }
 
 function setBusy(busy) {
@@ -181,6 +276,8 @@ function resultsCard() {
   ui.barCanvas = h("canvas");
   ui.recallCanvas = h("canvas");
   ui.traceInfo = h("div", { class: "hint mono" });
+  ui.fitNote = h("div", { class: "hint warn fit-note hidden" });
+  ui.stale = h("div", { class: "hint warn stale-note hidden" });
   const heatBody = h("div");
   ui.heatCard = h("div", { class: "card eviction-heatmap hidden" },
     h("h2", {}, "Model trace: evicted keys dimmed", h("span", { class: "spacer" }), h("span", { class: "hint heat-policy" }),
@@ -190,7 +287,7 @@ function resultsCard() {
   const card = h("div", { class: "eviction-results" },
     h("div", { class: "card" }, h("h2", {}, "Results", h("span", { class: "spacer" }),
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
-    ui.traceInfo, h("div", { class: "table-wrap" }, h("table", { class: "data results-table" }, ui.tableHead, ui.tableBody)),
+    ui.stale, ui.traceInfo, ui.fitNote, h("div", { class: "table-wrap" }, h("table", { class: "data results-table" }, ui.tableHead, ui.tableBody)),
     h("div", { class: "hint" }, "★ best in column · click a row to choose the policy shown in the heatmap")),
     h("div", { class: "chart-pair" },
       h("div", { class: "card" }, h("h2", {}, "Hit rate and recall", h("span", { class: "spacer" }),
@@ -198,7 +295,7 @@ function resultsCard() {
       h("div", { class: "card" }, h("h2", {}, "Attention recall over time", h("span", { class: "spacer" }),
         h("button", { class: "btn small", onclick: () => savePNG("eviction-recall", ui.recallCanvas) }, "PNG")), h("div", { class: "chart-box" }, ui.recallCanvas))),
     ui.heatCard);
-  ui.bars = barChart(ui.barCanvas, { yTitle: "share", scales: { y: { max: 1 } } });
+  ui.bars = barChart(ui.barCanvas, { yTitle: "share (solid = hit rate, faded = recall)", scales: { y: { max: 1 } }, legend: false });
   ui.recall = lineChart(ui.recallCanvas, { xTitle: "step", yTitle: "recall", scales: { x: { type: "linear" }, y: { max: 1 } } });
   return card;
 }
@@ -237,12 +334,13 @@ function renderResults() {
     tr.sink_count != null ? `${tr.sink_count} sink tokens (mean received ≥ ${tr.sink_threshold ?? 0.1})` : null,
     tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null].filter(Boolean).join(" · ");
 
+  // One colour per policy (palette.js), the same as in Evaluate and Sweeps: hit rate solid, recall faded.
   setData(ui.bars, rows.map((r) => policyLabel(r.policy)), [
-    { label: "hit rate", data: rows.map((r) => r.hit_rate), color: "#b48cff" },
-    { label: "attention recall", data: rows.map((r) => r.attention_recall), color: "#2dd4bf" },
+    { label: "hit rate", data: rows.map((r) => r.hit_rate), colors: rows.map((r) => policyColour(r.policy)) },
+    { label: "attention recall", data: rows.map((r) => r.attention_recall), colors: rows.map((r) => fade(policyColour(r.policy), 0.45)) },
   ], "bar");
-  setData(ui.recall, [], rows.map((r, i) => ({
-    label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: SERIES[i % SERIES.length],
+  setData(ui.recall, [], rows.map((r) => ({
+    label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: policyColour(r.policy), borderDash: policyDash(r.policy),
   })));
 }
 
@@ -283,10 +381,21 @@ function applyMask() {
   ui.heatmap.setMask(r && r.evicted_at ? r.evicted_at : null);
 }
 
+// One number per cell: {kept, total} ratios become two columns (no JSON inside a CSV cell).
+const CSV_COLUMNS = ["policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
+  "retained_sinks_kept", "retained_sinks_total", "retained_heavy_hitters_kept", "retained_heavy_hitters_total", "kept", "seconds"];
+
+function split(v) {
+  if (Array.isArray(v)) return [v[0], v[1]];
+  if (v && typeof v === "object") return [v.kept ?? v.x ?? v.retained, v.total ?? v.y];
+  return [v, ""];
+}
+
 function flatRows() {
   return last.results.map((r) => {
     const row = { policy: r.policy };
-    for (const [key] of COLUMNS) row[key] = Array.isArray(r[key]) ? r[key].join("/") : r[key];
+    for (const [key] of COLUMNS) row[key] = r[key];
+    for (const key of ["retained_sinks", "retained_heavy_hitters"]) [row[key + "_kept"], row[key + "_total"]] = split(r[key]);
     row.kept = Array.isArray(r.kept) ? r.kept.length : r.kept;
     return row;
   });
@@ -294,7 +403,7 @@ function flatRows() {
 
 function exportCSV() {
   if (!last) return;
-  saveCSV("eviction-results", flatRows(), ["policy", ...COLUMNS.map(([k]) => k), "kept"]);
+  saveCSV("eviction-results", flatRows(), CSV_COLUMNS);
 }
 
 function exportJSON() {
@@ -304,4 +413,5 @@ function exportJSON() {
 
 /** For tests. */
 export function result() { return last; }
+export function isStale() { return !ui.stale.classList.contains("hidden"); }
 export function heatmap() { return ui.heatmap; }
