@@ -93,17 +93,14 @@ def print_frontier(rows: list[dict], kind: str) -> None:
         groups.setdefault((r["cell"]["model"], r["cell"]["text"]), []).append(r)
     for (model, text), group in groups.items():
         sizes = sorted({r["cell"]["cache_size"] for r in group if r["cell"]["policy"] != "full"})
+        full = [r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"]
+        by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"][metric] for r in group}
         per_token = group[0].get("kv_bytes_per_token")
         print(f"\n{model} · {text} · {group[0]['tokens']} tokens · {metric}"
               + (f" · KV {per_token:,} bytes/token" if per_token else ""))
-        print(f"{'policy':16}" + "".join(f"{'C=' + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full_known else ""))
-        full = next((r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"), None)
-        full_known = any(r["cell"]["policy"] == "full" for r in group)
-        by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"][metric] for r in group}
-        for policy in dict.fromkeys(r["cell"]["policy"] for r in group):
-            if policy == "full":
-                continue
-            print(f"{policy:16}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full) if full_known else ""))
+        print(f"{'policy':16}" + "".join(f"{'C=' + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full else ""))
+        for policy in dict.fromkeys(r["cell"]["policy"] for r in group if r["cell"]["policy"] != "full"):
+            print(f"{policy:16}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full[0]) if full else ""))
 
 
 def _fmt(v) -> str:
