@@ -1,7 +1,7 @@
 // Model Hub tab: find a model (Hub search, Local list, a folder), see its info card,
 // pick device/precision/token, load it with progress and Cancel, then try it with
 // the Quick Attention Test. Every name, tag and card text is inserted as text.
-import { call, runJob, mode } from "./bridge.js";
+import { call, runJob, pollJob, mode } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
@@ -9,6 +9,14 @@ import { app, on, setModel } from "./state.js";
 import { showTab } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { savePNG, saveJSON } from "./export.js";
+import { userMessage, fieldError } from "./fielderror.js";
+
+// Each Api field as this tab labels it (errors in the user's words).
+const FIELDS = {
+  query: { label: "Search" }, folder: { label: "Folder" }, source: { label: "Model" }, device: { label: "Device" },
+  precision: { label: "Precision" }, token: { label: "HF token" }, text: { label: "Text" },
+  layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" },
+};
 
 const STAGES = ["Downloading", "Loading tokenizer", "Loading weights", "Ready"];
 
@@ -16,12 +24,16 @@ const ui = {};            // the tab's elements, built once
 let selected = null;      // {kind: "hub"|"local", id, source, path?, info?}
 let loadJob = null;       // job id while a load runs
 let lastAttention = null; // the attention() answer behind the heatmap
+let attentionModel = null; // the model that produced it (a later model makes it stale)
 
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("hub-layout");
   panel.append(h("div", { class: "hub-col" }, searchCard(), localCard()), modelCard(), attentionCard());
   on("model", renderLoaded);
+  on("model", (model) => {
+    if (lastAttention && model && model.source !== attentionModel) markAttentionStale("from the previous model");
+  });
 }
 
 /** Called once app_info is known: devices, precisions, token. */
@@ -29,6 +41,10 @@ export async function start(info) {
   fillDevices(info);
   renderToken(info && info.token);
   await refreshLocal();
+  // `make run` starts loading the demo model as the window opens (main.py): show that load here.
+  const jobs = await call("running_jobs");
+  const job = jobs.ok && (jobs.jobs || []).find((j) => j.kind === "load");
+  if (job) load(job.job_id);
 }
 
 // ---------- search ----------
@@ -75,6 +91,7 @@ function resultItem(m) {
 // ---------- local ----------
 function localCard() {
   ui.local = h("ul", { class: "list local" }, h("li", { class: "empty" }, "Looking for local models…"));
+  ui.folderHint = h("div", { class: "hint err folder-hint hidden" });
   ui.folder = h("input", { type: "text", class: "grow mono", placeholder: "/path/to/model-folder", dataset: { field: "folder" } });
   const browse = h("button", { class: "btn", title: "Native folder dialog (desktop window only)", onclick: pickFolder }, "Browse…");
   const use = h("button", { class: "btn", onclick: () => useFolder(ui.folder.value.trim()) }, "Use folder");
@@ -82,13 +99,21 @@ function localCard() {
   onEnter(ui.folder, () => useFolder(ui.folder.value.trim()));
   return h("div", { class: "card hub-local" },
     h("h2", {}, "Local models", h("span", { class: "spacer" }), h("button", { class: "btn small", onclick: () => refreshLocal() }, "Rescan")),
-    ui.local, h("div", { class: "row" }, ui.folder, browse, use));
+    ui.local, h("div", { class: "row" }, ui.folder, browse, use), ui.folderHint);
 }
 
 async function refreshLocal(folder) {
   const res = await call("local_models", folder ? { folder } : {});
   markField(ui.panel, res);
-  if (!res.ok) { fill(ui.local, h("li", { class: "empty" }, res.error.message)); return null; }
+  ui.folderHint.classList.add("hidden");
+  if (!res.ok) {
+    // A bad folder is one bad entry, not a reason to lose the list: say so under the folder box.
+    const msg = userMessage(res.error, FIELDS);
+    if (folder) { ui.folderHint.textContent = msg; ui.folderHint.classList.remove("hidden"); }
+    else fill(ui.local, h("li", { class: "empty" }, msg));
+    status.error(msg);
+    return null;
+  }
   const items = res.models.map((m) => {
     const li = h("li", { onclick: () => selectLocal(m, li) },
       h("div", { class: "name", title: m.path }, m.source === "demo" ? "demo — bundled demo model" : m.id),
@@ -113,12 +138,27 @@ async function pickFolder() {
 }
 
 async function useFolder(path) {
-  if (!path) { markField(ui.panel, { error: { field: "folder" } }); return; }
+  if (!path) { showFolderError("type the path of a model folder (config.json and weights), or use Browse…"); return; }
   const models = await refreshLocal(path);
-  if (!models) return;
+  if (!models) {  // nothing valid is selected now: Load must not quietly load the previous choice
+    selected = null;
+    markSelected(null);
+    ui.infoTitle.textContent = "—";
+    fill(ui.infoKv);
+    fill(ui.infoMemory, h("span", { class: "hint" }, "Pick a model in a list, or fix the folder."));
+    resetLoadProgress();
+    return;
+  }
   const m = models.find((x) => x.source === "folder") || { id: path, source: "folder", path };
   const li = [...ui.local.children].find((n) => n.dataset.source === "folder");
   selectLocal(m, li);
+}
+
+function showFolderError(what) {
+  const res = fieldError("folder", FIELDS, what);
+  markField(ui.panel, res);
+  ui.folderHint.textContent = res.error.message;
+  ui.folderHint.classList.remove("hidden");
 }
 
 // ---------- selection + info card ----------
@@ -127,13 +167,24 @@ function markSelected(li) {
   if (li) li.classList.add("selected");
 }
 
+// The load progress ("Ready", stages, a load error) belongs to the last load: hide it once the
+// selection moves to another model.
+function resetLoadProgress() {
+  ui.progress.classList.add("hidden");
+  ui.stages.classList.add("hidden");
+  ui.loadDetail.textContent = "";
+  ui.loadDetail.className = "hint mono load-detail";
+}
+
 function selectLocal(m, li) {
+  if (!selected || selected.id !== m.id) resetLoadProgress();
   markSelected(li);
   selected = { kind: "local", id: m.id, source: m.source === "demo" ? "demo" : m.path, path: m.path, local: m };
   renderInfo();
 }
 
 async function selectHub(m, li) {
+  if (!selected || selected.id !== m.id) resetLoadProgress();
   markSelected(li);
   selected = { kind: "hub", id: m.id, source: m.id, summary: m };
   renderInfo();
@@ -249,17 +300,27 @@ async function setToken() {
 }
 
 // ---------- load ----------
-async function load() {
-  if (!selected) { status.error("Pick a model first: the demo model, a local folder or a Hub result."); return; }
+/** Load the selected model, or follow a load already running (jobId: the one main.py started). */
+async function load(jobId) {
+  if (typeof jobId !== "string") jobId = null;
+  if (!selected) {
+    const msg = "Pick a model first: the demo model, a local folder or a Hub result.";
+    status.error(msg);
+    ui.loadDetail.textContent = msg;
+    ui.loadDetail.className = "hint mono load-detail err";
+    return;
+  }
   ui.loadBtn.disabled = true;
   ui.cancelBtn.classList.remove("hidden");
   ui.progress.classList.remove("hidden");
   ui.stages.classList.remove("hidden");
   ui.loadDetail.textContent = "";
   const act = status.begin(`Loading ${selected.id}…`);
-  const res = await runJob("load_model", {
+  const onProgress = (st) => showProgress(st, act);
+  if (jobId) loadJob = jobId;
+  const res = jobId ? await pollJob(jobId, onProgress) : await runJob("load_model", {
     source: selected.source, device: ui.device.value, precision: ui.precision.value, trust_remote_code: ui.trust.checked,
-  }, (st) => showProgress(st, act), (id) => { loadJob = id; });
+  }, onProgress, (id) => { loadJob = id; });
   loadJob = null;
   act.end();
   ui.loadBtn.disabled = false;
@@ -267,7 +328,7 @@ async function load() {
   markField(ui.panel, res);
   if (!res.ok) {
     ui.progress.classList.add("hidden");
-    ui.loadDetail.textContent = res.error.code === "cancelled" ? "Cancelled; the previous model stays loaded." : res.error.message;
+    ui.loadDetail.textContent = res.error.code === "cancelled" ? "Cancelled; the previous model stays loaded." : userMessage(res.error, FIELDS);
     ui.loadDetail.className = "hint mono load-detail " + (res.error.code === "cancelled" ? "" : "err");
     return;
   }
@@ -318,6 +379,7 @@ function attentionCard() {
     ["sqrt", "linear", "log"].map((s) => h("option", { value: s }, s)));
   ui.attnBtn = h("button", { class: "btn primary", onclick: getAttention }, "Get Attention");
   ui.attnInfo = h("div", { class: "hint mono attn-info" });
+  ui.attnStale = h("div", { class: "hint warn attn-stale hidden" });
   onEnter(ui.text, getAttention);
   onEnter(ui.layer, getAttention);
   onEnter(ui.head, getAttention);
@@ -329,7 +391,7 @@ function attentionCard() {
     ui.text,
     h("div", { class: "row" }, field("Layer (−1 = last)", ui.layer, "field inline"), field("Head (blank = mean)", ui.head, "field inline"),
       field("Scale", ui.scale, "field inline"), h("span", { class: "grow" }), ui.attnBtn),
-    ui.attnInfo, body);
+    ui.attnInfo, ui.attnStale, body);
   ui.heatmap = new Heatmap(body, { maxHeight: 620, emptyText: "Load a model, then Get Attention to draw the heatmap." });
   return card;
 }
@@ -337,21 +399,41 @@ function attentionCard() {
 async function getAttention() {
   const headRaw = ui.head.value.trim();
   const params = { text: ui.text.value, layer: Number(ui.layer.value === "" ? -1 : ui.layer.value), head: headRaw === "" ? null : Number(headRaw) };
-  if (headRaw !== "" && !Number.isInteger(params.head)) { markField(ui.panel, { error: { field: "head" } }); return; }
+  if (headRaw !== "" && !/^\d+$/.test(headRaw)) {
+    const heads = app.model && app.model.spec ? app.model.spec.heads : null;
+    return showAttentionError(fieldError("head", FIELDS,
+      `type a head number${heads ? ` from 0 to ${heads - 1}` : ""}, or leave it blank for the mean over heads (got “${headRaw}”).`));
+  }
   ui.attnBtn.disabled = true;
   const act = status.begin("Running attention…");
   const res = await call("attention", params);
   act.end();
   ui.attnBtn.disabled = false;
+  if (!res.ok) return showAttentionError(res);
   markField(ui.panel, res);
-  if (!res.ok) { ui.attnInfo.textContent = res.error.message; ui.attnInfo.classList.add("err"); return; }
   ui.attnInfo.classList.remove("err");
+  ui.attnStale.classList.add("hidden");
   lastAttention = res;
+  attentionModel = app.model && app.model.source;
   const sinks = (res.sinks || []).map((s) => s.position);
   ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks });
   const sinkText = (res.sinks || []).map((s) => `${s.position}:${JSON.stringify(s.token)} ${fmt.fixed(s.score, 2)}`).join("  ");
   ui.attnInfo.textContent = `${res.n} tokens · layer ${res.layer} · ${res.head == null ? "mean over heads" : "head " + res.head} · ${fmt.secs(res.seconds)}`
     + (sinkText ? ` · sinks ${sinkText}` : " · no sinks above threshold");
+}
+
+function showAttentionError(res) {
+  markField(ui.panel, res);
+  const msg = userMessage(res.error, FIELDS);
+  ui.attnInfo.textContent = msg;
+  ui.attnInfo.classList.add("err");
+  status.error(msg);
+  if (lastAttention) markAttentionStale("from the previous run");
+}
+
+function markAttentionStale(why) {
+  ui.attnStale.textContent = `⚠ The heatmap below is ${why}; Get Attention to update it.`;
+  ui.attnStale.classList.remove("hidden");
 }
 
 function exportMatrix() {

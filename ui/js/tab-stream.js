@@ -12,11 +12,24 @@ import { Heatmap } from "./heatmap.js";
 import { ScoreGrid } from "./scoregrid.js";
 import { lineChart, setData, SERIES } from "./charts.js";
 import { savePNG, saveJSON } from "./export.js";
+import { userMessage } from "./fielderror.js";
+
+// Each Api field as this tab labels it (errors in the user's words; heavy_fraction is typed in %).
+const FIELDS = {
+  prompt: { label: "Prompt" }, generate: { label: "Generate N", type: "a whole number of new tokens from 0 to 4,096" },
+  temperature: { label: "Temperature", type: "a number from 0 (greedy) to 5" },
+  sink_threshold: { label: "Sink threshold", type: "a mean attention from 0.001 to 1, e.g. 0.1" },
+  heavy_fraction: { label: "Heavy hitters %", pct: true },
+  sink_count: { label: "Sink count k", type: "a whole number of tokens from 1 to 64" },
+  "view.layer": { label: "Layer" }, "view.head": { label: "Head" },
+};
 
 const ui = {};
+const MANY_LAYERS = 8;     // above this the first-k chart shows the mean and one picked layer, not a line per layer
 let chain = Promise.resolve();
 let running = false;       // the timer loop is on
 let started = false;       // the backend holds a stream for this page
+let finished = false;      // that stream reached its end (Start then starts over)
 let massHistory = [];      // [{step, mass: [per layer]}] for the live chart
 let stepsSinceState = 0;
 
@@ -51,17 +64,20 @@ function controlsCard() {
   ui.head = h("select", { dataset: { field: "view.head" }, onchange: changeView });
   ui.scale = h("select", { onchange: () => ui.heatmap.setScale(ui.scale.value) }, ["sqrt", "linear", "log"].map((s) => h("option", {}, s)));
 
-  ui.startBtn = h("button", { class: "btn primary", onclick: () => startStream(), title: "Start from the beginning" }, "▶ Start");
-  ui.stopBtn = h("button", { class: "btn", onclick: stop, disabled: true }, "❚❚ Stop");
-  ui.stepBtn = h("button", { class: "btn", onclick: stepOnce }, "Step");
-  ui.resetBtn = h("button", { class: "btn danger", onclick: reset }, "Reset");
-  onEnter(ui.prompt, () => startStream());
+  // Stop pauses; Start resumes a paused stream and starts over after Reset or at the end.
+  ui.startBtn = h("button", { class: "btn primary", onclick: startOrResume, dataset: { action: "start" } }, "▶ Start");
+  ui.stopBtn = h("button", { class: "btn", onclick: stop, disabled: true, dataset: { action: "stop" }, title: "Pause; Start resumes" }, "❚❚ Stop");
+  ui.stepBtn = h("button", { class: "btn", onclick: stepOnce, dataset: { action: "step" } }, "Step");
+  ui.resetBtn = h("button", { class: "btn danger", onclick: reset, dataset: { action: "reset" }, title: "Forget this stream; Start then begins at token 1" }, "Reset");
+  ui.settingsNote = h("div", { class: "hint settings-note hidden" }, "The prompt and these settings belong to the running stream: Reset to change them.");
+  onEnter(ui.prompt, startOrResume);
 
   return h("div", { class: "card stream-controls" },
     h("div", { class: "row" }, h("div", { class: "grow" }, ui.prompt),
       h("div", { class: "form-grid stream-numbers" },
         field("Generate N", ui.generate), field("Temperature", ui.temperature),
         field("Sink threshold", ui.threshold), field("Heavy hitters %", ui.heavy), field("Sink count k", ui.sinkCount))),
+    ui.settingsNote,
     h("div", { class: "row" }, ui.startBtn, ui.stopBtn, ui.stepBtn, ui.resetBtn,
       h("label", { class: "field inline" }, "Interval", ui.interval, ui.intervalOut),
       h("span", { class: "grow" }),
@@ -74,6 +90,24 @@ function num(name, value, min, max, step, title) {
   return h("input", { type: "number", value: String(value), min: String(min), max: String(max), step: String(step), title, dataset: { field: name } });
 }
 
+// The settings a stream was started with are fixed for it (the backend marks sinks as it goes):
+// while a stream is open they are disabled and say so, instead of being silently ignored.
+function lockSettings() {
+  const locked = started && !finished;
+  for (const input of [ui.prompt, ui.generate, ui.temperature, ui.threshold, ui.heavy, ui.sinkCount]) {
+    input.disabled = locked;
+  }
+  ui.settingsNote.classList.toggle("hidden", !locked);
+  ui.startBtn.textContent = locked && !running ? "▶ Resume" : "▶ Start";
+  ui.startBtn.title = locked ? "Resume where the stream paused" : "Start from the first token";
+}
+
+function startOrResume() {
+  if (running) return;
+  if (started && !finished) play();   // Stop paused it: go on from the next token
+  else startStream();
+}
+
 function mainCard() {
   ui.info = h("div", { class: "hint mono stream-info" }, "Press Start to stream the prompt.");
   const body = h("div");
@@ -84,11 +118,12 @@ function mainCard() {
 
 function sideCard() {
   ui.chartCanvas = h("canvas");
+  ui.massLayer = h("select", { class: "mass-layer hidden", dataset: { field: "mass_layer" }, title: "Many layers: the mean over layers, and one layer", onchange: renderMassChart });
   ui.gridBox = h("div");
   ui.recommended = h("div", { class: "recommended" });
   ui.sinkTable = h("tbody");
   const card = h("div", { class: "stream-side" },
-    h("div", { class: "card" }, h("h2", {}, "Mass on the first k tokens, by layer", h("span", { class: "spacer" }),
+    h("div", { class: "card" }, h("h2", {}, "Mass on the first k tokens, by layer", h("span", { class: "spacer" }), ui.massLayer,
       h("button", { class: "btn small", onclick: () => ui.chart && savePNG("stream-sink-mass", ui.chartCanvas) }, "PNG")),
     h("div", { class: "chart-box" }, ui.chartCanvas)),
     h("div", { class: "card" }, h("h2", {}, "Sink score, layers × heads", h("span", { class: "spacer" }),
@@ -104,12 +139,18 @@ function sideCard() {
 function modelChanged(model) {
   stop();
   started = false;
+  finished = false;
   const spec = (model && model.spec) || {};
   const layers = spec.layers || 0, heads = spec.heads || 0;
   fill(ui.layer, h("option", { value: "all" }, "all (mean)"),
     Array.from({ length: layers }, (_, i) => h("option", { value: String(i), selected: i === layers - 1 }, String(i))));
   fill(ui.head, h("option", { value: "" }, "mean"), Array.from({ length: heads }, (_, i) => h("option", { value: String(i) }, String(i))));
-  clearViews("Press Start to stream the prompt.");
+  view();  // the new layer list starts on one layer: the Head list is usable again
+  fill(ui.massLayer, h("option", { value: "" }, "mean of layers"),
+    Array.from({ length: layers }, (_, i) => h("option", { value: String(i) }, `mean + layer ${i}`)));
+  ui.massLayer.classList.toggle("hidden", layers <= MANY_LAYERS);
+  clearViews(model ? "Press Start to stream the prompt." : "Load a model to stream.");
+  lockSettings();
 }
 
 function view() {
@@ -151,11 +192,13 @@ async function startStream(playAfter = true) {
       sink_count: Number(ui.sinkCount.value), view: view(),
     });
     markField(ui.panel, res);
-    if (!res.ok) { ui.info.textContent = res.error.message; started = false; return; }
+    if (!res.ok) { showError(res); started = false; return; }
     started = true;
+    finished = false;
     clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`);
     ui.total = res.prompt_tokens + (res.generate || 0);
   });
+  lockSettings();
   if (started && playAfter) play();
 }
 
@@ -163,6 +206,7 @@ function play() {
   running = true;
   ui.startBtn.disabled = true;
   ui.stopBtn.disabled = false;
+  lockSettings();
   ui.activity = status.begin("Streaming…");
   loop();
 }
@@ -178,14 +222,14 @@ async function loop() {
 
 function stop() {
   running = false;
-  if (ui.startBtn) { ui.startBtn.disabled = false; ui.stopBtn.disabled = true; }
+  if (ui.startBtn) { ui.startBtn.disabled = false; ui.stopBtn.disabled = true; lockSettings(); }
   if (ui.activity) { ui.activity.end(); ui.activity = null; }
   if (started) enqueue(refreshState);
 }
 
 async function stepOnce() {
   stop();
-  if (!started) await startStream(false);  // Step with no stream: start it paused, then take one step
+  if (!started || finished) await startStream(false);  // Step with no stream: start it paused, then take one step
   await enqueue(() => step(1));
   await enqueue(refreshState);
 }
@@ -195,7 +239,9 @@ async function reset() {
   await enqueue(async () => {
     await call("stream_reset");
     started = false;
-    clearViews("Reset. Press Start to stream the prompt.");
+    finished = false;
+    clearViews("Reset. Press Start to stream the prompt from its first token.");
+    lockSettings();
   });
 }
 
@@ -206,7 +252,8 @@ async function step(n) {
   const res = await call("stream_step", { steps: n, view: v });
   if (!res.ok) {
     if (res.error.code === "no_stream") { started = false; clearViews(res.error.message); }
-    ui.info.textContent = res.error.message;
+    showError(res);
+    lockSettings();
     return false;
   }
   for (const s of res.steps) ui.heatmap.appendRow(s.row, s.token);
@@ -221,7 +268,9 @@ async function step(n) {
   }
   if (++stepsSinceState >= 8) { stepsSinceState = 0; await refreshState(); }
   if (res.done) {
-    ui.info.textContent += " · " + (res.message || "done");
+    finished = true;
+    ui.info.textContent += " · " + (res.message || "done") + " · Start streams it again from the first token";
+    lockSettings();
     return false;
   }
   return true;
@@ -247,9 +296,30 @@ function renderMassChart() {
   // Thin the history so a 4,000-step stream still redraws quickly.
   const stride = Math.ceil(massHistory.length / 600);
   const pts = massHistory.filter((_, i) => i % stride === 0 || i === massHistory.length - 1);
-  setData(ui.chart, pts.map((p) => p.step), Array.from({ length: layers }, (_, l) => ({
-    label: "L" + l, data: pts.map((p) => p.mass[l]), color: SERIES[l % SERIES.length],
-  })));
+  if (layers <= MANY_LAYERS) {
+    setData(ui.chart, pts.map((p) => p.step), Array.from({ length: layers }, (_, l) => ({
+      label: "L" + l, data: pts.map((p) => p.mass[l]), color: SERIES[l % SERIES.length],
+    })));
+    return;
+  }
+  // 30 layers would need a 4-row legend and repeat colours: the mean over layers, its min–max
+  // band, and the one layer picked in the list above the chart.
+  const mean = pts.map((p) => p.mass.reduce((a, b) => a + b, 0) / p.mass.length);
+  const sets = [
+    { label: "max over layers", data: pts.map((p) => Math.max(...p.mass)), color: "rgba(229,231,235,.25)", borderWidth: 0, fill: "+1", backgroundColor: "rgba(229,231,235,.10)" },
+    { label: "min over layers", data: pts.map((p) => Math.min(...p.mass)), color: "rgba(229,231,235,.25)", borderWidth: 0 },
+    { label: `mean of ${layers} layers`, data: mean, color: "#e5e7eb" },
+  ];
+  const picked = ui.massLayer.value;
+  if (picked !== "") sets.push({ label: "layer " + picked, data: pts.map((p) => p.mass[Number(picked)]), color: SERIES[0] });
+  setData(ui.chart, pts.map((p) => p.step), sets);
+}
+
+/** The stream's error, naming the field as this tab labels it, in its units. */
+function showError(res) {
+  const msg = userMessage(res.error, FIELDS);
+  ui.info.textContent = msg;
+  status.error(msg);
 }
 
 async function exportJSON() {
@@ -261,3 +331,4 @@ async function exportJSON() {
 /** For tests: the stream heatmap and whether the timer runs. */
 export function heatmap() { return ui.heatmap; }
 export function isRunning() { return running; }
+export function massChart() { return ui.chart; }
