@@ -20,7 +20,8 @@ regular file; FIFOs, sockets, devices and directories are refused without blocki
 what we read); the size must be within the kind's limit, and the read itself stops at
 limit + 1 bytes, so a file that grows (or a /proc file that lies about its size) is
 refused too. Failures raise FileRefused (a UserError, code "bad_file", field
-"source"), whose message names the file and says why. It is neither an OSError nor a
+"source"), whose message names the file and says why, and whose `reason` is one of
+missing, permission, not_regular, too_large, unopenable, not_text, not_json. It is neither an OSError nor a
 ValueError: callers that used to catch those must catch FileRefused too.
 """
 import json
@@ -56,10 +57,11 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 class FileRefused(UserError):
     """A model-folder file that is not a regular file, or larger than its kind allows."""
 
-    def __init__(self, path, why: str, field: str = "source"):
+    def __init__(self, path, why: str, reason: str, field: str = "source"):
         super().__init__("bad_file", f"{Path(path).name[:120]} in the model folder {why}; "
                          "re-download the model or fix the folder.", field)
         self.path = str(path)
+        self.reason = reason  # missing | permission | not_regular | too_large | unopenable | not_text | not_json
 
 
 def _limit(kind: str) -> int | None:
@@ -74,19 +76,19 @@ def _open_fd(path) -> int:
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:
-        raise FileRefused(path, "is missing (or is a broken link)") from None
+        raise FileRefused(path, "is missing (or is a broken link)", "missing") from None
     except PermissionError:
-        raise FileRefused(path, "cannot be read (no permission)") from None
+        raise FileRefused(path, "cannot be read (no permission)", "permission") from None
     except IsADirectoryError:
-        raise FileRefused(path, "is a folder, not a file") from None
+        raise FileRefused(path, "is a folder, not a file", "not_regular") from None
     except OSError as exc:  # a symlink loop (ELOOP), a name too long, an I/O error…
-        raise FileRefused(path, f"cannot be opened ({exc.strerror or type(exc).__name__})") from None
+        raise FileRefused(path, f"cannot be opened ({exc.strerror or type(exc).__name__})", "unopenable") from None
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
         what = ("a folder" if stat.S_ISDIR(mode) else "a pipe" if stat.S_ISFIFO(mode) else
                 "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else "special")
-        raise FileRefused(path, f"is {what}, not a regular file")
+        raise FileRefused(path, f"is {what}, not a regular file", "not_regular")
     if hasattr(os, "set_blocking"):
         os.set_blocking(fd, True)  # regular files never block; undo O_NONBLOCK for ordinary reads
     return fd
@@ -105,7 +107,7 @@ def check_regular(path, kind: str) -> int:
 
 def _check_size(path, size: int, limit: int | None) -> None:
     if limit is not None and size > limit:
-        raise FileRefused(path, f"is {size / MiB:,.1f} MiB, over the {limit // MiB} MiB a file of this kind may be")
+        raise FileRefused(path, f"is {size / MiB:,.1f} MiB, over the {limit // MiB} MiB a file of this kind may be", "too_large")
 
 
 def open_regular(path, kind: str = "weights"):
@@ -126,7 +128,7 @@ def read_bytes(path, kind: str) -> bytes:
     with open_regular(path, kind) as f:
         data = f.read() if limit is None else f.read(limit + 1)
     if limit is not None and len(data) > limit:
-        raise FileRefused(path, f"is over the {limit // MiB} MiB a file of this kind may be (it grew while read)")
+        raise FileRefused(path, f"is over the {limit // MiB} MiB a file of this kind may be (it grew while read)", "too_large")
     return data
 
 
@@ -134,7 +136,7 @@ def read_text(path, kind: str) -> str:
     try:
         return read_bytes(path, kind).decode("utf-8")
     except UnicodeDecodeError:
-        raise FileRefused(path, "is not UTF-8 text") from None
+        raise FileRefused(path, "is not UTF-8 text", "not_text") from None
 
 
 def read_json(path, kind: str = "config"):
@@ -142,9 +144,9 @@ def read_json(path, kind: str = "config"):
     try:
         return json.loads(read_text(path, kind))
     except json.JSONDecodeError as exc:
-        raise FileRefused(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        raise FileRefused(path, f"is not valid JSON ({exc.msg} at line {exc.lineno})", "not_json") from None
     except RecursionError:
-        raise FileRefused(path, "is JSON nested too deeply") from None
+        raise FileRefused(path, "is JSON nested too deeply", "not_json") from None
 
 
 def check_folder_files(folder) -> None:
@@ -154,7 +156,7 @@ def check_folder_files(folder) -> None:
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except OSError as exc:
-        raise FileRefused(folder, f"cannot be listed ({exc.strerror or type(exc).__name__})") from None
+        raise FileRefused(folder, f"cannot be listed ({exc.strerror or type(exc).__name__})", "unopenable") from None
     for entry in entries:
         kind = FOLDER_FILES.get(entry.name)
         if kind is None and entry.name.endswith(_WEIGHT_SUFFIXES):
