@@ -290,12 +290,12 @@ function resultsCard() {
     ui.stale, ui.traceInfo, ui.fitNote, h("div", { class: "table-wrap" }, h("table", { class: "data results-table" }, ui.tableHead, ui.tableBody)),
     h("div", { class: "hint" }, "★ best in column · click a row to choose the policy shown in the heatmap")),
     h("div", { class: "chart-pair" },
-      h("div", { class: "card" }, h("h2", {}, "Hit rate and recall", h("span", { class: "spacer" }),
+      h("div", { class: "card" }, h("h2", {}, "Hit rate (solid) and recall (faded)", h("span", { class: "spacer" }),
         h("button", { class: "btn small", onclick: () => savePNG("eviction-bars", ui.barCanvas) }, "PNG")), h("div", { class: "chart-box" }, ui.barCanvas)),
       h("div", { class: "card" }, h("h2", {}, "Attention recall over time", h("span", { class: "spacer" }),
         h("button", { class: "btn small", onclick: () => savePNG("eviction-recall", ui.recallCanvas) }, "PNG")), h("div", { class: "chart-box" }, ui.recallCanvas))),
     ui.heatCard);
-  ui.bars = barChart(ui.barCanvas, { yTitle: "share (solid = hit rate, faded = recall)", scales: { y: { max: 1 } }, legend: false });
+  ui.bars = barChart(ui.barCanvas, { yTitle: "share", scales: { y: { max: 1 } }, legend: false });
   ui.recall = lineChart(ui.recallCanvas, { xTitle: "step", yTitle: "recall", scales: { x: { type: "linear" }, y: { max: 1 } } });
   return card;
 }
