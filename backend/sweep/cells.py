@@ -25,6 +25,9 @@ EVAL_METRICS = ("perplexity", "kl_vs_full", "tokens", "evictions")
 
 def init_worker(models=(), device="auto", precision="auto", threads: int = 1) -> None:
     """Process start-up (local pool initializer, Ray actor constructor): load the sweep's models once."""
+    models = [m for m in models if m != SYNTHETIC]
+    if not models:
+        return  # a synthetic sweep needs numpy and numba only: no torch in the worker
     import torch
 
     torch.set_num_threads(threads)  # workers are the parallelism; one thread each avoids fighting over cores
@@ -36,8 +39,7 @@ def init_worker(models=(), device="auto", precision="auto", threads: int = 1) ->
     except ImportError:
         pass
     for source in models:
-        if source != SYNTHETIC:
-            model(source, device, precision)
+        model(source, device, precision)
 
 
 def model(source: str, device: str, precision: str):

@@ -28,10 +28,14 @@ def _actor_class(ray):
             init_worker([model], device, precision)
 
         def run(self, task, settings):
+            from backend.errors import UserError as Refused
             from backend.sweep.cells import run_task
 
             node = ray.get_runtime_context().get_node_id()
-            return [dict(r, node=node) for r in run_task(task, settings)]
+            try:
+                return [dict(r, node=node) for r in run_task(task, settings)]
+            except Refused as exc:  # bad settings are not worth a retry: hand the message back as data
+                return {"error": {"code": exc.code, "message": exc.message, "field": exc.field}}
 
         def where(self):
             return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
@@ -122,11 +126,10 @@ class RayRunner:
                     try:
                         rows = ray.get(ref)
                     except ray.exceptions.RayError as exc:
-                        cause = getattr(exc, "cause", None)
-                        if isinstance(cause, UserError):
-                            raise cause from None
                         raise UserError("ray_failed", f"A sweep task failed on the cluster after {RETRIES} retries "
-                                        f"({str(exc).splitlines()[0][:200]}); rerun to resume.", "ray") from None
+                                        f"({_last_line(exc)}); rerun to resume.", "ray") from None
+                    if isinstance(rows, dict):
+                        raise UserError(**rows["error"])
                     feed()
                     yield rows
         finally:
@@ -139,3 +142,9 @@ class RayRunner:
             except Exception:  # noqa: BLE001 - an actor that is already gone
                 pass
         self.actors = []
+
+
+def _last_line(exc) -> str:
+    """A RayTaskError's text is the remote traceback; its last line names the actual error."""
+    lines = [x for x in str(exc).splitlines() if x.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:300]
