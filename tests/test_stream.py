@@ -165,6 +165,17 @@ def test_sink_definition_on_hand_made_matrix():
     assert 5 not in S.sinks_in_matrix(b, 0.1)
     mean = S.mean_received(S.received_after(a), n - 1)
     assert mean[0] == pytest.approx(0.5) and np.isnan(mean[n - 1])
+    # ... and at least 10% of the tokens so far: in a 100-token stream, a key that the last 6 queries
+    # look at hard is not a sink yet (it needs 10), one the last 10 queries look at is
+    def looked_at_by_last(k):
+        c = np.eye(100)
+        for q in range(100 - k, 100):
+            c[q, 99 - k], c[q, q] = 0.5, 0.5
+        return c
+
+    assert S.min_later_queries(100) == 10 and S.min_later_queries(20) == 4
+    assert S.sinks_in_matrix(looked_at_by_last(6)) == [] and S.sinks_in_matrix(looked_at_by_last(6), min_queries=4) == [93]
+    assert S.sinks_in_matrix(looked_at_by_last(10)) == [89]
 
 
 def test_heavy_hitters_are_top_fraction_by_accumulated_attention():
@@ -175,11 +186,30 @@ def test_heavy_hitters_are_top_fraction_by_accumulated_attention():
 
 
 def test_recommended_sink_count():
-    assert S.recommended_sink_count(np.array([0.6, 0.02, 0.01, 0.01])) == 1
-    assert S.recommended_sink_count(np.array([0.3, 0.25, 0.2, 0.02, 0.01])) == 3
-    assert S.recommended_sink_count(np.array([0.05, 0.04, 0.02])) == 0
-    # a sink beyond the first 16 positions is not something a leading-token cache can pin
-    assert S.recommended_sink_count(np.r_[0.5, np.zeros(20), 0.9]) == 1
+    # the fewest leading tokens k such that token k takes < 1% (its lead share); NaN = cannot judge yet: stop
+    assert S.recommended_sink_count(np.array([0.6, 0.02, 0.005, 0.3])) == 2
+    assert S.recommended_sink_count(np.array([0.6, 0.009, 0.3])) == 1       # only the leading run counts
+    assert S.recommended_sink_count(np.array([0.004, 0.5])) == 0            # no sink at position 0: pin nothing
+    assert S.recommended_sink_count(np.array([0.5, np.nan, 0.5])) == 1
+    assert S.recommended_sink_count(np.full(16, 0.5)) == 16                  # capped at the 16 positions judged
+    # ... and no more than an even spread gives it: on a 40-token stream 1/(q+1) is 2–4%
+    even = S.even_share(40)
+    assert even[0] == pytest.approx(np.mean(1 / np.arange(17, 41))) and np.isnan(even[9])
+    assert S.recommended_sink_count(np.array([0.2, 0.03, 0.02]), even) == 1
+    assert S.recommended_sink_count(np.array([0.2, 0.06, 0.02]), even) == 2
+
+
+def test_lead_share_counts_only_queries_16_tokens_later():
+    n = 40
+    a = np.zeros((n, n))
+    a[np.arange(n), np.arange(n)] = 1.0
+    a[1:, 0], a[np.arange(1, n), np.arange(1, n)] = 0.25, 0.75   # key 0: a quarter of every row
+    a[2:18, 1] = 0.5                                             # key 1: only its 16 nearest queries look at it
+    share = S.lead_share(a)
+    assert share[0] == pytest.approx(0.25)             # queries 16..39
+    assert share[1] == pytest.approx(0.5 * 1 / 23)     # queries 17..39: only q = 17 saw it
+    assert np.isnan(share[9])                          # 40 - 25 = 15 queries < 16: not judged yet
+    assert S.recommended_sink_count(share) == 2        # 0.25, then 0.0217 ≥ 1%, then key 2 gets 0
 
 
 def test_stream_sinks_match_one_shot_definition_on_tiny_model():
@@ -193,9 +223,10 @@ def test_stream_sinks_match_one_shot_definition_on_tiny_model():
         assert session.heavy_hitters(v) == S.heavy_hitters(ref.sum(axis=0), 0.2)
     grid = np.array(session.sink_grid())
     np.testing.assert_allclose(grid, full[:, :, 1:, 0].mean(axis=-1), atol=1e-5)
-    per_layer = [S.recommended_sink_count(np.r_[S.mean_received(S.received_after(full[l].mean(0)), 47)[:44], [np.nan] * 4],
-                                          0.05) for l in range(2)]
-    assert session.recommended_sinks() == max(per_layer)
+    shares = np.stack([S.lead_share(full[l].mean(0)) for l in range(2)])
+    np.testing.assert_allclose(session.lead_shares(), shares, atol=1e-6)
+    per_layer = [S.recommended_sink_count(x, S.even_share(48)) for x in shares]
+    assert session.recommended_sinks_by_layer() == per_layer and session.recommended_sinks() == max(per_layer)
     mass = session.sink_mass_by_layer()
     np.testing.assert_allclose(mass, full[:, :, -1, :4].sum(-1).mean(-1), atol=1e-5)
 
@@ -245,8 +276,10 @@ def test_api_bad_input_names_the_field(api):
     assert Api().stream_start({"prompt": "x"})["error"]["code"] == "no_model"
     e = api.stream_start({"prompt": "   "})["error"]
     assert e["field"] == "prompt"
-    e = api.stream_start({"prompt": "x" * 65})["error"]          # the tiny model's context is 64
-    assert e["code"] == "too_long" and e["field"] == "prompt" and "prompt is 65 tokens" in e["message"]
+    r = api.stream_start({"prompt": "x" * 65})                   # the tiny model's context is 64: stream up to it, say so
+    assert r["ok"] and r["prompt_tokens"] == 64 and r["prompt_tokens_given"] == 65
+    assert "65 tokens" in r["note"] and "context is 64" in r["note"]
+    assert len(api.stream_step({"steps": 100})["steps"]) == 64
     e = api.stream_start({"prompt": "ok", "view": {"layer": 2}})["error"]
     assert e["field"] == "view.layer"
     api.stream_start({"prompt": "ok"})

@@ -3,6 +3,8 @@
 The token is resolved here (session > HF_TOKEN > token file > .env) and handed to
 the hub services; answers only ever carry its source and a masked tail.
 """
+from pathlib import Path
+
 from ..envelope import public
 from ..errors import UserError
 from ..validate import choice, integer, params_dict, text
@@ -53,6 +55,29 @@ class HubMethods:
         params = params_dict(params)
         folder = text(params, "folder", "", max_len=4096, allow_empty=True).strip()
         return {"models": local_models(folder or None)}
+
+    @public
+    def gguf_info(self, params=None):
+        """The card of a GGUF file in the Local list: its header, and the memory it takes once dequantized."""
+        from ..hub.memory import estimate_memory
+        from ..models.bundled import ALIAS, smollm2_path
+        from ..models.gguf import read_header
+
+        params = params_dict(params)
+        path = text(params, "path", max_len=4096).strip()
+        device = choice(params, "device", _DEVICES, "auto")
+        precision = choice(params, "precision", _PRECISIONS, "auto")
+        file = smollm2_path() if path == ALIAS else Path(path).expanduser()
+        if not file.name.lower().endswith(".gguf"):
+            raise UserError("bad_input", "path must be a .gguf file (or 'smollm2').", "path")
+        try:
+            summary = read_header(file).summary()
+        except UserError as exc:  # the header reader names "source"; here the input is "path"
+            raise UserError(exc.code, exc.message, "path") from None
+        # Loading dequantizes every tensor: the memory is parameters × the precision loaded, not the file size.
+        memory = estimate_memory(summary["parameters"], device, precision)
+        return {**summary, "path": str(file), "format": "gguf", "memory": memory,
+                "dequantized_bytes_per_element": memory["bytes_per_element"]}
 
     @public
     def set_token(self, params=None):

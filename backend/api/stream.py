@@ -53,6 +53,21 @@ def _progress(session, v: int) -> dict:
     return out
 
 
+def _recommendation(session) -> dict:
+    """The recommended sink count, per layer and overall, with the lead shares it was read from (sinks.py)."""
+    from ..attention import sinks as S
+
+    shares = session.lead_shares()
+    out = {"recommended_sinks": session.recommended_sinks(), "recommended_sinks_by_layer": session.recommended_sinks_by_layer(),
+           "lead_share_by_layer": [[None if np.isnan(x) else round(float(x), ROUND) for x in row] for row in shares],
+           "recommended_sinks_note": None}
+    need = S.RECOMMEND_GAP + S.RECOMMEND_MIN_QUERIES
+    if session.position < need:
+        out["recommended_sinks_note"] = (f"needs {need} tokens (each leading token is judged on the queries at least "
+                                         f"{S.RECOMMEND_GAP} tokens after it; {session.position} so far)")
+    return out
+
+
 class StreamMethods:
     def _stream_lock(self):
         lock = self._state.model_lock
@@ -94,13 +109,17 @@ class StreamMethods:
             self._state.stream = None  # a new prompt always starts clean, even if what follows fails
             self._state.stream_note = None
             try:
-                ids = encode(loaded, prompt)
+                ids = encode(loaded, prompt, check_context=False)
             except UserError as exc:  # extract speaks of "text"; here the field is the prompt
                 raise UserError(exc.code, exc.message.replace("text", "prompt", 1), "prompt") from None
+            # A prompt longer than the stream can hold streams up to that limit and says so (issue #11):
+            # the context length, or the attention-history budget on many-head models.
             limit = max_tokens_for(layers, heads, loaded.context_length)
+            note = None
             if len(ids) > limit:
-                raise UserError("too_long", f"prompt is {len(ids):,} tokens but a stream on this model holds at most {limit:,} "
-                                "(attention history limit); shorten it.", "prompt")
+                why = "the model's context" if limit >= loaded.context_length else "the attention-history limit"
+                note = f"The prompt is {len(ids):,} tokens but {why} is {limit:,}: streaming its first {limit:,} tokens."
+                prompt_tokens_given, ids = len(ids), ids[:limit]
             session = StreamSession(loaded, ids, lambda i: token_labels(loaded.tokenizer, i), generate=generate,
                                     temperature=temperature, seed=seed, sink_threshold=threshold,
                                     heavy_fraction=fraction, sink_count=sink_count)
@@ -110,7 +129,8 @@ class StreamMethods:
             lock.release()
         return {"prompt_tokens": session.n_prompt, "tokens": list(session.tokens), "context_length": session.context_length,
                 "max_tokens": session.max_tokens, "n_layers": layers, "n_heads": heads, "view": _view_json(view),
-                "generate": generate, "history_bytes": session.history_bytes()}
+                "generate": generate, "history_bytes": session.history_bytes(),
+                **({"note": note, "prompt_tokens_given": prompt_tokens_given} if note else {})}
 
     @public
     def stream_step(self, params=None):
@@ -162,7 +182,7 @@ class StreamMethods:
             progress["sink_table"] = progress.pop("sinks")
             return {"active": True, "tokens": list(session.tokens[: session.position]),
                     "prompt_tokens": session.n_prompt, "max_tokens": session.max_tokens,
-                    "sink_grid": session.sink_grid(), "recommended_sinks": session.recommended_sinks(),
+                    "sink_grid": session.sink_grid(), **_recommendation(session),
                     "history_bytes": session.history_bytes(), **progress}
         finally:
             lock.release()
@@ -194,6 +214,6 @@ class StreamMethods:
                     "token_ids": list(session.token_ids[: session.position]),
                     "rows": [_rounded(r) for r in session.history(v)], "sink_table": session.sinks(v),
                     "heavy_hitters": session.heavy_hitters(v), "sink_grid": session.sink_grid(),
-                    "recommended_sinks": session.recommended_sinks(), "sink_mass_by_layer": session.sink_mass_by_layer()}
+                    **_recommendation(session), "sink_mass_by_layer": session.sink_mass_by_layer()}
         finally:
             lock.release()

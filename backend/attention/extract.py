@@ -4,12 +4,13 @@ import numpy as np
 from ..errors import UserError
 
 
-def encode(loaded, text: str) -> list[int]:
-    """Token ids as the model sees them (with BOS when the tokenizer adds one); checked against the context."""
+def encode(loaded, text: str, check_context: bool = True) -> list[int]:
+    """Token ids as the model sees them (with BOS when the tokenizer adds one); checked against the context
+    unless check_context is False (the stream takes what fits and says so)."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("bad_input", "text is empty; type some text.", "text")
     ids = loaded.tokenizer(text, add_special_tokens=True)["input_ids"]
-    if len(ids) > loaded.context_length:
+    if check_context and len(ids) > loaded.context_length:
         raise UserError("too_long", f"text is {len(ids):,} tokens but the model's context is {loaded.context_length:,}; shorten it.", "text")
     if not ids:
         raise UserError("bad_input", "text produced no tokens.", "text")

@@ -88,6 +88,9 @@ class StreamSession:
         self._diagonal = np.zeros((self.n_views, n))                     # attention each key paid itself
         self._since = np.full((self.n_views, n), -1, dtype=np.int32)    # step a key became a sink, -1 if not one
         self._last_rows = np.zeros((self.n_views, 0), dtype=np.float32)  # newest query's row in every view
+        # Per layer (mean over heads), attention on keys 0..RECOMMEND_MAX_K-1 from the queries at least
+        # RECOMMEND_GAP after them: the sums behind the recommended sink count (sinks.py).
+        self._lead_sum = np.zeros((self.layers, S.RECOMMEND_MAX_K))
 
     # ---- views -------------------------------------------------------------------------------
     def view_index(self, layer, head) -> int:
@@ -174,6 +177,10 @@ class StreamSession:
         self._last_rows = views
         self._accumulated[:, : t + 1] += views
         self._diagonal[:, t] = views[:, t]
+        lead = min(S.RECOMMEND_MAX_K, t - S.RECOMMEND_GAP + 1)  # keys j ≤ t - gap
+        if lead > 0:
+            lh = self.layers * self.heads
+            self._lead_sum[:, :lead] += views[lh: lh + self.layers, :lead]
         # Sinks in every view, so a view switch shows the step each one became a sink.
         is_sink = S.sink_mask(self._received(t + 1), t, self.sink_threshold)
         since = self._since[:, : t + 1]
@@ -244,20 +251,24 @@ class StreamSession:
         received0 = self._received(self.position)[: self.layers * self.heads, 0] / (self.position - 1)
         return received0.reshape(self.layers, self.heads).tolist()
 
+    def lead_shares(self) -> np.ndarray:
+        """[layers, RECOMMEND_MAX_K]: each leading key's lead share (sinks.lead_share); NaN while too few queries."""
+        counts = self.position - np.arange(S.RECOMMEND_MAX_K) - S.RECOMMEND_GAP
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(counts >= S.RECOMMEND_MIN_QUERIES, self._lead_sum / np.maximum(counts, 1), np.nan)
+
+    def recommended_sinks_by_layer(self) -> list[int]:
+        even = S.even_share(self.position)
+        return [S.recommended_sink_count(share, even) for share in self.lead_shares()]
+
     def recommended_sinks(self) -> int:
-        """The largest per-layer recommended_sink_count (each layer's mean over heads).
+        """The largest per-layer recommended sink count (sinks.py has the rule).
 
         Per layer, not on the all-layer mean: a KV cache is pruned for every layer at
         once, so a leading sink that any one layer leans on must stay (the demo model's
-        sink lives in layer 1 only and the all-layer mean dilutes it below threshold).
+        sink lives in layer 1 only and the all-layer mean dilutes it).
         """
-        if self.position == 0:
-            return 0
-        lh = self.layers * self.heads
-        means = S.mean_received(self._received(self.position)[lh: lh + self.layers], self.position - 1)
-        # Positions with too few queries after them cannot be judged yet.
-        means[:, self.position - 1 - np.arange(self.position) < S.MIN_QUERIES] = np.nan
-        return max(S.recommended_sink_count(m, self.sink_threshold) for m in means)
+        return max(self.recommended_sinks_by_layer(), default=0)
 
     def history_bytes(self) -> int:
         return int(self._history.nbytes + self._accumulated.nbytes + self._diagonal.nbytes + self._since.nbytes)

@@ -4,6 +4,8 @@ With --json, stdout is JSON Lines: one {"type": "step", ...} object per step, th
 {"type": "summary", ...} (done, message, recommended_sinks, sink_table, sink_grid).
 Positions are 0-based token indices; sinks and heavy hitters are for the chosen view.
 """
+import sys
+
 from .common import add_model_arguments, check, emit, load, read_text
 
 
@@ -34,6 +36,8 @@ def run(args, api) -> int:
     if not args.json:
         print(f"{start['prompt_tokens']} prompt tokens, {start['n_layers']} layers × {start['n_heads']} heads, "
               f"view {start['view']}")
+    if start.get("note"):  # the prompt was longer than the stream can hold
+        print(start["note"], file=sys.stderr)
     remaining = args.steps if args.steps is not None else start["max_tokens"]
     result = {"done": False}
     while remaining > 0 and not result["done"]:
@@ -51,11 +55,14 @@ def run(args, api) -> int:
                       f"heavy {result['heavy_hitters']}")
     state = check(api.stream_state())
     summary = {"type": "summary", "done": state["done"], "message": state.get("message"), "position": state["position"],
-               "recommended_sinks": state["recommended_sinks"], "sink_table": state["sink_table"],
-               "sink_grid": state["sink_grid"]}
+               "recommended_sinks": state["recommended_sinks"], "recommended_sinks_by_layer": state["recommended_sinks_by_layer"],
+               "lead_share_by_layer": state["lead_share_by_layer"], "recommended_sinks_note": state["recommended_sinks_note"],
+               "sink_table": state["sink_table"], "sink_grid": state["sink_grid"], "note": start.get("note")}
     if args.json:
         emit(summary)
     else:
         print(f"{state.get('message') or 'stopped after ' + str(state['position']) + ' tokens'}; "
-              f"recommended sink count: {state['recommended_sinks']}")
+              f"recommended sink count: {state['recommended_sinks']}"
+              + (f" ({state['recommended_sinks_note']})" if state["recommended_sinks_note"] else
+                 f" (per layer: {' '.join(map(str, state['recommended_sinks_by_layer']))})"))
     return 0
