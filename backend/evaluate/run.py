@@ -1,13 +1,19 @@
-"""Run the model over a text with each policy's cache applied; NLL, perplexity and KL per policy.
+"""Perplexity under eviction on the model's real KV cache: NLL, perplexity and KL per policy.
 
-At step t the cache holds the keys the policy kept; the model predicts token t+1
-from them plus token t (backend/evaluate/forward.py). The attention of query t over
-what it saw is appended to a recorded trace, and the eviction kernel — the same one
-the simulation runs — decides the kept set on that trace. So the kept sets used
-here are, by construction, the kernels' choices on this attention.
-While nothing has been evicted the kept set is the whole prefix, and the step is
-the Full Cache computation itself: with a cache as long as the text every policy
+Every policy runs the model one token per step over its own KV cache (cache.py); after
+the step the policy's decision maker (deciders.py: the eviction kernels, per layer and
+KV head or one kept set for all) says which entries stay, and the others are dropped
+from the cache tensors. Kept entries keep the K/V they were computed with. All policies
+share one batched decode step per token (their caches have the same length).
+
+Until the cache first overflows (steps t ≤ C) every cache is Full Cache's, so those
+steps are taken from the Full pass (full.py) itself: with C ≥ the text every policy
 gives Full Cache's numbers exactly.
+
+Positions: by default each key keeps its original position (as H2O evaluates); with
+positions="in_cache" a rotary model's keys are re-rotated to their index in the cache
+after each eviction (StreamingLLM). Past the context a rotary model continues with
+in-cache positions; a model with learned absolute positions (GPT-2) stops there.
 """
 import math
 import time
@@ -15,10 +21,21 @@ import time
 import numpy as np
 
 from ..errors import UserError
-from .forward import full_prefix, over_kept
-from .policy_step import OnlinePolicy
+from .cache import PolicyCaches
+from .deciders import policy_entry, registered_policies
+from .full import FullPass, kv_head_rows
+from .recompute import NAME as RECOMPUTE
+from .recompute import Recompute
+from .rope import rotary_frequencies
 
 CURVE_POINTS = 400
+POSITIONS = ("original", "in_cache")
+GRANULARITIES = ("per_head", "shared")
+
+
+def evaluate_policies() -> list[str]:
+    """Every policy Evaluate accepts, Full Cache first."""
+    return ["full"] + [p for p in registered_policies() if p != "full"] + [RECOMPUTE]
 
 
 def _curve(nll: np.ndarray) -> dict:
@@ -30,58 +47,167 @@ def _curve(nll: np.ndarray) -> dict:
     return {"position": (idx + 1).tolist(), "perplexity": running[idx].round(4).tolist()}
 
 
-def _summary(policy, nll, kl, started, extra=None) -> dict:
+def _summary(policy, nll, kl, extra) -> dict:
     out = {"policy": policy, "tokens": int(len(nll)),
            "perplexity": float(math.exp(nll.mean())) if len(nll) else None,
-           "kl_vs_full": float(np.mean(kl)) if len(kl) else None,
-           "seconds": round(time.perf_counter() - started, 3), "curve": _curve(nll)}
-    out.update(extra or {})
+           "kl_vs_full": float(np.mean(kl)) if len(kl) else None, "curve": _curve(nll)}
+    out.update(extra)
     return out
 
 
-def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks: int, window: int,
-             access_threshold: float = 0.01, report=lambda *a, **k: None, keep_trace: bool = False) -> dict:
-    n, context = len(ids), loaded.context_length
+def _check(loaded, n, policies, cache_size, sinks, window, positions, granularity):
+    known = evaluate_policies()
+    bad = [p for p in policies if p not in known]
+    if bad:
+        raise UserError("bad_input", f"unknown policy {bad[0]!r}; choose from {', '.join(known)}.", "policy")
     if n < 2:
         raise UserError("bad_input", "text must be at least 2 tokens long.", "text")
-    if cache_size + 1 > context:
-        raise UserError("bad_input", f"cache_size must be below the model's context ({context}): the cache plus the new token must fit.", "cache_size")
-    full_n = min(n, context)
-    report(0.0, "Full-cache pass")
-    full_lp, full_attn = full_prefix(loaded, ids[:full_n])
-    target = np.asarray(ids)
+    if positions not in POSITIONS:
+        raise UserError("bad_input", f"positions must be one of {', '.join(POSITIONS)}.", "positions")
+    if granularity not in GRANULARITIES:
+        raise UserError("bad_input", f"granularity must be one of {', '.join(GRANULARITIES)}.", "granularity")
+    context = loaded.context_length
+    if not 2 <= cache_size < context:
+        raise UserError("bad_input", f"cache_size must be 2..{context - 1}: below the model's context ({context}), "
+                        "so the cache plus the new token fit.", "cache_size")
+    if not 0 <= sinks < cache_size:
+        raise UserError("bad_input", "sinks must be below cache_size.", "sinks")
+    if not 1 <= window < cache_size:
+        raise UserError("bad_input", "window must be 1..cache_size−1.", "window")
+
+
+def position_scheme(loaded, n: int, positions: str) -> tuple[str, int, str | None]:
+    """(description, tokens evaluated, note). Decides how far the text can go."""
+    context, kind = loaded.context_length, loaded.spec.get("position_scheme", "other")
+    rotary = kind == "rotary" and rotary_frequencies(loaded.model) is not None
+    if positions == "in_cache" and not rotary:
+        raise UserError("bad_input", f"in-cache positions need a rotary model (this one has {kind} positions, baked "
+                        "into each cached K/V): use positions='original'.", "positions")
+    where = ("original positions (each key keeps the position it was computed at)" if positions == "original"
+             else "in-cache positions (StreamingLLM: keys re-rotated to their index in the cache after each eviction)")
+    if n <= context:
+        return f"{where}; {kind} position embeddings", n, None
+    if rotary:
+        tail = "" if positions == "in_cache" else "; past the context, in-cache positions (keys re-rotated)"
+        return (f"{where}{tail}; rotary position embeddings. Full Cache is dense attention at the original "
+                f"positions, also past the context ({context})"), n, None
+    note = (f"Stopped at the context length ({context} of {n} tokens): {kind} positions are baked into each "
+            "cached K/V, so no cache can go further; a rotary model can.")
+    return f"{where}; {kind} position embeddings", context, note
+
+
+def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks: int, window: int,
+             access_threshold: float = 0.01, report=lambda *a, **k: None, keep_trace: bool = False,
+             positions: str = "original", granularity: str = "per_head", text_info: dict | None = None) -> dict:
+    import torch
+
+    from kernels.eviction import to_fixed
+
+    _check(loaded, len(ids), policies, cache_size, sinks, window, positions, granularity)
+    text_tokens = len(ids)
+    scheme, n, note = position_scheme(loaded, text_tokens, positions)
+    ids = list(ids[:n])
+    context, steps, C = loaded.context_length, n - 1, cache_size
+    kv_heads, units = loaded.spec["kv_heads"], loaded.spec["layers"] * loaded.spec["kv_heads"]
+    tau = max(1, to_fixed(access_threshold))
+    evicting = [p for p in policies if p in registered_policies()]
+    deciders = {}
+    for p in evicting:
+        entry = policy_entry(p)
+        per_head = entry.per_head and granularity == "per_head"
+        deciders[p] = (entry.make(units if per_head else 1, n, C, sinks, window, tau), per_head)
+        if keep_trace and hasattr(deciders[p][0], "record"):
+            deciders[p][0].record()
+    full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
+    recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
+    inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
+    nll = {p: np.zeros(steps) for p in policies}
+    kl = {p: [] for p in policies}
+    caches, started, last_report = None, time.perf_counter(), 0.0
+    report(0.0, "Full-cache pass", position=0, tokens=steps)
+
+    def decide(t, pos, rows):
+        """Each policy's decision maker sees row b; returns the keep masks [B, units, k]."""
+        masks = []
+        for b, p in enumerate(evicting):
+            maker, per_head = deciders[p]
+            if per_head:
+                maker.step(t, pos[b], rows[b])
+                masks.append(maker.cached(pos[b]))
+            else:  # same positions in every head: one unit, the mean row
+                maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True))
+                masks.append(np.broadcast_to(maker.cached(pos[b][:1]), pos[b].shape))
+        return np.stack(masks)
+
+    for t in range(steps):
+        lp_full = full.logprobs(t)
+        target = ids[t + 1]
+        in_context = t < context
+        if "full" in nll:
+            nll["full"][t] = -float(lp_full[target])
+        if t <= C:  # the prefix: every cache is still Full Cache's
+            if evicting:
+                rows = full.attention(t)
+                pos = np.broadcast_to(np.arange(t + 1), (len(evicting), units, t + 1))
+                masks = decide(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
+                if t == C and steps > C + 1:
+                    caches = PolicyCaches(loaded.model, full.prefix_kv(C + 1), len(evicting), inv_freq)
+                    caches.keep(masks)
+            for p in evicting:
+                nll[p][t] = nll["full"][t] if "full" in nll else -float(lp_full[target])
+                kl[p].append(0.0)
+        else:
+            in_cache = positions == "in_cache" or not in_context
+            if in_cache and inv_freq is not None:
+                caches.move_keys(caches.in_cache_targets())
+            q_pos = caches.length if in_cache else t
+            with torch.inference_mode():
+                out = loaded.model(input_ids=torch.full((len(evicting), 1), ids[t], device=loaded.device),
+                                   position_ids=torch.full((len(evicting), 1), q_pos, device=loaded.device),
+                                   past_key_values=caches.cache, use_cache=True, output_attentions=True)
+            caches.appended(t, q_pos)
+            lps = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
+            caches.keep(decide(t, caches.pos, kv_head_rows(out.attentions, kv_heads)[:, :, 0, :]))
+            for b, p in enumerate(evicting):
+                nll[p][t] = -float(lps[b, target])
+                if in_context:
+                    kl[p].append(float((lp_full.exp() * (lp_full - lps[b])).sum()))
+        if recompute is not None:
+            lp = recompute.step(t, full)
+            nll[RECOMPUTE][t] = -float(lp[target])
+            if in_context:
+                kl[RECOMPUTE].append(float((lp_full.exp() * (lp_full - lp)).sum()))
+        if in_context and "full" in kl:
+            kl["full"].append(0.0)
+        now = time.perf_counter()
+        if now - last_report > 0.2 or t == steps - 1:
+            last_report, rate = now, (t + 1) / max(now - started, 1e-9)
+            report((t + 1) / steps, "Evaluating", position=t + 1, tokens=steps, tokens_per_second=round(rate, 2),
+                   seconds_left=round((steps - t - 1) / rate, 1))
+    seconds = round(time.perf_counter() - started, 3)
     results = []
-    for k, policy in enumerate(policies):
-        started = time.perf_counter()
-        if policy == "full":
-            nll = -full_lp[np.arange(full_n - 1), target[1:full_n]].numpy().astype(np.float64)
-            note = None if n <= context else f"Full Cache stops at the context length ({context} tokens); the text has {n}."
-            results.append(_summary("full", nll, np.zeros(len(nll)), started, {"note": note, "evictions": 0}))
-            continue
-        online = OnlinePolicy(policy, n, cache_size, sinks, window, access_threshold)
-        kept = np.zeros(0, dtype=np.int64)
-        nll, kl = np.zeros(n - 1), []
-        evictions = 0
-        for t in range(n - 1):
-            if len(kept) == t and t < full_n:  # nothing evicted yet: this is the Full Cache step
-                lp, row = full_lp[t], full_attn[t, : t + 1]
-            else:
-                lp, seen = over_kept(loaded, ids, kept, t)
-                row = np.zeros(t + 1)
-                row[kept], row[t] = seen[:-1], seen[-1]
-            nll[t] = -float(lp[ids[t + 1]])
-            if t + 1 < full_n:
-                p_full = full_lp[t]
-                kl.append(float((p_full.exp() * (p_full - lp)).sum()))
-            new_kept = online.step(t, row)
-            evictions += len(kept) + 1 - len(new_kept)
-            kept = new_kept
-            if t % 16 == 0:
-                report((k + (t + 1) / (n - 1)) / len(policies), f"Evaluating {policy}", position=t + 1, tokens=n)
-        extra = {"evictions": int(evictions), "final_kept": kept.tolist()}
-        if keep_trace:
-            extra["trace"] = online.recorded()
-        results.append(_summary(policy, nll, np.array(kl), started, extra))
-    return {"results": results, "tokens": n, "context_length": context,
-            "position_scheme": f"positions assigned inside the cache (0..k), over {loaded.spec.get('position_scheme', 'unknown')} position embeddings",
-            "eviction_mode": "removed: each step recomputes the kept tokens with in-cache positions"}
+    for p in policies:
+        extra = {"evictions": 0, "granularity": "—"}
+        if p == "full":
+            extra["note"] = (None if steps < context else
+                             f"Dense attention past the context ({context} tokens): positions the model never saw.")
+        elif p == RECOMPUTE:
+            extra.update(evictions=int(recompute.evictions), granularity="one window for all heads (recomputed)")
+            if keep_trace:
+                extra.update(trace=recompute.online.trace, final_kept=recompute.kept.tolist())
+        else:
+            maker, per_head = deciders[p]
+            extra.update(evictions=max(0, steps - C), granularity="per KV head" if per_head else
+                         ("same positions in every head" if not policy_entry(p).per_head else "one kept set for all heads"))
+            if keep_trace:  # per unit: [units][C] positions (one unit unless decided per head)
+                kept = caches.pos[evicting.index(p)] if caches is not None else None
+                extra.update(trace=getattr(maker, "recorded", None),
+                             final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
+        results.append(_summary(p, nll[p], np.array(kl[p]), extra))
+    return {"results": results, "tokens": n, "text_tokens": text_tokens,
+            "context_length": context, "position_scheme": scheme, "positions": positions,
+            "granularity": granularity, "kv_aggregation": "mean over the query heads of each KV head",
+            "seconds": seconds, "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
+            "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
+            "text": text_info, "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
+            + (f" (except {RECOMPUTE})" if recompute else "")}

@@ -1,0 +1,65 @@
+"""The policies' real KV caches: one batch row per policy, evicted per (layer, KV head).
+
+Every policy's cache holds the same number of entries once full (C, plus the token being
+decoded), so all of them run in ONE batched cached decode step per token. Eviction drops
+entries from the cache tensors with a gather; what stays keeps the K/V it was computed
+with. `pos` remembers each entry's original position, `rot` the position its key is
+rotated to (they differ once keys were moved to in-cache positions, rope.py).
+"""
+import numpy as np
+
+from .rope import rerotate
+
+
+class PolicyCaches:
+    def __init__(self, model, layers_kv, batch: int, inv_freq):
+        """layers_kv: per layer (keys, values) [1, KV, k, d] — the Full Cache prefix they all start from."""
+        import torch
+        from transformers import DynamicCache
+
+        self.cache = DynamicCache(config=model.config)
+        for layer, (k, v) in enumerate(layers_kv):
+            self.cache.update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous(), layer)
+        self.layers, self.kv_heads, k_len = len(layers_kv), layers_kv[0][0].shape[1], layers_kv[0][0].shape[2]
+        self.batch, self.inv_freq = batch, inv_freq
+        self.pos = np.broadcast_to(np.arange(k_len), (batch, self.layers * self.kv_heads, k_len)).copy()
+        self.rot = torch.from_numpy(self.pos.copy())
+        self.torch = torch
+
+    @property
+    def length(self) -> int:
+        return self.pos.shape[-1]
+
+    def appended(self, t: int, rotated_to: int) -> None:
+        """The decode step appended token t to every row, its key rotated to position `rotated_to`."""
+        torch = self.torch
+        self.pos = np.concatenate([self.pos, np.full(self.pos.shape[:-1] + (1,), t)], axis=-1)
+        self.rot = torch.cat([self.rot, torch.full(self.rot.shape[:-1] + (1,), rotated_to, dtype=self.rot.dtype)], -1)
+
+    def keep(self, mask: np.ndarray) -> None:
+        """mask [B, units, k]: True = stays. Every row keeps the same count; order is preserved."""
+        torch = self.torch
+        keep_n = int(mask[0, 0].sum())
+        idx = np.argsort(~mask, axis=-1, kind="stable")[..., :keep_n]  # kept entries first, in order
+        self.pos = np.take_along_axis(self.pos, idx, axis=-1)
+        index = torch.from_numpy(idx)
+        self.rot = torch.gather(self.rot, -1, index)
+        index = index.view(self.batch, self.layers, self.kv_heads, keep_n)
+        for layer, cached in enumerate(self.cache.layers):
+            i = index[:, layer, :, :, None].expand(-1, -1, -1, cached.keys.shape[-1])
+            cached.keys = torch.gather(cached.keys, 2, i)
+            cached.values = torch.gather(cached.values, 2, i)
+
+    def move_keys(self, target) -> None:
+        """Re-rotate keys so entry i sits at target[..., i] (torch long [B, units, k])."""
+        torch = self.torch
+        delta = target - self.rot
+        if not bool(delta.any()):
+            return
+        delta = delta.view(self.batch, self.layers, self.kv_heads, -1)
+        for layer, cached in enumerate(self.cache.layers):
+            cached.keys = rerotate(cached.keys, delta[:, layer], self.inv_freq)
+        self.rot = target.clone()
+
+    def in_cache_targets(self):
+        return self.torch.arange(self.length).expand_as(self.rot)
