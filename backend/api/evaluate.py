@@ -1,57 +1,139 @@
 """Public Api methods for perplexity under eviction (the Evaluate view of the Eviction tab)."""
+import hashlib
 from pathlib import Path
 
 from ..envelope import public
 from ..errors import UserError
-from ..validate import integer, number, params_dict, text
+from ..validate import choice, integer, number, params_dict, text
 from .attention import require_model
 
-EVAL_TEXT = Path(__file__).resolve().parents[2] / "assets" / "eval" / "jargon-heldout.txt"
-EVAL_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova")
-MAX_EVAL_TOKENS = 8192  # the recorded trace is n×n float64: 512 MiB at this bound
+EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
+BUNDLED_TEXTS = {  # name → (file, what it is)
+    "jargon": ("jargon-heldout.txt", "The Jargon File 4.4.7 (public domain), held out from the demo model's training"),
+    "alice": ("alice-chapter1.txt", "Alice's Adventures in Wonderland, chapter I (Lewis Carroll, 1865; public domain, "
+                                    "Project Gutenberg eBook #11)"),
+}
+EVAL_TEXT = EVAL_DIR / BUNDLED_TEXTS["jargon"][0]
+RECOMPUTE = "sliding_window_recompute"
+EVAL_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", RECOMPUTE)
+MAX_EVAL_TOKENS = 16384  # memory is O(n) per policy now; the Full pass's cache grows with n
 
 
-def bundled_eval_text() -> str:
-    return EVAL_TEXT.read_text(encoding="utf-8")
+def bundled_eval_text(name: str = "jargon") -> str:
+    return (EVAL_DIR / BUNDLED_TEXTS[name][0]).read_text(encoding="utf-8")
+
+
+def _known_policies() -> list[str]:
+    """The built-in policies plus any registered later (custom policies, backend/evaluate/deciders.py)."""
+    from ..evaluate.run import evaluate_policies
+
+    return evaluate_policies()
 
 
 def _policies(value) -> list[str]:
-    if value in (None, "all"):
-        return list(EVAL_POLICIES)
+    known = _known_policies()
+    if value in (None, "all"):  # the slow re-computation baseline only when named
+        return [p for p in known if p != RECOMPUTE]
     names = [value] if isinstance(value, str) else value
-    if not isinstance(names, list) or not names or any(p not in EVAL_POLICIES for p in names):
-        raise UserError("bad_input", f"policy must be 'all' or one of {', '.join(EVAL_POLICIES)} (the oracle needs the future, "
+    if not isinstance(names, list) or not names or any(p not in known for p in names):
+        raise UserError("bad_input", f"policy must be 'all' or one of {', '.join(known)} (the oracle needs the future, "
                         "which a real cache never has).", "policy")
-    return ["full"] + [p for p in names if p != "full"]  # Full Cache is the reference for KL
+    return ["full"] + [p for p in dict.fromkeys(names) if p != "full"]  # Full Cache is the reference for KL
+
+
+def _defaults(loaded) -> dict:
+    """Settings that show the effect: demo model: its held-out text, past its context; else C = 128, 1,024 tokens."""
+    context = loaded.context_length
+    cache = max(2, min(128, context // 4))
+    return {"cache_size": cache, "window": max(1, cache // 2), "sinks": min(4, cache - 1), "max_tokens": 1024,
+            "text": "jargon" if loaded.source == "demo" else "alice"}
 
 
 class EvaluateMethods:
     @public
     def evaluate_info(self, params=None):
         params_dict(params)
-        return {"policies": list(EVAL_POLICIES), "bundled_text_chars": len(bundled_eval_text()),
-                "bundled_text_source": "The Jargon File 4.4.7 (public domain), held out from the demo model's training"}
+        loaded = self._state.model
+        return {"policies": list(EVAL_POLICIES), "default_policies": [p for p in EVAL_POLICIES if p != RECOMPUTE],
+                "positions": ["original", "in_cache"], "granularity": ["per_head", "shared"],
+                "bundled_texts": {k: v[1] for k, v in BUNDLED_TEXTS.items()},
+                "bundled_text_chars": len(bundled_eval_text()), "bundled_text_source": BUNDLED_TEXTS["jargon"][1],
+                "defaults": _defaults(loaded) if loaded is not None else None}
 
-    @public
-    def evaluate(self, params=None):
+    def _request(self, params):
+        """Validated settings and token ids, shared by evaluate and evaluate_estimate."""
         params = params_dict(params)
         loaded = require_model(self._state)
-        body = text(params, "text", None, allow_empty=False) if params.get("text") not in (None, "") else bundled_eval_text()
-        max_tokens = integer(params, "max_tokens", 1024, lo=2, hi=MAX_EVAL_TOKENS)
+        defaults = _defaults(loaded)
+        if params.get("text") not in (None, ""):
+            body, name = text(params, "text", None, allow_empty=False), "your text"
+        else:
+            bundled = choice(params, "bundled_text", tuple(BUNDLED_TEXTS), defaults["text"])
+            body, name = bundled_eval_text(bundled), f"bundled: {BUNDLED_TEXTS[bundled][1]}"
+        max_tokens = integer(params, "max_tokens", defaults["max_tokens"], lo=2, hi=MAX_EVAL_TOKENS)
         context = loaded.context_length
-        cache_size = integer(params, "cache_size", min(256, context // 2), lo=2, hi=context - 1)
-        sinks = integer(params, "sinks", 4, lo=0, hi=cache_size - 1)
-        window = integer(params, "window", 128, lo=1, hi=cache_size - 1)
-        threshold = number(params, "access_threshold", 0.01, lo=0.0, hi=1.0)
+        cache_size = integer(params, "cache_size", defaults["cache_size"], lo=2, hi=context - 1)
+        settings = {
+            "cache_size": cache_size,
+            "sinks": integer(params, "sinks", min(defaults["sinks"], cache_size - 1), lo=0, hi=cache_size - 1),
+            "window": integer(params, "window", min(defaults["window"], cache_size - 1), lo=1, hi=cache_size - 1),
+            "access_threshold": number(params, "access_threshold", 0.01, lo=0.0, hi=1.0),
+            "positions": choice(params, "positions", ("original", "in_cache"), "original"),
+            "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
+        }
         policies = _policies(params.get("policy", "all"))
         ids = loaded.tokenizer(body, add_special_tokens=True)["input_ids"][:max_tokens]
         if len(ids) < 2:
             raise UserError("bad_input", "text must be at least 2 tokens long.", "text")
+        info = {"name": name, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest()[:16],
+                "tokens": len(ids), "chars": len(body)}
+        return loaded, ids, policies, settings, info
+
+    @staticmethod
+    def _warnings(loaded, ids, settings) -> list[str]:
+        out = []
+        if len(ids) <= settings["cache_size"] + 1:
+            out.append(f"The text ({len(ids)} tokens) is not longer than the cache ({settings['cache_size']}): nothing "
+                       "is evicted and every policy equals Full Cache. Use a longer text or a smaller cache.")
+        if len(ids) > loaded.context_length and loaded.spec.get("position_scheme") != "rotary":
+            out.append(f"The text goes past the context ({loaded.context_length} tokens); this model's learned "
+                       "positions cannot, so the run stops there.")
+        return out
+
+    @public
+    def evaluate_estimate(self, params=None):
+        """Before a run: how long it will take here (measured), and what it will not show."""
+        loaded, ids, policies, settings, info = self._request(params)
+        from ..evaluate.estimate import estimate
+
+        steps = min(len(ids), loaded.context_length if loaded.spec.get("position_scheme") != "rotary" else len(ids)) - 1
+        batch = len([p for p in policies if p not in ("full", RECOMPUTE)])
+        with self._state.model_lock:
+            out = estimate(loaded, steps, settings["cache_size"], batch, RECOMPUTE in policies)
+        return {**out, "tokens": len(ids), "policies": policies, "warnings": self._warnings(loaded, ids, settings),
+                "text": info}
+
+    @public
+    def evaluate(self, params=None):
+        loaded, ids, policies, settings, info = self._request(params)
+        state = self._state
 
         def work(report):
             from ..evaluate.run import evaluate
 
-            return evaluate(loaded, ids, policies, cache_size, sinks, window, threshold, report)
+            def guarded(*args, **kwargs):  # a run belongs to the model it started on
+                if state.model is not loaded:
+                    raise UserError("model_changed", "Another model was loaded during the run, so this run was "
+                                    f"stopped (it was evaluating {loaded.source}). Press Run again to evaluate the new one.")
+                report(*args, **kwargs)
 
-        job = self._state.jobs.start("evaluate", work, exclusive=True)
-        return {"job_id": job.id, "tokens": len(ids)}
+            result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
+                              settings["access_threshold"], guarded, positions=settings["positions"],
+                              granularity=settings["granularity"], text_info=info)
+            result["model"] = {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
+                               "context_length": loaded.context_length}
+            return result
+
+        job = state.jobs.start("evaluate", work, exclusive=True)
+        return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
+                "warnings": self._warnings(loaded, ids, settings)}

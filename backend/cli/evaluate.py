@@ -1,4 +1,4 @@
-"""Perplexity of the model on a text with each eviction policy's cache applied."""
+"""Perplexity of the model on a text with each eviction policy's real KV cache applied."""
 import sys
 
 from .common import add_model_arguments, check, emit, load, read_text, wait_job
@@ -6,32 +6,52 @@ from .common import add_model_arguments, check, emit, load, read_text, wait_job
 
 def add_arguments(parser) -> None:
     add_model_arguments(parser)
-    parser.add_argument("--text-file", help="text to evaluate on (default: the bundled held-out Jargon File text)")
-    parser.add_argument("--max-tokens", type=int, default=1024)
-    parser.add_argument("--cache-size", type=int, default=256)
-    parser.add_argument("--sinks", type=int, default=4)
-    parser.add_argument("--window", type=int, default=128)
-    parser.add_argument("--policy", default="all", help="all | full | sliding_window | streaming_llm | h2o | lru | tova")
+    parser.add_argument("--text-file", help="text to evaluate on (default: a bundled text, see --bundled-text)")
+    parser.add_argument("--bundled-text", choices=("jargon", "alice"),
+                        help="jargon: held-out Jargon File (default for the demo model); alice: Alice in Wonderland ch. I")
+    parser.add_argument("--max-tokens", type=int, help="default 1024")
+    parser.add_argument("--cache-size", type=int, help="default min(128, context/4)")
+    parser.add_argument("--sinks", type=int, help="default 4")
+    parser.add_argument("--window", type=int, help="H2O's recent window; default cache-size/2")
+    parser.add_argument("--policy", default="all",
+                        help="all (every policy but the slow sliding_window_recompute baseline), or a comma list of "
+                             "full, sliding_window, sliding_window_recompute, streaming_llm, h2o, lru, tova")
+    parser.add_argument("--positions", choices=("original", "in_cache"), default="original",
+                        help="original: keys keep their positions; in_cache: StreamingLLM's (rotary models)")
+    parser.add_argument("--granularity", choices=("per_head", "shared"), default="per_head",
+                        help="per_head: H2O/TOVA/LRU decide per layer and KV head; shared: one kept set for all")
     parser.add_argument("--json", action="store_true")
 
 
 def run(args, api) -> int:
     load(api, args, quiet=args.json)
-    text = read_text(args) if args.text_file else None
-    policy = args.policy if args.policy == "all" else [args.policy]
-    job = check(api.evaluate({"text": text, "max_tokens": args.max_tokens, "cache_size": args.cache_size,
-                              "sinks": args.sinks, "window": args.window, "policy": policy}))
+    params = {"text": read_text(args) if args.text_file else None, "policy": args.policy if args.policy == "all"
+              else args.policy.split(","), "positions": args.positions, "granularity": args.granularity}
+    for name in ("bundled_text", "max_tokens", "cache_size", "sinks", "window"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    if not args.json:
+        est = check(api.evaluate_estimate(params))
+        print(f"estimate: ~{est['seconds']:.0f} s for {est['steps']} steps", file=sys.stderr)
+    job = check(api.evaluate(params))
+    for warning in job.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     result = wait_job(api, job["job_id"], quiet=args.json)
     rows = [{k: r[k] for k in ("policy", "perplexity", "kl_vs_full", "tokens", "seconds")} for r in result["results"]]
     if args.json:
-        emit({"results": rows, "tokens": result["tokens"], "position_scheme": result["position_scheme"]})
+        emit({"results": rows, "tokens": result["tokens"], "position_scheme": result["position_scheme"],
+              "granularity": result["granularity"], "settings": result["settings"], "text": result["text"],
+              "model": result["model"]})
         return 0
-    print(f"{result['tokens']} tokens; {result['position_scheme']}")
-    print(f"{'policy':16} {'perplexity':>11} {'KL vs full':>11} {'tokens':>7} {'seconds':>8}")
+    s, text = result["settings"], result["text"]
+    print(f"{result['model']['source']} · {text['name']} ({text['tokens']} tokens, sha256 {text['sha256']}) · "
+          f"C={s['cache_size']} S={s['sinks']} W={s['window']} · {result['granularity']}")
+    print(f"positions: {result['position_scheme']}")
+    print(f"{'policy':26} {'perplexity':>11} {'KL vs full':>11} {'tokens':>7} {'seconds':>8}")
     for r in rows:
         kl = "—" if r["kl_vs_full"] is None else f"{r['kl_vs_full']:.4f}"
-        print(f"{r['policy']:16} {r['perplexity']:11.2f} {kl:>11} {r['tokens']:7d} {r['seconds']:8.1f}")
-    for r in result["results"]:
-        if r.get("note"):
-            print(f"note: {r['note']}", file=sys.stderr)
+        print(f"{r['policy']:26} {r['perplexity']:11.2f} {kl:>11} {r['tokens']:7d} {r['seconds']:8.1f}")
+    for note in [result.get("note")] + [r.get("note") for r in result["results"]]:
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     return 0

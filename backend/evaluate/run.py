@@ -124,6 +124,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     nll = {p: np.zeros(steps) for p in policies}
     kl = {p: [] for p in policies}
     caches, started, last_report = None, time.perf_counter(), 0.0
+    spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0}  # seconds, for each result's share
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
     def decide(t, pos, rows):
@@ -140,7 +141,10 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
         return np.stack(masks)
 
     for t in range(steps):
+        tick = time.perf_counter()
         lp_full = full.logprobs(t)
+        spent["full"] += time.perf_counter() - tick
+        tick = time.perf_counter()
         target = ids[t + 1]
         in_context = t < context
         if "full" in nll:
@@ -172,8 +176,11 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 nll[p][t] = -float(lps[b, target])
                 if in_context:
                     kl[p].append(float((lp_full.exp() * (lp_full - lps[b])).sum()))
+        spent["batch"] += time.perf_counter() - tick
         if recompute is not None:
+            tick = time.perf_counter()
             lp = recompute.step(t, full)
+            spent[RECOMPUTE] += time.perf_counter() - tick
             nll[RECOMPUTE][t] = -float(lp[target])
             if in_context:
                 kl[RECOMPUTE].append(float((lp_full.exp() * (lp_full - lp)).sum()))
@@ -203,6 +210,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 kept = caches.pos[evicting.index(p)] if caches is not None else None
                 extra.update(trace=getattr(maker, "recorded", None),
                              final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
+        share = spent["full"] if p == "full" else spent[RECOMPUTE] if p == RECOMPUTE else spent["batch"] / len(evicting)
+        extra["seconds"] = round(share, 3)  # batched policies: an equal share of the shared decode steps
         results.append(_summary(p, nll[p], np.array(kl[p]), extra))
     return {"results": results, "tokens": n, "text_tokens": text_tokens,
             "context_length": context, "position_scheme": scheme, "positions": positions,
