@@ -1,0 +1,283 @@
+"""User eviction policies: one plain Python file each (README "Write your own policy").
+
+A file declares NAME, PROTECT_FIRST, PROTECT_RECENT and the rule, on_enter(t, run) and
+optionally on_attention(score, attention, age, t, run) (the contract is in
+kernels/eviction/custom.py); LABEL and DESCRIPTION are optional. Loading compiles the
+rule with Numba, so it runs as fast as the built-ins.
+
+Loading a file runs its code, as trust_remote_code does for a model: the files in the
+policies folder (policies_folder()) load without asking; a file or a folder anywhere
+else loads only when the caller says it trusts it. Every mistake is a PolicyFileError
+naming the file and, where there is one, the line; one bad file never stops the others.
+"""
+import hashlib
+import inspect
+import linecache
+import os
+import re
+import sys
+import threading
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import UserError
+from .policies import NAMES
+
+MAX_FILE_BYTES = 256_000
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+RESERVED = set(NAMES) | {"all"}
+ENTER_ARGS = ("t", "run")
+ATTENTION_ARGS = ("score", "attention", "age", "t", "run")
+
+
+def policies_folder() -> Path:
+    """~/.config/sinkvis/policies (XDG_CONFIG_HOME, or %APPDATA% on Windows); SINKVIS_POLICY_DIR overrides."""
+    if os.environ.get("SINKVIS_POLICY_DIR"):
+        return Path(os.environ["SINKVIS_POLICY_DIR"]).expanduser()
+    if sys.platform == "win32" and os.environ.get("APPDATA"):
+        return Path(os.environ["APPDATA"]) / "sinkvis" / "policies"
+    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
+    return Path(base) / "sinkvis" / "policies"
+
+
+class PolicyFileError(UserError):
+    """A policy file that cannot be used: `code` names the mistake, `file` and `line` where."""
+
+    def __init__(self, code: str, file: str, line: int | None, message: str, field: str | None = "policy_file"):
+        where = f"{file}, line {line}" if line else file
+        super().__init__(code, f"{where}: {message}", field)
+        self.file, self.line, self.detail = file, line, message
+
+    def as_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "code": self.code, "message": self.message}
+
+
+@dataclass
+class UserPolicy:
+    name: str
+    label: str
+    description: str
+    file: str
+    source: str
+    protect_first: int | str     # an int, or "sinks" (the run's S)
+    protect_recent: int | str    # an int, or "window" (the run's W)
+    on_enter: object             # Numba dispatchers (kernels/eviction/custom.compile_rule)
+    on_attention: object | None
+    lines: dict = field(default_factory=dict)  # function name → the line of its def
+
+    def listing(self) -> dict:
+        return {"name": self.name, "label": self.label, "description": self.description, "needs_future": False,
+                "user": True, "file": self.file, "protect_first": self.protect_first,
+                "protect_recent": self.protect_recent, "rescores": self.on_attention is not None}
+
+    def protections(self, capacity: int, sinks: int, window: int) -> tuple[int, int]:
+        first = sinks if self.protect_first == "sinks" else self.protect_first
+        recent = window if self.protect_recent == "window" else self.protect_recent
+        if first + recent > capacity:
+            raise PolicyFileError("protects_too_much", self.file, None,
+                                  f"{self.name} protects {first} first + {recent} recent keys, more than the cache "
+                                  f"size {capacity}: nothing could be evicted. Raise cache_size or protect fewer.",
+                                  "cache_size")
+        return first, recent
+
+    def simulation(self, trace, capacity: int, sinks: int, window: int, tau: int, record_evictions: bool = False):
+        """A kernels.eviction.Simulation-like object running this rule (run, counters, kept, ...)."""
+        from kernels.eviction.custom import CustomSimulation
+
+        first, recent = self.protections(capacity, sinks, window)
+        return CustomSimulation(self.on_enter, self.on_attention, first, recent, trace, capacity, sinks, window, tau,
+                                record_evictions)
+
+    def check(self, sim) -> None:
+        """After a run: a NaN from the rule is an error naming the function, the step and the key."""
+        from kernels.eviction.custom import FAULT_ENTER_NAN
+
+        code, step, pos = (int(x) for x in sim.fault)
+        if code:
+            fn = "on_enter" if code == FAULT_ENTER_NAN else "on_attention"
+            raise PolicyFileError("rule_nan", self.file, self.lines.get(fn),
+                                  f"{fn} returned NaN at step {step} for the key at position {pos}; a score must be a "
+                                  "number (NaN has no order, so no victim could be chosen).")
+
+
+def _line_in(tb, file: str) -> int | None:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == file:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _numba_line(message: str, file: str) -> int | None:
+    found = re.findall(r'File "([^"]+)", line (\d+)', message)
+    lines = [int(n) for f, n in found if f == file]
+    return lines[-1] if lines else (int(found[-1][1]) if found else None)
+
+
+def _declared(module, file: str, name: str, options: tuple) -> int | str:
+    value = getattr(module, name, 0)
+    if value in options or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise PolicyFileError("bad_declaration", file, None,
+                          f"{name} must be a whole number ≥ 0 or {' / '.join(repr(o) for o in options)} "
+                          f"(got {value!r:.40}).")
+
+
+def _function(module, file: str, name: str, args: tuple, required: bool):
+    fn = getattr(module, name, None)
+    if fn is None:
+        if required:
+            raise PolicyFileError("missing_function", file, None,
+                                  f"defines no {name}({', '.join(args)}); every policy needs one.")
+        return None
+    if not inspect.isfunction(fn):
+        raise PolicyFileError("missing_function", file, None, f"{name} must be a function (def {name}(...)).")
+    params = list(inspect.signature(fn).parameters)
+    if len(params) != len(args):
+        raise PolicyFileError("bad_signature", file, fn.__code__.co_firstlineno,
+                              f"{name} must take {len(args)} arguments ({', '.join(args)}); it takes "
+                              f"{len(params)} ({', '.join(params)}).")
+    return fn
+
+
+def load_source(source: str, file: str) -> UserPolicy:
+    """Run a policy file's text (its code runs: trust it first) and compile its rule."""
+    from numba.core.errors import NumbaError
+
+    from kernels.eviction.custom import compile_rule
+
+    try:
+        code = compile(source, file, "exec")
+    except SyntaxError as exc:
+        raise PolicyFileError("syntax_error", file, exc.lineno, f"syntax error: {exc.msg}.") from None
+    # Numba and tracebacks read the source through linecache: make this text the one they see.
+    lines = source.splitlines(keepends=True)
+    linecache.cache[file] = (len(source), None, lines, file)
+    module = types.ModuleType("sinkvis_policy_" + hashlib.sha1(file.encode()).hexdigest()[:12])
+    module.__file__ = file
+    try:
+        exec(code, module.__dict__)  # noqa: S102 - the point of a policy file; trusted by the caller
+    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is theirs to fix
+        raise PolicyFileError("import_error", file, _line_in(exc.__traceback__, file),
+                              f"running the file raised {type(exc).__name__}: {str(exc)[:200]}") from None
+    name = getattr(module, "NAME", None)
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise PolicyFileError("bad_declaration", file, None,
+                              "NAME must be a short lower-case name (letters, digits, _; e.g. \"h2o_decay\"), "
+                              f"got {name!r:.40}.")
+    if name in RESERVED:
+        raise PolicyFileError("name_taken", file, None, f"NAME {name!r} is a built-in policy's; pick another.")
+    first = _declared(module, file, "PROTECT_FIRST", ("sinks",))
+    recent = _declared(module, file, "PROTECT_RECENT", ("window",))
+    on_enter = _function(module, file, "on_enter", ENTER_ARGS, True)
+    on_attention = _function(module, file, "on_attention", ATTENTION_ARGS, False)
+    try:
+        enter, attention = compile_rule(on_enter, on_attention)
+    except NumbaError as exc:
+        text = str(exc)
+        detail = text.split("\n\n")[0].strip().splitlines()
+        raise PolicyFileError("compile_error", file, _numba_line(text, file),
+                              f"Numba cannot compile the rule: {' '.join(detail)[:300]}") from None
+    return UserPolicy(name=name, label=str(getattr(module, "LABEL", name))[:60],
+                      description=str(getattr(module, "DESCRIPTION", (module.__doc__ or "").strip()))[:400],
+                      file=file, source=source, protect_first=first, protect_recent=recent,
+                      on_enter=enter, on_attention=attention,
+                      lines={"on_enter": on_enter.__code__.co_firstlineno,
+                             **({"on_attention": on_attention.__code__.co_firstlineno} if on_attention else {})})
+
+
+def read_policy_file(path) -> tuple[str, str]:
+    """(absolute path, text) of a policy file; a named error when it cannot be read."""
+    p = Path(path).expanduser()
+    file = str(p.resolve()) if p.exists() else str(p)
+    if not p.is_file():
+        raise PolicyFileError("not_found", file, None, "no such file.")
+    if p.suffix != ".py":
+        raise PolicyFileError("bad_file", file, None, "a policy file is a Python file ending in .py.")
+    if p.stat().st_size > MAX_FILE_BYTES:
+        raise PolicyFileError("bad_file", file, None, f"larger than {MAX_FILE_BYTES:,} bytes; a policy is a small file.")
+    try:
+        return file, p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PolicyFileError("bad_file", file, None, f"cannot be read as UTF-8 text ({exc}).") from None
+
+
+class PolicyRegistry:
+    """The user policies of one app: the policies folder, a folder the user picked, single files.
+
+    A reload reads every file again but recompiles only those whose text changed."""
+
+    def __init__(self, folder: Path | None = None):
+        self.folder = Path(folder) if folder else policies_folder()
+        self.extra_folder: Path | None = None
+        self.files: list[str] = []        # single files the user trusted
+        self.policies: dict[str, UserPolicy] = {}
+        self.errors: list[dict] = []
+        self._compiled: dict[tuple, UserPolicy] = {}  # (file, text hash) → loaded policy
+        self._lock = threading.Lock()
+
+    def _load(self, path) -> UserPolicy:
+        file, source = read_policy_file(path)
+        key = (file, hashlib.sha256(source.encode()).hexdigest())
+        if key not in self._compiled:
+            self._compiled[key] = load_source(source, file)
+        return self._compiled[key]
+
+    def _paths(self) -> list:
+        paths = []
+        for folder in (self.folder, self.extra_folder):
+            if folder is not None and folder.is_dir():
+                paths += sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
+        return paths + [Path(f) for f in self.files]
+
+    def reload(self) -> dict:
+        with self._lock:
+            policies, errors, seen = {}, [], set()
+            for path in self._paths():
+                try:
+                    policy = self._load(path)
+                    if policy.name in policies:
+                        raise PolicyFileError("name_taken", policy.file, None,
+                                              f"NAME {policy.name!r} is already used by {policies[policy.name].file}.")
+                except PolicyFileError as exc:
+                    errors.append(exc.as_dict())
+                    continue
+                if policy.file not in seen:
+                    seen.add(policy.file)
+                    policies[policy.name] = policy
+            self.policies, self.errors = policies, errors
+            return self.listing()
+
+    def trust_folder(self, folder) -> dict:
+        p = Path(folder).expanduser()
+        if not p.is_dir():
+            raise UserError("not_found", f"{p}: no such folder.", "folder")
+        self.extra_folder = p.resolve()
+        return self.reload()
+
+    def trust_file(self, path) -> UserPolicy:
+        """Load one file (the caller has the user's consent); it stays loaded across reloads."""
+        policy = self._load(path)  # raises its PolicyFileError before anything changes
+        with self._lock:
+            other = self.policies.get(policy.name)
+            if other is not None and other.file != policy.file:
+                raise PolicyFileError("name_taken", policy.file, None,
+                                      f"NAME {policy.name!r} is already used by {other.file}.")
+            if policy.file not in self.files:
+                self.files.append(policy.file)
+            self.policies[policy.name] = policy
+            self.errors = [e for e in self.errors if e["file"] != policy.file]
+        return policy
+
+    def get(self, name: str) -> UserPolicy | None:
+        return self.policies.get(name)
+
+    def snapshot(self) -> dict:
+        return dict(self.policies)
+
+    def listing(self) -> dict:
+        return {"policies": [p.listing() for p in self.policies.values()], "errors": list(self.errors),
+                "folder": str(self.folder), "folder_exists": self.folder.is_dir(),
+                "extra_folder": str(self.extra_folder) if self.extra_folder else None, "files": list(self.files)}
