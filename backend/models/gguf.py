@@ -178,7 +178,7 @@ class _Bounded:
         """A u64 count of items at least per_item bytes each, checked against the bytes left."""
         n = self.unpack("<Q")
         if n * per_item > self.limit - self.offset:
-            raise self.bad(f"{what} claims {n:,} items, more than the file can hold")
+            raise self.bad(f"{what} claims {n:,} items, more than the rest of the file holds (truncated or corrupt)")
         return n
 
     def string(self) -> str:

@@ -36,7 +36,8 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
     path = Path(source).expanduser()
     try:
         is_dir = path.is_dir()
-        is_gguf = path.name.lower().endswith(".gguf") and path.is_file()
+        # any non-folder .gguf path: the header reader refuses what is not a regular file (a FIFO…) by name
+        is_gguf = path.name.lower().endswith(".gguf") and path.exists() and not is_dir
     except OSError:  # e.g. a name too long for the file system (ENAMETOOLONG): answer "not found", not "internal"
         is_dir = is_gguf = False
     if is_gguf:
