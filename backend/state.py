@@ -13,3 +13,4 @@ class AppState:
     stream: object | None = None         # backend.attention.stream session, owned by the stream methods
     stream_note: str | None = None       # why the last stream ended without the user asking (a model swap)
     model_lock: threading.RLock = field(default_factory=threading.RLock)  # guards swapping `model`
+    policies: object | None = None       # backend.eviction.custom_policies.PolicyRegistry, read on first use

@@ -4,6 +4,7 @@ from ..errors import UserError
 from ..eviction import DEFAULTS, POLICIES, parse, simulate, traces
 from ..validate import params_dict
 from .attention import require_model
+from .policies import policy_registry
 
 
 def _check_layer_head(spec: dict, p) -> None:
@@ -19,12 +20,13 @@ class EvictionMethods:
     @public
     def eviction_policies(self, params=None):
         params_dict(params)
-        return {"policies": POLICIES, "defaults": DEFAULTS}
+        users = policy_registry(self._state).listing()  # user policies (rule files) beside the built-ins
+        return {"policies": POLICIES + users.pop("policies"), "defaults": DEFAULTS, "user_policies": users}
 
     @public
     def simulate(self, params=None):
         """Start a simulation job; its result is {"trace": {...}, "results": [one dict per policy]}."""
-        p = parse(params)  # bad settings fail here, at once, naming the field
+        p = parse(params, policy_registry(self._state).snapshot())  # bad settings fail here, naming the field
         loaded = require_model(self._state) if p.trace == "model" else None
         if loaded is not None:
             _check_layer_head(loaded.spec, p)

@@ -58,6 +58,18 @@ def add_trace_arguments(parser) -> None:
     parser.add_argument("--head", type=int, default=None, help="model trace: one head; omit for the mean over heads")
 
 
+def add_policy_file_argument(parser) -> None:
+    parser.add_argument("--policy-file", action="append", default=[], metavar="F",
+                        help="your eviction policy (a Python rule file, README 'Write your own policy'); repeat for "
+                             "several. Its code runs: naming it here is your consent. Then --policy NAME or all")
+
+
+def load_policy_files(api, args) -> list[str]:
+    """Load each --policy-file (trusted: the user named it); returns their policy names."""
+    return [check(api.load_policy_file({"path": f, "trust": True}))["policy"]["name"]
+            for f in getattr(args, "policy_file", None) or []]
+
+
 def load(api, args, quiet: bool = False) -> dict:
     job = check(api.load_model({"source": args.model, "device": args.device, "precision": args.precision,
                                 "trust_remote_code": bool(getattr(args, "trust_remote_code", False))}))

@@ -1,6 +1,9 @@
 """`main.py simulate`: compare KV-cache eviction policies on a synthetic or a model trace."""
+import sys
+
 from ..eviction import DEFAULTS as D
-from .common import add_trace_arguments, check, emit, load, read_text, wait_job
+from .common import (add_policy_file_argument, add_trace_arguments, check, emit, load, load_policy_files, read_text,
+                     wait_job)
 
 POLICY_CHOICES = ["all", "full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
 FIELDS = ("policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
@@ -15,12 +18,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sinks", type=int, default=D["sinks"], help="StreamingLLM's sink count S")
     parser.add_argument("--window", type=int, default=D["window"], help="H2O's recent window W")
     parser.add_argument("--access-threshold", type=float, default=D["access_threshold"], help="τ: attention ≥ τ is an access")
-    parser.add_argument("--policy", choices=POLICY_CHOICES, default=D["policy"])
+    parser.add_argument("--policy", default=D["policy"], metavar="{" + ",".join(POLICY_CHOICES) + ",NAME}",
+                        help="a built-in, all, or the NAME of a policy file (--policy-file, or the policies folder)")
+    add_policy_file_argument(parser)
     parser.add_argument("--seed", type=int, default=D["seed"], help="synthetic trace: random seed")
     parser.add_argument("--json", action="store_true", help="print {\"results\": [...]} as JSON")
 
 
 def run(args, api) -> int:
+    load_policy_files(api, args)
     params = {"trace": args.trace, "length": args.length, "cache_size": args.cache_size, "sinks": args.sinks,
               "window": args.window, "access_threshold": args.access_threshold, "policy": args.policy,
               "seed": args.seed}
@@ -30,7 +36,8 @@ def run(args, api) -> int:
         load(api, args, quiet=args.json)
     out = wait_job(api, check(api.simulate(params))["job_id"], quiet=args.json)
     if args.json:
-        emit({"results": [{k: r[k] for k in FIELDS} for r in out["results"]]})
+        emit({"results": [{k: r[k] for k in FIELDS} for r in out["results"]],
+              **({"failed": out["failed"]} if out.get("failed") else {})})
         return 0
     t = out["trace"]
     print(f"{t['kind']} trace, {t['length']:,} tokens, C = {t['cache_size']}, S = {t['sinks']}, W = {t['window']}, "
@@ -43,4 +50,6 @@ def run(args, api) -> int:
         print(f"{r['policy']:<17}{r['accesses']:>12,}{r['hits']:>12,}{r['misses']:>12,}{r['evictions']:>12,}"
               f"{hit_rate:>9}{r['attention_recall']:>8.4f}{s['kept']:>4}/{s['total']:<4}"
               f"{h['kept']:>5}/{h['total']:<4}{r['seconds']:>9.3f}")
+    for r in out.get("failed", []):  # a user policy that failed (the others ran)
+        print(f"{r['policy']}: error: {r['error']['message']}", file=sys.stderr)
     return 0

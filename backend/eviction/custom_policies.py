@@ -271,6 +271,13 @@ class PolicyRegistry:
             self.errors = [e for e in self.errors if e["file"] != policy.file]
         return policy
 
+    def in_folder(self, path) -> bool:
+        """True for a file directly in the policies folder (those load without asking)."""
+        try:
+            return Path(path).expanduser().resolve().parent == self.folder.expanduser().resolve()
+        except OSError:
+            return False
+
     def get(self, name: str) -> UserPolicy | None:
         return self.policies.get(name)
 

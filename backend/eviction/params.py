@@ -1,5 +1,5 @@
 """Checks the settings of a simulation; every failure names the field to fix."""
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
@@ -55,9 +55,11 @@ class SimParams:
     layer: int = -1
     head: int | None = None
     aggregate: str = "layer"
+    user_policies: dict = field(default_factory=dict)  # name → UserPolicy (custom_policies.py) for those chosen
 
 
-def parse(params) -> SimParams:
+def parse(params, user_policies: dict | None = None) -> SimParams:
+    """`user_policies`: the loaded user policies (name → UserPolicy), offered beside the built-ins."""
     p = params_dict(params)
     trace = choice(p, "trace", ("synthetic", "model"), D["trace"])
     cache_size = integer(p, "cache_size", D["cache_size"], lo=1, hi=MAX_CACHE)
@@ -69,9 +71,10 @@ def parse(params) -> SimParams:
     if window >= cache_size:
         raise UserError("bad_input", f"window must be less than cache_size ({cache_size}; got {window}): "
                         "H2O keeps C − W heavy hitters besides the window.", "window")
-    policy = choice(p, "policy", ("all", *NAMES), D["policy"])
+    user = dict(user_policies or {})
+    policy = choice(p, "policy", ("all", *NAMES, *user), D["policy"])
     if policy == "all":
-        policies = [n for n in NAMES if trace == "model" or n not in NEEDS_FUTURE]
+        policies = [n for n in NAMES if trace == "model" or n not in NEEDS_FUTURE] + list(user)
     else:
         if trace == "synthetic" and policy in NEEDS_FUTURE:
             raise UserError("bad_input", f"policy {policy} needs the whole future of the trace: "
@@ -85,6 +88,7 @@ def parse(params) -> SimParams:
         sink_threshold=number(p, "sink_threshold", D["sink_threshold"], lo=0.0, hi=1.0),
         heavy_k=integer(p, "heavy_k", cache_size - window, lo=0, hi=MAX_CACHE),
         synthetic=_synthetic(p, sinks) if trace == "synthetic" else {},
+        user_policies={name: user[name] for name in policies if name in user},
     )
     if trace == "model":
         out.text = text(p, "text")

@@ -63,18 +63,38 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
                             "access_threshold")
 
     def run_policy(policy: str) -> dict:
-        label = LABELS[policy]
+        user = p.user_policies.get(policy)  # a user's rule file (custom_policies.py) or a built-in
+        label = user.label if user else LABELS[policy]
         tracker.report(f"{label}: starting")
+        if user:
+            sim = user.simulation(trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
+            tracker.report(f"{label}: compiling the rule into the loop")
+            sim.run(0, 0)  # Numba compiles the loop for this rule once per session: not part of its time
         started = time.perf_counter()
-        sim = Simulation(policy, trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
+        if not user:
+            sim = Simulation(policy, trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
         for t0, t1 in _chunks(n):
             sim.run(t0, t1)
+            if user:
+                user.check(sim)  # a NaN score stops the rule: a named error, not a wrong result
             tracker.report(f"{label}: {t1:,} / {n:,} steps", t1 - t0)
         return result(policy, label, sim, sinks, heavy, time.perf_counter() - started, with_evictions=record)
 
+    def run_or_fail(policy: str) -> dict:
+        """A failing user policy leaves the others' results standing (it is listed under "failed")."""
+        try:
+            return run_policy(policy)
+        except UserError as exc:
+            if policy not in p.user_policies or len(p.policies) == 1:
+                raise
+            return {"policy": policy, "label": p.user_policies[policy].label, "failed": True,
+                    "error": {"code": exc.code, "message": exc.message, "field": exc.field}}
+
     threads = max(1, min(MAX_THREADS, os.cpu_count() or 1, len(p.policies)))
     with ThreadPoolExecutor(threads, thread_name_prefix="eviction") as pool:
-        results = [f.result() for f in [pool.submit(run_policy, policy) for policy in p.policies]]
+        results = [f.result() for f in [pool.submit(run_or_fail, policy) for policy in p.policies]]
+    failed = [r for r in results if r.get("failed")]
+    results = [r for r in results if not r.get("failed")]
     progress(1.0, "Done")
     summary = {"kind": "model" if trace.kind == MODEL else "synthetic", "length": n,
                "cache_size": p.cache_size, "sinks": p.sinks, "window": p.window,
@@ -83,4 +103,7 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
                "heavy_hitter_positions": heavy.tolist(), "heavy_k": int(len(heavy))}
     if trace.kind != MODEL:
         summary["synthetic"] = dict(p.synthetic)
-    return {"trace": summary, "results": results}
+    out = {"trace": summary, "results": results}
+    if failed:
+        out["failed"] = failed
+    return out
