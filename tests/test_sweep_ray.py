@@ -4,62 +4,21 @@ a node's worker killed mid-sweep is retried by Ray and the file still has every 
 local worker processes, Ray and this process give the same numbers."""
 import os
 import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import pytest
 from helpers import ROOT
 
 from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
+from backend.sweep.local_cluster import local_cluster
 
-RAY = str(Path(sys.executable).with_name("ray"))
 TEXT = (ROOT / "assets" / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:600]  # ~100 demo tokens
-NODE_FLAGS = ["--num-cpus", "1", "--node-ip-address", "127.0.0.1", "--object-store-memory", str(80 * 2**20),
-              "--disable-usage-stats"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_node(args, env) -> int:
-    """`ray start` in a session of its own; returns that session's process group (its daemons stay in it)."""
-    proc = subprocess.Popen([RAY, "start", *args, *NODE_FLAGS], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 0, out[-2000:]
-    return proc.pid
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    import ray
-
-    temp = tempfile.mkdtemp(prefix="svray-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    port = free_port()
-    groups = []
-    try:
-        groups.append(start_node(["--head", "--port", str(port), "--include-dashboard=false", "--temp-dir", temp], env))
-        address = f"127.0.0.1:{port}"
-        groups.append(start_node(["--address", address], env))
+    with local_cluster(nodes=2, cpus=1) as address:
         yield address
-    finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        for group in groups:
-            try:
-                os.killpg(group, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        subprocess.run(["rm", "-rf", temp], check=False)
 
 
 def sim_spec():

@@ -23,14 +23,15 @@ SIM_METRICS = ("hit_rate", "attention_recall", "accesses", "hits", "misses", "ev
 EVAL_METRICS = ("perplexity", "kl_vs_full", "tokens", "evictions")
 
 
-def init_worker(models=(), device="auto", precision="auto", threads: int = 1) -> None:
+def init_worker(models=(), device="auto", precision="auto", threads: int | None = 1) -> None:
     """Process start-up (local pool initializer, Ray actor constructor): load the sweep's models once."""
     models = [m for m in models if m != SYNTHETIC]
     if not models:
         return  # a synthetic sweep needs numpy and numba only: no torch in the worker
     import torch
 
-    torch.set_num_threads(threads)  # workers are the parallelism; one thread each avoids fighting over cores
+    if threads:
+        torch.set_num_threads(threads)  # workers are the parallelism; one thread each avoids fighting over cores
     try:
         from transformers.utils import logging as hf_logging
 
@@ -93,10 +94,13 @@ def _evaluate(cells, source, settings):
     # Full Cache ignores C; its cell's C is the whole text, which may not fit the context: any C does for it.
     cache_size = first["cache_size"] if policies != ["full"] else min(first["cache_size"], context - 1)
     window = first["window"] if policies != ["full"] else cache_size // 2
-    out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"])
+    # One call for every policy of this cache size: they share the Full Cache reference pass and,
+    # on the real KV cache, one batched decode step per token.
+    out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"],
+                   positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"))
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS} | {"seconds": by_policy[p].get("seconds")} for p in policies]
-    return rows, _facts(loaded, len(ids))
+    return rows, _facts(loaded, int(out.get("tokens", len(ids))))  # tokens evaluated (learned positions stop at the context)
 
 
 def _facts(loaded, n: int) -> dict:

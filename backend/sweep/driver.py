@@ -11,10 +11,8 @@ from .spec import SweepSpec
 
 def finish_row(key: str, raw: dict) -> dict:
     """A worker's row + what the frontier plots: KV tokens and bytes, the compression ratio."""
-    cell, tokens = raw["cell"], raw["tokens"]
-    kv_tokens = min(cell["cache_size"], tokens)
-    if cell["policy"] == "full" and cell["kind"] == "evaluate" and raw.get("context_length"):
-        kv_tokens = min(kv_tokens, raw["context_length"])  # Full Cache stops at the context
+    cell, tokens = raw["cell"], raw["tokens"]  # tokens the cell ran on
+    kv_tokens = min(cell["cache_size"], tokens)  # Full Cache: the whole (evaluated) text
     per_token = raw.get("kv_bytes_per_token")
     return {"key": key, **raw, "kv_tokens": kv_tokens,
             "kv_bytes": kv_tokens * per_token if per_token else None,

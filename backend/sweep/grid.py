@@ -18,10 +18,12 @@ def auto_sizes(n: int, count: int = DEFAULT_SIZES) -> list[int]:
     return sorted({int(round(c)) for c in np.geomspace(lo, n, count)})
 
 
-def usable_tokens(spec: SweepSpec, n_ids: int, context: int) -> int:
-    """How many tokens of a text a cell runs on (Evaluate may go past the context; a trace may not)."""
+def usable_tokens(spec: SweepSpec, n_ids: int, facts: dict) -> int:
+    """How many tokens of a text a cell runs on: Evaluate goes past the context on a rotary model
+    only (learned positions stop there, backend/evaluate/run.py); a trace never does."""
+    context = facts["context"]
     if spec.kind == "evaluate":
-        return min(n_ids, spec.max_tokens)
+        return min(n_ids, spec.max_tokens) if facts["rotary"] else min(n_ids, spec.max_tokens, context)
     return min(n_ids, spec.max_tokens, context, MAX_MODEL_TRACE)
 
 
@@ -31,7 +33,9 @@ def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
     from ..models.spec import config_spec
 
     path, _ = resolve_source(source, token, lambda *a, **k: None)
-    return {"tokenizer": _load_tokenizer(path, False), "context": config_spec(_read_config(path, False))["context_length"]}
+    shape = config_spec(_read_config(path, False))
+    return {"tokenizer": _load_tokenizer(path, False), "context": shape["context_length"],
+            "rotary": shape["position_scheme"] == "rotary"}
 
 
 def text_tokens(facts: dict, text: str) -> int:
@@ -48,7 +52,7 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
             if model == SYNTHETIC:
                 n, context = entry["synthetic"]["length"], None
             else:
-                n, context = usable_tokens(spec, text_tokens(facts, entry["text"]), facts["context"]), facts["context"]
+                n, context = usable_tokens(spec, text_tokens(facts, entry["text"]), facts), facts["context"]
             if n < 2:
                 raise UserError("bad_input", f"text {entry['name']!r} is shorter than 2 tokens.", "texts")
             top = min(n, context - 1) if spec.kind == "evaluate" else n  # an Evaluate cache stays below the context

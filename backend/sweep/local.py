@@ -30,7 +30,7 @@ class LocalRunner:
         """Yields the rows of each task as it finishes; stops (and kills the workers) when should_stop()."""
         settings = {"device": spec.device, "precision": spec.precision}
         if self.workers == 0:
-            init_worker(spec.models, spec.device, spec.precision, threads=_threads_in_process())
+            init_worker(spec.models, spec.device, spec.precision, threads=None)  # this process keeps its threads
             for task in tasks:
                 if should_stop():
                     return
@@ -60,8 +60,3 @@ class LocalRunner:
             self.pool.join()
             self.pool = None
 
-
-def _threads_in_process() -> int:
-    import torch
-
-    return torch.get_num_threads()

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IN_FLIGHT = 2  # per actor: one running, one queued, so an actor never waits for the driver
 POLL_SECONDS = 0.25
 RETRIES = 3
+_connected: dict = {}  # the address this process is connected to
 
 
 def _actor_class(ray):
@@ -53,7 +54,9 @@ def connect(address: str):
     if not isinstance(address, str) or not address.strip():
         raise UserError("bad_input", "ray must be 'auto' or a cluster address like 10.0.0.5:6379.", "ray")
     if ray.is_initialized():
-        return ray
+        if _connected.get("address") == address.strip():
+            return ray
+        ray.shutdown()  # another cluster than last time
     try:
         # PYTHONPATH: the nodes import SinkVis from the same path (a shared checkout or image).
         ray.init(address=address.strip(), logging_level="ERROR", log_to_driver=False,
@@ -62,6 +65,7 @@ def connect(address: str):
         raise UserError("no_cluster", f"No Ray cluster at {address!r} ({str(exc)[:160]}). Start one with "
                         "`ray start --head` (and `ray start --address ...` on the other machines), or run locally.",
                         "ray") from None
+    _connected["address"] = address.strip()
     return ray
 
 

@@ -15,6 +15,7 @@ from ..validate import choice, integer, number, params_dict
 KINDS = ("simulate", "evaluate")
 EVALUATE_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova")
 SIMULATE_POLICIES = EVALUATE_POLICIES + ("oracle",)  # the oracle needs the whole future: model traces only
+RECOMPUTE = "sliding_window_recompute"  # Evaluate's slow re-computation baseline: only when named
 SYNTHETIC = "synthetic"  # the "model" of a simulate sweep on a generated trace
 MAX_MODELS, MAX_TEXTS, MAX_SIZES = 8, 16, 64
 MAX_TEXT_CHARS = 2_000_000
@@ -61,13 +62,16 @@ class SweepSpec:
     layer: int = -1                # model simulate: the trace is this layer's mean over heads
     device: str = "auto"
     precision: str = "auto"
+    positions: str = "original"    # Evaluate: keys keep their positions, or are re-rotated in the cache (rotary)
+    granularity: str = "per_head"  # Evaluate: a kept set per KV head, or one for all heads
     policy_files: list = field(default_factory=list)
 
     def settings(self, model: str) -> str:
         if model == SYNTHETIC:
             s = {"access_threshold": self.access_threshold}
         elif self.kind == "evaluate":
-            s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision}
+            s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
+                 "positions": self.positions, "granularity": self.granularity}
         else:
             s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
                  "layer": self.layer}
@@ -142,8 +146,10 @@ def parse_spec(params) -> SweepSpec:
     allowed = EVALUATE_POLICIES if kind == "evaluate" else \
         tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
     raw = p.get("policies", p.get("policy", "all"))
+    if kind == "evaluate":
+        allowed = allowed + (RECOMPUTE,)
     if raw == "all":
-        policies = list(allowed)
+        policies = [x for x in allowed if x != RECOMPUTE]
     else:
         policies = _string_list(raw, "policies", 32)
         bad = [x for x in policies if x not in allowed]
@@ -163,4 +169,6 @@ def parse_spec(params) -> SweepSpec:
         layer=integer(p, "layer", -1, lo=-1000, hi=1000),
         device=choice(p, "device", ("auto", "cuda", "mps", "cpu"), "auto"),
         precision=choice(p, "precision", ("auto", "fp16", "bf16", "fp32"), "auto"),
+        positions=choice(p, "positions", ("original", "in_cache"), "original"),
+        granularity=choice(p, "granularity", ("per_head", "shared"), "per_head"),
         policy_files=files)
