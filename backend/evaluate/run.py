@@ -124,7 +124,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     nll = {p: np.zeros(steps) for p in policies}
     kl = {p: [] for p in policies}
     caches, started, last_report = None, time.perf_counter(), 0.0
-    spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0}  # seconds, for each result's share
+    spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0, "decode": 0.0}  # seconds, for each result's share
+    decode_steps = 0
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
     def decide(t, pos, rows):
@@ -176,6 +177,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 nll[p][t] = -float(lps[b, target])
                 if in_context:
                     kl[p].append(float((lp_full.exp() * (lp_full - lps[b])).sum()))
+            spent["decode"] += time.perf_counter() - tick
+            decode_steps += 1
         spent["batch"] += time.perf_counter() - tick
         if recompute is not None:
             tick = time.perf_counter()
@@ -216,7 +219,9 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     return {"results": results, "tokens": n, "text_tokens": text_tokens,
             "context_length": context, "position_scheme": scheme, "positions": positions,
             "granularity": granularity, "kv_aggregation": "mean over the query heads of each KV head",
-            "seconds": seconds, "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
+            "seconds": seconds, "timing": {"batched_decode_steps": decode_steps, "batch": len(evicting),
+                                           "seconds_per_batched_step": spent["decode"] / max(1, decode_steps)},
+            "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
             "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
             "text": text_info, "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
             + (f" (except {RECOMPUTE})" if recompute else "")}
