@@ -1,0 +1,62 @@
+"""The Sweep section of the Eviction tab end to end: a real sweep run from the page, its chart and
+table drawn from the results file, a bad setting marked, the budget pick, CSV export."""
+import json
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+SW = "window.sinkvisSweep"
+
+
+def set_field(p, name, value):
+    p.fill(f"#tab-eviction [data-field='sweep.{name}']", str(value))
+
+
+def test_sweep_runs_and_draws_the_frontier(page, served, tmp_path, monkeypatch):
+    import backend.api.app as app_module
+    from backend.sweep import read_rows
+
+    monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
+    p = page
+    p.tab("eviction")
+    p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
+    set_field(p, "models", "synthetic")
+    p.select_option("#tab-eviction [data-field='sweep.kind']", "simulate")
+    set_field(p, "workers", 0)
+    set_field(p, "out", "e2e.jsonl")
+    set_field(p, "cache_sizes", "32,abc")  # refused at once, and its own input is marked
+    p.click("#tab-eviction >> text=Run Sweep")
+    p.wait_for_selector("#tab-eviction [data-field='sweep.cache_sizes'].invalid", timeout=30_000)
+    assert "cache_sizes" in p.locator("#tab-eviction .sweep-progress").inner_text()
+    set_field(p, "cache_sizes", "32,128,512")
+    p.click("#tab-eviction >> text=Run Sweep")
+    p.wait_for_function(f"() => {SW}.lastJobId !== null", timeout=180_000)
+    rows = read_rows(tmp_path / "sweeps" / "e2e.jsonl")
+    assert len(rows) == 1 + 5 * 3  # Full once; five policies at three sizes
+    shown = p.evaluate(f"() => {SW}.rows")
+    assert sorted(r["key"] for r in shown) == sorted(r["key"] for r in rows)
+    assert "16 cells (16 new" in p.locator("#tab-eviction .sweep-progress").inner_text()
+    # The chart: a line per policy, each point a cell's hit rate from the file.
+    datasets = p.evaluate(f"""() => {SW}.ui.chart.data.datasets.map(d => ({{label: d.label, y: d.data.map(q => q.y),
+                              keys: d.data.map(q => q.row.key)}}))""")
+    assert len(datasets) == 6
+    by_key = {r["key"]: r["metrics"]["hit_rate"] for r in rows}
+    assert all(y == by_key[k] for d in datasets for y, k in zip(d["y"], d["keys"]))
+    assert p.locator("#tab-eviction .sweep-table tbody tr").count() == 16
+    # The budget: each policy's best cell with at most 128 tokens of KV (synthetic: no bytes per token).
+    p.fill("#tab-eviction [data-field='sweep.budget']", "128 tokens")
+    picks = p.locator("#tab-eviction .sweep-picks-table tbody tr")
+    assert picks.count() == 6
+    best_h2o = max((r for r in rows if r["cell"]["policy"] == "h2o" and r["kv_tokens"] <= 128),
+                   key=lambda r: r["metrics"]["hit_rate"])
+    h2o_row = picks.filter(has_text="H2O").inner_text()
+    assert str(best_h2o["cell"]["cache_size"]) in h2o_row and f"{best_h2o['metrics']['hit_rate']:.4f}" in h2o_row
+    assert "does not fit" in picks.filter(has_text="Full Cache").inner_text()
+    p.click("#tab-eviction .sweep-results >> text=CSV")
+    p.wait_for_function("() => /Saved .*sweep-.*\\.csv/.test(document.getElementById('st-note').textContent)", timeout=10_000)
+    csv = next(tmp_path.glob("sweep-*.csv")).read_text().splitlines()
+    assert len(csv) == 17 and csv[0].startswith("model,text,kind,policy,cache_size")
+    p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
+    p.shot("sweep")
+    assert json.dumps(shown)  # plain data, nothing the page could not serialise

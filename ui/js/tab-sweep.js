@@ -1,0 +1,358 @@
+// Sweep (a section at the foot of the Eviction Sim tab): every policy × cache sizes × texts ×
+// models, each cell one Simulate or Evaluate run, on this machine or an existing Ray cluster.
+// The chart is the frontier people expect: x = KV memory (bytes = the model's KV bytes per
+// token × C) or the compression ratio, y = perplexity / KL / hit rate / recall, a line per
+// policy. The backend computes every number (backend/sweep); we only draw them. It mounts
+// itself after the tab's own content (index.html loads it after main.js).
+import { call } from "./bridge.js";
+import { h, fill, field, markField } from "./dom.js";
+import * as fmt from "./format.js";
+import * as status from "./status.js";
+import { app, on } from "./state.js";
+import { onShown } from "./tabs.js";
+import { lineChart } from "./charts.js";
+import { policyColour, policyDash } from "./palette.js";
+import { savePNG, saveJSON, saveCSV } from "./export.js";
+
+const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"];
+const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O",
+  lru: "LRU", tova: "TOVA", oracle: "Oracle", sliding_window_recompute: "Window (recompute)" };
+// y metrics: key, label, lower is better
+const METRICS = {
+  evaluate: [["perplexity", "perplexity", true], ["kl_vs_full", "KL from Full", true]],
+  simulate: [["hit_rate", "hit rate", false], ["attention_recall", "attention recall", false]],
+};
+const X_AXES = [["kv_bytes", "KV memory (bytes, log)"], ["kv_tokens", "KV tokens C (log)"], ["compression_ratio", "compression ratio (share of KV evicted)"]];
+const label = (p) => LABELS[p] || p;
+
+const ui = {};
+let rows = [];          // every row of the current results file
+let jobId = null;
+let lastJobId = null;   // tests read the finished job's summary
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function stamp() { return new Date().toISOString().slice(0, 19).replace(/[:T]/g, "-"); }
+
+export function mount() {
+  ui.section = h("section", { class: "sweep-section" },
+    h("div", { class: "sweep-head" }, h("h2", {}, "Sweep: quality against KV memory"),
+      h("span", { class: "hint" }, "Every policy at many cache sizes (and texts, models): each cell is one Simulate or "
+        + "Evaluate run, appended to a results file as it finishes; rerun the same file to resume.")),
+    h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
+  on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
+  onShown("eviction", () => ui.chart.resize());
+  return ui.section;
+}
+
+// ---------- settings ----------
+// Fields carry data-field="sweep.<name>" so they never collide with the simulation's fields in the same tab.
+function input(name, value, attrs = {}) {
+  return h("input", { value: String(value), dataset: { field: "sweep." + name }, ...attrs });
+}
+
+function mark(envelope) {
+  const err = envelope && envelope.error;
+  markField(ui.section, err && err.field ? { ...envelope, error: { ...err, field: "sweep." + err.field } } : envelope);
+}
+
+function settingsCard() {
+  ui.models = input("models", "demo", { title: "'demo', a folder, a Hub id, or 'synthetic'; several separated by commas",
+    oninput: () => { ui.models.dataset.edited = "1"; } });
+  ui.kind = h("select", { dataset: { field: "sweep.kind" }, onchange: kindChanged },
+    h("option", { value: "evaluate" }, "Evaluate (perplexity, KL)"), h("option", { value: "simulate" }, "Simulate (hit rate, recall)"));
+  ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
+  ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
+    POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }), label(p))));
+  ui.sizes = input("cache_sizes", "auto", { title: "auto = 8 sizes log-spaced from 1/32 of the text to all of it; or 16,32,64,…" });
+  ui.sinks = input("sinks", 4, { type: "number", min: 0 });
+  ui.window = input("window", "", { type: "number", min: 1, placeholder: "C/2" });
+  ui.maxTokens = input("max_tokens", 512, { type: "number", min: 2, step: 64 });
+  ui.workers = input("workers", "", { type: "number", min: 0, placeholder: "per core" });
+  ui.ray = input("ray", "", { placeholder: "blank = this machine; auto or HOST:PORT",
+    title: "Run the cells on an existing Ray cluster (ray start --head …). SinkVis never starts one." });
+  ui.out = input("out", `sweep-${stamp()}.jsonl`, { title: "Results file under ~/SinkVis-exports/sweeps; an existing one is resumed" });
+  ui.files = h("select", { class: "sweep-files", onchange: openFile, title: "Open an earlier sweep" }, h("option", { value: "" }, "Open…"));
+  ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run Sweep");
+  ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
+  ui.progress = h("div", { class: "progress hidden" }, h("div"));
+  ui.progressText = h("div", { class: "hint mono sweep-progress" });
+  return h("div", { class: "card sweep-settings" }, h("h2", {}, "Sweep settings"),
+    h("div", { class: "form-grid" }, field("Models", ui.models), field("Kind", ui.kind)),
+    field("Text", ui.text), field("Policies", ui.policyBoxes),
+    h("div", { class: "form-grid" }, field("Cache sizes", ui.sizes), field("Sinks S", ui.sinks), field("Window W", ui.window),
+      field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
+    h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
+    h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
+}
+
+function kindChanged() {
+  const oracle = ui.policyBoxes.querySelector('input[value="oracle"]');
+  if (ui.kind.value === "evaluate") oracle.checked = false;
+  oracle.disabled = ui.kind.value === "evaluate";  // a real cache never knows the future
+}
+
+function params() {
+  const policies = [...ui.policyBoxes.querySelectorAll("input:checked")].map((i) => i.value);
+  const p = {
+    out: ui.out.value.trim(), kind: ui.kind.value,
+    models: ui.models.value.split(",").map((s) => s.trim()).filter(Boolean),
+    policies, cache_sizes: ui.sizes.value.trim() || "auto", sinks: Number(ui.sinks.value),
+    max_tokens: Number(ui.maxTokens.value),
+  };
+  if (ui.window.value !== "") p.window = Number(ui.window.value);
+  if (ui.workers.value !== "") p.workers = Number(ui.workers.value);
+  if (ui.ray.value.trim()) p.ray = ui.ray.value.trim();
+  if (p.models.length === 1 && p.models[0] === "synthetic") p.texts = [{ name: "synthetic", synthetic: { length: 100000 } }];
+  else if (ui.text.value.trim()) p.texts = [{ name: "your text", text: ui.text.value }];
+  return p;
+}
+
+// ---------- run ----------
+async function run() {
+  if (jobId !== null) return;
+  const p = params();
+  const started = await call("sweep_start", p);
+  mark(started);
+  if (!started.ok) {
+    ui.progressText.textContent = started.error.message;
+    ui.progressText.classList.add("err");
+    return;
+  }
+  jobId = started.job_id;
+  rows = [];
+  setBusy(true);
+  ui.progressText.classList.remove("err");
+  const act = status.begin("Sweeping…");
+  let st;
+  for (;;) {
+    st = await call("sweep_progress", { job_id: jobId, since: rows.length });
+    if (!st.ok) break;
+    if (st.rows && st.rows.length) { rows = rows.concat(st.rows); render(); }
+    const text = progressLine(st);
+    ui.progressText.textContent = text;
+    ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
+    act.update(text);
+    if (st.state !== "running") break;
+    await sleep(400);
+  }
+  lastJobId = jobId;
+  jobId = null;
+  act.end();
+  setBusy(false);
+  listFiles();
+  if (!st.ok || st.state === "error") {
+    const err = st.error;
+    mark({ ok: false, error: err });
+    ui.progressText.textContent = err ? err.message : "The sweep failed.";
+    ui.progressText.classList.add("err");
+  } else if (st.state === "cancelled") {
+    ui.progressText.textContent = `Cancelled after ${rows.length} cells; run the same file again to resume.`;
+  } else {
+    const r = st.result;
+    ui.progressText.textContent = `${r.cells_total} cells (${r.written} new, ${r.cells_skipped} already in the file) `
+      + `on ${r.runner} · ${fmt.secs(r.elapsed)}` + (r.notes.length ? ` · ${r.notes.length} sizes left out: ${r.notes[0].why}` : "");
+  }
+}
+
+function progressLine(st) {
+  const s = st.sweep;
+  if (!s) return st.stage || "Starting…";
+  const rate = s.cells_per_minute == null ? "—" : `${s.cells_per_minute.toFixed(1)} cells/min`;
+  const left = s.seconds_left == null ? "" : ` · ${fmt.secs(s.seconds_left)} left`;
+  const nodes = Object.keys(s.nodes || {}).length;
+  return `${s.cells_done} / ${s.cells_todo} cells (${s.cells_skipped} already in the file) · ${rate}${left}`
+    + (nodes > 1 ? ` · ${nodes} nodes` : "");
+}
+
+function cancel() {
+  if (jobId) call("sweep_cancel", { job_id: jobId });
+  ui.progressText.textContent = "Cancelling…";
+}
+
+function setBusy(busy) {
+  ui.runBtn.disabled = busy;
+  ui.cancelBtn.classList.toggle("hidden", !busy);
+  ui.progress.classList.toggle("hidden", !busy);
+  if (busy) ui.progress.firstChild.style.width = "0%";
+}
+
+export async function listFiles() {
+  const res = await call("sweep_results", {});
+  if (!res.ok) return;
+  fill(ui.files, h("option", { value: "" }, res.files.length ? "Open…" : "no sweeps yet"),
+    res.files.map((f) => h("option", { value: f }, f)));
+}
+
+async function openFile() {
+  const file = ui.files.value;
+  if (!file) return;
+  const res = await call("sweep_results", { file });
+  if (!res.ok) { status.error(res.error.message); return; }
+  rows = res.rows;
+  ui.out.value = file;
+  ui.progressText.classList.remove("err");
+  ui.progressText.textContent = `${file}: ${fmt.int(res.rows_total)} cells`;
+  render();
+}
+
+// ---------- results ----------
+function resultsCard() {
+  ui.series = h("select", { onchange: render, title: "Model · text" });
+  ui.x = h("select", { onchange: render }, X_AXES.map(([k, t]) => h("option", { value: k }, t)));
+  ui.y = h("select", { onchange: render });
+  ui.budget = h("input", { value: "", placeholder: "e.g. 1 MB, 300 KB, 64 tokens", dataset: { field: "sweep.budget" }, oninput: renderPicks });
+  ui.picks = h("div", { class: "sweep-picks hint" }, "Type a memory budget to see the cell each policy would pick.");
+  ui.canvas = h("canvas");
+  ui.chart = lineChart(ui.canvas, { xTitle: "KV memory (bytes)", yTitle: "", scales: { x: { type: "logarithmic" }, y: { beginAtZero: false } } });
+  ui.chart.options.interaction = { mode: "nearest", intersect: false };
+  ui.chart.options.elements.point.radius = 3;
+  ui.chart.options.plugins.tooltip.callbacks = { title: () => "", label: tooltipLines };
+  ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: 9, class: "hint" }, "Run a sweep or open an earlier one.")));
+  return h("div", { class: "sweep-results" },
+    h("div", { class: "card" }, h("h2", {}, "Frontier", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => savePNG("sweep-frontier", ui.canvas) }, "PNG")),
+    h("div", { class: "row" }, field("Series", ui.series), field("x", ui.x), field("y", ui.y)),
+    h("div", { class: "chart-box sweep-chart" }, ui.canvas),
+    h("div", { class: "row sweep-budget" }, field("Memory budget", ui.budget)), ui.picks),
+    h("div", { class: "card" }, h("h2", {}, "Cells", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
+    h("div", { class: "table-wrap sweep-table-wrap" }, h("table", { class: "data sweep-table" },
+      h("thead", {}, h("tr", {}, ["policy", "C", "W", "KV memory", "compression", "metric", "value", "node", "seconds"].map((t) => h("th", {}, t)))),
+      ui.tableBody))));
+}
+
+const seriesKey = (r) => `${r.cell.model} · ${r.cell.text}`;
+
+function currentRows() {
+  return rows.filter((r) => seriesKey(r) === ui.series.value);
+}
+
+function metricsFor(kind) { return METRICS[kind] || METRICS.evaluate; }
+
+function render() {
+  const keys = [...new Set(rows.map(seriesKey))];
+  if (keys.join("\n") !== [...ui.series.options].map((o) => o.value).join("\n")) {
+    const keep = ui.series.value;
+    fill(ui.series, keys.map((k) => h("option", { value: k }, k)));
+    if (keys.includes(keep)) ui.series.value = keep;
+  }
+  const shown = currentRows();
+  const kind = shown.length ? shown[0].cell.kind : "evaluate";
+  const metrics = metricsFor(kind);
+  if (![...ui.y.options].some((o) => o.value === metrics[0][0])) {
+    fill(ui.y, metrics.map(([k, t]) => h("option", { value: k }, t)));
+  }
+  const xKey = shown.length && shown[0].kv_bytes == null && ui.x.value === "kv_bytes" ? "kv_tokens" : ui.x.value;
+  const yKey = ui.y.value;
+  const byPolicy = {};
+  for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
+  const datasets = Object.entries(byPolicy).map(([policy, list]) => ({
+    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy),
+    pointRadius: policy === "full" ? 5 : 3, showLine: policy !== "full",
+    data: list.filter((r) => r.metrics[yKey] != null && r[xKey] != null)
+      .sort((a, b) => a[xKey] - b[xKey]).map((r) => ({ x: xKey === "compression_ratio" ? r[xKey] : Math.max(r[xKey], 1e-9), y: r.metrics[yKey], row: r })),
+  }));
+  ui.chart.data.datasets = datasets.map((d) => ({ borderColor: d.color, backgroundColor: d.color, ...d }));
+  ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
+  ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
+  ui.chart.options.scales.y.title = { display: true, text: metrics.find(([k]) => k === yKey)?.[1] || yKey };
+  ui.chart.update();
+  renderTable(shown, yKey);
+  renderPicks();
+}
+
+function tooltipLines(ctx) {
+  const r = ctx.raw.row;
+  const m = r.metrics;
+  const main = r.cell.kind === "evaluate"
+    ? `perplexity ${fmt.fixed(m.perplexity, 3)} · KL ${fmt.fixed(m.kl_vs_full, 4)}`
+    : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
+  return [`${label(r.cell.policy)} · C = ${fmt.int(r.cell.cache_size)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
+    `KV ${fmt.bytes(r.kv_bytes)} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
+    `${r.tokens} tokens · node ${String(r.node).slice(0, 12)} · ${fmt.secs(r.seconds)}`];
+}
+
+function renderTable(shown, yKey) {
+  if (!shown.length) return;
+  const order = (p) => (POLICIES.includes(p) ? POLICIES.indexOf(p) : POLICIES.length);
+  const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
+    || a.cell.cache_size - b.cell.cache_size);
+  fill(ui.tableBody, sorted.map((r) => h("tr", {},
+    h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
+    h("td", {}, fmt.int(r.cell.cache_size)), h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
+    h("td", {}, r.kv_bytes == null ? "—" : fmt.bytes(r.kv_bytes)), h("td", {}, fmt.pct(r.compression_ratio, 2)),
+    h("td", {}, yKey), h("td", {}, fmt.fixed(r.metrics[yKey], 4)),
+    h("td", { title: String(r.node) }, String(r.node).slice(0, 10)), h("td", {}, fmt.secs(r.seconds)))));
+}
+
+/** "1.5 MB", "300 KB", "2e6", "64 tokens" → {bytes} or {tokens}; null when unreadable. */
+export function parseBudget(text) {
+  const m = String(text).trim().match(/^([\d.]+(?:e\d+)?)\s*(b|kb|kib|mb|mib|gb|gib|tokens?|tok)?$/i);
+  if (!m) return null;
+  const n = Number(m[1]);
+  if (!isFinite(n) || n <= 0) return null;
+  const unit = (m[2] || "b").toLowerCase();
+  if (unit.startsWith("tok")) return { tokens: n };
+  const scale = { b: 1, kb: 1024, kib: 1024, mb: 1024 ** 2, mib: 1024 ** 2, gb: 1024 ** 3, gib: 1024 ** 3 }[unit];
+  return { bytes: n * scale };
+}
+
+/** Each policy's best cell that fits the budget (lowest perplexity/KL, highest hit rate/recall). */
+export function picksAt(shown, budget, yKey, lowerIsBetter) {
+  const out = [];
+  const byPolicy = {};
+  for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
+  for (const [policy, list] of Object.entries(byPolicy)) {
+    const fits = list.filter((r) => r.metrics[yKey] != null
+      && (budget.tokens != null ? r.kv_tokens <= budget.tokens : r.kv_bytes != null && r.kv_bytes <= budget.bytes));
+    if (!fits.length) { out.push({ policy, row: null }); continue; }
+    fits.sort((a, b) => (lowerIsBetter ? a.metrics[yKey] - b.metrics[yKey] : b.metrics[yKey] - a.metrics[yKey]));
+    out.push({ policy, row: fits[0] });
+  }
+  return out;
+}
+
+function renderPicks() {
+  const text = ui.budget.value.trim();
+  if (!text) { ui.picks.textContent = "Type a memory budget to see the cell each policy would pick."; return; }
+  const budget = parseBudget(text);
+  if (!budget) { fill(ui.picks, h("span", { class: "err" }, "Budget: a size like 1.5 MB, 300 KB, 2e6 (bytes) or 64 tokens.")); return; }
+  const shown = currentRows();
+  const yKey = ui.y.value;
+  const lower = (metricsFor(shown[0] ? shown[0].cell.kind : "evaluate").find(([k]) => k === yKey) || [])[2];
+  const picks = picksAt(shown, budget, yKey, lower !== false);
+  const best = picks.filter((p) => p.row).sort((a, b) => (lower !== false ? 1 : -1) * (a.row.metrics[yKey] - b.row.metrics[yKey]))[0];
+  fill(ui.picks, h("table", { class: "data sweep-picks-table" },
+    h("thead", {}, h("tr", {}, ["at ≤ " + text, "C", "KV memory", yKey].map((t) => h("th", {}, t)))),
+    h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "" },
+      h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }), label(p.policy)),
+      h("td", {}, p.row ? fmt.int(p.row.cell.cache_size) : "—"),
+      h("td", {}, p.row ? fmt.bytes(p.row.kv_bytes) : "does not fit"),
+      h("td", { class: best && p === best ? "best" : "" }, p.row ? fmt.fixed(p.row.metrics[yKey], 4) : "—"))))));
+}
+
+function flat(r) {
+  return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, cache_size: r.cell.cache_size,
+    sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
+    compression_ratio: r.compression_ratio, ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
+}
+
+function exportCSV() {
+  if (!rows.length) return;
+  const flatRows = rows.map(flat);
+  saveCSV("sweep", flatRows, Object.keys(flatRows[0]));
+}
+
+function exportJSON() {
+  if (rows.length) saveJSON("sweep", { rows });
+}
+
+// For tests and the devtools console.
+export const debug = { get rows() { return rows; }, get lastJobId() { return lastJobId; }, ui };
+
+const panel = document.getElementById("tab-eviction");
+if (panel) {
+  panel.append(mount());
+  listFiles();
+  window.sinkvisSweep = debug;
+}
