@@ -4,8 +4,17 @@ A job is a function `work(progress)` run on a daemon thread. It reports with
 `progress(fraction, stage, **extra)`; that call raises Cancelled once the user
 cancelled, so a job stops at its next report and leaves the app as it was.
 The UI polls `job_status(id)`; both fronts (window and --serve) work the same.
+
+Heavy jobs (simulations, profiles, evaluations, sweeps) each hold hundreds of MB:
+at most MAX_HEAVY run at once; the next ones wait in line (state "running", stage
+"Queued…", extra `queued: true, queue_position`) and start as soon as one ends; a
+queued job can be cancelled. More than MAX_WAITING in line is refused with `busy`.
+So the app's memory is at most MAX_HEAVY of the per-run peaks in the README.
 """
+import collections
+import gc
 import itertools
+import sys
 import threading
 import time
 
@@ -13,6 +22,9 @@ from .envelope import error_from_exception
 from .errors import Cancelled, UserError
 
 _KEEP_FINISHED = 32  # finished jobs whose results stay readable
+HEAVY_KINDS = frozenset({"simulate", "profile", "evaluate", "sweep"})
+MAX_HEAVY = 2        # heavy jobs running at once (a 20M-step simulation alone peaks at ~830 MB)
+MAX_WAITING = 8      # heavy jobs waiting in line; more are refused
 
 
 class Job:
@@ -54,28 +66,50 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
+        self._slots = threading.Condition(self._lock)  # heavy-job slots; notified when one frees or a job is cancelled
+        self._heavy_running = 0
+        self._line: collections.deque[Job] = collections.deque()  # heavy jobs waiting, first come first served
 
     def start(self, kind: str, work, exclusive: bool = False) -> Job:
         """Run work(job.report) on a thread. exclusive: refuse while another job of this kind runs."""
         with self._lock:
             if exclusive and any(j.kind == kind and j.state == "running" for j in self._jobs.values()):
                 raise UserError("busy", f"A {kind} job is already running; wait for it or cancel it first.")
+            heavy = kind in HEAVY_KINDS
+            if heavy and len(self._line) >= MAX_WAITING:
+                raise UserError("busy", f"{MAX_HEAVY} heavy jobs are running and {len(self._line)} are waiting; "
+                                "wait for one to finish or cancel one first.")
             job = Job(f"{kind}-{next(self._ids)}", kind)
             self._jobs[job.id] = job
+            if heavy:
+                self._line.append(job)
+                self._update_line()
             self._forget_old()
 
         def run():
+            holds_slot, result, error = False, None, None
             try:
-                job.result = work(job.report)
-                job.state, job.fraction, job.stage = "done", 1.0, "Done"
+                if heavy:
+                    self._wait_for_slot(job)
+                    holds_slot = True
+                result = work(job.report)
             except Cancelled:
-                job.state, job.stage = "cancelled", "Cancelled"
-                job.error = error_from_exception(Cancelled())
+                error = error_from_exception(Cancelled())
             except BaseException as exc:  # noqa: BLE001 - reported through status()
-                job.state, job.stage = "error", "Failed"
-                job.error = error_from_exception(exc)
-            finally:
-                job.finished = time.time()
+                error = error_from_exception(exc)
+            # The exception (and the frames it held: a half-built model) is gone by here.
+            if heavy:
+                self._leave(job, holds_slot)
+            if job.kind == "load" and error is not None:
+                _release_memory()  # a cancelled or failed load frees its memory before it says it ended
+            job.finished = time.time()
+            if error is None:
+                job.result = result
+                job.state, job.fraction, job.stage = "done", 1.0, "Done"
+            else:
+                job.error = error
+                cancelled = error["error"]["code"] == "cancelled"
+                job.state, job.stage = ("cancelled", "Cancelled") if cancelled else ("error", "Failed")
 
         job.thread = threading.Thread(target=run, name=f"job {job.id}", daemon=True)
         job.thread.start()
@@ -90,7 +124,40 @@ class JobRunner:
     def cancel(self, job_id) -> Job:
         job = self.get(job_id)
         job.cancel_event.set()
+        with self._slots:
+            self._slots.notify_all()  # a job waiting in line leaves it now
         return job
+
+    def _wait_for_slot(self, job: Job) -> None:
+        """Block until this heavy job is first in line and a slot is free; Cancelled if cancelled meanwhile."""
+        with self._slots:
+            while not (self._line and self._line[0] is job and self._heavy_running < MAX_HEAVY):
+                if job.cancel_event.is_set():
+                    raise Cancelled()
+                self._slots.wait(0.5)
+            if job.cancel_event.is_set():
+                raise Cancelled()
+            self._line.popleft()
+            self._heavy_running += 1
+            job.extra.pop("queued", None)
+            job.extra.pop("queue_position", None)
+            job.stage = "Starting"
+            self._update_line()
+
+    def _leave(self, job: Job, holds_slot: bool) -> None:
+        with self._slots:
+            if holds_slot:
+                self._heavy_running -= 1
+            elif job in self._line:
+                self._line.remove(job)
+            self._update_line()
+            self._slots.notify_all()
+
+    def _update_line(self) -> None:
+        """Queued jobs say where they stand (called with the lock held)."""
+        for position, waiting in enumerate(self._line, 1):
+            waiting.stage = f"Queued: {self._heavy_running} heavy jobs running, at most {MAX_HEAVY} at once"
+            waiting.extra.update(queued=True, queue_position=position)
 
     def running(self) -> list[Job]:
         return [j for j in self._jobs.values() if j.state == "running"]
@@ -98,12 +165,21 @@ class JobRunner:
     def cancel_all(self, wait: float = 5.0) -> None:
         for job in self.running():
             job.cancel_event.set()
+        with self._slots:
+            self._slots.notify_all()
         deadline = time.time() + wait
         for job in list(self._jobs.values()):
             if job.thread is not None:
                 job.thread.join(max(0.0, deadline - time.time()))
 
-    def _forget_old(self):
+    def _forget_old(self):  # called with the lock held
         finished = [j for j in self._jobs.values() if j.state != "running"]
         for job in sorted(finished, key=lambda j: j.finished or 0)[:-_KEEP_FINISHED]:
             del self._jobs[job.id]
+
+
+def _release_memory() -> None:
+    gc.collect()
+    torch = sys.modules.get("torch")  # only if already imported: jobs never import torch themselves
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()

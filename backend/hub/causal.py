@@ -1,6 +1,7 @@
 """Is a transformers config a causal (decoder-only) language model? SinkVis needs one."""
-import json
 from pathlib import Path
+
+from ..safe_read import FileRefused, read_json
 
 # Decoder-only model types whose configs sometimes lack an `architectures` list.
 KNOWN_DECODERS = frozenset({
@@ -27,9 +28,10 @@ def describe_architecture(config: dict) -> str:
 
 
 def read_config(folder: Path) -> dict | None:
-    """config.json as a dict, or None when it is missing or not a JSON object."""
+    """config.json as a dict, or None when it is missing, not a regular file, too big or not a JSON object.
+    Read through safe_read: a config.json linked to /dev/zero must not grow memory until the OOM killer."""
     try:
-        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        config = read_json(Path(folder) / "config.json", "config")
+    except FileRefused:
         return None
     return config if isinstance(config, dict) else None
