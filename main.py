@@ -198,4 +198,7 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import multiprocessing
+
+    multiprocessing.freeze_support()  # sweep workers are spawned: in the single-file build they re-enter here
     sys.exit(main())

@@ -39,7 +39,7 @@ def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
 
 
 def text_tokens(facts: dict, text: str) -> int:
-    return len(facts["tokenizer"](text, add_special_tokens=True)["input_ids"])
+    return len(facts["tokenizer"](text, add_special_tokens=True, verbose=False)["input_ids"])
 
 
 def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]]:
