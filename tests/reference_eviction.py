@@ -49,7 +49,9 @@ def timeline_stride(n):
     return max(1, -(-n // 2000))
 
 
-def simulate(policy, trace, capacity, sinks, window, tau, plan_end=None, steps=None):
+def simulate(policy, trace, capacity, sinks, window, tau, plan_end=None, steps=None, rule=None):
+    """policy "rule": a user rule (tests/test_custom_policies.py), `rule` = (on_enter, on_attention or None,
+    protect_first, protect_recent, run) with plain Python functions."""
     n = trace.n if steps is None else steps
     cached = []  # positions, oldest first
     score, last = {}, {}
@@ -88,6 +90,10 @@ def simulate(policy, trace, capacity, sinks, window, tau, plan_end=None, steps=N
         cached.append(t)
         score[t] = weight(t)
         last[t] = t
+        if policy == "rule":  # the new key enters with on_enter, then every cached key is rescored
+            score[t] = float(rule[0](t, rule[4]))
+            for j in cached if rule[1] else ():
+                score[j] = float(rule[1](score[j], weight(j) / ONE, t - j, t, rule[4]))
         if policy != "full" and len(cached) > capacity:
             if policy == "sliding_window":
                 victim = min(cached)
@@ -101,6 +107,8 @@ def simulate(policy, trace, capacity, sinks, window, tau, plan_end=None, steps=N
                 victim = min((weight(j), j) for j in cached)[1]
             elif policy == "oracle":
                 victim = min((plan_end[j], j) for j in cached)[1]
+            elif policy == "rule":
+                victim = min((score[j], j) for j in cached if j >= rule[2] and t - j >= rule[3])[1]
             else:
                 raise ValueError(policy)
             cached.remove(victim)

@@ -190,18 +190,19 @@ def load_source(source: str, file: str) -> UserPolicy:
 
 def read_policy_file(path) -> tuple[str, str]:
     """(absolute path, text) of a policy file; a named error when it cannot be read."""
-    p = Path(path).expanduser()
-    file = str(p.resolve()) if p.exists() else str(p)
-    if not p.is_file():
-        raise PolicyFileError("not_found", file, None, "no such file.")
-    if p.suffix != ".py":
-        raise PolicyFileError("bad_file", file, None, "a policy file is a Python file ending in .py.")
-    if p.stat().st_size > MAX_FILE_BYTES:
-        raise PolicyFileError("bad_file", file, None, f"larger than {MAX_FILE_BYTES:,} bytes; a policy is a small file.")
+    file = str(path)
     try:
+        p = Path(path).expanduser()
+        file = str(p.resolve()) if p.exists() else str(p)
+        if not p.is_file():
+            raise PolicyFileError("not_found", file, None, "no such file.")
+        if p.suffix != ".py":
+            raise PolicyFileError("bad_file", file, None, "a policy file is a Python file ending in .py.")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise PolicyFileError("bad_file", file, None, f"larger than {MAX_FILE_BYTES:,} bytes; a policy is a small file.")
         return file, p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PolicyFileError("bad_file", file, None, f"cannot be read as UTF-8 text ({exc}).") from None
+    except (OSError, UnicodeDecodeError) as exc:  # a name too long, no permission, not UTF-8
+        raise PolicyFileError("bad_file", file[:300], None, f"cannot be read as UTF-8 text ({exc}).") from None
 
 
 class PolicyRegistry:
@@ -228,8 +229,11 @@ class PolicyRegistry:
     def _paths(self) -> list:
         paths = []
         for folder in (self.folder, self.extra_folder):
-            if folder is not None and folder.is_dir():
-                paths += sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
+            try:
+                if folder is not None and folder.is_dir():
+                    paths += sorted(p for p in folder.glob("*.py") if not p.name.startswith(("_", ".")))
+            except OSError:  # the folder went away or cannot be listed: its files are not there
+                continue
         return paths + [Path(f) for f in self.files]
 
     def reload(self) -> dict:
@@ -251,10 +255,15 @@ class PolicyRegistry:
             return self.listing()
 
     def trust_folder(self, folder) -> dict:
-        p = Path(folder).expanduser()
-        if not p.is_dir():
-            raise UserError("not_found", f"{p}: no such folder.", "folder")
-        self.extra_folder = p.resolve()
+        try:
+            p = Path(folder).expanduser()
+            found = p.is_dir()
+            resolved = p.resolve() if found else None
+        except (OSError, RuntimeError):  # a name too long, a symlink loop
+            found = False
+        if not found:
+            raise UserError("not_found", f"{str(folder)[:300]}: no such folder.", "folder")
+        self.extra_folder = resolved
         return self.reload()
 
     def trust_file(self, path) -> UserPolicy:
