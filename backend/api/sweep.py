@@ -32,6 +32,11 @@ def _out_path(value) -> Path:
 def _ray_address(value):
     if value in (None, ""):
         return None
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is None:
+        raise UserError("no_ray", "Ray is not part of this build (the single-file app leaves it out): leave the Ray "
+                        "field blank to run the sweep on this machine, or run SinkVis from source.", "ray")
     if not isinstance(value, str) or len(value) > 200 or not re.match(r"^(auto|[\w.\-]+:\d{1,5}|ray://[\w.\-]+:\d{1,5})$", value.strip()):
         raise UserError("bad_input", "ray must be blank (run here), 'auto' or a cluster address like 10.0.0.5:6379.", "ray")
     return value.strip()
