@@ -13,8 +13,10 @@ import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 import { policyColour } from "./palette.js";
 
-const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"];
-const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU", tova: "TOVA" };
+const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
+const RECOMPUTE = "sliding_window_recompute";
+const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU",
+  tova: "TOVA", [RECOMPUTE]: "Window + re-computation" };
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
@@ -22,6 +24,7 @@ const COLUMNS = [
   ["kl_vs_full", "KL vs Full", (v) => fmt.fixed(v, 4), true],
   ["tokens", "tokens", fmt.int, false],
   ["evictions", "evictions", fmt.int, false],
+  ["granularity", "kept sets", (v) => v || "—", false],
   ["seconds", "seconds", (v) => fmt.fixed(v, 2), false],
 ];
 
@@ -31,6 +34,8 @@ let last = null;       // last evaluate result + the params that made it
 let jobId = null;
 let lastJobId = null;  // the job behind `last` (tests read its result from the Api)
 let cacheEdited = false;
+let estimateTimer = null;
+let estimateSeq = 0;   // only the latest estimate request may write the line
 
 const label = (name) => LABELS[name] || name;
 const colour = (name) => policyColour(name);  // one palette per policy on every tab (palette.js)
@@ -39,8 +44,9 @@ const colour = (name) => policyColour(name);  // one palette per policy on every
 export function mount() {
   ui.section = h("section", { class: "eval-section" },
     h("div", { class: "eval-head" }, h("h2", {}, "Evaluate: perplexity under eviction"),
-      h("span", { class: "hint" }, "The loaded model reads a text token by token with each policy's cache applied; "
-        + "H2O and TOVA decide on the model's own attention at each step.")),
+      h("span", { class: "hint" }, "The loaded model reads a text one token per step over each policy's real KV cache; "
+        + "evicted entries are dropped, kept ones keep their K/V. H2O, TOVA and LRU decide per layer and KV head on the "
+        + "model's own attention.")),
     h("div", { class: "eval-grid" }, settingsCard(), resultsCard()));
   requireModel(ui.section, "Evaluation runs the loaded model over a text with each policy's cache applied.");
   // The overlay gets its own class: ".model-required" in this tab means the model-trace settings.
@@ -54,22 +60,49 @@ export async function start() {
   const res = await call("evaluate_info");
   if (res.ok) {
     if (Array.isArray(res.policies) && res.policies.length) policies = res.policies;
-    ui.textInfo.textContent = `Blank: ${res.bundled_text_source} (${fmt.int(res.bundled_text_chars)} characters).`;
+    if (res.bundled_texts) {
+      fill(ui.bundled, Object.entries(res.bundled_texts).map(([k, v]) => h("option", { value: k, title: v }, v.split(" (")[0])));
+    }
   }
-  fill(ui.policy, h("option", { value: "all" }, "All policies"),
+  fill(ui.policy, h("option", { value: "all" }, "All (real cache)"),
+    h("option", { value: "all_plus" }, "All + re-computation baseline (slow)"),
     policies.map((p) => h("option", { value: p }, p === "full" ? "Full Cache only" : `${label(p)} (+ Full Cache)`)));
   ui.policy.value = "all";
+  modelChanged(app.model);
 }
 
 export function resize() { ui.chart.resize(); }
 
 function modelChanged(model) {
-  if (!model || cacheEdited) return;
+  if (!model) return;
   const context = model.spec && model.spec.context_length;
-  if (context) {
-    ui.cache.value = String(Math.min(256, Math.floor(context / 2)));
+  if (context && !cacheEdited) {  // the Api's defaults: C = min(128, context/4), W = C/2; demo: its held-out text
+    const cache = Math.max(2, Math.min(128, Math.floor(context / 4)));
+    ui.cache.value = String(cache);
+    ui.window.value = String(Math.max(1, Math.floor(cache / 2)));
     ui.cache.max = String(context - 1);
   }
+  if (ui.bundled.options.length) ui.bundled.value = model.source === "demo" ? "jargon" : "alice";
+  ui.positions.querySelector("option[value='in_cache']").disabled = !(model.spec && model.spec.position_scheme === "rotary");
+  if (ui.positions.selectedOptions[0] && ui.positions.selectedOptions[0].disabled) ui.positions.value = "original";
+  scheduleEstimate();
+}
+
+// ---------- estimate (before running: the Api measures a decode step here and scales it) ----------
+function scheduleEstimate() {
+  clearTimeout(estimateTimer);
+  estimateTimer = setTimeout(estimate, 500);
+}
+
+async function estimate() {
+  if (!app.model || jobId !== null) return;
+  const seq = ++estimateSeq;
+  const res = await call("evaluate_estimate", params());
+  if (seq !== estimateSeq) return;
+  if (!res.ok) { ui.estimate.textContent = ""; return; }
+  fill(ui.estimate, h("span", {}, `Estimate: ~${fmt.secs(res.seconds)} for ${fmt.int(res.steps)} steps `
+      + `(${fmt.int(res.evicting_steps)} evicting) on ${res.text.name}.`),
+    res.warnings.map((w) => h("div", { class: "warn" }, w)));
 }
 
 // ---------- settings ----------
@@ -79,7 +112,6 @@ function num(name, value, attrs = {}) {
 
 function settingsCard() {
   ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = bundled held-out text" });
-  ui.textInfo = h("div", { class: "hint" }, "Blank: the bundled held-out text.");
   ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on" });
   ui.cache = num("cache_size", 256, { min: 2, title: "Budget C: keys the cache may hold (below the model's context)",
     oninput: () => { cacheEdited = true; } });
@@ -87,30 +119,49 @@ function settingsCard() {
   ui.window = num("window", 128, { min: 1, title: "W: recent window" });
   ui.tau = num("access_threshold", 0.01, { min: 0, max: 1, step: 0.001, title: "τ: a key is accessed when its weight ≥ τ (LRU)" });
   ui.policy = h("select", { dataset: { field: "eval.policy" } });
+  ui.bundled = h("select", { dataset: { field: "eval.bundled_text" }, title: "The bundled text used when Text is blank" });
+  ui.positions = h("select", { dataset: { field: "eval.positions" },
+    title: "original: each key keeps the position it was computed at (as H2O evaluates). in-cache: StreamingLLM's "
+      + "positions inside the cache, by re-rotating cached keys (rotary models only). Past the context a rotary "
+      + "model always uses in-cache positions." },
+  h("option", { value: "original" }, "original"), h("option", { value: "in_cache" }, "in-cache (StreamingLLM)"));
+  ui.granularity = h("select", { dataset: { field: "eval.granularity" },
+    title: "per head: H2O, TOVA and LRU keep their own C entries in every layer and KV head, as their papers do. "
+      + "shared: one kept set for all heads (attention averaged over layers and heads)." },
+  h("option", { value: "per_head" }, "per KV head"), h("option", { value: "shared" }, "one set for all heads"));
   for (const input of [ui.maxTokens, ui.cache, ui.sinks, ui.window, ui.tau]) onEnter(input, run);
+  for (const input of [ui.text, ui.maxTokens, ui.cache, ui.policy, ui.bundled]) {
+    input.addEventListener("input", scheduleEstimate);
+    input.addEventListener("change", scheduleEstimate);
+  }
 
   ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run Evaluation");
   ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
   ui.progressText = h("div", { class: "hint mono eval-progress" });
+  ui.estimate = h("div", { class: "hint eval-estimate" });
 
   return h("div", { class: "card eval-settings" }, h("h2", {}, "Evaluation"),
-    field("Text", ui.text), ui.textInfo,
+    field("Text", ui.text), field("Bundled text", ui.bundled),
     h("div", { class: "form-grid" }, field("Max tokens", ui.maxTokens), field("Cache size C", ui.cache),
-      field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau), field("Policy", ui.policy)),
+      field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau), field("Policy", ui.policy),
+      field("Positions", ui.positions), field("Granularity", ui.granularity)),
+    ui.estimate,
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn),
     ui.progress, ui.progressText,
-    h("div", { class: "hint eval-cost" }, "One forward over the kept tokens per step per policy: slow on a CPU "
-      + "(minutes for 1,024 tokens on the demo model)."));
+    h("div", { class: "hint eval-cost" }, "One cached decode step per token, shared by all policies (batched); "
+      + "the re-computation baseline runs a forward over C + 1 tokens per token."));
 }
 
 function params() {
   const p = {
     max_tokens: Number(ui.maxTokens.value), cache_size: Number(ui.cache.value), sinks: Number(ui.sinks.value),
     window: Number(ui.window.value), access_threshold: Number(ui.tau.value),
-    policy: ui.policy.value === "all" ? "all" : [ui.policy.value],
+    policy: ui.policy.value === "all" ? "all" : ui.policy.value === "all_plus" ? policies.slice() : [ui.policy.value],
+    positions: ui.positions.value, granularity: ui.granularity.value,
   };
   if (ui.text.value.trim() !== "") p.text = ui.text.value;
+  else if (ui.bundled.value) p.bundled_text = ui.bundled.value;
   return p;
 }
 
@@ -127,7 +178,8 @@ async function run() {
     const tokens = st.tokens || total;
     ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
     const where = st.position != null && tokens && /^Evaluating/.test(st.stage || "") ? ` · position ${fmt.int(st.position)} / ${fmt.int(tokens)}` : "";
-    const text = `${st.stage || ""}${where} · ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
+    const speed = st.tokens_per_second ? ` · ${fmt.fixed(st.tokens_per_second, 1)} tokens/s · ${fmt.secs(st.seconds_left)} left` : "";
+    const text = `${st.stage || ""}${where}${speed} · ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
     ui.progressText.textContent = text;
     act.update(text);
   }, (id) => { jobId = id; });
@@ -142,7 +194,7 @@ async function run() {
     ui.progressText.classList.toggle("err", !cancelled);
     return;
   }
-  last = { ...res.result, params: p, model: app.model ? app.model.source : null };
+  last = { ...res.result, params: p };  // the result names its own model, text and settings
   lastJobId = finished;
   const seconds = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
   ui.progressText.textContent = `${fmt.int(last.tokens)} tokens · ${last.results.length} policies · ${fmt.secs(seconds)}`;
@@ -211,12 +263,17 @@ function render() {
     return tr;
   }));
   const p = last.params;
-  ui.info.textContent = [`${fmt.int(last.tokens)} tokens`, `context ${fmt.int(last.context_length)}`,
-    `C=${p.cache_size} S=${p.sinks} W=${p.window} τ=${p.access_threshold}`, p.text ? "your text" : "bundled text"].join(" · ");
+  const s = last.settings || p;
+  const text = last.text || {};
+  ui.info.textContent = [last.model ? last.model.source : "", `${fmt.int(last.tokens)} tokens`,
+    `context ${fmt.int(last.context_length)}`, `C=${s.cache_size} S=${s.sinks} W=${s.window} τ=${s.access_threshold}`,
+    last.granularity === "shared" ? "one kept set for all heads" : "per KV head",
+    `${text.name || ""}${text.sha256 ? " · sha256 " + text.sha256 : ""}`].filter(Boolean).join(" · ");
   const full = rows.find((r) => r.policy === "full");
   fill(ui.note,
     h("div", {}, h("b", {}, "Positions: "), last.position_scheme || "—"),
     h("div", {}, h("b", {}, "Eviction: "), last.eviction_mode || "—"),
+    last.note ? h("div", { class: "warn" }, h("b", {}, "Stopped: "), last.note) : null,
     full && full.note ? h("div", { class: "warn" }, h("b", {}, "Full Cache: "), full.note) : null,
     rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
   ui.note.classList.remove("hidden");
@@ -228,18 +285,18 @@ function render() {
 
 function flatRows() {
   return last.results.map((r) => ({ policy: r.policy, perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
-    evictions: r.evictions, seconds: r.seconds, note: r.note || "" }));
+    evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "" }));
 }
 
 function exportCSV() {
   if (!last) return;
-  saveCSV("evaluate-results", flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "seconds", "note"]);
+  saveCSV("evaluate-results", flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note"]);
 }
 
 function exportJSON() {
   if (!last) return;
-  const { params: settings, model, ...result } = last;
-  saveJSON("evaluate-results", { model, settings, ...result });
+  const { params: request, ...result } = last;
+  saveJSON("evaluate-results", { request, ...result });
 }
 
 /** For tests. */
