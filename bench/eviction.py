@@ -6,7 +6,8 @@ wall time is noisy), one policy after another and all six on two threads (the ke
 release the GIL; the app runs Compare All that way). The plain-Python reference (tests/reference_eviction.py) is timed
 on the first 20,000 steps of the same trace and scaled to 1,000,000; both runs are
 checked to agree on that slice (Full Cache's reference scans all t keys per step, so its
-linear scaling is an underestimate; the headline ratio leaves it out). The last two
+linear scaling is an underestimate; the headline ratio leaves it out). Then each user rule
+file of examples/policies against its built-in twin (issue #17: within 2x). The last two
 lines are the ratio and the seconds.
 
     python bench/eviction.py [--steps N] [--ref-steps N]
@@ -25,6 +26,36 @@ import reference_eviction as ref  # noqa: E402
 
 POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"]
 C, S, W, TAU = 256, 4, 128, to_fixed(0.01)
+
+
+def cpu_seconds(sim, n: int) -> float:
+    c0 = time.process_time()
+    sim.run(0, n)
+    return time.process_time() - c0
+
+
+def user_policies_vs_builtins(trace) -> None:
+    """Each rule file of examples/policies (issue #17) against its built-in twin on the same
+    trace: best of 3 CPU times each, alternating, after Numba compiled the rule's loop."""
+    from backend.eviction.custom_policies import PolicyRegistry
+
+    registry = PolicyRegistry(os.path.join(ROOT, "examples", "policies"))
+    registry.reload()
+    worst = 0.0
+    for policy in POLICIES[1:]:
+        rule = registry.get(f"{policy}_rule")
+        rule.simulation(trace, C, S, W, TAU).run(0, 0)  # compile once (~3 s), like the app's first run
+        best_builtin = best_user = float("inf")
+        for _ in range(3):
+            builtin, user = Simulation(policy, trace, C, S, W, TAU), rule.simulation(trace, C, S, W, TAU)
+            best_builtin = min(best_builtin, cpu_seconds(builtin, trace.n))
+            best_user = min(best_user, cpu_seconds(user, trace.n))
+        same = user.counters() == builtin.counters() and (user.kept() == builtin.kept()).all()
+        ratio = best_user / best_builtin
+        worst = max(worst, ratio)
+        print(f"user rule {policy + '_rule':20s} {best_user:6.3f} s cpu  built-in {best_builtin:6.3f} s  "
+              f"{ratio:4.2f}x  {'identical' if same else 'DIFFERENT'}")
+    print(f"user policies vs their built-in twins at {trace.n:,} steps: worst {worst:.2f}x (target: within 2x)")
 
 
 def main() -> None:
@@ -67,6 +98,8 @@ def main() -> None:
               f"reference ~{ref_scaled:7.1f} s  {'agrees' if agree else 'DISAGREES'} on {args.ref_steps:,} steps")
     print(f"all policies one after another: {kernel_s:.3f} s wall, {kernel_cpu:.3f} s cpu for {trace.n:,} steps "
           f"each (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+    user_policies_vs_builtins(trace)
 
     # The kernels release the GIL: the app runs the policies side by side (backend/eviction/run.py).
     sims = [Simulation(policy, trace, C, S, W, TAU) for policy in POLICIES]
