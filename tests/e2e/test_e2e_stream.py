@@ -18,14 +18,14 @@ def test_stream_controls_markers_and_views(loaded_page, served):
     p.fill("#tab-stream textarea", PROMPT)
     p.fill("#tab-stream input[type=range]", "50")
 
-    p.click("#tab-stream >> text=Step")  # no stream yet: starts paused and takes one step
+    p.click("#tab-stream button[data-action=step]")  # no stream yet: starts paused and takes one step
     p.wait_for_function(f"{N} === 1", timeout=60_000)
-    p.click("#tab-stream >> text=Step")
+    p.click("#tab-stream button[data-action=step]")
     p.wait_for_function(f"{N} === 2", timeout=60_000)
 
-    p.click("#tab-stream >> text=Start")  # from the beginning
+    p.click("#tab-stream button[data-action=start]")  # resumes after the two steps
     p.wait_for_function(f"{N} >= 10", timeout=60_000)
-    p.click("#tab-stream >> text=Stop")
+    p.click("#tab-stream button[data-action=stop]")
     p.wait_for_function("() => !window.sinkvis.stream.isRunning()")
     p.wait_for_timeout(400)  # a step in flight lands; then nothing more
     n = p.evaluate(N)
@@ -51,7 +51,7 @@ def test_stream_controls_markers_and_views(loaded_page, served):
     assert p.evaluate(N) == n
     assert p.evaluate(PIXELS) != before
 
-    p.click("#tab-stream >> text=Reset")
+    p.click("#tab-stream button[data-action=reset]")
     p.wait_for_function(f"{N} === 0", timeout=30_000)
     assert "Reset" in p.locator("#tab-stream .stream-info").inner_text()
 
@@ -60,9 +60,9 @@ def test_stream_prompt_markup_is_text(loaded_page):
     p = loaded_page
     p.tab("stream")
     p.fill("#tab-stream textarea", "<img src=x onerror=alert(1)> hello")
-    p.click("#tab-stream >> text=Step")
+    p.click("#tab-stream button[data-action=step]")
     p.wait_for_function(f"{N} === 1", timeout=60_000)
-    p.click("#tab-stream >> text=Step")
+    p.click("#tab-stream button[data-action=step]")
     p.wait_for_function(f"{N} === 2", timeout=60_000)
     assert p.locator("img").count() == 0
     assert "<img" in "".join(p.evaluate("() => window.sinkvis.stream.heatmap().labels()")) or p.evaluate(N) == 2
