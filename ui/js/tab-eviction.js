@@ -15,6 +15,7 @@ import { savePNG, saveJSON, saveCSV } from "./export.js";
 import { policyColour, policyDash, fade } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
+import * as userPolicies from "./policies.js";
 
 export const evaluate = evaluateView;  // the Evaluate section (perplexity under eviction), for tests
 
@@ -77,9 +78,24 @@ export async function start() {
   const res = await call("eviction_policies");
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
   if (res.ok && res.defaults) applyDefaults(res.defaults);
+  fillPolicies(res);
+  ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
+}
+
+function fillPolicies(res) {
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
     (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
-  ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
+  if (res.ok) userPolicies.render(res.user_policies, res.policies);
+}
+
+// After a Reload in "Your policies" (policies.js): the list changed, the settings did not.
+async function refreshPolicies() {
+  const current = ui.policy.value;
+  const res = await call("eviction_policies");
+  if (!res.ok) return;
+  policies = res.policies;
+  fillPolicies(res);
+  if (policies.some((p) => p.name === current)) ui.policy.value = current;
 }
 
 // ---------- settings ----------
@@ -148,7 +164,7 @@ function settingsCard() {
     h("div", { class: "form-grid" }, field("Cache size C", ui.cache), field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau)),
     h("h2", { class: "sub" }, "Trace"), ui.synthetic, ui.model,
     h("div", { class: "row run-row" }, ui.runBtn, ui.allBtn, ui.cancelBtn),
-    ui.progress, ui.progressText);
+    ui.progress, ui.progressText, userPolicies.mount(refreshPolicies));
 }
 
 function traceChanged() {
@@ -245,6 +261,10 @@ async function run(policy) {
   last = { ...res.result, params: p };
   const total = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
   ui.progressText.textContent = `${last.results.length} ${last.results.length === 1 ? "policy" : "policies"} · ${fmt.secs(total)} simulated`;
+  for (const f of last.failed || []) {  // a user policy whose rule failed; the others' results stand
+    ui.progressText.textContent += ` · ${f.label} failed: ${f.error.message}`;
+    ui.progressText.classList.add("err");
+  }
   renderFitNote();
   selectedPolicy = last.results.some((r) => r.policy === selectedPolicy) ? selectedPolicy : last.results[last.results.length - 1].policy;
   renderResults();
