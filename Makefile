@@ -54,7 +54,7 @@ $(BUILD_STAMP): $(STAMP) requirements-build.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $(BUILD_STAMP)
 
-$(DIST_BIN): $(DIST_SOURCES) | $(BUILD_STAMP)
+$(DIST_BIN): $(DIST_SOURCES) | $(BUILD_STAMP) smollm2
 	mkdir -p build
 	$(VENV)/bin/pyinstaller --noconfirm --log-level WARN --workpath build/pyinstaller --distpath dist build.spec
 

@@ -56,7 +56,7 @@ def load_gguf(file: Path, label: str, device: str, precision: str, report) -> Lo
     folder, name = file.parent, file.name
     report(0.6, "Loading tokenizer")
     tokenizer = _load_tokenizer(folder, False, gguf_file=name)
-    report(0.7, f"Loading weights (dequantizing {header.quantization} to {dtype_name})")
+    report(0.7, "Loading weights", note=f"dequantizing {header.quantization} to {dtype_name}")
     model = _load_weights(folder, dtype_name, device, False, gguf_file=name)
     report(0.98, "Ready")
 

@@ -118,7 +118,10 @@ async function refreshLocal(folder) {
     const li = h("li", { onclick: () => selectLocal(m, li) },
       h("div", { class: "name", title: m.path }, m.source === "demo" ? "demo — bundled demo model" : m.id),
       h("div", { class: "meta" }, h("span", { class: "tag" }, m.source), m.model_type ? h("span", {}, m.model_type) : null,
-        h("span", {}, fmt.bytes(m.size_bytes)), h("span", { class: "mono", title: m.path }, shortPath(m.path))));
+        m.format === "gguf" ? h("span", { class: "tag gguf" }, `GGUF ${m.quantization || ""}`) : null,  // #11: read from the file's header
+        m.parameters ? h("span", {}, `${fmt.count(m.parameters)} params`) : null,
+        h("span", {}, fmt.bytes(m.size_bytes)), h("span", { class: "mono", title: m.path }, shortPath(m.path))),
+      m.error ? h("div", { class: "hint warn" }, m.error) : null);
     li.dataset.source = m.source;
     return li;
   });
@@ -179,8 +182,19 @@ function resetLoadProgress() {
 function selectLocal(m, li) {
   if (!selected || selected.id !== m.id) resetLoadProgress();
   markSelected(li);
-  selected = { kind: "local", id: m.id, source: m.source === "demo" ? "demo" : m.path, path: m.path, local: m };
+  // `load` is what load_model takes ("demo", "smollm2", a folder or a .gguf file; docs/api.md)
+  selected = { kind: "local", id: m.id, source: m.load || (m.source === "demo" ? "demo" : m.path), path: m.path, local: m };
   renderInfo();
+  if (m.format === "gguf" && !m.error) fetchGgufInfo();
+}
+
+/** #11: a GGUF's card — the memory it takes once dequantized to the chosen precision (the verdict uses that). */
+async function fetchGgufInfo() {
+  const want = selected;
+  const res = await call("gguf_info", { path: want.source === "smollm2" ? "smollm2" : want.path, device: ui.device.value, precision: ui.precision.value });
+  if (selected !== want) return;
+  want.info = res.ok ? res : null;
+  renderInfo(res.ok ? null : res.error.message);
 }
 
 async function selectHub(m, li) {
@@ -192,6 +206,7 @@ async function selectHub(m, li) {
 }
 
 async function fetchHubInfo() {
+  if (selected && selected.kind === "local" && selected.local.format === "gguf" && !selected.local.error) return fetchGgufInfo();
   if (!selected || selected.kind !== "hub") return;
   const want = selected;
   fill(ui.infoMemory, h("span", { class: "hint" }, "Asking the Hub…"));
@@ -252,6 +267,18 @@ function renderInfo(errorMessage) {
     const m = selected.local;
     rows.push(["source", m.source], ["path", m.path], ["type", m.model_type || "—"], ["size", fmt.bytes(m.size_bytes)]);
     fill(ui.infoMemory);
+    if (m.format === "gguf") {  // #11: from the GGUF header; memory = parameters × the dequantized precision
+      const i = selected.info || m;
+      rows.push(["format", `GGUF ${i.quantization || "?"} → dequantized on load`], ["parameters", i.parameters ? fmt.count(i.parameters) : "—"],
+        ["layers × heads", i.layers ? `${i.layers} × ${i.heads} (${i.kv_heads} KV)` : "—"], ["context", i.context_length ? fmt.int(i.context_length) : "—"]);
+      const mem = selected.info && selected.info.memory;
+      if (errorMessage || m.error) fill(ui.infoMemory, h("span", { class: "hint err" }, errorMessage || m.error));
+      else if (mem) {
+        fill(ui.infoMemory, h("span", {}, "memory after dequantization "),
+          h("span", { class: "verdict " + (mem.verdict || "unknown") }, mem.verdict ? mem.verdict.replace(/_/g, " ") : (mem.reason || "unknown")),
+          h("span", { class: "hint" }, ` needs ${fmt.bytes(mem.needed_bytes)} (${mem.bytes_per_element} B/parameter) of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`));
+      }
+    }
     ui.infoCard.classList.add("hidden");
   } else {
     const i = selected.info || {};
@@ -349,6 +376,7 @@ function showProgress(st, act) {
   if (st.stage === "Downloading" && st.bytes_total) {
     detail += ` ${fmt.bytes(st.bytes_done)} / ${fmt.bytes(st.bytes_total)} · ${fmt.pct(st.bytes_done / st.bytes_total, 0)} · ${fmt.rate(st.speed_bps)}`;
   }
+  if (st.stage === "Loading weights" && st.note) detail += ` (${st.note})`;  // #11: "dequantizing Q4_1 to float32"
   ui.loadDetail.textContent = detail;
   act.update(`Loading model: ${detail}`);
 }
@@ -362,6 +390,7 @@ function renderLoaded(model) {
   const s = model.spec || {};
   const rows = [
     ["source", model.source], ["device", model.device], ["dtype", model.dtype], ["type", s.model_type],
+    ["format", s.format === "gguf" ? `GGUF ${s.quantization}, dequantized to ${s.dequantized_to}` : null],
     ["layers", s.layers], ["heads", s.heads], ["KV heads", s.kv_heads], ["hidden", s.hidden_size], ["head dim", s.head_dim],
     ["vocab", fmt.int(s.vocab_size)], ["context", fmt.int(s.context_length)], ["parameters", fmt.count(s.parameters)],
     ["weights", fmt.bytes(s.weights_bytes)], ["KV / token", fmt.bytes(s.kv_bytes_per_token)], ["positions", s.position_scheme],

@@ -195,7 +195,8 @@ async function startStream(playAfter = true) {
     if (!res.ok) { showError(res); started = false; return; }
     started = true;
     finished = false;
-    clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`);
+    clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`
+      + (res.note ? ` · ${res.note}` : ""));  // #11: a prompt past the context streams up to it, and says so
     ui.total = res.prompt_tokens + (res.generate || 0);
   });
   lockSettings();
@@ -281,7 +282,8 @@ async function refreshState() {
   const st = await call("stream_state");
   if (!st.ok || !st.active) return;
   ui.grid.set(st.sink_grid);
-  ui.recommended.textContent = `Recommended sink count for this model: ${st.recommended_sinks}`;
+  ui.recommended.textContent = st.recommended_sinks_note ? `Recommended sink count: ${st.recommended_sinks_note}`
+    : `Recommended sink count for this model: ${st.recommended_sinks} (per layer: ${(st.recommended_sinks_by_layer || []).join(" ")})`;
 }
 
 function renderSinkTable(sinks) {
