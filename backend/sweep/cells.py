@@ -77,7 +77,7 @@ def run_task(task: dict, settings: dict) -> list[dict]:
 
 
 def _eval_ids(loaded, text: str, max_tokens: int) -> list[int]:
-    return loaded.tokenizer(text, add_special_tokens=True)["input_ids"][:max_tokens]  # as the Evaluate Api does
+    return loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]  # as the Evaluate Api does
 
 
 def _evaluate(cells, source, settings):
@@ -148,7 +148,7 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
     if not -layers <= layer < layers:
         raise UserError("bad_input", f"layer must be between {-layers} and {layers - 1} (−1 = last).", "layer")
 
-    ids = loaded.tokenizer(text, add_special_tokens=True)["input_ids"][: min(max_tokens, loaded.context_length, MAX_MODEL_TRACE)]
+    ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][: min(max_tokens, loaded.context_length, MAX_MODEL_TRACE)]
     with torch.inference_mode():
         out = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), output_attentions=True, use_cache=False)
     # The same arithmetic as the Simulate tab's trace (attention_view): float32 per head, mean in NumPy.

@@ -33,6 +33,13 @@ def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
     from ..models.spec import config_spec
 
     path, _ = resolve_source(source, token, lambda *a, **k: None)
+    if path.name.lower().endswith(".gguf"):  # the header has the shape; the tokenizer comes from the file's metadata
+        from ..models.gguf import read_header
+
+        header = read_header(path)
+        return {"tokenizer": _load_tokenizer(path.parent, False, gguf_file=path.name),
+                "context": int(header.arch_value("context_length") or 2048),
+                "rotary": header.arch_value("rope.dimension_count") is not None or header.architecture in ("llama", "qwen2", "mistral", "gemma")}
     shape = config_spec(_read_config(path, False))
     return {"tokenizer": _load_tokenizer(path, False), "context": shape["context_length"],
             "rotary": shape["position_scheme"] == "rotary"}

@@ -217,8 +217,11 @@ function resultsCard() {
     h("div", { class: "card" }, h("h2", {}, "Cells", h("span", { class: "spacer" }),
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
     h("div", { class: "table-wrap sweep-table-wrap" }, h("table", { class: "data sweep-table" },
-      h("thead", {}, h("tr", {}, ["policy", "C", "W", "KV memory", "compression", "metric", "value", "node", "seconds"].map((t) => h("th", {}, t)))),
-      ui.tableBody))));
+      ui.tableHead = h("thead", {}, headRow("value")), ui.tableBody))));
+}
+
+function headRow(metric) {
+  return h("tr", {}, ["policy", "C", "W", "KV memory", "compression", metric, "node", "seconds"].map((t) => h("th", {}, t)));
 }
 
 const seriesKey = (r) => `${r.cell.model} · ${r.cell.text}`;
@@ -255,10 +258,19 @@ function render() {
   ui.chart.data.datasets = datasets.map((d) => ({ borderColor: d.color, backgroundColor: d.color, ...d }));
   ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
   ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
+  ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel(xKey, v) };
   ui.chart.options.scales.y.title = { display: true, text: metrics.find(([k]) => k === yKey)?.[1] || yKey };
   ui.chart.update();
   renderTable(shown, yKey);
   renderPicks();
+}
+
+/** Log axes label only 1, 2 and 5 × a power of ten (Chart.js hands us every minor tick). */
+function tickLabel(xKey, v) {
+  if (xKey === "compression_ratio") return fmt.pct(v, 0);
+  const mantissa = Math.round(v / 10 ** Math.floor(Math.log10(v)));
+  if (![1, 2, 5].includes(mantissa)) return "";
+  return xKey === "kv_bytes" ? fmt.bytes(v) : fmt.count(v);
 }
 
 function tooltipLines(ctx) {
@@ -274,6 +286,7 @@ function tooltipLines(ctx) {
 
 function renderTable(shown, yKey) {
   if (!shown.length) return;
+  fill(ui.tableHead, headRow(yKey));
   const order = (p) => (POLICIES.includes(p) ? POLICIES.indexOf(p) : POLICIES.length);
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
     || a.cell.cache_size - b.cell.cache_size);
@@ -281,7 +294,7 @@ function renderTable(shown, yKey) {
     h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
     h("td", {}, fmt.int(r.cell.cache_size)), h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
     h("td", {}, r.kv_bytes == null ? "—" : fmt.bytes(r.kv_bytes)), h("td", {}, fmt.pct(r.compression_ratio, 2)),
-    h("td", {}, yKey), h("td", {}, fmt.fixed(r.metrics[yKey], 4)),
+    h("td", {}, fmt.fixed(r.metrics[yKey], 4)),
     h("td", { title: String(r.node) }, String(r.node).slice(0, 10)), h("td", {}, fmt.secs(r.seconds)))));
 }
 
