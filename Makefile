@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) bench/stream.py
 	$(PY) bench/eviction.py
 	$(PY) bench/tiers.py
+	$(PY) bench/sweep.py
 
 clean-venv:
 	rm -rf $(VENV)
