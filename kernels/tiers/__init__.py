@@ -1,0 +1,89 @@
+"""Tier simulator: where the KV blocks of a sequence live across four memory tiers, step by step.
+
+KV memory is paged in blocks of B tokens. One shared step loop (loop.py) and state
+(state.py); each placement policy is one file:
+
+  heat_hysteresis.py  heat = decayed attention; a block rises only when clearly and steadily hotter
+  lru_offload.py      LRU offload, brought back up on reuse (vLLM swap, LMCache, Dynamo)
+  topk_fetch.py       offload all but sinks + a recent window, fetch the top-k per step (Quest, InfiniGen)
+
+rows.py generates the attention rows (a model trace or the synthetic generator), heap.py
+finds a tier's coldest block. Every rule has a plain-Python twin in
+tests/reference_tiers.py, and the two agree bit for bit (mass in fixed point, heat in a
+power-of-two scale, everything else integers). Only numpy and numba here.
+"""
+import numpy as np
+
+from .heat_hysteresis import MAX_HALF_LIFE, RENORM
+from .loop import POLICY_CODES, SCALE, run_steps
+from .rows import MAX_WINDOW, heavy_positions, local_table
+from .state import FETCHED_TOKENS, MOVED_TOKENS, N_TIERS, PROMOTIONS, DEMOTIONS, new_state
+
+__all__ = ["simulate", "local_table", "heavy_positions", "POLICIES", "MAX_HALF_LIFE", "MAX_WINDOW", "RENORM",
+           "N_TIERS", "room_needed"]
+POLICIES = tuple(POLICY_CODES)
+MAX_BUCKETS = 512
+MAX_MARGIN = 4096.0  # heat < half_life·2^(24+RENORM+1); a margin this size keeps sums far below float64 max
+
+
+def room_needed(policy: str, n_pinned: int, n_blocks: int, window: int = 0, k: int = 0) -> int:
+    """Blocks the top tier must hold: the sinks plus one (plus, for top-k, the window and k fetch slots)."""
+    if policy == "topk":
+        return n_pinned + window + k
+    return n_pinned + (1 if n_blocks > n_pinned else 0)
+
+
+def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None, sink_count=0, w_sink=0.0,
+             w_local=1.0, w_hh=0.0, w_bg=0.0, bg_keys=0, seed=0, lcum=None, hh_pos=None, tau=0.01, half_life=256,
+             margin=0.5, patience=32, reuse=16, window=16, k=16, snap_steps=None, buckets=MAX_BUCKETS,
+             chunk_steps=1 << 16, on_chunk=None) -> dict:
+    """Run all n_tokens steps in chunks; on_chunk(steps_done) is called between chunks (it may raise to stop).
+
+    capacity: blocks per tier (int64[4]); pinned: bool per block (sink blocks).
+    trace: float32 [n, n] attention rows, or None for the synthetic generator.
+    policy "heat": half_life, margin (heat units: rows of attention), patience (steps); "lru": reuse; "topk": window (blocks), k (blocks per step).
+    snap_steps: ascending steps after which the tier of every block is recorded.
+    buckets: timeline length (at most one bucket per step).
+    """
+    if policy not in POLICY_CODES:
+        raise ValueError(f"policy must be one of {POLICIES}")
+    B = int(block_size)
+    n_blocks = -(-int(n_tokens) // B)
+    cap = np.asarray(capacity, np.int64)
+    pinned = np.asarray(pinned, np.bool_)
+    if pinned.shape != (n_blocks,) or cap.shape != (N_TIERS,):
+        raise ValueError("pinned must have one entry per block and capacity one per tier")
+    n_pinned = int(pinned.sum())
+    if policy == "topk" and (window < 1 or k < 0):
+        raise ValueError("top-k fetch needs a window of at least 1 block and k ≥ 0")
+    below = n_blocks - n_pinned - window if policy == "topk" else 0  # top-k keeps only sinks + window in HBM
+    if cap.sum() < n_blocks or cap[0] < room_needed(policy, n_pinned, n_blocks, window, k) or (cap < 0).any() \
+            or cap[1:].sum() < below:
+        raise ValueError("not enough room: the top tier must hold every sink block plus one "
+                         "(top-k: plus the window and k, and the tiers below it everything else), all tiers every block")
+    if not 1 <= half_life <= MAX_HALF_LIFE or not 0.0 <= margin <= MAX_MARGIN or patience < 0 or reuse < 0:
+        raise ValueError("half_life, margin, patience or reuse out of range")
+    trace = np.zeros((0, 0), np.float32) if trace is None else np.ascontiguousarray(trace, np.float32)
+    if trace.size and ((trace < 0).any() or (trace.sum(axis=1, dtype=np.float64) > 1.001).any()):
+        raise ValueError("trace rows must be attention: non-negative, summing to at most 1")  # keeps heat bounded
+    lcum = local_table(0.9, 1) if lcum is None else np.asarray(lcum, np.float64)
+    hh_pos = np.zeros(0, np.int64) if hh_pos is None else np.asarray(hh_pos, np.int64)
+    snap_steps = np.zeros(0, np.int64) if snap_steps is None else np.asarray(snap_steps, np.int64)
+    buckets = max(1, min(int(buckets), int(n_tokens)))
+    max_pairs = n_blocks + len(lcum) + len(hh_pos) + int(bg_keys) + 2  # ≥ sink + window blocks + hh + bg
+    s = new_state(n_blocks, len(snap_steps), max_pairs, buckets, policy == "heat", int(k))
+    for t0 in range(0, int(n_tokens), int(chunk_steps)):
+        t1 = min(int(n_tokens), t0 + int(chunk_steps))
+        run_steps(POLICY_CODES[policy], t0, t1, int(n_tokens), B, pinned, cap, trace, int(sink_count), float(w_sink),
+                  float(w_local), float(w_hh), float(w_bg), int(bg_keys), np.uint64(seed), lcum, hh_pos, float(tau),
+                  int(half_life), np.int64(margin * SCALE), int(patience), int(reuse), int(window), int(k), snap_steps, s)
+        if on_chunk is not None:
+            on_chunk(t1)
+    bucket_of_step = np.arange(int(n_tokens), dtype=np.int64) * buckets // int(n_tokens)
+    return {"tier": s.tier, "acc": s.acc, "access": s.access, "blocks": s.count.copy(), "tokens": s.tok.copy(),
+            "hits": s.hits.copy(), "read_tokens": s.read_sum.copy(), "promotions": int(s.counters[PROMOTIONS]),
+            "demotions": int(s.counters[DEMOTIONS]), "moved_tokens": int(s.counters[MOVED_TOKENS]),
+            "fetched_tokens": int(s.counters[FETCHED_TOKENS]), "snapshots": s.snaps, "snap_steps": snap_steps,
+            "snap_read": s.snap_read, "snap_moved": s.snap_moved, "timeline_read": s.tl_read,
+            "timeline_moved": s.tl_moved, "timeline_steps": np.bincount(bucket_of_step, minlength=buckets),
+            "heat": s.heat}
