@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import reference_eviction as ref
 from backend.api import Api
+from backend.evaluate.deciders import registered_policies, unregister_policy
 from backend.eviction.custom_policies import PolicyFileError, PolicyRegistry, load_source
 from helpers import ROOT, wait_job
 from kernels.eviction import ONE, Simulation, model_trace, synthetic_trace, to_fixed
@@ -26,7 +27,7 @@ TWINS = ["sliding_window", "streaming_llm", "h2o", "lru", "tova"]  # examples/po
 
 @pytest.fixture(scope="session")
 def examples():
-    registry = PolicyRegistry(EXAMPLES)
+    registry = PolicyRegistry(EXAMPLES, publish=False)  # not offered by Evaluate to the other tests' runs
     listing = registry.reload()
     assert listing["errors"] == [], listing["errors"]
     return registry
@@ -39,6 +40,8 @@ def api_with(examples, tmp_path, monkeypatch):
     instance = Api()
     yield instance
     instance._state.jobs.cancel_all(wait=30)
+    if instance._state.policies is not None:
+        instance._state.policies.unpublish()  # Evaluate's list is process-wide: leave it as it was
 
 
 def same_run(builtin, user):
@@ -296,9 +299,41 @@ def test_cli_simulate_with_a_policy_file(monkeypatch, tmp_path, capsys):
     assert rows["h2o_decay"]["evictions"] == 3000 - 64 and rows["h2o_decay"]["retained_sinks"]["kept"] == 4
     assert main.main(["simulate", "--policy-file", str(tmp_path / "missing.py")]) == 2
     assert "no such file" in capsys.readouterr().err
+    unregister_policy("h2o_decay")  # the CLI's Api offered it to Evaluate (process-wide): not to later tests
 
 
 def test_the_readme_example_is_the_shipped_h2o_decay_file():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     example = (EXAMPLES / "h2o_decay.py").read_text(encoding="utf-8")
     assert textwrap.dedent(example).strip() in readme
+
+
+# ---------- Evaluate: the rules decide per layer and KV head on the model's real cache ----------
+
+def test_each_example_equals_its_builtin_twin_in_evaluate(demo_api, examples):
+    """The demo model over a real KV cache: each rule file beside its built-in twin in one batched run
+    gives the same perplexity, KL and kept entries (per layer and KV head) at every step."""
+    from backend.evaluate.run import evaluate
+
+    loaded = demo_api._state.model
+    text = (ROOT / "assets" / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")
+    ids = loaded.tokenizer(text)["input_ids"][:120]
+    registry = PolicyRegistry(EXAMPLES)  # published: Evaluate offers the examples while this test runs
+    registry._compiled = examples._compiled  # the compiled rules, not a second compile
+    registry.reload()
+    assert {"h2o_rule", "h2o_decay"} <= set(registered_policies())
+    try:
+        policies = [p for name in TWINS for p in (name, f"{name}_rule")]
+        out = evaluate(loaded, ids, policies, cache_size=24, sinks=2, window=8, keep_trace=True)
+    finally:
+        registry.unpublish()
+    assert "h2o_rule" not in registered_policies()
+    results = {r["policy"]: r for r in out["results"]}
+    for name in TWINS:
+        want, got = results[name], results[f"{name}_rule"]
+        assert want["evictions"] == len(ids) - 1 - 24 > 0
+        for key in ("perplexity", "kl_vs_full", "curve", "evictions", "granularity", "final_kept"):
+            assert got[key] == want[key], (name, key)
+        assert np.array_equal(got["trace"], want["trace"]), name  # every row each unit was shown
+    assert results["h2o_rule"]["granularity"] == "per KV head"
+    assert results["streaming_llm_rule"]["granularity"] == "same positions in every head"

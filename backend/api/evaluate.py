@@ -6,6 +6,7 @@ from ..envelope import public
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
 from .attention import require_model
+from .policies import policy_registry
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
 BUNDLED_TEXTS = {  # name → (file, what it is)
@@ -54,7 +55,8 @@ class EvaluateMethods:
     def evaluate_info(self, params=None):
         params_dict(params)
         loaded = self._state.model
-        return {"policies": list(EVAL_POLICIES), "default_policies": [p for p in EVAL_POLICIES if p != RECOMPUTE],
+        policy_registry(self._state)  # the user's policy files (#17) register with Evaluate when first read
+        return {"policies": _known_policies(), "default_policies": [p for p in EVAL_POLICIES if p != RECOMPUTE],
                 "positions": ["original", "in_cache"], "granularity": ["per_head", "shared"],
                 "bundled_texts": {k: v[1] for k, v in BUNDLED_TEXTS.items()},
                 "bundled_text_chars": len(bundled_eval_text()), "bundled_text_source": BUNDLED_TEXTS["jargon"][1],
@@ -64,6 +66,7 @@ class EvaluateMethods:
         """Validated settings and token ids, shared by evaluate and evaluate_estimate."""
         params = params_dict(params)
         loaded = require_model(self._state)
+        policy_registry(self._state)  # the user's policy files (#17), offered beside the built-ins
         defaults = _defaults(loaded)
         if params.get("text") not in (None, ""):
             body, name = text(params, "text", None, allow_empty=False), "your text"

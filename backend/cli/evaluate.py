@@ -1,7 +1,8 @@
 """Perplexity of the model on a text with each eviction policy's real KV cache applied."""
 import sys
 
-from .common import add_model_arguments, check, emit, load, read_text, wait_job
+from .common import (add_model_arguments, add_policy_file_argument, check, emit, load, load_policy_files, read_text,
+                     wait_job)
 
 
 def add_arguments(parser) -> None:
@@ -20,10 +21,12 @@ def add_arguments(parser) -> None:
                         help="original: keys keep their positions; in_cache: StreamingLLM's (rotary models)")
     parser.add_argument("--granularity", choices=("per_head", "shared"), default="per_head",
                         help="per_head: H2O/TOVA/LRU decide per layer and KV head; shared: one kept set for all")
+    add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true")
 
 
 def run(args, api) -> int:
+    load_policy_files(api, args)  # before the model: a broken file fails in a second, not after a load
     load(api, args, quiet=args.json)
     params = {"text": read_text(args) if args.text_file else None, "policy": args.policy if args.policy == "all"
               else args.policy.split(","), "positions": args.positions, "granularity": args.granularity}

@@ -57,11 +57,14 @@ class KernelDecider:
     """One eviction-kernel Simulation per unit, each advanced by exactly one step per token:
     the kept sets are the kernel's own decisions on the attention it is shown."""
 
-    def __init__(self, policy: str, units: int, n: int, cache_size: int, sinks: int, window: int, tau: int):
+    def __init__(self, policy, units: int, n: int, cache_size: int, sinks: int, window: int, tau: int):
+        """policy: a kernel's name, or (a user's rule file, #17) make(trace, cache_size, sinks, window, tau)
+        returning an object with Simulation's interface."""
         self.sims, self.bufs = [], []
         for _ in range(units):
             trace, buf = row_trace(n)
-            self.sims.append(Simulation(policy, trace, cache_size, sinks, window, tau))
+            self.sims.append(policy(trace, cache_size, sinks, window, tau) if callable(policy)
+                             else Simulation(policy, trace, cache_size, sinks, window, tau))
             self.bufs.append(buf)
         self.last = [np.zeros(0, np.int64)] * units
         self.recorded = None  # int64 [units, n, n] once record() is called (tests: small n only)
@@ -95,6 +98,11 @@ _REGISTRY: dict[str, PolicyEntry] = {}
 def register_policy(name: str, make, per_head: bool = True) -> None:
     """Make a policy available to Evaluate (see the module docstring for `make`)."""
     _REGISTRY[name] = PolicyEntry(make, per_head)
+
+
+def unregister_policy(name: str) -> None:
+    """A user policy whose file was removed or renamed (#17) leaves Evaluate too."""
+    _REGISTRY.pop(name, None)
 
 
 def policy_entry(name: str) -> PolicyEntry:

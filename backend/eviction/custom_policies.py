@@ -26,7 +26,7 @@ from .policies import NAMES
 
 MAX_FILE_BYTES = 256_000
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-RESERVED = set(NAMES) | {"all"}
+RESERVED = set(NAMES) | {"all", "sliding_window_recompute"}  # the built-ins, Evaluate's baseline
 ENTER_ARGS = ("t", "run")
 ATTENTION_ARGS = ("score", "attention", "age", "t", "run")
 
@@ -88,6 +88,22 @@ class UserPolicy:
         first, recent = self.protections(capacity, sinks, window)
         return CustomSimulation(self.on_enter, self.on_attention, first, recent, trace, capacity, sinks, window, tau,
                                 record_evictions)
+
+    def evaluate_maker(self):
+        """Evaluate's decision maker for this rule (backend/evaluate/deciders.py): one rule
+        simulation per (layer, KV head), driven a token at a time on the attention it paid."""
+        from ..evaluate.deciders import KernelDecider
+
+        policy = self
+
+        class RuleDecider(KernelDecider):
+            def step(self, t, positions, weights):
+                super().step(t, positions, weights)
+                for sim in self.sims:
+                    policy.check(sim)
+
+        return lambda units, n, cache_size, sinks, window, tau: RuleDecider(
+            policy.simulation, units, n, cache_size, sinks, window, tau)
 
     def check(self, sim) -> None:
         """After a run: a NaN from the rule is an error naming the function, the step and the key."""
@@ -208,15 +224,18 @@ def read_policy_file(path) -> tuple[str, str]:
 class PolicyRegistry:
     """The user policies of one app: the policies folder, a folder the user picked, single files.
 
-    A reload reads every file again but recompiles only those whose text changed."""
+    A reload reads every file again but recompiles only those whose text changed. With
+    publish (the app's registry), the loaded policies are also offered by Evaluate."""
 
-    def __init__(self, folder: Path | None = None):
+    def __init__(self, folder: Path | None = None, publish: bool = True):
+        self.publish = publish
         self.folder = Path(folder) if folder else policies_folder()
         self.extra_folder: Path | None = None
         self.files: list[str] = []        # single files the user trusted
         self.policies: dict[str, UserPolicy] = {}
         self.errors: list[dict] = []
         self._compiled: dict[tuple, UserPolicy] = {}  # (file, text hash) → loaded policy
+        self._published: set[str] = set()            # names registered with Evaluate
         self._lock = threading.Lock()
 
     def _load(self, path) -> UserPolicy:
@@ -252,6 +271,7 @@ class PolicyRegistry:
                     seen.add(policy.file)
                     policies[policy.name] = policy
             self.policies, self.errors = policies, errors
+            self._sync_evaluate()
             return self.listing()
 
     def trust_folder(self, folder) -> dict:
@@ -278,7 +298,31 @@ class PolicyRegistry:
                 self.files.append(policy.file)
             self.policies[policy.name] = policy
             self.errors = [e for e in self.errors if e["file"] != policy.file]
+            self._sync_evaluate()
         return policy
+
+    def _sync_evaluate(self) -> None:
+        """Evaluate keeps its own list of policies: add ours, drop those no longer loaded. A rule
+        that only scores keys as they enter keeps the same positions in every head, like the
+        window and StreamingLLM; a rule that reads attention decides per layer and KV head."""
+        from ..evaluate.deciders import register_policy, unregister_policy
+
+        if not self.publish:
+            return
+        for name in self._published - set(self.policies):
+            unregister_policy(name)
+        for name, policy in self.policies.items():
+            register_policy(name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
+        self._published = set(self.policies)
+
+    def unpublish(self) -> None:
+        """Take this registry's policies out of Evaluate (an Api that goes away; tests)."""
+        from ..evaluate.deciders import unregister_policy
+
+        with self._lock:
+            for name in self._published:
+                unregister_policy(name)
+            self._published = set()
 
     def in_folder(self, path) -> bool:
         """True for a file directly in the policies folder (those load without asking)."""

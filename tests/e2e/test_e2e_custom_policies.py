@@ -16,7 +16,11 @@ def policy_dir(tmp_path, monkeypatch):
     shutil.copy(EXAMPLES / "h2o_decay.py", folder)
     (folder / "broken.py").write_text("NAME = 'broken'\ndef on_enter(t, run)\n    return 0.0\n")
     monkeypatch.setenv("SINKVIS_POLICY_DIR", str(folder))  # read when the page first lists the policies
-    return folder
+    yield folder
+    from backend.evaluate.deciders import unregister_policy
+
+    for name in ("h2o_decay", "tova_rule", "fixed"):  # this page's Api offered them to Evaluate (process-wide)
+        unregister_policy(name)
 
 
 def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):

@@ -96,6 +96,7 @@ async function refreshPolicies() {
   policies = res.policies;
   fillPolicies(res);
   if (policies.some((p) => p.name === current)) ui.policy.value = current;
+  evaluateView.start();  // Evaluate offers the same user policies
 }
 
 // ---------- settings ----------
