@@ -419,6 +419,29 @@ def test_key_labels_thin_and_policy_colours_are_one_palette(loaded_page):
     assert len(rows) == 1 + len(colours["policies"])
 
 
+def test_evaluate_table_fits_and_uses_the_policy_palette(loaded_page):
+    """The Evaluate table's last column ("seconds") is on screen, and its chart uses the same policy colours."""
+    p = loaded_page
+    p.tab("eviction")
+    for name, value in (("max_tokens", "96"), ("cache_size", "32"), ("sinks", "4"), ("window", "16")):
+        p.fill(f"#tab-eviction input[data-field='eval.{name}']", value)
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_function("() => window.sinkvis.eviction.evaluate.result() !== null && !window.sinkvis.eviction.evaluate.running()",
+                        timeout=180_000)
+    for width in (1500, 1024):
+        p.set_viewport_size({"width": width, "height": 920 if width > 1024 else 700})
+        p.wait_for_timeout(200)
+        fit = p.evaluate("""() => { const t = document.querySelector('.eval-table'), w = t.parentElement;
+            const last = t.querySelector('thead th:last-child'); const r = last.getBoundingClientRect(), b = w.getBoundingClientRect();
+            return {text: last.textContent, right: r.right, box: b.right, scroll: t.scrollWidth, client: w.clientWidth}; }""")
+        assert fit["text"] == "seconds" and fit["right"] <= fit["box"] + 0.5 and fit["scroll"] <= fit["client"], (width, fit)
+    colours = p.evaluate("""async () => { const pal = await import('/js/palette.js');
+        const c = window.sinkvis.eviction.evaluate.chart();
+        const names = window.sinkvis.eviction.evaluate.result().results.map(r => r.policy);
+        return {got: c.data.datasets.map(d => d.borderColor), want: names.map(pal.policyColour)}; }""")
+    assert colours["got"] == colours["want"]
+
+
 CONTRAST = """() => {
   const lum = (c) => { const m = c.match(/\\d+/g).map(Number).slice(0, 3).map(v => v / 255)
       .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4); return 0.2126 * m[0] + 0.7152 * m[1] + 0.0722 * m[2]; };
