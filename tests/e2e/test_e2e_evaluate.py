@@ -37,6 +37,11 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     assert p.locator("#tab-eviction .invalid").count() == 1
     fill_settings(p, SMALL)
     assert p.locator("#tab-eviction [data-field='eval.policy']").input_value() == "all"
+    # Before running: the measured estimate, and a warning when the text is not longer than the cache.
+    p.wait_for_function("() => /Estimate: ~/.test(document.querySelector('#tab-eviction .eval-estimate').textContent)",
+                        timeout=60_000)
+    assert p.locator("#tab-eviction [data-field='eval.granularity']").input_value() == "per_head"
+    assert p.locator("#tab-eviction [data-field='eval.positions']").input_value() == "original"
     p.click("#tab-eviction >> text=Run Evaluation")
     p.wait_for_function(f"() => {EV}.result() !== null", timeout=300_000)
     shown = p.evaluate(f"() => {EV}.result()")
@@ -77,18 +82,23 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     assert p.evaluate(COLOURS) > 8
     note = p.locator("#tab-eviction .eval-note").inner_text()
     assert expected["position_scheme"] in note and expected["eviction_mode"] in note
+    # The result names the model, text and settings that produced it (not whatever is loaded now).
+    info = p.locator("#tab-eviction .eval-info").inner_text()
+    assert expected["model"]["source"] in info and expected["text"]["sha256"] in info and "C=8 S=2 W=4" in info
+    assert "per KV head" in p.locator("#tab-eviction .eval-table tr[data-policy='h2o']").inner_text()
     with p.expect_download() as dl:
         p.click("#tab-eviction .eval-results >> text=CSV")
     assert dl.value.suggested_filename.startswith("evaluate-results-")
-    p.click("#st-error")  # clears the bad-setting error above from the status line before the picture
+    # the successful run already cleared the bad-setting error from the status line (status.js)
+    assert not p.locator("#st-error").is_visible()
     p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
     p.shot("evaluate", docs=True)
 
     # Cancel a long run (the bundled text): the section stays usable and a second small run completes.
     fill_settings(p, {"max_tokens": 1024, "cache_size": 64})
     p.click("#tab-eviction >> text=Run Evaluation")
-    p.wait_for_function("() => /position \\d+/.test(document.querySelector('#tab-eviction .eval-progress').textContent)",
-                        timeout=120_000)
+    p.wait_for_function("() => /position \\d+.*tokens\\/s.*left/.test("
+                        "document.querySelector('#tab-eviction .eval-progress').textContent)", timeout=120_000)
     p.click("#tab-eviction .eval-settings >> text=Cancel")
     p.wait_for_function(f"() => !{EV}.running()", timeout=60_000)
     assert p.locator("#tab-eviction .eval-progress").inner_text() == "Cancelled."
