@@ -1,7 +1,7 @@
-"""Public Api methods for the Cache Profile tab: presets, a profile job, snapshots of its layout."""
+"""Public Api methods for the Cache Profile tab: presets, a profile job, snapshots, the hardware, a scenario at scale."""
 from ..envelope import public
 from ..errors import UserError
-from ..profile import kv_bytes, presets, service
+from ..profile import hardware, kv_bytes, presets, scenario, service
 from ..validate import integer, params_dict
 
 
@@ -15,13 +15,27 @@ class ProfileMethods:
         bpt, source = kv_bytes.for_loaded(self._state.model)
         n_blocks = -(-length // block_size)
         weights = kv_bytes.weights_bytes(self._state.model)
-        return {"presets": [presets.detected(weights), presets.constrained(n_blocks, block_size * bpt)],
+        return {"presets": [presets.detected(weights, hardware.cached()), presets.constrained(n_blocks, block_size * bpt)],
                 "bytes_per_token": bpt, "bytes_per_token_source": source, "l2_note": presets.L2_NOTE,
-                "gpu_modelled": presets.gpu()["modelled"]}
+                "gpu_modelled": presets.gpu()["modelled"], "gpu_note": presets.gpu_note(),
+                "policies": service.POLICIES}
+
+    @public
+    def profile_hardware(self, params=None):
+        """{measure: false} → the cached measurements (or none yet); {measure: true} measures now (a few seconds)."""
+        p = params_dict(params)
+        measure = p.get("measure", False)
+        if not isinstance(measure, bool):
+            raise UserError("bad_input", "measure must be true or false.", "measure")
+        got = hardware.measure() if measure else hardware.cached()
+        g = presets.gpu()
+        modelled = {"hbm_bandwidth_bps": g["bandwidth"], "pcie_bps": presets.PCIE5_X16, "disk_bps": presets.NVME_GEN4}
+        return {"measured": got, "modelled": modelled, "gpu_note": presets.gpu_note(), "gpu_modelled": g["modelled"],
+                "cache_path": str(hardware.cache_path())}
 
     @public
     def profile(self, params=None):
-        """Start a profile job → {job_id}; its result is the summary, per-block arrays and snapshot steps."""
+        """Start a profile job → {job_id}; its result is the summary, per-block arrays, timeline and snapshot steps."""
         state = self._state
         loaded = state.model
         req = service.parse(params, *kv_bytes.for_loaded(loaded), kv_bytes.weights_bytes(loaded))
@@ -45,6 +59,49 @@ class ProfileMethods:
 
     @public
     def profile_snapshot(self, params=None):
-        """{index} or {step} → the tier of every block at that snapshot of the last finished profile."""
+        """{index} or {step} → the tier of every block at that snapshot of the last finished profile, and its cost."""
         return service.snapshot(getattr(self._state, "_last_profile", None), params)
 
+    @public
+    def profile_scenario(self, params=None):
+        """"What would it cost at scale?" → {job_id}; the result: sizes, the HBM-exhaustion length and a replay."""
+        state = self._state
+        loaded = state.model
+        p = params_dict(params)
+        sp = scenario.parse(p)
+        arch = scenario.architecture(p, loaded)
+        req = service.parse({k: p[k] for k in ("policy", "reuse", "margin", "patience", "window", "k",
+                                                  "access_threshold", "half_life") if k in p},
+                            1, "scenario")
+        text = p.get("text")
+
+        def work(progress):
+            if loaded is not None:
+                from ..attention.extract import attention_view
+                from ..validate import text as check_text
+
+                progress(0.0, "Measuring the model's attention")
+                words = check_text({"text": text}, "text") if text is not None else scenario.default_text()
+                matrix = attention_view(loaded, words, aggregate="all_layers")["matrix"]
+                shape = scenario.measure_shape(matrix)
+                source = f"measured from {loaded.source}'s attention (mean over layers) on {matrix.shape[0]} tokens"
+            else:
+                shape = {k: v for k, v in service.SYNTHETIC.items() if k != "seed"}
+                source = "the default synthetic shape (no model loaded: load one to measure its attention)"
+            plan = scenario.plan(sp, arch, shape, source)
+            replay = service.Request(trace="synthetic", length=sp["context"], block_size=sp["block_size"],
+                                     preset="constrained", bytes_per_token=plan["bytes_per_token"],
+                                     bytes_source=f"{arch['name']} ({arch['source']}), {sp['dtype']}",
+                                     access_threshold=req.access_threshold, half_life=req.half_life,
+                                     policy=req.policy, reuse=req.reuse, margin=req.margin, patience=req.patience,
+                                     window=req.window, k=req.k, overrides=plan["tiers"])
+            replay.synthetic.update({k: shape[k] for k in replay.synthetic if k in shape})
+            if replay.synthetic["local_mass"] <= 0:
+                replay.synthetic["local_mass"] = 1e-6
+            result, _ = service.run(replay, lambda f, stage: progress(0.05 + 0.95 * f, stage))
+            for tier, note in zip(result["summary"]["tiers"], scenario.tier_notes(plan)):
+                tier["note"] = note
+            return {"scenario": plan, "replay": result["summary"], "timeline": result["timeline"]}
+
+        job = state.jobs.start("profile", work, exclusive=True)
+        return {"job_id": job.id}

@@ -50,15 +50,35 @@ def gpu() -> dict:
             "bandwidth": bandwidth or HBM_BANDWIDTH["H100"], "modelled": False}
 
 
-def _tiers(capacities, g) -> list[dict]:
-    bandwidths = (g["bandwidth"], g["bandwidth"] * L2_SPEEDUP, PCIE5_X16, NVME_GEN4)
-    notes = (g["name"], L2_NOTE, "read by the GPU over PCIe 5 x16", "NVMe Gen4")
+def _tiers(capacities, g, measured=None) -> list[dict]:
+    """The four tiers. `measured` (backend/profile/hardware.py) replaces a spec where it measures the same
+    thing: disk read for the disk tier, pinned host→GPU copy for the RAM tier (how a GPU reads host RAM)."""
+    m = measured or {}
+    bandwidths = [g["bandwidth"], g["bandwidth"] * L2_SPEEDUP, PCIE5_X16, NVME_GEN4]
+    notes = [g["name"], L2_NOTE, "read by the GPU over PCIe 5 x16 (public spec)", "NVMe Gen4 (public spec)"]
+    modelled = [g["modelled"], True, True, True]
+    measured_at = [None] * 4
+    if m.get("host_to_device_bps"):
+        bandwidths[2], notes[2], modelled[2] = m["host_to_device_bps"], f"host→{m.get('device')} copy, measured", False
+        measured_at[2] = m["measured_at"]
+    if m.get("disk_read_bps"):
+        bandwidths[3], notes[3], modelled[3] = m["disk_read_bps"], f"disk read, measured ({m.get('disk_method')})", False
+        measured_at[3] = m["measured_at"]
     return [{"id": i, "name": n, "capacity_bytes": int(c), "bandwidth_bps": float(bw), "note": note,
-             "modelled": (g["modelled"] if i == "hbm" else i == "l2")}
-            for i, n, c, bw, note in zip(TIER_IDS, TIER_NAMES, capacities, bandwidths, notes)]
+             "modelled": mod, "measured_at": at}
+            for i, n, c, bw, note, mod, at in zip(TIER_IDS, TIER_NAMES, capacities, bandwidths, notes, modelled,
+                                                   measured_at)]
 
 
-def detected(weights_bytes: int = 0) -> dict:
+def gpu_note() -> str:
+    """What the panel says about the GPU tiers, in words."""
+    g = gpu()
+    if g["modelled"]:
+        return "No GPU found on this machine: GPU HBM and L2 are modelled as an NVIDIA H100 80GB (public specs)."
+    return f"GPU found: {g['name']}; HBM bandwidth from its public spec, L2 modelled."
+
+
+def detected(weights_bytes: int = 0, measured: dict | None = None) -> dict:
     """This machine; the loaded model's weights take their share of HBM first."""
     g = gpu()
     ram = psutil.virtual_memory().available
@@ -67,8 +87,8 @@ def detected(weights_bytes: int = 0) -> dict:
     weights = f" minus {weights_bytes / GB:.2f} GB of weights" if weights_bytes else ""
     return {"name": "detected", "label": "Detected hardware",
             "description": f"{g['name']}{weights}; available RAM; free disk space"
-                           + (" (GPU tiers modelled)" if g["modelled"] else ""),
-            "tiers": _tiers((hbm, g["l2"], ram, disk), g)}
+                           + (" (no GPU found: GPU tiers modelled)" if g["modelled"] else ""),
+            "gpu_note": gpu_note(), "tiers": _tiers((hbm, g["l2"], ram, disk), g, measured)}
 
 
 def constrained(n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2) -> dict:
@@ -82,4 +102,8 @@ def constrained(n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2) -> dic
 
 
 def preset(name: str, n_blocks: int, block_bytes: int, min_hbm_blocks: int = 2, weights_bytes: int = 0) -> dict:
-    return detected(weights_bytes) if name == "detected" else constrained(n_blocks, block_bytes, min_hbm_blocks)
+    if name == "detected":
+        from . import hardware
+
+        return detected(weights_bytes, hardware.cached())
+    return constrained(n_blocks, block_bytes, min_hbm_blocks)

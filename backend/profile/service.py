@@ -1,8 +1,10 @@
 """Validate a cache-profile request, run the tier simulator in chunks, shape the result.
 
-The rules of the simulation (heat, placement, promotion) are in kernels/tiers.py.
+The rules of the simulation (placement policies) are in kernels/tiers/.
 Here: the units (bytes ↔ blocks), the tiers (preset + the user's overrides), which
-blocks are sinks (pinned) and heavy hitters (for the map), and the costs.
+blocks are sinks (pinned) and heavy hitters (for the map), and the costs: KV read
+time per decode step = Σ over tiers of the bytes attention read there / its bandwidth,
+as the mean over the run, per timeline bucket, and at each snapshot step.
 Heavy-hitter blocks: not sinks, in the top 10% of blocks by attention received over
 the whole run, and at least twice the median block (so a flat trace marks none).
 """
@@ -31,6 +33,21 @@ SYNTHETIC = {"sinks": 4, "sink_mass": 0.2, "local_mass": 0.6, "local_decay": 0.9
              "heavy_count": 8, "heavy_mass": 0.15, "background_mass": 0.05, "background_keys": 2, "seed": 0}
 
 
+POLICIES = {
+    "lru": "LRU offload: new blocks enter HBM; a full tier's least recently used block moves one tier down; "
+           "a block used below HBM is read there and brought back up only when used again within the reuse "
+           "window. GPU L2 is not used (real systems do not page KV into L2).",
+    "topk": "Offload + top-k fetch (Quest/InfiniGen): HBM keeps the sink blocks and the recent window; every "
+            "other block lives below HBM, and each step the k blocks with the most attention are fetched over "
+            "the link. GPU L2 is not used.",
+    "heat": "Heat with hysteresis: heat = attention received, halved every half_life steps. A block that gets "
+            "attention rises past every tier whose coldest block it beats by the margin, once it has done so for "
+            "the patience steps. New blocks enter HBM, pushing the coldest block of each full tier one tier "
+            "down. (Margin 0, patience 0 is the old rule, which thrashes.)",
+}
+NO_L2 = ("lru", "topk")
+
+
 @dataclass
 class Request:
     trace: str
@@ -42,6 +59,12 @@ class Request:
     weights_bytes: int = 0                          # the loaded model's weights, taken off detected HBM
     access_threshold: float = 0.01
     half_life: int = 256
+    policy: str = "lru"
+    reuse: int = 16                                 # LRU: steps within which a second use brings a block back
+    margin: float = 0.5                             # heat: beat the coldest by this much heat (rows of attention)
+    patience: int = 32                              # heat: ... on every touch for this many steps
+    window: int = 16                                # top-k: recent blocks kept in HBM
+    k: int = 16                                     # top-k: blocks fetched per step
     synthetic: dict = field(default_factory=lambda: dict(SYNTHETIC))
     overrides: list = field(default_factory=list)   # per tier: {capacity_bytes?, bandwidth_bps?}
     text: str = ""
@@ -58,7 +81,11 @@ def parse(params, bytes_per_token: int, bytes_source: str, weights_bytes: int = 
                   preset=choice(p, "preset", ("constrained", "detected"), "constrained"),
                   bytes_per_token=bytes_per_token, bytes_source=bytes_source, weights_bytes=weights_bytes,
                   access_threshold=number(p, "access_threshold", 0.01, 1e-9, 1.0),
-                  half_life=integer(p, "half_life", 256, 1, kernel.MAX_HALF_LIFE))
+                  half_life=integer(p, "half_life", 256, 1, kernel.MAX_HALF_LIFE),
+                  policy=choice(p, "policy", tuple(POLICIES), "lru"),
+                  reuse=integer(p, "reuse", 16, 0, 1 << 30), margin=number(p, "margin", 0.5, 0.0, kernel.MAX_MARGIN),
+                  patience=integer(p, "patience", 32, 0, 1 << 30), window=integer(p, "window", 16, 1, 1 << 20),
+                  k=integer(p, "k", 16, 0, 1 << 16))
     if p.get("bytes_per_token") is not None:
         req.bytes_per_token = integer(p, "bytes_per_token", lo=1, hi=1 << 40)
         req.bytes_source = "set by you"
@@ -78,7 +105,7 @@ def parse(params, bytes_per_token: int, bytes_source: str, weights_bytes: int = 
         req.text = text(p, "text")
         req.layer = integer(p, "layer", -1)
         req.head = integer(p, "head", None, 0, allow_none=True)
-        req.aggregate = choice(p, "aggregate", ("layer", "all_layers"), "layer")
+        req.aggregate = choice(p, "aggregate", ("layer", "all_layers"), "all_layers")
     elif -(-req.length // req.block_size) > MAX_BLOCKS:
         raise UserError("too_many_blocks", f"{req.length:,} tokens in blocks of {req.block_size} is more than "
                         f"{MAX_BLOCKS:,} blocks; use a larger block size.", "block_size")
@@ -107,17 +134,24 @@ def _overrides(value) -> list:
 def resolve_tiers(req: Request, n_blocks: int, n_sink_blocks: int) -> list[dict]:
     """Preset values, the user's overrides on top, capacities in whole blocks; checks there is room."""
     block_bytes = req.block_size * req.bytes_per_token
-    tiers = presets.preset(req.preset, n_blocks, block_bytes, n_sink_blocks + 1, req.weights_bytes)["tiers"]
+    need_top = kernel.room_needed(req.policy, n_sink_blocks, n_blocks, req.window, req.k)
+    tiers = presets.preset(req.preset, n_blocks, block_bytes, max(need_top, n_sink_blocks + 1), req.weights_bytes)["tiers"]
     for i, (tier, over) in enumerate(zip(tiers, req.overrides)):
         tier.update({k: (int(v) if k == "capacity_bytes" else v) for k, v in over.items()})
         tier["capacity_blocks"] = int(tier["capacity_bytes"] // block_bytes)
         if tier["capacity_blocks"] > 0 and tier["bandwidth_bps"] <= 0:
             raise UserError("bad_input", f"{tier['name']} read bandwidth must be above 0.", f"tiers.{i}.bandwidth_bps")
-    need_top = n_sink_blocks + (1 if n_blocks > n_sink_blocks else 0)
+    if req.policy in NO_L2:  # real serving systems do not page KV into L2: the policy leaves it empty
+        tiers[1]["capacity_blocks"] = 0
+        tiers[1]["unused"] = "not used by this policy: real serving systems do not page KV blocks into L2"
     if tiers[0]["capacity_blocks"] < need_top:
-        raise UserError("no_room", f"GPU HBM must hold the {n_sink_blocks} sink block(s) plus one: at least "
-                        f"{need_top * block_bytes:,} bytes.", "tiers.0.capacity_bytes")
+        what = (f"the {n_sink_blocks} sink block(s), the {req.window}-block window and the k = {req.k} fetched blocks"
+                if req.policy == "topk" else f"the {n_sink_blocks} sink block(s) plus one")
+        raise UserError("no_room", f"GPU HBM must hold {what}: at least {need_top * block_bytes:,} bytes "
+                        f"({need_top:,} blocks of {block_bytes:,} bytes).", "tiers.0.capacity_bytes")
     room = sum(t["capacity_blocks"] for t in tiers)
+    if req.policy == "topk":  # HBM keeps only the sinks and the window
+        room = sum(t["capacity_blocks"] for t in tiers[1:]) + n_sink_blocks + req.window
     if room < n_blocks:
         short = (n_blocks - room) * block_bytes
         raise UserError("no_room", f"The tiers hold {room:,} of {n_blocks:,} blocks; add at least {short:,} bytes "
@@ -178,7 +212,8 @@ def prepare(req: Request, matrix=None):
     pinned[sink_tokens // B] = True
     tiers = resolve_tiers(req, n_blocks, int(pinned.sum()))
     s = req.synthetic
-    kwargs = dict(tau=req.access_threshold, half_life=req.half_life, snap_steps=snapshot_steps(n))
+    kwargs = dict(policy=req.policy, tau=req.access_threshold, half_life=req.half_life, margin=req.margin,
+                  patience=req.patience, reuse=req.reuse, window=req.window, k=req.k, snap_steps=snapshot_steps(n))
     if req.trace == "model":
         kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n))
     else:
@@ -190,7 +225,7 @@ def prepare(req: Request, matrix=None):
 
 
 def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
-    """→ (result for the UI/CLI, snapshots to keep for profile_snapshot). progress(fraction, stage) may raise Cancelled."""
+    """→ (result for the UI/CLI, what profile_snapshot needs). progress(fraction, stage) may raise Cancelled."""
     started = time.perf_counter()
     n, pinned, tiers, kwargs = prepare(req, matrix)
     n_blocks, B, steps = len(pinned), req.block_size, kwargs["snap_steps"]
@@ -199,39 +234,70 @@ def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
                           on_chunk=lambda done: progress(0.02 + 0.95 * done / n, "Simulating"), **kwargs)
     progress(0.98, "Summarising")
     status = block_status(out["acc"], pinned)
-    summary = _summary(req, n, n_blocks, tiers, out, status)
+    bandwidth = np.array([t["bandwidth_bps"] for t in tiers])
+    summary = _summary(req, n, n_blocks, tiers, out, status, bandwidth)
     summary["seconds"] = round(time.perf_counter() - started, 3)
     result = {"summary": summary, "n_tokens": n, "block_size": B, "bytes_per_token": req.bytes_per_token,
               "tier": out["tier"].tolist(), "access_count": out["access"].tolist(), "status": status.tolist(),
-              "snapshot_steps": steps.tolist()}
-    return result, {"snapshots": out["snapshots"], "steps": steps}
+              "snapshot_steps": steps.tolist(), "timeline": timeline(out, n, req.bytes_per_token, bandwidth)}
+    kept = {"snapshots": out["snapshots"], "steps": steps, "bytes_per_token": req.bytes_per_token,
+            "read_seconds": read_seconds(out["snap_read"], req.bytes_per_token, bandwidth),
+            "all_hbm_seconds": (steps + 1) * req.bytes_per_token / bandwidth[0],
+            "moved_bytes": out["snap_moved"] * req.bytes_per_token}
+    return result, kept
 
 
-def _summary(req, n, n_blocks, tiers, out, status) -> dict:
+def read_seconds(tokens_per_tier: np.ndarray, bytes_per_token: int, bandwidth: np.ndarray) -> np.ndarray:
+    """Σ over tiers of the bytes read there / its bandwidth (tiers that read nothing cost nothing)."""
+    tokens = np.asarray(tokens_per_tier, np.float64)
+    used = bandwidth > 0
+    return (tokens[..., used] * bytes_per_token / bandwidth[used]).sum(axis=-1)
+
+
+def timeline(out: dict, n: int, bytes_per_token: int, bandwidth: np.ndarray) -> dict:
+    """Per bucket of steps: mean KV read time and bytes moved per step, and the all-in-HBM read time."""
+    steps = out["timeline_steps"].astype(np.float64)
+    first = np.concatenate(([0], np.cumsum(out["timeline_steps"])[:-1]))
+    last = first + out["timeline_steps"] - 1
+    tokens_all = (first + 1 + last + 1) / 2  # mean tokens in the cache over the bucket's steps: dense all-in-HBM
+    return {"first_step": first.tolist(), "last_step": last.tolist(),
+            "read_seconds": (read_seconds(out["timeline_read"], bytes_per_token, bandwidth) / steps).tolist(),
+            "all_hbm_seconds": (tokens_all * bytes_per_token / bandwidth[0]).tolist(),
+            "moved_bytes": (out["timeline_moved"] * bytes_per_token / steps).tolist(),
+            "read_bytes": (out["timeline_read"].sum(axis=1) * bytes_per_token / steps).tolist()}
+
+
+def _summary(req, n, n_blocks, tiers, out, status, bandwidth) -> dict:
     bpt = req.bytes_per_token
-    mean_tokens = out["token_steps"] / n          # tokens resident per tier, averaged over the decode steps
-    bandwidth = np.array([t["bandwidth_bps"] for t in tiers])
-    used = mean_tokens > 0
-    read = float((mean_tokens[used] * bpt / bandwidth[used]).sum())  # dense attention reads every block
-    all_hbm = float(mean_tokens.sum() * bpt / bandwidth[0])
+    read = float(read_seconds(out["read_tokens"], bpt, bandwidth)) / n           # mean over the run's steps
+    all_hbm = float((n + 1) / 2 * bpt / bandwidth[0])                           # dense, all in HBM: mean of t + 1
     for i, tier in enumerate(tiers):
         tier.update(blocks=int(out["blocks"][i]), bytes=int(out["tokens"][i]) * bpt, hits=int(out["hits"][i]))
+    kv_bytes = n * bpt
     return {
-        "trace": req.trace, "preset": req.preset, "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
+        "trace": req.trace, "preset": req.preset, "policy": req.policy, "policy_rule": POLICIES[req.policy],
+        "policy_settings": _policy_settings(req), "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
         "bytes_per_token": bpt, "bytes_per_token_source": req.bytes_source, "block_bytes": req.block_size * bpt,
-        "tiers": tiers, "accesses": int(out["hits"].sum()),
+        "kv_bytes": kv_bytes, "tiers": tiers, "accesses": int(out["hits"].sum()),
         "promotions": out["promotions"], "demotions": out["demotions"], "bytes_moved": out["moved_tokens"] * bpt,
+        "moved_over_kv": out["moved_tokens"] / n, "bytes_fetched": out["fetched_tokens"] * bpt,
+        "read_bytes_per_step": float(out["read_tokens"].sum()) * bpt / n,
         "read_seconds_per_step": read, "read_seconds_all_hbm": all_hbm, "read_time_ratio": read / all_hbm,
+        "read_time_is": "mean over all decode steps of the run",
         "sink_blocks": int((status == STATUS_SINK).sum()), "heavy_hitter_blocks": int((status == STATUS_HEAVY).sum()),
         "access_threshold": req.access_threshold, "half_life": req.half_life,
         "synthetic": dict(req.synthetic) if req.trace == "synthetic" else None, "l2_note": presets.L2_NOTE,
-        "heat_rule": "heat = attention received, halved every half_life steps. A block that gets attention rises, "
-                     "in one move, past every tier whose coldest block is colder than it; each of those coldest "
-                     "blocks moves one tier down. New blocks enter HBM, pushing the coldest block of each full "
-                     "tier one tier down. Sink blocks stay in HBM.",
         "heavy_hitter_rule": "not a sink block, in the top 10% of blocks by attention received over the run, "
                              "and at least twice the median block",
     }
+
+
+def _policy_settings(req) -> dict:
+    if req.policy == "lru":
+        return {"reuse": req.reuse}
+    if req.policy == "topk":
+        return {"window": req.window, "k": req.k}
+    return {"half_life": req.half_life, "margin": req.margin, "patience": req.patience}
 
 
 def snapshot(kept: dict | None, params) -> dict:
@@ -247,4 +313,6 @@ def snapshot(kept: dict | None, params) -> dict:
         index = integer(p, "index", len(steps) - 1, 0, len(steps) - 1)
     tiers = kept["snapshots"][index]
     return {"index": index, "step": int(steps[index]), "tiers": tiers.tolist(),
-            "blocks_per_tier": np.bincount(tiers[tiers >= 0], minlength=4).tolist()}
+            "blocks_per_tier": np.bincount(tiers[tiers >= 0], minlength=4).tolist(),
+            "read_seconds": float(kept["read_seconds"][index]), "all_hbm_seconds": float(kept["all_hbm_seconds"][index]),
+            "moved_bytes": int(kept["moved_bytes"][index])}
