@@ -57,7 +57,9 @@ class SweepMethods:
         if not p.get("models") and not p.get("model"):
             loaded = self._state.model
             p["models"] = [loaded.source if loaded is not None else "demo"]
-        spec = parse_spec(p)
+        from .policies import policy_registry
+
+        spec = parse_spec(p, policy_registry(self._state).snapshot())  # user rule files beside the built-ins
         ray = _ray_address(p.get("ray"))
         workers = integer(p, "workers", None, lo=0, hi=64, allow_none=True)
 

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .common import CliError, emit
+from .common import CliError, add_policy_file_argument, emit, load_policy_files
 
 ROW_FIELDS = ("kind", "model", "text", "policy", "cache_size", "sinks", "window")
 
@@ -29,6 +29,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--ray", help="run on an existing Ray cluster: 'auto' or its address HOST:PORT")
     parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core; "
                         "0 = in this process)")
+    add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary and the sweep's rows as JSON")
 
 
@@ -57,10 +58,12 @@ def spec_params(args) -> dict:
 
 
 def run(args, api) -> int:
+    from ..api.policies import policy_registry
     from ..sweep import make_runner, parse_spec, plan, read_rows, run_sweep
 
+    load_policy_files(api, args)  # --policy-file: then usable by NAME in --policy, and sent to the workers
     try:
-        spec = parse_spec(spec_params(args))
+        spec = parse_spec(spec_params(args), policy_registry(api._state).snapshot())
         runner = make_runner(args.ray, args.workers)
 
         def report(s):

@@ -89,6 +89,10 @@ class UserPolicy:
         return CustomSimulation(self.on_enter, self.on_attention, first, recent, trace, capacity, sinks, window, tau,
                                 record_evictions)
 
+    def shipment(self) -> dict:
+        """What a sweep sends to its workers (local processes or Ray) so they can load this rule."""
+        return {"name": self.name, "file": self.file, "source": self.source}
+
     def evaluate_maker(self):
         """Evaluate's decision maker for this rule (backend/evaluate/deciders.py): one rule
         simulation per (layer, KV head), driven a token at a time on the attention it paid."""
@@ -341,3 +345,25 @@ class PolicyRegistry:
         return {"policies": [p.listing() for p in self.policies.values()], "errors": list(self.errors),
                 "folder": str(self.folder), "folder_exists": self.folder.is_dir(),
                 "extra_folder": str(self.extra_folder) if self.extra_folder else None, "files": list(self.files)}
+
+
+_shipped: dict[tuple, UserPolicy] = {}  # (file, text hash) → loaded, per worker process
+_shipped_lock = threading.Lock()
+
+
+def load_shipped(entries) -> dict:
+    """Worker side of a sweep: the rule files that came with a task (their text, from the driver,
+    which the user trusted), compiled once per process and offered to Evaluate here too.
+    Returns name → UserPolicy."""
+    from ..evaluate.deciders import register_policy
+
+    out = {}
+    with _shipped_lock:
+        for entry in entries or []:
+            key = (entry["file"], hashlib.sha256(entry["source"].encode()).hexdigest())
+            if key not in _shipped:
+                policy = load_source(entry["source"], entry["file"])
+                register_policy(policy.name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
+                _shipped[key] = policy
+            out[entry["name"]] = _shipped[key]
+    return out

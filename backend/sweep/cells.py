@@ -59,13 +59,16 @@ def _finite(value):
 def run_task(task: dict, settings: dict) -> list[dict]:
     """task: {"cells": [cell dicts sharing all but the policy], "source": the text or synthetic settings}.
     settings: device, precision. Returns one row per cell (without the driver's bookkeeping)."""
+    from ..eviction.custom_policies import load_shipped
+
     cells = task["cells"]
     first = cells[0]
     started = time.perf_counter()
+    user = load_shipped(task.get("user_policies"))  # user rule files (#17), also registered with Evaluate here
     if first["kind"] == "evaluate":
         rows, facts = _evaluate(cells, task["source"], settings)
     else:
-        rows, facts = _simulate(cells, task["source"], settings)
+        rows, facts = _simulate(cells, task["source"], settings, user)
     elapsed = time.perf_counter() - started
     out = []
     for cell, metrics in zip(cells, rows):
@@ -156,7 +159,7 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
     return traces.from_attention(matrix)
 
 
-def _simulate(cells, source, settings):
+def _simulate(cells, source, settings, user_policies=None):
     from ..eviction import parse, simulate
 
     trace, facts = _trace(cells, source, settings)
@@ -171,6 +174,7 @@ def _simulate(cells, source, settings):
         params.update(source["synthetic"])
     p = parse(params)
     p.policies = [c["policy"] for c in cells]
+    p.user_policies = {name: rule for name, rule in (user_policies or {}).items() if name in p.policies}
     out = simulate(p, trace)
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = []

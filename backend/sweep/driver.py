@@ -51,7 +51,11 @@ def plan(spec: SweepSpec, out, facts_for=None) -> dict:
     cells, notes = build_cells(spec, facts_for)
     have = {r["key"] for r in read_rows(out)}
     todo = [c for c in cells if c.key not in have]
-    return {"cells": cells, "notes": notes, "todo": todo, "tasks": group_tasks(todo, spec.texts)}
+    tasks = group_tasks(todo, spec.texts)
+    for task in tasks:  # a user policy's rule file travels with its cells (#17); workers compile it
+        names = {c["policy"] for c in task["cells"]}
+        task["user_policies"] = [f for f in spec.policy_files if f["name"] in names]
+    return {"cells": cells, "notes": notes, "todo": todo, "tasks": tasks}
 
 
 def run_sweep(spec: SweepSpec, out, runner, report=lambda summary: None, should_stop=lambda: False,

@@ -64,7 +64,7 @@ class SweepSpec:
     precision: str = "auto"
     positions: str = "original"    # Evaluate: keys keep their positions, or are re-rotated in the cache (rotary)
     granularity: str = "per_head"  # Evaluate: a kept set per KV head, or one for all heads
-    policy_files: list = field(default_factory=list)
+    policy_files: list = field(default_factory=list)  # user rule files (#17): [{name, file, source}], sent to workers
 
     def settings(self, model: str) -> str:
         if model == SYNTHETIC:
@@ -137,8 +137,10 @@ def _cache_sizes(value):
     return sorted(set(value))
 
 
-def parse_spec(params) -> SweepSpec:
+def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
+    """`user_policies`: the loaded user policies (name → custom_policies.UserPolicy), offered beside the built-ins."""
     p = params_dict(params)
+    user = dict(user_policies or {})
     kind = choice(p, "kind", KINDS, "evaluate")
     models = _string_list(p.get("models", p.get("model", "demo")), "models", MAX_MODELS)
     if SYNTHETIC in models and (len(models) > 1 or kind != "simulate"):
@@ -146,6 +148,7 @@ def parse_spec(params) -> SweepSpec:
     allowed = EVALUATE_POLICIES if kind == "evaluate" else \
         tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
     raw = p.get("policies", p.get("policy", "all"))
+    allowed = allowed + tuple(user)
     if kind == "evaluate":
         allowed = allowed + (RECOMPUTE,)
     if raw == "all":
@@ -158,9 +161,7 @@ def parse_spec(params) -> SweepSpec:
         policies = [x for x in allowed if x in policies]  # one order everywhere
     sinks = integer(p, "sinks", 4, lo=0, hi=100_000)
     window = integer(p, "window", None, lo=1, hi=1_000_000, allow_none=True)
-    files = p.get("policy_files") or []
-    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-        raise UserError("bad_input", "policy_files must be a list of file paths.", "policy_files")
+    files = [user[x].shipment() for x in policies if x in user]
     return SweepSpec(
         kind=kind, models=models, texts=_texts(p.get("texts"), kind, models), policies=policies,
         cache_sizes=_cache_sizes(p.get("cache_sizes", "auto")), sinks=sinks, window=window,
