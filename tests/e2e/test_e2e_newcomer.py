@@ -454,8 +454,9 @@ CONTRAST = """() => {
 }"""
 
 OVERLAPS = """(root) => {
-  const vis = (e) => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
-    return r.width > 0 && r.height > 0 && s.visibility !== 'hidden' && e.offsetParent !== null; };
+  // checkVisibility also leaves out the content of a closed <details> (laid out, never drawn).
+  const vis = (e) => { const r = e.getBoundingClientRect();
+    return r.width > 0 && r.height > 0 && e.checkVisibility({ checkOpacity: true, checkVisibilityCSS: true }); };
   const els = [...document.querySelectorAll(`${root} button, ${root} input, ${root} select, ${root} textarea, ${root} label`)]
     .filter(vis);
   const out = [];
