@@ -7,7 +7,7 @@ import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
-import { app, on } from "./state.js";
+import { app, on, emit } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
@@ -86,6 +86,7 @@ function fillPolicies(res) {
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
     (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
   if (res.ok) userPolicies.render(res.user_policies, res.policies);
+  emit("policies", policies);  // the Sweep section offers the user's rule files too
 }
 
 // After a Reload in "Your policies" (policies.js): the list changed, the settings did not.

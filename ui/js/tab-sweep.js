@@ -40,8 +40,16 @@ export function mount() {
         + "Evaluate run, appended to a results file as it finishes; rerun the same file to resume.")),
     h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
   on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
+  on("policies", showUserPolicies);
   onShown("eviction", () => ui.chart.resize());
   return ui.section;
+}
+
+// User policies (rule files, #17; listed by the Eviction tab): a checkbox each after the built-ins.
+function showUserPolicies(all) {
+  ui.policyBoxes.querySelectorAll("label.user-policy").forEach((n) => n.remove());
+  ui.policyBoxes.append(...all.filter((p) => p.user).map((p) => h("label", { class: "check user-policy", title: p.file },
+    h("input", { type: "checkbox", value: p.name, checked: true }), p.label || p.name)));
 }
 
 // ---------- settings ----------
