@@ -111,7 +111,7 @@ function num(name, value, attrs = {}) {
 }
 
 function settingsCard() {
-  ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = bundled held-out text" });
+  ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = the bundled text chosen below" });
   ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on" });
   ui.cache = num("cache_size", 256, { min: 2, title: "Budget C: keys the cache may hold (below the model's context)",
     oninput: () => { cacheEdited = true; } });
