@@ -7,7 +7,7 @@ import signal
 import time
 
 import pytest
-from helpers import ROOT
+from helpers import ROOT, wait_job
 
 from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
 from backend.sweep.local_cluster import local_cluster
@@ -21,30 +21,31 @@ def cluster():
         yield address
 
 
-def sim_spec():
-    """Synthetic: the workers need no torch, so the comparison of runners costs little start-up."""
-    return parse_spec({"kind": "simulate", "models": ["synthetic"], "sinks": 4,
-                       "texts": [{"name": "syn", "synthetic": {"length": 20_000, "seed": 5}}]})
+SIM = {"kind": "simulate", "models": ["synthetic"], "sinks": 4,
+       "texts": [{"name": "syn", "synthetic": {"length": 20_000, "seed": 5}}]}  # no torch in the workers: quick to start
 
 
 def metrics(path):
     return {r["key"]: r["metrics"] for r in read_rows(path)}
 
 
-def test_cells_land_on_both_nodes_and_ray_local_workers_and_this_process_agree(cluster, tmp_path):
-    from backend.sweep.ray_runner import RayRunner
+def test_cells_land_on_both_nodes_and_ray_local_workers_and_this_process_agree(cluster, api, tmp_path, monkeypatch):
+    import backend.api.app as app_module
 
-    spec = sim_spec()
-    summary = run_sweep(spec, tmp_path / "ray.jsonl", RayRunner(cluster))
-    rows = read_rows(tmp_path / "ray.jsonl")
+    monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
+    started = api.sweep_start({**SIM, "out": "ray.jsonl", "ray": cluster})  # the Api's path: Ray from a job thread
+    assert started["ok"], started
+    status = wait_job(api, started["job_id"], timeout=600)
+    assert status["state"] == "done", status
+    summary, ray_file = status["result"], tmp_path / "sweeps" / "ray.jsonl"
+    rows = read_rows(ray_file)
     assert summary["cells_done"] == len(rows) == summary["cells_total"] == 1 + 5 * 8
-    nodes = {r["node"] for r in rows}
-    assert len(nodes) == 2, summary["nodes"]  # node ids recorded, both nodes used
+    assert "2 nodes" in summary["runner"] and len({r["node"] for r in rows}) == 2  # node ids recorded, both used
+    spec = parse_spec(SIM)
     run_sweep(spec, tmp_path / "local.jsonl", LocalRunner(2))
-    local = read_rows(tmp_path / "local.jsonl")
-    assert len({r["pid"] for r in local}) == 2  # two worker processes did the work
+    assert len({r["pid"] for r in read_rows(tmp_path / "local.jsonl")}) == 2  # two worker processes did the work
     run_sweep(spec, tmp_path / "here.jsonl", LocalRunner(0))
-    assert metrics(tmp_path / "ray.jsonl") == metrics(tmp_path / "local.jsonl") == metrics(tmp_path / "here.jsonl")
+    assert metrics(ray_file) == metrics(tmp_path / "local.jsonl") == metrics(tmp_path / "here.jsonl")
 
 
 def test_a_killed_worker_is_retried_by_ray_and_every_cell_is_written_once(cluster, tmp_path):
