@@ -27,8 +27,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
     parser.add_argument("--out", required=True, help="results file (JSON Lines); an existing one is resumed")
     parser.add_argument("--ray", help="run on an existing Ray cluster: 'auto' or its address HOST:PORT")
-    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core; "
-                        "0 = in this process)")
+    parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core, "
+                        "at most 4 — each holds a copy of the models; 0 = in this process)")
     add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the summary and the sweep's rows as JSON")
 

@@ -15,8 +15,11 @@ from .cells import init_worker, run_task
 POLL_SECONDS = 0.25
 
 
+MAX_DEFAULT_WORKERS = 4  # each worker holds its own copy of every model of the sweep
+
+
 def default_workers() -> int:
-    return max(1, (os.cpu_count() or 1))
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
 class LocalRunner:
