@@ -223,7 +223,7 @@ def test_cancel_stops_a_load_inside_the_weights_and_frees_it(api, small_dir, man
           f"{status['tensors_total']}: stopped after {final.get('tensors_done')} in {took:.2f} s")
     assert final["state"] == "cancelled" and final["error"]["code"] == "cancelled"
     assert final["tensors_done"] < final["tensors_total"]
-    assert took < 3.0
+    assert took < 5.0  # "within a few seconds"; ~1.3 s measured on a busy 2-core machine
     assert api._state.model is before
     assert _models_alive(300) == 0  # the half-loaded model is gone
     again = api.load_model({"source": str(small_dir), "device": "cpu"})  # not "busy"
@@ -244,7 +244,7 @@ def test_cancel_while_the_config_is_checked(api, many_tensors_dir):
     final = wait_job(api, job, timeout=30)
     took = time.perf_counter() - asked
     print(f"\n[load figures] Cancel during '{status['stage']}': stopped in {took:.2f} s")
-    assert final["state"] == "cancelled" and took < 3.0
+    assert final["state"] == "cancelled" and took < 5.0
     assert api.model_info() == {"ok": True, "loaded": False}
 
 

@@ -43,7 +43,7 @@ _FIELDS = [
     ("context length", ("max_position_embeddings", "n_positions", "n_ctx", "seq_length"), 1 << 27),
     ("experts", ("num_local_experts", "num_experts", "n_routed_experts"), MAX_EXPERTS),
 ]
-_REQUIRED = ("layers", "attention heads", "hidden size", "vocabulary size")
+_REQUIRED = ("layers", "hidden size", "vocabulary size")  # heads: a few families (Mamba, RWKV) have none
 
 
 def _bad(message: str) -> UserError:
@@ -73,11 +73,11 @@ def check_config(config) -> dict:
         if upper is not None and value > upper:
             raise _bad(f"{name} = {value:,} is more than any real model has (at most {upper:,}).")
         values[label] = value
-    heads, hidden = values["attention heads"], values["hidden size"]
-    if "head dim" not in values and hidden % heads:
+    heads, hidden = values.get("attention heads"), values["hidden size"]
+    if heads is not None and "head dim" not in values and hidden % heads:
         raise _bad(f"The hidden size ({hidden}) must divide evenly by the attention heads ({heads}).")
     kv = values.get("key/value heads")
-    if kv is not None and heads % kv:
+    if kv is not None and heads is not None and heads % kv:
         raise _bad(f"The attention heads ({heads}) must divide evenly by the key/value heads ({kv}).")
     return values
 
