@@ -81,7 +81,7 @@ class ProfileMethods:
                 from ..validate import text as check_text
 
                 progress(0.0, "Measuring the model's attention")
-                words = check_text({"text": text}, "text") if text is not None else scenario.default_text()
+                words = check_text({"text": text}, "text") if text is not None else scenario.default_text(loaded)
                 matrix = attention_view(loaded, words, aggregate="all_layers")["matrix"]
                 shape = scenario.measure_shape(matrix)
                 source = f"measured from {loaded.source}'s attention (mean over layers) on {matrix.shape[0]} tokens"

@@ -197,9 +197,11 @@ def tier_notes(plan: dict) -> list[str]:
             "NVMe Gen4 (public spec)"]
 
 
-def default_text() -> str:
-    """The bundled held-out English: long enough for a shape, short enough for a quick forward."""
+def default_text(loaded, max_tokens: int = 768) -> str:
+    """The bundled held-out English, cut to what the model takes (its context, at most max_tokens)."""
     from ..models.load import DEMO_MODEL_DIR
 
-    path = DEMO_MODEL_DIR.parent / "eval" / "jargon-heldout.txt"
-    return path.read_text(encoding="utf-8")[:3000]
+    words = (DEMO_MODEL_DIR.parent / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:12_000]
+    keep = min(max_tokens, int(loaded.spec["context_length"]) - 1)
+    ids = loaded.tokenizer(words, add_special_tokens=False)["input_ids"][:keep]
+    return loaded.tokenizer.decode(ids)
