@@ -134,6 +134,15 @@ def write_header_only(path, arch: str, extra=None):
     w.close()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def meta_cache(tmp_path_factory):
+    """The config/tokenizer cache of GGUF loads (gguf_load.py) in a temporary folder, not ~/.cache."""
+    with pytest.MonkeyPatch.context() as mp:
+        folder = tmp_path_factory.mktemp("gguf-meta")
+        mp.setenv("SINKVIS_GGUF_META", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory):
     folder = tmp_path_factory.mktemp("gguf")
@@ -193,6 +202,30 @@ def test_gguf_loads_and_its_attention_equals_the_original_model(gguf_api, tiny_g
     assert np.all(np.triu(m, 1) == 0)
 
 
+def test_second_load_uses_the_cached_config_and_tokenizer(gguf_api, tiny_gguf, meta_cache):
+    path, reference = tiny_gguf
+    entries = [p for p in meta_cache.iterdir() if not p.name.startswith(".")]
+    assert len(entries) == 1 and (entries[0] / "tokenizer.json").is_file()
+    assert "quantization_config" not in json.loads((entries[0] / "config.json").read_text())
+
+    def load_and_compare():
+        api = Api()
+        assert load(api, str(path), device="cpu", precision="fp32")["state"] == "done"
+        assert api.model_info()["spec"] == gguf_api.model_info()["spec"]
+        loaded = api._state.model
+        ids = loaded.tokenizer(TEXT)["input_ids"]
+        assert ids == gguf_api._state.model.tokenizer(TEXT)["input_ids"]
+        with torch.inference_mode():
+            got = loaded.model(input_ids=torch.tensor([ids]), output_attentions=True)
+            want = reference(input_ids=torch.tensor([ids]), output_attentions=True)
+        torch.testing.assert_close(got.logits, want.logits, atol=1e-4, rtol=1e-4)
+
+    load_and_compare()                                   # from the cache
+    (entries[0] / "config.json").write_text("{broken")   # a damaged entry is rebuilt from the file
+    load_and_compare()
+    assert json.loads((entries[0] / "config.json").read_text())["model_type"] == "llama"
+
+
 def test_broken_ggufs_get_named_errors_and_the_model_stays(gguf_api, tiny_gguf, tmp_path):
     path, _ = tiny_gguf
     data = path.read_bytes()
@@ -248,12 +281,13 @@ def test_two_ggufs_in_a_folder_ask_the_user_to_pick(gguf_api, tiny_gguf, tmp_pat
     assert [m["id"] for m in picked] == ["a.Q8_0.gguf", "b.gguf"]
     assert picked[0]["quantization"] == "Q8_0" and picked[0]["architecture"] == "llama" and picked[0]["layers"] == 2
     assert picked[1]["context_length"] == 4096 and picked[1]["load"].endswith("b.gguf")
-    # one GGUF alone in a folder loads from the folder
+    # one GGUF alone in a folder (no config.json) is the model the folder names
+    from backend.models.load import resolve_source
+
     solo = tmp_path / "solo"
     solo.mkdir()
-    shutil.copy(path, solo / "only.gguf")
-    assert load(gguf_api, str(solo), device="cpu", precision="fp32")["state"] == "done"
-    assert gguf_api.model_info()["source"].endswith("only.gguf")
+    (solo / "only.gguf").symlink_to(path)
+    assert resolve_source(str(solo), None, lambda *a, **k: None) == (solo / "only.gguf", str(solo / "only.gguf"))
 
 
 def test_gguf_info_card_uses_the_dequantized_size(tiny_gguf):
