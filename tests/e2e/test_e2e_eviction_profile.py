@@ -1,4 +1,4 @@
-"""Eviction Sim and Cache Profile tabs end to end."""
+"""Eviction Sim tab end to end (the Cache Profile tab: test_e2e_profile.py)."""
 import pytest
 
 pytestmark = pytest.mark.e2e
@@ -39,23 +39,4 @@ def test_model_trace_dims_evicted_keys(loaded_page):
     p.shot("eviction-model")
 
 
-def test_block_map_hover_shows_the_backend_values(page):
-    page.tab("profile")
-    page.fill("#tab-profile input[data-field='length']", "20000")
-    page.click("#tab-profile >> text=Refresh")
-    page.wait_for_function("() => window.sinkvis.profile.result() !== null", timeout=120_000)
-    result = page.evaluate("() => window.sinkvis.profile.result()")
-    assert "modelled tier" in page.locator("#tab-profile .l2-note").inner_text()
-    # The constrained preset is sized for this length, so the blocks spill over every tier.
-    assert len(set(result["tier"])) == 4
-    box = page.locator("#tab-profile canvas.blockmap").bounding_box()
-    page.mouse.move(box["x"] + 3, box["y"] + 3)  # block 0: holds token 0, a sink, pinned to HBM
-    tip = page.locator("#tab-profile .tooltip")
-    tip.wait_for(state="visible")
-    text = tip.inner_text()
-    b = page.evaluate("() => window.sinkvis.profile.blockmap().hovered")
-    assert f"block {b}\n" in text
-    assert f"accesses {result['access_count'][b]:,}" in text
-    tiers = ["GPU HBM", "GPU L2 (modelled)", "System RAM", "Disk"]
-    assert f"tier {tiers[result['tier'][b]]}" in text
-    page.shot("profile", docs=True)
+# The Cache Profile tab's end-to-end tests are in test_e2e_profile.py.

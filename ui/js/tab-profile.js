@@ -1,7 +1,9 @@
 // Cache Profile tab: where the KV blocks of a sequence live across GPU HBM, GPU L2
-// (a modelled tier), system RAM and disk, and what that costs per decoded token.
-// The backend's tier simulator computes everything; this tab draws it and scrubs
-// through its snapshots with profile_snapshot.
+// (a modelled tier), system RAM and disk under a placement policy real serving systems
+// use, and what that costs per decoded token — over the steps, and at the scrubbed step.
+// The backend's tier simulator computes everything; this tab draws it, scrubs through its
+// snapshots with profile_snapshot, measures this machine (profile_hardware) and runs the
+// "what would it cost at scale?" scenario (profile_scenario).
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
@@ -9,15 +11,21 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { BlockMap, TIERS } from "./blockmap.js";
-import { barChart, setData } from "./charts.js";
+import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
 const TIER_COLORS = ["#3ddc84", "#4aa3ff", "#f2c94c", "#ff4fa3"];
 const GB = 1e9;
+const POLICY_LABELS = { lru: "LRU offload (vLLM swap, LMCache, Dynamo)", topk: "Offload + top-k fetch (Quest, InfiniGen)",
+  heat: "Heat with hysteresis" };
+const GPUS = [["H100", "H100 80GB"], ["H200", "H200 141GB"], ["A100", "A100 80GB"], ["L4", "L4 24GB"], ["Apple-M", "Apple M-series (unified)"]];
+const MODELS = ["Llama-3.1-8B", "Qwen2.5-7B", "Mistral-7B", "SmolLM2-135M"];
 
 const ui = {};
-let presets = {};      // name → [{name, capacity_bytes, bandwidth_bps}]
+let presets = {};      // name → {tiers: [{capacity_bytes, bandwidth_bps, ...}]}
+let policyRules = {};  // policy → the rule in words (from profile_presets)
 let last = null;       // the last profile result
+let scrubbed = null;   // the snapshot the scrubber shows (null: the final layout)
 let jobId = null;
 let scrubTimer = null;
 
@@ -25,16 +33,18 @@ export function init(panel) {
   ui.panel = panel;
   panel.classList.add("profile-layout");
   panel.append(settingsCard(), mapCard(), summaryCard());
-  onShown("profile", () => { ui.tierChart.resize(); ui.hitChart.resize(); });
+  onShown("profile", () => { for (const c of [ui.tierChart, ui.hitChart, ui.costChart]) c.resize(); });
 }
 
 export async function start() {
   await loadPresets();
+  loadHardware(false);
   on("model", () => loadPresets());  // bytes per token come from the loaded model
 }
 
 // The constrained preset is sized for this sequence (length, block size, bytes per token),
 // so the presets are fetched again whenever one of those changes; that resets table edits.
+// On a model trace the backend sizes it from the profiled sequence itself.
 function presetKey() { return `${ui.length.value}|${ui.blockSize.value}|${app.model ? app.model.source : ""}`; }
 let presetsFor = null;
 let presetsLoading = Promise.resolve();
@@ -51,13 +61,17 @@ async function fetchPresets() {
   const res = await call("profile_presets", { length: Number(ui.length.value), block_size: Number(ui.blockSize.value) });
   if (!res.ok) { applyPreset(); return; }
   const keep = ui.preset.value;
-  const list = Array.isArray(res.presets) ? res.presets : Object.entries(res.presets || {}).map(([name, p]) => ({ name, ...p }));
+  const list = res.presets || [];
   presets = {};
-  for (const p of list) presets[p.name || p.id] = p;
-  fill(ui.preset, list.map((p) => h("option", { value: p.name || p.id, title: p.description || "" }, p.label || p.name || p.id)));
-  ui.preset.value = presets[keep] ? keep : presets.constrained ? "constrained" : list[0].name;
+  for (const p of list) presets[p.name] = p;
+  policyRules = res.policies || {};
+  fill(ui.preset, list.map((p) => h("option", { value: p.name, title: p.description || "" }, p.label || p.name)));
+  ui.preset.value = presets[keep] ? keep : "constrained";
   ui.presetInfo.textContent = res.bytes_per_token ? `${fmt.bytes(res.bytes_per_token)} of KV per token (${res.bytes_per_token_source || "model"})` : "";
+  ui.gpuNote.textContent = res.gpu_note || "";
+  ui.gpuNote.classList.toggle("warn", !!res.gpu_modelled);
   applyPreset();
+  policyChanged();
 }
 
 // ---------- settings ----------
@@ -70,33 +84,58 @@ function settingsCard() {
     h("option", { value: "synthetic" }, "Synthetic (no model needed)"), h("option", { value: "model" }, "Model (loaded model on a text)"));
   ui.length = num("length", 100000, { min: 1, step: 1000 });
   ui.blockSize = num("block_size", 16, { min: 1 });
+  ui.policy = h("select", { dataset: { field: "policy" }, onchange: policyChanged },
+    Object.entries(POLICY_LABELS).map(([v, label]) => h("option", { value: v }, label)));
+  ui.reuse = num("reuse", 16, { min: 0, title: "A block used below HBM is read there; used again within this many steps, it comes back to HBM." });
+  ui.window = num("window", 16, { min: 1, title: "Recent blocks kept in HBM" });
+  ui.k = num("k", 16, { min: 0, title: "Blocks fetched over the link each step" });
+  ui.margin = num("margin", 0.5, { min: 0, step: 0.05, title: "Heat (rows of attention, decayed) a block must have above the coldest block of the tier above" });
+  ui.patience = num("patience", 32, { min: 0, title: "Steps it must keep beating it before it moves" });
+  ui.policyFields = {
+    lru: [field("Reuse window (steps)", ui.reuse)],
+    topk: [field("Window (blocks)", ui.window), field("k (blocks / step)", ui.k)],
+    heat: [field("Margin (heat)", ui.margin), field("Patience (steps)", ui.patience)],
+  };
+  ui.policyGrid = h("div", { class: "form-grid" });
+  ui.policyRule = h("div", { class: "hint policy-rule" });
   ui.preset = h("select", { dataset: { field: "preset" }, onchange: applyPreset },
     h("option", { value: "constrained" }, "Constrained"), h("option", { value: "detected" }, "Detected hardware"));
   ui.tierRows = h("tbody");
   ui.text = h("textarea", { rows: 4, dataset: { field: "text" }, placeholder: "Text for the model trace" },
     "Call me Ishmael. Some years ago, never mind how long precisely, having little or no money in my purse, and nothing particular to interest me on shore, I thought I would sail about a little and see the watery part of the world.");
-  ui.model = h("div", { class: "model-settings hidden" }, ui.text);
+  ui.aggregate = h("select", { dataset: { field: "aggregate" }, onchange: () => { ui.layer.disabled = ui.aggregate.value !== "layer"; } },
+    h("option", { value: "all_layers" }, "Mean over all layers"), h("option", { value: "layer" }, "One layer"));
+  ui.layer = num("layer", -1, { disabled: true, title: "Layer index; −1 = the last" });
+  ui.model = h("div", { class: "model-settings hidden" }, ui.text,
+    h("div", { class: "form-grid" }, field("Attention", ui.aggregate), field("Layer", ui.layer)),
+    h("div", { class: "hint" }, "Blocks get the model's real attention per token; the Constrained tiers are sized from the profiled sequence, not from Length."));
   ui.modelOverlay = requireModel(ui.model, "A model trace uses the loaded model's attention and its KV size.");
   ui.refresh = h("button", { class: "btn primary", onclick: refresh }, "Refresh");
   ui.cancel = h("button", { class: "btn danger hidden", onclick: () => jobId && call("cancel_job", { job_id: jobId }) }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
-  ui.progressText = h("div", { class: "hint mono" });
+  ui.progressText = h("div", { class: "hint mono progress-text" });
   ui.presetInfo = h("div", { class: "hint mono" });
+  ui.gpuNote = h("div", { class: "hint gpu-note" });
+  ui.hwButton = h("button", { class: "btn small", onclick: () => loadHardware(true) }, "Measure this machine");
+  ui.hw = h("div", { class: "hw" });
   for (const input of [ui.length, ui.blockSize]) {
     onEnter(input, refresh);
     input.addEventListener("change", () => loadPresets());
   }
+  for (const input of [ui.reuse, ui.window, ui.k, ui.margin, ui.patience, ui.layer]) onEnter(input, refresh);
   onEnter(ui.text, refresh);
 
   return h("div", { class: "card profile-settings" }, h("h2", {}, "Sequence"),
     h("div", { class: "form-grid" }, field("Trace", ui.trace), field("Length (tokens)", ui.length), field("Block size B", ui.blockSize)),
     ui.model,
+    h("h2", { class: "sub" }, "Placement"), field("Policy", ui.policy), ui.policyGrid, ui.policyRule,
     h("h2", { class: "sub" }, "Tiers", h("span", { class: "spacer" }), field("Preset", ui.preset, "field inline")),
-    ui.presetInfo,
+    ui.presetInfo, ui.gpuNote,
     h("table", { class: "data tier-table" },
       h("thead", {}, h("tr", {}, h("th", {}, "tier"), h("th", {}, "capacity GB"), h("th", {}, "read GB/s"))), ui.tierRows),
-    h("div", { class: "hint l2-note" }, "GPU L2 is a modelled tier: no real system pages KV blocks into L2. It is here to show what a cache level between HBM and the GPU cores would change."),
-    h("div", { class: "row" }, ui.refresh, ui.cancel), ui.progress, ui.progressText);
+    h("div", { class: "hint l2-note" }, "GPU L2 is a modelled tier: no real system pages KV blocks into L2. Only the heat rule uses it; LRU offload and top-k fetch leave it empty, as serving systems do."),
+    h("div", { class: "row" }, ui.refresh, ui.cancel), ui.progress, ui.progressText,
+    h("h2", { class: "sub" }, "Detected hardware", h("span", { class: "spacer" }), ui.hwButton), ui.hw);
 }
 
 function traceChanged() {
@@ -104,28 +143,68 @@ function traceChanged() {
   ui.modelOverlay();
 }
 
-function tierValue(t, ...keys) { for (const k of keys) if (t[k] != null) return t[k]; return null; }
+function policyChanged() {
+  fill(ui.policyGrid, ui.policyFields[ui.policy.value]);
+  ui.policyRule.textContent = policyRules[ui.policy.value] || "";
+}
+
+function policyParams() {
+  const p = { policy: ui.policy.value };
+  if (p.policy === "lru") p.reuse = Number(ui.reuse.value);
+  if (p.policy === "topk") Object.assign(p, { window: Number(ui.window.value), k: Number(ui.k.value) });
+  if (p.policy === "heat") Object.assign(p, { margin: Number(ui.margin.value), patience: Number(ui.patience.value) });
+  return p;
+}
 
 function applyPreset() {
   const p = presets[ui.preset.value];
   const tiers = (p && p.tiers) || [];
   fill(ui.tierRows, TIERS.map((name, i) => {
     const t = tiers[i] || {};
-    const cap = tierValue(t, "capacity_bytes", "capacity");
-    const bw = tierValue(t, "bandwidth_bps", "bandwidth_bytes_per_s", "bandwidth");
-    return h("tr", {},
+    const cap = t.capacity_bytes, bw = t.bandwidth_bps;
+    const src = t.measured_at ? `measured ${t.measured_at.slice(0, 10)}` : t.modelled ? "modelled" : "";
+    const edited = (ev) => { ev.target.dataset.edited = "1"; };
+    return h("tr", { title: t.note || "" },
       h("td", {}, h("span", { class: "chip", style: { color: TIER_COLORS[i] } }, name)),
-      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "cap", dataset: { field: `tiers.${i}.capacity_bytes` }, value: cap == null ? "" : String(+(cap / GB).toPrecision(4)) })),
-      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "bw", dataset: { field: `tiers.${i}.bandwidth_bps` }, value: bw == null ? "" : String(+(bw / GB).toPrecision(4)) })));
+      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "cap", oninput: edited, dataset: { field: `tiers.${i}.capacity_bytes` }, value: cap == null ? "" : String(+(cap / GB).toPrecision(4)) })),
+      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "bw", oninput: edited, dataset: { field: `tiers.${i}.bandwidth_bps` }, value: bw == null ? "" : String(+(bw / GB).toPrecision(4)) }),
+        src ? h("div", { class: "hint tier-src" }, src) : null));
   }));
 }
 
+/** Only the cells the user edited: the preset (sized by the backend for the sequence it profiles) fills the rest. */
 function tiersFromTable() {
-  return [...ui.tierRows.querySelectorAll("tr")].map((tr, i) => ({
-    name: ["hbm", "l2", "ram", "disk"][i],
-    capacity_bytes: Math.round(Number(tr.querySelector(".cap").value) * GB),
-    bandwidth_bps: Math.round(Number(tr.querySelector(".bw").value) * GB),
-  }));
+  return [...ui.tierRows.querySelectorAll("tr")].map((tr) => {
+    const out = {};
+    const cap = tr.querySelector(".cap"), bw = tr.querySelector(".bw");
+    if (cap.dataset.edited) out.capacity_bytes = Math.round(Number(cap.value) * GB);
+    if (bw.dataset.edited) out.bandwidth_bps = Math.round(Number(bw.value) * GB);
+    return out;
+  });
+}
+
+// ---------- measured hardware ----------
+async function loadHardware(measure) {
+  ui.hwButton.disabled = true;
+  if (measure) ui.hw.textContent = "Measuring RAM, disk (a 256 MB temporary file) and host→GPU copy…";
+  const res = await call("profile_hardware", { measure });
+  ui.hwButton.disabled = false;
+  if (!res.ok) { ui.hw.textContent = res.error.message; return; }
+  const m = res.measured, mod = res.modelled || {};
+  const rows = [
+    ["RAM read (CPU)", m && m.ram_read_bps, null],
+    ["Disk read", m && m.disk_read_bps, mod.disk_bps],
+    ["Host → GPU copy", m && m.host_to_device_bps, mod.pcie_bps],
+    ["GPU HBM", null, mod.hbm_bandwidth_bps],
+  ];
+  fill(ui.hw,
+    h("div", { class: "hint" + (res.gpu_modelled ? " warn" : "") }, res.gpu_note || ""),
+    h("table", { class: "data hw-table" }, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "measured"), h("th", {}, "modelled (spec)"))),
+      h("tbody", {}, rows.map(([name, got, spec]) => h("tr", {}, h("td", {}, name),
+        h("td", { class: "mono" }, got ? fmt.rate(got) : name === "Host → GPU copy" && m ? "no GPU" : "—"),
+        h("td", { class: "mono" }, spec ? fmt.rate(spec) : "—"))))),
+    h("div", { class: "hint" }, m ? `Measured ${m.measured_at.replace("T", " ")} (cached; the Detected preset uses the disk and host→GPU figures).` : "Not measured yet: the Detected preset uses public specs."));
+  if (measure) { presetsFor = null; loadPresets(); }
 }
 
 // ---------- run ----------
@@ -133,8 +212,8 @@ async function refresh() {
   if (ui.trace.value === "model" && !app.model) return;
   await loadPresets();  // the table must be sized for this sequence before we read it
   const params = { trace: ui.trace.value, length: Number(ui.length.value), block_size: Number(ui.blockSize.value),
-    preset: ui.preset.value, tiers: tiersFromTable() };
-  if (params.trace === "model") params.text = ui.text.value;
+    preset: ui.preset.value, tiers: tiersFromTable(), ...policyParams() };
+  if (params.trace === "model") Object.assign(params, { text: ui.text.value, aggregate: ui.aggregate.value, layer: Number(ui.layer.value) });
   ui.refresh.disabled = true;
   ui.cancel.classList.remove("hidden");
   ui.progress.classList.remove("hidden");
@@ -156,24 +235,34 @@ async function refresh() {
   }
   ui.progressText.classList.remove("err");
   last = { ...res.result, params };
-  ui.progressText.textContent = `${fmt.int(blockCount())} blocks of ${last.block_size || params.block_size} tokens`;
+  scrubbed = null;
+  ui.progressText.textContent = `${fmt.int(blockCount())} blocks of ${last.block_size} tokens · ${POLICY_LABELS[last.summary.policy]}`;
   render();
 }
 
 function blockCount() { return (last && last.tier && last.tier.length) || 0; }
 
-// ---------- map + scrubber ----------
+// ---------- map + scrubber + cost over the steps ----------
 function mapCard() {
   ui.scrub = h("input", { type: "range", min: 0, max: 0, value: 0, class: "grow", oninput: scrub, disabled: true });
   ui.scrubLabel = h("span", { class: "mono scrub-label" }, "final layout");
   const body = h("div");
+  ui.costCanvas = h("canvas");
   const card = h("div", { class: "card profile-map" },
     h("h2", {}, "KV block map", h("span", { class: "spacer" }),
       h("span", { class: "legend-inline" }, TIERS.map((t, i) => h("span", { class: "chip", style: { color: TIER_COLORS[i] } }, t)),
         h("span", { class: "chip sink" }, "sink border"), h("span", { class: "chip heavy" }, "heavy-hitter border")),
       h("button", { class: "btn small", onclick: () => savePNG("block-map", ui.map.canvas) }, "PNG")),
-    h("div", { class: "row" }, h("span", { class: "hint" }, "Step"), ui.scrub, ui.scrubLabel), body);
-  ui.map = new BlockMap(body, { maxHeight: 380 });
+    h("div", { class: "row" }, h("span", { class: "hint" }, "Step"), ui.scrub, ui.scrubLabel), body,
+    h("h2", { class: "sub" }, "Cost per decode step over the run", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => savePNG("cost-over-steps", ui.costCanvas) }, "PNG")),
+    h("div", { class: "chart-box cost-chart" }, ui.costCanvas),
+    h("div", { class: "hint" }, "Each point is the mean over a stretch of steps (at most 512 points). Dense attention reads every block where it lives; top-k fetch reads the sinks, the window and k blocks."));
+  ui.map = new BlockMap(body, { maxHeight: 340 });
+  ui.costChart = lineChart(ui.costCanvas, { xTitle: "decode step", yTitle: "KV read time (ms / step)" });
+  // A right-hand axis for bytes moved (charts.js themes x and y only).
+  ui.costChart.options.scales.y1 = { position: "right", beginAtZero: true, title: { display: true, text: "moved (MB / step)" },
+    grid: { drawOnChartArea: false } };
   return card;
 }
 
@@ -185,8 +274,10 @@ function scrub() {
     const steps = last.snapshot_steps || [];
     const res = await call("profile_snapshot", { index });
     if (!res.ok) return;
-    ui.map.setTiers(res.tiers || res.tier);
-    ui.scrubLabel.textContent = `step ${fmt.int(res.step ?? steps[index])}${index === steps.length - 1 ? " (final)" : ""}`;
+    ui.map.setTiers(res.tiers);
+    scrubbed = res;
+    ui.scrubLabel.textContent = `step ${fmt.int(res.step)}${index === steps.length - 1 ? " (final)" : ""}`;
+    renderHeadline();
   }, 60);
 }
 
@@ -203,25 +294,22 @@ function summaryCard() {
     h("div", { class: "card" }, h("h2", {}, "Blocks and bytes per tier", h("span", { class: "spacer" }),
       h("button", { class: "btn small", onclick: () => savePNG("tiers", ui.tierCanvas) }, "PNG")), h("div", { class: "chart-box short" }, ui.tierCanvas)),
     h("div", { class: "card" }, h("h2", {}, "Hits per tier", h("span", { class: "spacer" }),
-      h("button", { class: "btn small", onclick: () => savePNG("tier-hits", ui.hitCanvas) }, "PNG")), h("div", { class: "chart-box short" }, ui.hitCanvas)));
+      h("button", { class: "btn small", onclick: () => savePNG("tier-hits", ui.hitCanvas) }, "PNG")), h("div", { class: "chart-box short" }, ui.hitCanvas)),
+    scenarioCard());
   ui.tierChart = barChart(ui.tierCanvas, { stacked: true, horizontal: true, xTitle: "share", scales: { x: { max: 1 } } });
   ui.hitChart = barChart(ui.hitCanvas, { legend: false, yTitle: "hits" });
   return card;
 }
 
-/** Per-tier numbers as rows, whatever shape the backend used ({tiers: [...]} or parallel arrays). */
 function tierRows() {
-  const s = last.summary || last;
-  if (Array.isArray(s.tiers) && s.tiers.length && typeof s.tiers[0] === "object") {
-    return s.tiers.map((t, i) => ({ tier: TIERS[i], blocks: t.blocks, bytes: t.bytes, hits: t.hits, capacity_bytes: t.capacity_bytes, bandwidth_bps: t.bandwidth_bps }));
-  }
-  return TIERS.map((tier, i) => ({ tier, blocks: (s.blocks_per_tier || [])[i], bytes: (s.bytes_per_tier || [])[i], hits: (s.hits_per_tier || [])[i] }));
+  return last.summary.tiers.map((t, i) => ({ tier: TIERS[i], blocks: t.blocks, bytes: t.bytes, hits: t.hits,
+    capacity_bytes: t.capacity_bytes, bandwidth_bps: t.bandwidth_bps }));
 }
 
 function render() {
-  const s = last.summary || last;
-  ui.map.setData({ tier: last.tier, status: last.status, access: last.access_count, blockSize: last.block_size || last.params.block_size,
-    nTokens: last.n_tokens ?? last.length ?? last.params.length, bytesPerToken: last.bytes_per_token ?? s.bytes_per_token });
+  const s = last.summary;
+  ui.map.setData({ tier: last.tier, status: last.status, access: last.access_count, blockSize: last.block_size,
+    nTokens: last.n_tokens, bytesPerToken: last.bytes_per_token });
   const steps = last.snapshot_steps || [];
   ui.scrub.max = String(Math.max(0, steps.length - 1));
   ui.scrub.value = ui.scrub.max;
@@ -236,23 +324,93 @@ function render() {
   })), "bar");
   setData(ui.hitChart, TIERS, [{ label: "hits", data: rows.map((r) => r.hits || 0), colors: TIER_COLORS }], "bar");
 
-  const t = s.read_seconds_per_step ?? s.read_time_per_step;
-  const base = s.read_seconds_all_hbm ?? s.read_time_all_hbm;
-  fill(ui.readTime,
-    h("div", { class: "big mono" }, fmt.secs(t)), h("div", { class: "hint" }, "KV read time per decode step"),
-    h("div", { class: "mono" }, `all in HBM: ${fmt.secs(base)}`, t && base ? h("span", { class: "ratio" }, ` · ${(t / base).toFixed(2)}× slower`) : null));
+  const tl = last.timeline;
+  const xs = tl.first_step.map((a, i) => Math.round((a + tl.last_step[i]) / 2));
+  setData(ui.costChart, xs, [
+    { label: `KV read time (${s.policy})`, data: tl.read_seconds.map((v) => v * 1e3), color: "#f2c94c" },
+    { label: "all in HBM", data: tl.all_hbm_seconds.map((v) => v * 1e3), color: "#3ddc84", borderDash: [4, 3] },
+    { label: "bytes moved (MB / step)", data: tl.moved_bytes.map((v) => v / 1e6), color: "#ff4fa3", yAxisID: "y1" },
+  ]);
+  renderHeadline();
   const stats = [
-    ["blocks", fmt.int(blockCount())], ["bytes / token", fmt.bytes(last.bytes_per_token ?? s.bytes_per_token)],
-    ["promotions", fmt.int(s.promotions)], ["demotions", fmt.int(s.demotions)], ["bytes moved", fmt.bytes(s.bytes_moved)],
-    ["total KV", fmt.bytes(rows.reduce((a, r) => a + (r.bytes || 0), 0))],
-    ...rows.map((r) => [r.tier, `${fmt.int(r.blocks)} blk · ${fmt.bytes(r.bytes)}`]),
+    ["policy", POLICY_LABELS[s.policy]], ["settings", Object.entries(s.policy_settings).map(([k, v]) => `${k} ${v}`).join(", ")],
+    ["blocks", fmt.int(blockCount())], ["bytes / token", fmt.bytes(s.bytes_per_token)], ["total KV", fmt.bytes(s.kv_bytes)],
+    ["bytes moved", `${fmt.bytes(s.bytes_moved)} (${s.moved_over_kv.toFixed(2)}× the KV)`],
+    ["promotions", fmt.int(s.promotions)], ["demotions", fmt.int(s.demotions)],
+    ...(s.policy === "topk" ? [["fetched", fmt.bytes(s.bytes_fetched)]] : []),
+    ["read / step", `${fmt.bytes(s.read_bytes_per_step)} (mean)`],
+    ...rows.map((r, i) => [r.tier, s.tiers[i].unused ? "not used by this policy" : `${fmt.int(r.blocks)} blk · ${fmt.bytes(r.bytes)}`]),
   ];
   fill(ui.stats, stats.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))]));
+}
+
+/** The headline: the mean over the run, and the value at the scrubbed step — each labelled as such. */
+function renderHeadline() {
+  const s = last.summary;
+  const at = scrubbed;
+  fill(ui.readTime,
+    h("div", { class: "big mono headline-mean" }, fmt.secs(s.read_seconds_per_step)),
+    h("div", { class: "hint" }, "KV read time per decode step — mean over all steps of the run"),
+    h("div", { class: "mono" }, `all in HBM (mean): ${fmt.secs(s.read_seconds_all_hbm)}`,
+      h("span", { class: "ratio" }, ` · ${s.read_time_ratio.toFixed(2)}× ${s.read_time_ratio >= 1 ? "slower" : "faster"}`)),
+    at ? h("div", { class: "mono headline-step" }, `at step ${fmt.int(at.step)} (scrubbed): ${fmt.secs(at.read_seconds)} vs ${fmt.secs(at.all_hbm_seconds)} all in HBM; moved ${fmt.bytes(at.moved_bytes)} that step`)
+      : h("div", { class: "hint headline-step" }, "Drag the step scrubber to see the cost at one step."));
 }
 
 function exportCSV() { if (last) saveCSV("cache-profile-tiers", tierRows(), ["tier", "blocks", "bytes", "hits", "capacity_bytes", "bandwidth_bps"]); }
 function exportJSON() { if (last) saveJSON("cache-profile", last); }
 
-/** For tests: the block map and the last result. */
+// ---------- what would it cost at scale? ----------
+let scenarioLast = null;
+
+function scenarioCard() {
+  ui.scModel = h("select", { dataset: { field: "model" } }, MODELS.map((m) => h("option", { value: m }, m)), h("option", { value: "other" }, "Other: a .gguf file or a Hub id…"));
+  ui.scOther = h("input", { type: "text", class: "hidden", placeholder: "/path/model.gguf or org/name", dataset: { field: "model" } });
+  ui.scFetch = h("input", { type: "checkbox" });
+  ui.scFetchLabel = h("label", { class: "hint hidden" }, ui.scFetch, " fetch the Hub id's config.json (network)");
+  ui.scModel.addEventListener("change", () => { const other = ui.scModel.value === "other"; ui.scOther.classList.toggle("hidden", !other); ui.scFetchLabel.classList.toggle("hidden", !other); });
+  ui.scContext = num("context", 131072, { min: 1, max: 1048576, step: 1024 });
+  ui.scGpu = h("select", { dataset: { field: "gpu" } }, GPUS.map(([v, label]) => h("option", { value: v }, label)));
+  ui.scRun = h("button", { class: "btn", onclick: runScenario }, "Run scenario");
+  ui.scOut = h("div", { class: "scenario-out" });
+  onEnter(ui.scContext, runScenario);
+  onEnter(ui.scOther, runScenario);
+  return h("div", { class: "card scenario" }, h("h2", {}, "What would it cost at scale?"),
+    h("div", { class: "form-grid" }, field("Model", ui.scModel), field("Context (tokens)", ui.scContext), field("GPU", ui.scGpu)),
+    ui.scOther, ui.scFetchLabel,
+    h("div", { class: "hint" }, "Replays a synthetic trace shaped like the loaded model's attention (sink mass, locality, heavy hitters measured on a text) at this length, with the placement policy above."),
+    h("div", { class: "row" }, ui.scRun), ui.scOut);
+}
+
+async function runScenario() {
+  const model = ui.scModel.value === "other" ? ui.scOther.value.trim() : ui.scModel.value;
+  const params = { model, context: Number(ui.scContext.value), gpu: ui.scGpu.value, block_size: Number(ui.blockSize.value),
+    fetch_config: ui.scModel.value === "other" && ui.scFetch.checked, ...policyParams() };
+  ui.scRun.disabled = true;
+  ui.scOut.textContent = "Running…";
+  const act = status.begin("Scenario at scale…");
+  const res = await runJob("profile_scenario", params, (st) => { ui.scOut.textContent = `${st.stage || ""} ${fmt.pct(st.fraction, 0)}`; });
+  act.end();
+  ui.scRun.disabled = false;
+  markField(ui.panel, res);
+  if (!res.ok) { ui.scOut.textContent = res.error.message; ui.scOut.classList.add("err"); return; }
+  ui.scOut.classList.remove("err");
+  scenarioLast = res.result;
+  const s = res.result.scenario, r = res.result.replay;
+  const rows = [
+    ["model", `${s.model.name} (${s.model.source})`], ["KV / token", `${fmt.bytes(s.bytes_per_token)} (${s.dtype})`],
+    ["KV at context", fmt.bytes(s.kv_bytes)], ["weights", fmt.bytes(s.weights_bytes)], ["GPU", s.gpu.name],
+    ["HBM runs out at", `${fmt.int(s.hbm_runs_out_at_tokens)} tokens${s.fits_in_hbm ? " (this context fits)" : " (this context does not fit)"}`],
+    ...r.tiers.map((t, i) => [TIERS[i], t.unused ? "not used" : `${fmt.int(t.blocks)} blk · ${fmt.bytes(t.bytes)}`]),
+    ["bytes moved", `${fmt.bytes(r.bytes_moved)} (${r.moved_over_kv.toFixed(2)}× the KV)`],
+    ["read / step (mean)", `${fmt.secs(r.read_seconds_per_step)} vs ${fmt.secs(r.read_seconds_all_hbm)} all in HBM`],
+    ["trace shape", s.shape_source],
+  ];
+  fill(ui.scOut, h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))])));
+}
+
+/** For tests: the block map, the last result, the last scenario, the cost chart. */
 export function blockmap() { return ui.map; }
 export function result() { return last; }
+export function scenario() { return scenarioLast; }
+export function costChart() { return ui.costChart; }

@@ -1,0 +1,103 @@
+"""Cache Profile tab end to end: each placement policy on the same trace, cost over the steps, the scrubbed
+step's cost, the no-GPU note, a model trace sized from its sequence, and the scenario at scale."""
+import os
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+SHOTS = Path(os.environ.get("SINKVIS_SHOTS_DIR", "/tmp/shots/15"))
+POLICIES = {"lru": "LRU offload", "topk": "top-k fetch", "heat": "Heat with hysteresis"}
+
+
+def _refresh(page, policy):
+    page.select_option("#tab-profile select[data-field='policy']", policy)
+    page.click("#tab-profile >> text=Refresh")
+    page.wait_for_function(f"() => {{ const r = window.sinkvis.profile.result(); return r && r.summary.policy === '{policy}'; }}",
+                           timeout=120_000)
+    return page.evaluate("() => window.sinkvis.profile.result()")
+
+
+def test_each_policy_on_the_same_trace_with_cost_over_the_steps(page, served):
+    api, _ = served
+    page.tab("profile")
+    page.fill("#tab-profile input[data-field='length']", "20000")
+    gpu_note = page.locator("#tab-profile .gpu-note").inner_text()
+    from backend.profile import presets
+
+    if presets.gpu()["modelled"]:  # said on the panel, not in a tooltip
+        assert "No GPU found" in gpu_note and "H100" in gpu_note
+    ratio = {}
+    for policy, label in POLICIES.items():
+        result = _refresh(page, policy)
+        s = result["summary"]
+        ratio[policy] = s["read_time_ratio"]
+        assert label in page.locator("#tab-profile .progress-text").inner_text()
+        chart = page.evaluate("() => { const c = window.sinkvis.profile.costChart(); "
+                              "return c.data.datasets.map(d => ({label: d.label, n: d.data.length, last: d.data[d.data.length - 1]})); }")
+        assert [d["n"] for d in chart] == [len(result["timeline"]["read_seconds"])] * 3
+        assert chart[1]["label"] == "all in HBM"
+        assert chart[0]["last"] == pytest.approx(result["timeline"]["read_seconds"][-1] * 1e3)
+        headline = page.locator("#tab-profile .read-time").inner_text()
+        assert "mean over all steps of the run" in headline
+        # Scrub to a middle snapshot: the cost at that step, labelled as such, from the backend's snapshot.
+        page.locator("#tab-profile input[type='range']").evaluate(
+            "(el) => { el.value = 20; el.dispatchEvent(new Event('input')); }")
+        step = result["snapshot_steps"][20]
+        page.wait_for_function(f"() => document.querySelector('#tab-profile .headline-step').textContent.includes('at step {step:,} (scrubbed)')",
+                               timeout=10_000)
+        snap = api.profile_snapshot({"index": 20})
+        assert snap["step"] == step and snap["read_seconds"] > 0
+        page.locator("#tab-profile input[type='range']").evaluate(
+            "(el) => { el.value = el.max; el.dispatchEvent(new Event('input')); }")
+        page.wait_for_function("() => document.querySelector('#tab-profile .scrub-label').textContent.includes('(final)')")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / f"profile-{policy}.png"), full_page=True)
+    assert ratio["topk"] < ratio["lru"]  # top-k reads sinks + window + k blocks, not every block where it lives
+    page.shot("profile", docs=True)
+
+
+def test_block_map_hover_shows_the_backend_values(page):
+    page.tab("profile")
+    page.fill("#tab-profile input[data-field='length']", "20000")
+    result = _refresh(page, "heat")
+    assert "modelled tier" in page.locator("#tab-profile .l2-note").inner_text()
+    assert len(set(result["tier"])) == 4  # the heat rule uses all four tiers on Constrained
+    box = page.locator("#tab-profile canvas.blockmap").bounding_box()
+    page.mouse.move(box["x"] + 3, box["y"] + 3)  # block 0: holds token 0, a sink, pinned to HBM
+    tip = page.locator("#tab-profile .tooltip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    b = page.evaluate("() => window.sinkvis.profile.blockmap().hovered")
+    assert f"block {b}\n" in text
+    assert f"accesses {result['access_count'][b]:,}" in text
+    tiers = ["GPU HBM", "GPU L2 (modelled)", "System RAM", "Disk"]
+    assert f"tier {tiers[result['tier'][b]]}" in text
+
+
+def test_model_trace_is_sized_from_its_sequence(loaded_page):
+    p = loaded_page
+    p.tab("profile")
+    p.select_option("#tab-profile select[data-field='trace']", "model")
+    p.select_option("#tab-profile select[data-field='aggregate']", "all_layers")
+    p.fill("#tab-profile textarea[data-field='text']", "The hacker read the jargon file and laughed. " * 20)
+    result = _refresh(p, "lru")
+    s = result["summary"]
+    assert s["trace"] == "model" and s["n_blocks"] == len(result["tier"]) < 100
+    assert s["tiers"][0]["blocks"] < s["n_blocks"]  # not "everything in HBM": Constrained sized from this sequence
+    assert s["read_time_ratio"] > 1
+    p.select_option("#tab-profile select[data-field='trace']", "synthetic")
+
+
+def test_scenario_at_scale(page):
+    page.tab("profile")
+    page.select_option("#tab-profile select[data-field='model']", "Llama-3.1-8B")
+    page.fill("#tab-profile input[data-field='context']", "1000000")
+    page.select_option("#tab-profile select[data-field='gpu']", "H100")
+    page.click("#tab-profile >> text=Run scenario")
+    page.wait_for_function("() => window.sinkvis.profile.scenario() !== null", timeout=180_000)
+    out = page.locator("#tab-profile .scenario-out").inner_text()
+    sc = page.evaluate("() => window.sinkvis.profile.scenario()")["scenario"]
+    assert f"HBM runs out at\n{sc['hbm_runs_out_at_tokens']:,} tokens (this context does not fit)" in out
+    assert "128.0 KB (fp16)" in out and "does not fit" in out
+    page.locator("#tab-profile .scenario").screenshot(path=str(SHOTS / "scenario.png"))
