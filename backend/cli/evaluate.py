@@ -54,6 +54,11 @@ def run(args, api) -> int:
     for r in rows:
         kl = "—" if r["kl_vs_full"] is None else f"{r['kl_vs_full']:.4f}"
         print(f"{r['policy']:26} {r['perplexity']:11.2f} {kl:>11} {r['tokens']:7d} {r['seconds']:8.1f}")
+    past = [r for r in result["results"] if r.get("perplexity_past_context") is not None]
+    if past:
+        print(f"past the context ({result['context_length']} tokens):")
+        for r in past:
+            print(f"  {r['policy']:24} within {r['perplexity_within_context']:9.2f}   past {r['perplexity_past_context']:9.2f}")
     for note in [result.get("note")] + [r.get("note") for r in result["results"]]:
         if note:
             print(f"note: {note}", file=sys.stderr)

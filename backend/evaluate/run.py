@@ -47,10 +47,15 @@ def _curve(nll: np.ndarray) -> dict:
     return {"position": (idx + 1).tolist(), "perplexity": running[idx].round(4).tolist()}
 
 
-def _summary(policy, nll, kl, extra) -> dict:
-    out = {"policy": policy, "tokens": int(len(nll)),
-           "perplexity": float(math.exp(nll.mean())) if len(nll) else None,
+def _ppl(nll: np.ndarray):
+    return float(math.exp(nll.mean())) if len(nll) else None
+
+
+def _summary(policy, nll, kl, extra, context) -> dict:
+    out = {"policy": policy, "tokens": int(len(nll)), "perplexity": _ppl(nll),
            "kl_vs_full": float(np.mean(kl)) if len(kl) else None, "curve": _curve(nll)}
+    if len(nll) > context:  # queries at positions < context, and past it (StreamingLLM's headline)
+        out.update(perplexity_within_context=_ppl(nll[:context]), perplexity_past_context=_ppl(nll[context:]))
     out.update(extra)
     return out
 
@@ -215,7 +220,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                              final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
         share = spent["full"] if p == "full" else spent[RECOMPUTE] if p == RECOMPUTE else spent["batch"] / len(evicting)
         extra["seconds"] = round(share, 3)  # batched policies: an equal share of the shared decode steps
-        results.append(_summary(p, nll[p], np.array(kl[p]), extra))
+        results.append(_summary(p, nll[p], np.array(kl[p]), extra, context))
     return {"results": results, "tokens": n, "text_tokens": text_tokens,
             "context_length": context, "position_scheme": scheme, "positions": positions,
             "granularity": granularity, "kv_aggregation": "mean over the query heads of each KV head",

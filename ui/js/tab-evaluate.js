@@ -25,6 +25,8 @@ const COLUMNS = [
   ["tokens", "tokens", fmt.int, false],
   ["evictions", "evictions", fmt.int, false],
   ["granularity", "kept sets", (v) => v || "—", false],
+  ["perplexity_within_context", "ppl within context", (v) => fmt.fixed(v, 2), false, true],
+  ["perplexity_past_context", "ppl past context", (v) => fmt.fixed(v, 2), false, true],
   ["seconds", "seconds", (v) => fmt.fixed(v, 2), false],
 ];
 
@@ -216,6 +218,7 @@ function setBusy(busy) {
 // ---------- results ----------
 function resultsCard() {
   ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: COLUMNS.length + 1, class: "hint" }, "Run an evaluation to see results.")));
+  ui.headRow = h("tr", {}, h("th", {}, "policy"), COLUMNS.filter((c) => !c[4]).map(([, head]) => h("th", {}, head)));
   ui.info = h("div", { class: "hint mono eval-info" });
   ui.note = h("div", { class: "eval-note hidden" });
   ui.canvas = h("canvas");
@@ -228,7 +231,7 @@ function resultsCard() {
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
     ui.info,
     h("div", { class: "table-wrap" }, h("table", { class: "data eval-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, "policy"), COLUMNS.map(([, head]) => h("th", {}, head)))), ui.tableBody)),
+      h("thead", {}, ui.headRow), ui.tableBody)),
     h("div", { class: "hint" }, "★ lowest among the evicting policies · KL = mean KL(Full ‖ policy) of the next-token distributions"),
     ui.note),
     h("div", { class: "card" }, h("h2", {}, "Running perplexity over position", h("span", { class: "spacer" }),
@@ -247,13 +250,18 @@ function bestValues(rows) {
   return best;
 }
 
+// Columns marked optional (5th entry) only when some result has them (texts past the context).
+const shownColumns = (rows) => COLUMNS.filter((c) => !c[4] || rows.some((r) => r[c[0]] != null));
+
 function render() {
   const rows = last.results;
+  const columns = shownColumns(rows);
+  fill(ui.headRow, h("th", {}, "policy"), columns.map(([, head]) => h("th", {}, head)));
   const best = rows.filter((r) => r.policy !== "full").length >= 2 ? bestValues(rows) : {};
   fill(ui.tableBody, rows.map((r, i) => {
     const tr = h("tr", { class: r.policy === "full" ? "reference" : "" },
       h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy, i) } }), label(r.policy)),
-      COLUMNS.map(([key, , f]) => {
+      columns.map(([key, , f]) => {
         const v = r[key];
         const isBest = best[key] != null && r.policy !== "full" && typeof v === "number" && Math.abs(v - best[key]) < 1e-12;
         const text = r.policy === "full" && key === "kl_vs_full" ? "reference" : f(v);
