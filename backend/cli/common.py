@@ -41,7 +41,7 @@ def wait_job(api, job_id: str, quiet: bool = False, poll: float = 0.05) -> dict:
 
 
 def add_model_arguments(parser) -> None:
-    parser.add_argument("--model", default="demo", help="'demo' (bundled), a local folder or a Hub id")
+    parser.add_argument("--model", default="demo", help="'demo' (bundled), 'smollm2' (the real GGUF model), a local folder, a .gguf file or a Hub id")
     parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp16", "bf16", "fp32"])
     parser.add_argument("--trust-remote-code", action="store_true", help="run the model's own code (only if you trust it)")
