@@ -1,6 +1,7 @@
 """Shared fixtures: a fresh Api, the Api with the demo model loaded, a model built from a real config."""
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Measured hardware (backend/profile/hardware.py) is cached here, not in the user's ~/.cache/sinkvis.
+os.environ.setdefault("SINKVIS_CACHE_DIR", tempfile.mkdtemp(prefix="sinkvis-cache-"))
 
 from backend.api import Api  # noqa: E402
 from backend.models.load import DEMO_MODEL_DIR  # noqa: E402
