@@ -200,6 +200,8 @@ def test_each_broken_file_gets_its_named_error_with_file_and_line(case, tmp_path
     err = info.value
     assert (err.code, err.line, err.file) == (code, line, str(path))
     assert str(path) in err.message and (line is None or f"line {line}" in err.message)
+    if code == "compile_error":  # Numba's reason, in one line
+        assert "cannot compile the rule: No implementation of function" in err.message and "add(float64" in err.message
 
 
 NAN_RULE = """

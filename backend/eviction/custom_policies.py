@@ -136,6 +136,17 @@ def _numba_line(message: str, file: str) -> int | None:
     return lines[-1] if lines else (int(found[-1][1]) if found else None)
 
 
+def _numba_reason(text: str) -> str:
+    """The one line of a Numba error that says what is wrong (and the signature it tried)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("Failed in ")]
+    if not lines:
+        return "unknown reason"
+    reason = lines[0]
+    if len(lines) > 1 and lines[1].startswith(">>>"):
+        reason += " " + lines[1][3:].strip()
+    return reason[:300]
+
+
 def _declared(module, file: str, name: str, options: tuple) -> int | str:
     value = getattr(module, name, 0)
     if value in options or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
@@ -196,10 +207,9 @@ def load_source(source: str, file: str) -> UserPolicy:
     try:
         enter, attention = compile_rule(on_enter, on_attention)
     except NumbaError as exc:
-        text = str(exc)
-        detail = text.split("\n\n")[0].strip().splitlines()
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Numba colours its messages
         raise PolicyFileError("compile_error", file, _numba_line(text, file),
-                              f"Numba cannot compile the rule: {' '.join(detail)[:300]}") from None
+                              f"Numba cannot compile the rule: {_numba_reason(text)}") from None
     return UserPolicy(name=name, label=str(getattr(module, "LABEL", name))[:60],
                       description=str(getattr(module, "DESCRIPTION", (module.__doc__ or "").strip()))[:400],
                       file=file, source=source, protect_first=first, protect_recent=recent,
