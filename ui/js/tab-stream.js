@@ -197,6 +197,7 @@ async function startStream(playAfter = true) {
     finished = false;
     clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`
       + (res.note ? ` · ${res.note}` : ""));  // #11: a prompt past the context streams up to it, and says so
+    ui.cutNote = res.note ? ` · prompt cut to its first ${fmt.int(res.prompt_tokens)} of ${fmt.int(res.prompt_tokens_given)} tokens` : "";
     ui.total = res.prompt_tokens + (res.generate || 0);
   });
   lockSettings();
@@ -265,7 +266,7 @@ async function step(n) {
     massHistory.push({ step: last.position, mass: res.sink_mass_by_layer });
     renderMassChart();
     ui.info.textContent = `token ${last.position + 1}${ui.total ? " / " + ui.total : ""} · ${JSON.stringify(last.token)}${last.generated ? " (generated)" : ""}`
-      + ` · step ${fmt.secs(last.step_seconds)} · ${res.sinks.length} sinks · ${res.heavy_hitters.length} heavy hitters`;
+      + ` · step ${fmt.secs(last.step_seconds)} · ${res.sinks.length} sinks · ${res.heavy_hitters.length} heavy hitters${ui.cutNote || ""}`;
   }
   if (++stepsSinceState >= 8) { stepsSinceState = 0; await refreshState(); }
   if (res.done) {
