@@ -341,31 +341,4 @@ def test_each_example_equals_its_builtin_twin_in_evaluate(demo_api, examples):
     assert results["streaming_llm_rule"]["granularity"] == "same positions in every head"
 
 
-# ---------- Sweeps: the rule file travels with its cells, to worker processes or a Ray cluster ----------
-
-def test_a_sweep_with_user_policies_on_a_local_ray_cluster_returns_the_same_cells_as_here(examples, tmp_path):
-    from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
-    from backend.sweep.local_cluster import local_cluster
-    from backend.sweep.ray_runner import RayRunner
-
-    spec = parse_spec({"kind": "simulate", "models": ["synthetic"], "policies": ["h2o", "h2o_rule", "h2o_decay"],
-                       "cache_sizes": [64, 256], "sinks": 4, "texts": [{"name": "syn", "synthetic": {"length": 20_000}}]},
-                      examples.snapshot())
-    assert [f["name"] for f in spec.policy_files] == ["h2o_rule", "h2o_decay"]
-    assert all(f["source"] == Path(f["file"]).read_text() for f in spec.policy_files)  # the text goes, not a path
-    try:
-        with local_cluster(nodes=1, cpus=1) as address:
-            run_sweep(spec, tmp_path / "ray.jsonl", RayRunner(address))
-        run_sweep(spec, tmp_path / "here.jsonl", LocalRunner(0))
-    finally:
-        for name in ("h2o_rule", "h2o_decay"):  # this process loaded them for LocalRunner(0)
-            unregister_policy(name)
-    ray_rows, here_rows = read_rows(tmp_path / "ray.jsonl"), read_rows(tmp_path / "here.jsonl")
-    assert len(ray_rows) == len(here_rows) == 6
-    assert {r["pid"] for r in ray_rows}.isdisjoint({r["pid"] for r in here_rows})  # Ray's worker, not this process
-    ray_cells = {r["key"]: r["metrics"] for r in ray_rows}
-    assert ray_cells == {r["key"]: r["metrics"] for r in here_rows}
-    by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"] for r in ray_rows}
-    for size in (64, 256):
-        assert by["h2o_rule", size] == {**by["h2o", size]}
-        assert by["h2o_decay", size]["evictions"] == 20_000 - size
+# The sweep test (rule files sent to Ray workers) is in tests/test_sweep_ray.py: it shares that module's cluster.

@@ -74,3 +74,36 @@ def test_a_killed_worker_is_retried_by_ray_and_every_cell_is_written_once(cluste
     run_sweep(spec, tmp_path / "here.jsonl", LocalRunner(0))
     assert metrics(tmp_path / "ray.jsonl") == metrics(tmp_path / "here.jsonl")
     print(f"\nkilled worker {killed[0]}; sweep finished in {time.time() - started:.1f} s on nodes {summary['nodes']}")
+
+
+def test_user_policy_files_travel_to_ray_workers_and_give_the_same_cells_as_here(cluster, tmp_path):
+    """Issue #17: a sweep with user rule files (examples/policies) — their text goes with the cells, the
+    Ray workers compile them, and the cells equal this process's; the H2O rule equals built-in H2O."""
+    from pathlib import Path
+
+    from backend.evaluate.deciders import unregister_policy
+    from backend.eviction.custom_policies import PolicyRegistry
+    from backend.sweep.ray_runner import RayRunner
+
+    examples = PolicyRegistry(ROOT / "examples" / "policies", publish=False)
+    examples.reload()
+    spec = parse_spec({"kind": "simulate", "models": ["synthetic"], "policies": ["h2o", "h2o_rule", "h2o_decay"],
+                       "cache_sizes": [64, 256], "sinks": 4, "texts": [{"name": "syn", "synthetic": {"length": 20_000}}]},
+                      examples.snapshot())
+    assert [f["name"] for f in spec.policy_files] == ["h2o_rule", "h2o_decay"]
+    assert all(f["source"] == Path(f["file"]).read_text() for f in spec.policy_files)  # the text goes, not a path
+    try:
+        run_sweep(spec, tmp_path / "ray.jsonl", RayRunner(cluster))
+        run_sweep(spec, tmp_path / "here.jsonl", LocalRunner(0))
+    finally:
+        for name in ("h2o_rule", "h2o_decay"):  # this process loaded them for LocalRunner(0)
+            unregister_policy(name)
+    ray_rows, here_rows = read_rows(tmp_path / "ray.jsonl"), read_rows(tmp_path / "here.jsonl")
+    assert len(ray_rows) == len(here_rows) == 6
+    assert {r["pid"] for r in ray_rows}.isdisjoint({r["pid"] for r in here_rows})  # Ray's worker, not this process
+    ray_cells = {r["key"]: r["metrics"] for r in ray_rows}
+    assert ray_cells == {r["key"]: r["metrics"] for r in here_rows}
+    by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"] for r in ray_rows}
+    for size in (64, 256):
+        assert by["h2o_rule", size] == by["h2o", size]
+        assert by["h2o_decay", size]["evictions"] == 20_000 - size

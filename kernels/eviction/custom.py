@@ -5,8 +5,8 @@ loops below, which Numba specialises per function, so the rule is inlined as a b
 
     on_enter(t, run) -> float                              score of key t as it enters
     on_attention(score, attention, age, t, run) -> float   optional; called at every step
-        for every cached key, key t included (age 0), in the order keys entered
-        (oldest first), with the attention query t pays it
+        for every cached key, key t included (age 0), with the attention query t
+        pays it (in slot order: each call must depend only on its arguments)
 
 `attention` is the trace's fixed-point weight as a float (k · 2^-24, exact), so sums of
 it are exact (below 2^29) and a rule can equal a built-in bit for bit. `run` is a
@@ -143,7 +143,8 @@ def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first,
 
 class CustomSimulation(Simulation):
     """A compiled user rule on one trace; the same interface as Simulation (run in chunks,
-    counters, kept, timeline, evicted_at). Raise nothing on a NaN: `fault` says where."""
+    counters, kept, timeline, evicted_at). A NaN score stops the run and raises nothing:
+    `fault` says what, when and where (the caller turns it into an error)."""
 
     def __init__(self, on_enter, on_attention, protect_first: int, protect_recent: int, trace: Trace,
                  capacity: int, sinks: int, window: int, tau: int, record_evictions: bool = False):
