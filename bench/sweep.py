@@ -6,10 +6,13 @@ on a 1,000,000-step synthetic trace, run four ways side by side:
     local        2 local worker processes (spawned; each builds the trace once)
     ray          a 2-node Ray cluster on 127.0.0.1 (one CPU per node; cluster start not counted)
 
-For each: wall seconds, speed-up over sequential, and the overhead per cell:
-(wall × slots − Σ the tasks' own compute seconds) / cells — start-up, transport, the file,
-idle workers. Then the time of one Evaluate cell on the demo model, the overhead's share of it
-(target ≤ 10%), and the numbers of every run checked equal.
+For each: wall seconds and speed-up over sequential (on a shared machine the load moves
+between runs: read these with care), the start-up (time to the first result minus that
+task's own compute: spawning workers / starting actors), and the overhead per cell: from a
+task's end in its worker to its rows written by the driver (transport, the file), per cell,
+measured on each row's timestamps so other load on the machine does not count. Then the
+time of one Evaluate cell on the demo model and the overhead's share of it (target ≤ 10%),
+and the numbers of every run checked equal.
 
     python bench/sweep.py [--steps N] [--skip-ray]
 """
@@ -33,33 +36,41 @@ def spec_for(steps: int):
                        "texts": [{"name": "bench", "synthetic": {"length": steps, "seed": 0}}]})
 
 
-def compute_seconds(rows) -> float:
-    """Σ over tasks of the task's own time (each row carries its task's seconds and cell count)."""
-    return sum(r["task_seconds"] / r["task_cells"] for r in rows)
+def per_cell_overhead(rows) -> float:
+    """Mean over tasks of (rows written − task done) / cells of the task."""
+    tasks = {}
+    for r in rows:
+        tasks.setdefault((r["pid"], r["done_at"]), []).append(r)
+    return sum(max(r["written_at"] for r in t) - t[0]["done_at"] for t in tasks.values()) / len(rows)
 
 
-def timed(label, spec, runner, folder, slots, sequential_s, cells):
-    out = os.path.join(folder, f"{label}.jsonl")
-    started = time.perf_counter()
+def timed(label, spec, runner, folder, sequential_s, cells):
+    out = os.path.join(folder, f"{label.split()[0]}.jsonl")
+    started = time.time()
     summary = run_sweep(spec, out, runner)
-    wall = time.perf_counter() - started
+    wall = time.time() - started
     rows = read_rows(out)
     assert len(rows) == cells == summary["cells_done"], summary
-    overhead = (wall * slots - compute_seconds(rows)) / cells
-    print(f"{label:11} {wall:8.2f} s   speed-up {sequential_s / wall:5.2f}×   overhead/cell {overhead * 1000:8.1f} ms "
-          f"({slots} slot{'s' if slots > 1 else ''}; nodes: {len(summary['nodes'])})")
+    first = min(rows, key=lambda r: r["written_at"])
+    startup = first["written_at"] - started - first["task_seconds"]
+    overhead = per_cell_overhead(rows)
+    print(f"{label:11} {wall:8.2f} s   speed-up {sequential_s / wall:5.2f}×   start-up {startup:6.2f} s   "
+          f"overhead/cell {overhead * 1000:7.2f} ms   (nodes: {len(summary['nodes'])})")
     return {r["key"]: r["metrics"] for r in rows}, overhead
 
 
 def demo_cell_seconds() -> float:
-    """One Evaluate cell on the demo model (StreamingLLM, C = 64, 512 tokens of the bundled text)."""
+    """A demo-model Evaluate cell: one task of the five evicting policies at C = 64 over 256 tokens of the
+    bundled text (they run batched, as in a sweep), divided by five."""
     from backend.api.evaluate import EVAL_TEXT
 
-    spec = parse_spec({"kind": "evaluate", "models": ["demo"], "policies": ["streaming_llm"], "cache_sizes": [64],
-                       "sinks": 4, "max_tokens": 512, "texts": [{"name": "j", "text": EVAL_TEXT.read_text()}]})
+    spec = parse_spec({"kind": "evaluate", "models": ["demo"], "cache_sizes": [64], "sinks": 4, "max_tokens": 256,
+                       "policies": ["sliding_window", "streaming_llm", "h2o", "lru", "tova"],
+                       "texts": [{"name": "j", "text": EVAL_TEXT.read_text()}]})
     with tempfile.TemporaryDirectory() as folder:
         run_sweep(spec, os.path.join(folder, "demo.jsonl"), LocalRunner(0))
-        return read_rows(os.path.join(folder, "demo.jsonl"))[0]["seconds"]
+        row = read_rows(os.path.join(folder, "demo.jsonl"))[0]
+        return row["task_seconds"] / row["task_cells"]
 
 
 def main() -> None:
@@ -81,21 +92,21 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         results = {}
-        results["driver"], _ = timed("driver", spec, LocalRunner(0), folder, 1, sequential, cells)
-        results["local"], local_overhead = timed("local ×2", spec, LocalRunner(2), folder, 2, sequential, cells)
+        results["driver"], _ = timed("driver", spec, LocalRunner(0), folder, sequential, cells)
+        results["local"], local_overhead = timed("local ×2", spec, LocalRunner(2), folder, sequential, cells)
         ray_overhead = None
         if not args.skip_ray:
             from backend.sweep.local_cluster import local_cluster
             from backend.sweep.ray_runner import RayRunner
 
             with local_cluster(nodes=2, cpus=1) as address:
-                results["ray"], ray_overhead = timed("ray 2 nodes", spec, RayRunner(address), folder, 2, sequential, cells)
+                results["ray"], ray_overhead = timed("ray 2 nodes", spec, RayRunner(address), folder, sequential, cells)
         first = next(iter(results.values()))
         assert all(r == first for r in results.values()), "runs disagree"
         print("every run gave the same numbers for every cell")
 
     cell = demo_cell_seconds()
-    print(f"one Evaluate cell on the demo model (C = 64, 512 tokens): {cell:.2f} s")
+    print(f"one Evaluate cell on the demo model (C = 64, 256 tokens, 5 policies batched): {cell:.2f} s")
     for label, overhead in (("local ×2", local_overhead), ("ray 2 nodes", ray_overhead)):
         if overhead is not None:
             print(f"overhead per cell, {label}: {overhead * 1000:.0f} ms = {overhead / cell * 100:.1f}% of a demo-model cell")

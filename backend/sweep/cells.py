@@ -74,7 +74,7 @@ def run_task(task: dict, settings: dict) -> list[dict]:
     for cell, metrics in zip(cells, rows):
         seconds = metrics.pop("seconds", None)
         out.append({"cell": cell, "metrics": {k: _finite(v) for k, v in metrics.items()}, "seconds": seconds,
-                    "task_seconds": round(elapsed, 4), "task_cells": len(cells),
+                    "task_seconds": round(elapsed, 4), "task_cells": len(cells), "done_at": time.time(),
                     "host": socket.gethostname(), "pid": os.getpid(), **facts})
     return out
 

@@ -17,7 +17,8 @@ def finish_row(key: str, raw: dict) -> dict:
     return {"key": key, **raw, "kv_tokens": kv_tokens,
             "kv_bytes": kv_tokens * per_token if per_token else None,
             "compression_ratio": round(1 - kv_tokens / tokens, 6) if tokens else None,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "written_at": time.time()}  # minus the worker's done_at: transport + driver time (bench/sweep.py)
 
 
 class Progress:
