@@ -68,3 +68,11 @@ def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):
     assert box.locator(".user-policy-errors li").count() == 0
     assert p.locator("#tab-eviction select[data-field='policy']").input_value() == "h2o_decay"  # choice kept
     p.shot("custom-policies")
+
+    # Compare All: the three rule files beside the built-ins in one table.
+    p.evaluate("() => window.scrollTo(0, 0)")
+    p.click("#tab-eviction >> text=Compare All Policies")
+    p.wait_for_function("() => window.sinkvis.eviction.result().results.length === 9", timeout=120_000)
+    for name in ("h2o_decay", "tova_rule", "fixed"):
+        assert p.locator(f"#tab-eviction .results-table tbody tr[data-policy='{name}']").count() == 1
+    p.shot("custom-policies-compare")
