@@ -1,12 +1,12 @@
 // KV block map on a <canvas>: one square per block, coloured by tier (HBM green, L2
-// blue, RAM yellow, disk pink); sink blocks get a pink border, heavy-hitter blocks a
-// blue one. Painted pixel by pixel into one ImageData (62,500 blocks is ~250k pixels,
+// cyan, RAM yellow, disk orange: the --tier-* colours of app.css); sink blocks get a pink
+// border, heavy-hitter blocks a blue one, colours no tier uses. Painted pixel by pixel into one ImageData (62,500 blocks is ~250k pixels,
 // a few ms), and hover finds the block by arithmetic, not by DOM nodes.
 import { h } from "./dom.js";
 import * as fmt from "./format.js";
 
 export const TIERS = ["GPU HBM", "GPU L2 (modelled)", "System RAM", "Disk"];
-const TIER_RGB = [[61, 220, 132], [74, 163, 255], [242, 201, 76], [255, 79, 163]];
+const TIER_RGB = [[61, 220, 132], [34, 211, 238], [242, 201, 76], [251, 146, 60]];
 const UNPLACED = [38, 45, 57];   // a block that holds no token yet at this step
 const SINK = [255, 79, 163];
 const HEAVY = [74, 163, 255];

@@ -14,7 +14,7 @@ import { BlockMap, TIERS } from "./blockmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
-const TIER_COLORS = ["#3ddc84", "#4aa3ff", "#f2c94c", "#ff4fa3"];
+const TIER_COLORS = ["#3ddc84", "#22d3ee", "#f2c94c", "#fb923c"];  // = the --tier-* colours in app.css
 const GB = 1e9;
 const POLICY_LABELS = { lru: "LRU offload (vLLM swap, LMCache, Dynamo)", topk: "Offload + top-k fetch (Quest, InfiniGen)",
   heat: "Heat with hysteresis" };
@@ -329,7 +329,7 @@ function render() {
   setData(ui.costChart, xs, [
     { label: `KV read time (${s.policy})`, data: tl.read_seconds.map((v) => v * 1e3), color: "#f2c94c" },
     { label: "all in HBM", data: tl.all_hbm_seconds.map((v) => v * 1e3), color: "#3ddc84", borderDash: [4, 3] },
-    { label: "bytes moved (MB / step)", data: tl.moved_bytes.map((v) => v / 1e6), color: "#ff4fa3", yAxisID: "y1" },
+    { label: "bytes moved (MB / step)", data: tl.moved_bytes.map((v) => v / 1e6), color: "#e5e7eb", yAxisID: "y1" },
   ]);
   renderHeadline();
   const stats = [
