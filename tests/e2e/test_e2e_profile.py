@@ -99,5 +99,5 @@ def test_scenario_at_scale(page):
     out = page.locator("#tab-profile .scenario-out").inner_text()
     sc = page.evaluate("() => window.sinkvis.profile.scenario()")["scenario"]
     assert f"HBM runs out at\n{sc['hbm_runs_out_at_tokens']:,} tokens (this context does not fit)" in out
-    assert "128.0 KB (fp16)" in out and "does not fit" in out
+    assert "128.0 KiB (fp16)" in out and "does not fit" in out
     page.locator("#tab-profile .scenario").screenshot(path=str(SHOTS / "scenario.png"))

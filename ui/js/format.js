@@ -1,12 +1,15 @@
 // Number formatting shared by every tab, so a byte count or a rate reads the same everywhere.
 
-export function bytes(n) {
+// Sizes in binary units (KiB, MiB, GiB: what memory is counted in); rates in decimal units
+// (GB/s: what bandwidth specs are quoted in, e.g. NVMe Gen4 "7 GB/s").
+function scaled(n, base, units) {
   if (n == null || !isFinite(n)) return "—";
-  const units = ["B", "KB", "MB", "GB", "TB"];
   let i = 0;
-  while (Math.abs(n) >= 1024 && i < units.length - 1) { n /= 1024; i++; }
-  return `${n.toFixed(i === 0 ? 0 : n < 10 ? 2 : 1)} ${units[i]}`;
+  while (Math.abs(n) >= base && i < units.length - 1) { n /= base; i++; }
+  return `${n.toFixed(i === 0 ? 0 : Math.abs(n) < 10 ? 2 : 1)} ${units[i]}`;
 }
+
+export function bytes(n) { return scaled(n, 1024, ["B", "KiB", "MiB", "GiB", "TiB"]); }
 
 export function count(n) {
   if (n == null || !isFinite(n)) return "—";
@@ -26,7 +29,7 @@ export function secs(s) {
   if (s < 1) return (s * 1e3).toFixed(1) + " ms";
   return s.toFixed(2) + " s";
 }
-export function rate(bps) { return bps == null || !isFinite(bps) ? "—" : bytes(bps) + "/s"; }
+export function rate(bps) { return scaled(bps, 1000, ["B", "kB", "MB", "GB", "TB"]) + (bps == null || !isFinite(bps) ? "" : "/s"); }
 
 /** A token as a label: visible whitespace, bounded length. */
 export function tokenLabel(tok, max = 10) {
