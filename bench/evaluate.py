@@ -103,6 +103,8 @@ def main() -> None:
         ours.append(per_policy)
         batched.append(step)
         redo.append(recompute_step(loaded, ids, C))
+        print(f"round: plain {plain[-1] * 1000:.1f} ms, ours {ours[-1] * 1000:.1f} ms/policy "
+              f"(batched step {batched[-1] * 1000:.1f} ms), recompute {redo[-1] * 1000:.1f} ms", flush=True)
     p, o, b, r = (statistics.median(x) * 1000 for x in (plain, ours, batched, redo))
     print(f"model {args.model.name}, C = {C}, {args.threads} threads, {args.rounds} rounds × {args.steps} evicting steps")
     print(f"plain cached decode step        {p:8.1f} ms/token")
