@@ -267,7 +267,9 @@ function render() {
   ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
   ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
   ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel(xKey, v) };
-  ui.chart.options.scales.y.title = { display: true, text: metrics.find(([k]) => k === yKey)?.[1] || yKey };
+  // Perplexity spans orders of magnitude (a window without sinks explodes): log y, as in StreamingLLM's plots.
+  ui.chart.options.scales.y.type = yKey === "perplexity" ? "logarithmic" : "linear";
+  ui.chart.options.scales.y.title = { display: true, text: (metrics.find(([k]) => k === yKey)?.[1] || yKey) + (yKey === "perplexity" ? " (log)" : "") };
   ui.chart.update();
   renderTable(shown, yKey);
   renderPicks();
