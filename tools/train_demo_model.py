@@ -255,6 +255,7 @@ training stream, so position 0 always holds BOS and nothing else (the lever for 
 sinks: a token that is always there and carries no content). AdamW (betas 0.9/0.95,
 weight decay {s["weight_decay"]} on matrices), peak lr {s["lr"]}, linear warmup then cosine
 decay over the time budget, batch {s["batch"]} × {c} tokens, bf16 autocast.
+{"Changed on resume: " + "; ".join(s["changes"]) + "." if s["changes"] else ""}
 
 - training tokens seen: {s["train_tokens"]:,} ({s["train_tokens"] / s["train_set_tokens"]:.1f} passes
   over {s["train_set_tokens"]:,} distinct tokens), {s["steps"]:,} steps
@@ -334,7 +335,8 @@ def stats_for(ppl, per_layer, best, state, params, tok, train_ids, val_ids):
         "weight_decay": args.weight_decay, "batch": args.batch, "minutes": args.minutes,
         "bos_id": tok.bos_token_id, "eos_id": tok.eos_token_id,
         "train_set_tokens": len(train_ids), "val_tokens": len(val_ids),
-        "hardware": f"a {os.cpu_count()}-core AMD EPYC shared with other jobs"}
+        "hardware": f"a {os.cpu_count()}-core AMD EPYC shared with other jobs",
+        "changes": state.get("changes", [])}
 
 
 def main():
@@ -368,7 +370,12 @@ def main():
         ck = torch.load(last_path, weights_only=False)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["opt"])
+        opt.param_groups[0]["weight_decay"] = args.weight_decay  # a resumed run may change it (a sink lever)
         state = ck["state"]
+        for key in ("weight_decay", "minutes", "lr"):
+            if ck["args"][key] != getattr(args, key):
+                state.setdefault("changes", []).append(
+                    f"{key} {ck['args'][key]:g} → {getattr(args, key):g} from step {state['step']}")
         log(f"resumed at step {state['step']}, {state['train_seconds'] / 60:.1f} min trained")
     log(f"model: {params:,} params; Llama {args.layers} layers × {args.width}, {args.heads} query heads, "
         f"{args.kv_heads} KV heads, context {args.context}")
