@@ -42,6 +42,7 @@ class LocalRunner:
         context = multiprocessing.get_context("spawn")
         self.pool = context.Pool(min(self.workers, len(tasks)) or 1, initializer=init_worker,
                                  initargs=(spec.models, spec.device, spec.precision))
+        finished = False
         try:
             results = self.pool.imap_unordered(partial(run_task, settings=settings), tasks)
             for _ in range(len(tasks)):
@@ -54,12 +55,14 @@ class LocalRunner:
                     except multiprocessing.TimeoutError:
                         continue
                 yield [dict(r, node=self.node) for r in rows]
+            finished = True
         finally:
-            self.close()
+            self.close(wait=finished)
 
-    def close(self):
+    def close(self, wait: bool = False):
+        """wait: let idle workers exit on their own; else terminate them (a cancelled sweep stops now)."""
         if self.pool is not None:
-            self.pool.terminate()  # a cancelled sweep stops now; a finished one has nothing left to do
+            self.pool.close() if wait else self.pool.terminate()
             self.pool.join()
             self.pool = None
 
