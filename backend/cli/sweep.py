@@ -5,8 +5,6 @@ from pathlib import Path
 from ..errors import UserError
 from .common import CliError, add_policy_file_argument, emit, load_policy_files
 
-ROW_FIELDS = ("kind", "model", "text", "policy", "cache_size", "sinks", "window")
-
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", action="append", help="'demo', a folder, a Hub id, or 'synthetic' (simulate on a "
