@@ -128,6 +128,7 @@ def test_in_cache_positions_and_past_the_context_on_a_rotary_model():
         assert result["tokens"] == 70 and all(r["tokens"] == 69 for r in result["results"])
         assert "past the context" in result["position_scheme"] or result["positions"] == "in_cache"
         assert "Dense attention past the context" in result["results"][0]["note"]
+        assert all(r["perplexity_within_context"] > 0 and r["perplexity_past_context"] > 0 for r in result["results"])
     assert "in-cache positions" in moved["position_scheme"]
     # before the context the two schemes differ (sinks sit at another distance); after it both are in-cache
     assert orig["results"][1]["perplexity"] != moved["results"][1]["perplexity"]
