@@ -102,6 +102,9 @@ def page(browser, served):
     p.wait_for_selector("body[data-ready='1']", timeout=60_000)
     yield p
     context.close()
+    # A test that left a long job running (an Evaluate, a sweep) must not hold the session Api's
+    # heavy-job slots, where the next test's work would wait in line behind it.
+    served[0]._state.jobs.cancel_all(wait=10.0)
     assert not p.errors, f"JavaScript errors: {p.errors}"
     assert not p.dialogs, f"a dialog opened (injected script ran?): {p.dialogs}"
 
