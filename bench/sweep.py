@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from backend.sweep import LocalRunner, parse_spec, plan, read_rows, run_sweep  # noqa: E402
-from backend.sweep.cells import run_task  # noqa: E402
+from backend.sweep.cells import _traces, run_task  # noqa: E402
 
 SIZES = [32, 64, 128, 256, 512, 1024, 2048, 4096]
 
@@ -84,6 +84,7 @@ def main() -> None:
     print(f"{cells} cells in {len(tasks)} tasks on a {args.steps:,}-step synthetic trace; {os.cpu_count()} cores")
 
     run_task(plan(spec_for(1000), "/nonexistent")["tasks"][1], {"device": "cpu", "precision": "auto"})  # JIT warm-up
+    _traces.clear()  # every run builds the trace once, as each worker does
     started = time.perf_counter()
     for task in tasks:
         run_task(task, {"device": "cpu", "precision": "auto"})
@@ -92,6 +93,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         results = {}
+        _traces.clear()
         results["driver"], _ = timed("driver", spec, LocalRunner(0), folder, sequential, cells)
         results["local"], local_overhead = timed("local ×2", spec, LocalRunner(2), folder, sequential, cells)
         ray_overhead = None
