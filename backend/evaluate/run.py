@@ -166,7 +166,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             for p in evicting:
                 nll[p][t] = nll["full"][t] if "full" in nll else -float(lp_full[target])
                 kl[p].append(0.0)
-        else:
+        elif evicting:  # one batched cached decode step for every real-cache policy
             in_cache = positions == "in_cache" or not in_context
             if in_cache and inv_freq is not None:
                 caches.move_keys(caches.in_cache_targets())
