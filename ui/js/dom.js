@@ -58,3 +58,11 @@ export function markField(root, envelope) {
   input.addEventListener("input", () => input.classList.remove("invalid"), { once: true });
   input.focus();
 }
+
+/** A long job's controls: Run disabled and Cancel plus an emptied progress bar shown while it runs. */
+export function showRunning({ runBtn, cancelBtn, progress }, busy) {
+  runBtn.disabled = busy;
+  cancelBtn.classList.toggle("hidden", !busy);
+  progress.classList.toggle("hidden", !busy);
+  if (busy) progress.firstChild.style.width = "0%";
+}

@@ -4,7 +4,7 @@
 // (backend/evaluate/run.py); we only show them. Inputs carry data-field="eval.<name>" so
 // they never collide with the simulation's fields in the same tab.
 import { call, runJob } from "./bridge.js";
-import { h, fill, field, onEnter, markField } from "./dom.js";
+import { h, fill, field, onEnter, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on } from "./state.js";
@@ -208,12 +208,7 @@ function cancel() {
   ui.progressText.textContent = "Cancelling…";
 }
 
-function setBusy(busy) {
-  ui.runBtn.disabled = busy;
-  ui.cancelBtn.classList.toggle("hidden", !busy);
-  ui.progress.classList.toggle("hidden", !busy);
-  if (busy) ui.progress.firstChild.style.width = "0%";
-}
+function setBusy(busy) { showRunning(ui, busy); }
 
 // ---------- results ----------
 function resultsCard() {

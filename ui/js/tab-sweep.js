@@ -5,7 +5,7 @@
 // policy. The backend computes every number (backend/sweep); we only draw them. It mounts
 // itself after the tab's own content (index.html loads it after main.js).
 import { call } from "./bridge.js";
-import { h, fill, field, markField } from "./dom.js";
+import { h, fill, field, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on } from "./state.js";
@@ -177,12 +177,7 @@ function cancel() {
   ui.progressText.textContent = "Cancelling…";
 }
 
-function setBusy(busy) {
-  ui.runBtn.disabled = busy;
-  ui.cancelBtn.classList.toggle("hidden", !busy);
-  ui.progress.classList.toggle("hidden", !busy);
-  if (busy) ui.progress.firstChild.style.width = "0%";
-}
+function setBusy(busy) { showRunning(ui, busy); }
 
 export async function listFiles() {
   const res = await call("sweep_results", {});
