@@ -33,8 +33,9 @@ test: $(STAMP) smollm2
 screenshots: $(STAMP)
 	SINKVIS_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 
-bench: $(STAMP)
+bench: $(STAMP) smollm2
 	$(PY) bench/stream.py
+	$(PY) bench/evaluate.py
 	$(PY) bench/eviction.py
 	$(PY) bench/tiers.py
 	$(PY) bench/sweep.py
