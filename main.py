@@ -194,7 +194,14 @@ def main(argv=None) -> int:
         api = Api()
         _load_demo_at_start(api)
         return serve(api, host=args.host, port=args.port) or 0
-    return run_window(debug=args.debug)
+    code = run_window(debug=args.debug)
+    # The window is closed and its closing handler has cancelled every job. A job thread still inside
+    # a C-level import (torch, loading the demo model at start) can hang the interpreter's shutdown —
+    # seen in the single-file build — so leave at once: nothing is left to save (sweeps append each
+    # cell as it finishes).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":
