@@ -78,8 +78,8 @@ def test_each_example_equals_its_builtin_twin_on_the_demo_models_trace(demo_api,
     """Through the Api: the real model's attention, every result field (counters, kept, evicted_at, timeline)."""
     demo_api._state.policies, before = examples, demo_api._state.policies
     try:
-        text = (ROOT / "assets" / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:1000]
-        for layer in (1, -1):  # layer 1 has the demo model's strongest sink
+        text = (ROOT / "assets" / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:650]  # ≈ 230 tokens, inside the 256 context
+        for layer in (4, -1):  # layer 4 has the demo model's strongest sink
             job = demo_api.simulate({"trace": "model", "text": text, "cache_size": 48, "sinks": 4, "window": 16,
                                      "layer": layer, "policy": "all"})
             status = wait_job(demo_api, job["job_id"])

@@ -15,11 +15,12 @@ def test_demo_model_loads_with_specs(demo_api):
     spec = info["spec"]
     assert info["device"] == "cpu" and info["dtype"] == "float32"  # Auto on a CPU-only machine
     model = demo_api._state.model.model
-    assert spec["layers"] == model.config.n_layer and spec["heads"] == model.config.n_head
+    assert spec["layers"] == model.config.num_hidden_layers and spec["heads"] == model.config.num_attention_heads
+    assert spec["kv_heads"] == model.config.num_key_value_heads == 2  # grouped-query attention: 3 query heads per KV head
     assert spec["parameters"] == sum(p.numel() for p in model.parameters())
     assert spec["weights_bytes"] == spec["parameters"] * 4
     assert spec["kv_bytes_per_token"] == 2 * spec["layers"] * spec["kv_heads"] * spec["head_dim"] * 4
-    assert spec["position_scheme"] == "learned_absolute"
+    assert spec["position_scheme"] == "rotary" and spec["context_length"] == 256
 
 
 def test_kv_bytes_for_grouped_query_attention():

@@ -223,8 +223,8 @@ def test_bytes_per_token_gpt2_and_demo_model():
 
     assert bytes_per_token(GPT2Config(n_layer=12, n_head=12, n_embd=768), "float16") == 2 * 12 * 12 * 64 * 2
     assert bytes_per_token(GPT2Config(n_layer=12, n_head=12, n_embd=768), "float32") == 2 * 12 * 12 * 64 * 4
-    demo = AutoConfig.from_pretrained(DEMO_MODEL_DIR)  # 6 layers, 6 heads, width 192
-    assert bytes_per_token(demo, "float32") == 2 * 6 * 6 * (192 // 6) * 4
+    demo = AutoConfig.from_pretrained(DEMO_MODEL_DIR)  # Llama: 6 layers, 2 KV heads (of 6 query heads) of 32
+    assert bytes_per_token(demo, "float32") == 2 * 6 * 2 * 32 * 4
 
 
 def test_bytes_per_token_llama_with_grouped_query_attention():

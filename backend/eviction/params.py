@@ -23,7 +23,7 @@ DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_siz
 D = DEFAULTS
 
 HELDOUT_TEXT = Path(__file__).resolve().parents[2] / "assets" / "eval" / "jargon-heldout.txt"
-MODEL_TEXT_CHARS = 1300  # ≈ 450 demo-model tokens (inside its 512 context), several times the UI's model-trace C = 64
+MODEL_TEXT_CHARS = 700  # ≈ 250 demo-model tokens (inside its 256 context), several times the UI's model-trace C = 64
 
 
 def _model_text() -> str:

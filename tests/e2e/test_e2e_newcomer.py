@@ -175,7 +175,7 @@ def test_model_trace_default_text_evicts_and_a_short_text_says_why_not(loaded_pa
     p.click("#tab-eviction >> text=Compare All Policies")
     p.wait_for_function(f"() => {R} && {R}.params.trace === 'model'", timeout=120_000)
     res = p.evaluate(RESULT)
-    assert res["trace"]["length"] >= 4 * 64  # several times C
+    assert res["trace"]["length"] >= 3 * 64  # several times C (≈ 250 tokens, inside the 256 context)
     by = {r["policy"]: r for r in res["results"]}
     assert by["sliding_window"]["evictions"] > 0 and by["h2o"]["hit_rate"] < 1.0
     assert not p.locator("#tab-eviction .fit-note").is_visible()

@@ -80,7 +80,7 @@ def test_model_trace_is_sized_from_its_sequence(loaded_page):
     p.tab("profile")
     p.select_option("#tab-profile select[data-field='trace']", "model")
     p.select_option("#tab-profile select[data-field='aggregate']", "all_layers")
-    p.fill("#tab-profile textarea[data-field='text']", "The hacker read the jargon file and laughed. " * 20)
+    p.fill("#tab-profile textarea[data-field='text']", "The hacker read the jargon file and laughed. " * 18)  # ≈ 236 tokens, inside the demo's 256 context
     result = _refresh(p, "lru")
     s = result["summary"]
     assert s["trace"] == "model" and s["n_blocks"] == len(result["tier"]) < 100
