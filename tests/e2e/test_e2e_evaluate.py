@@ -5,6 +5,7 @@ pytestmark = pytest.mark.e2e
 
 SMALL = {"max_tokens": 40, "cache_size": 8, "sinks": 2, "window": 4}
 EV = "window.sinkvis.eviction.evaluate"
+ESTIMATE = "document.querySelector('#tab-eviction .eval-estimate').textContent.includes('for {n} steps')"
 COLOURS = """() => { const c = document.querySelector('#tab-eviction .eval-chart canvas');
   const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
   const seen = new Set(); for (let i = 0; i < d.length; i += 4 * 3) seen.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
@@ -92,6 +93,7 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     # the successful run already cleared the bad-setting error from the status line (status.js)
     assert not p.locator("#st-error").is_visible()
     p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
+    p.wait_for_function(f"() => {ESTIMATE.format(n=SMALL['max_tokens'] - 1)}", timeout=60_000)
     p.shot("evaluate", docs=True)
 
     # Cancel a long run (the bundled text): the section stays usable and a second small run completes.
@@ -108,5 +110,7 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     p.click("#tab-eviction >> text=Run Evaluation")
     p.wait_for_function(f"() => {EV}.result().params.max_tokens === 30", timeout=300_000)
     again = p.evaluate(f"() => {EV}.result()")
+    # Max tokens changed just before Run: the estimate catches up once the run ends (it waits for a running job)
+    p.wait_for_function(f"() => {ESTIMATE.format(n=29)}", timeout=60_000)
     assert [r["policy"] for r in again["results"]] == ["full", "streaming_llm"]
     assert rows.count() == 2

@@ -189,6 +189,7 @@ async function run() {
   jobId = null;
   act.end();
   setBusy(false);
+  scheduleEstimate();  // settings edited during the run got no estimate (estimate() waits for the job)
   markField(ui.section, res.ok || !res.error || !res.error.field ? res : { ...res, error: { ...res.error, field: "eval." + res.error.field } });
   if (!res.ok) {
     const cancelled = res.error.code === "cancelled";
