@@ -296,10 +296,11 @@ Evaluate's StreamingLLM instead keeps the cache inside the context with in-cache
 ## Retrain
 
 ```
-python tools/train_demo_model.py --layers {s["layers"]} --width {s["width"]} --heads {s["heads"]} --kv-heads {s["kv_heads"]} --mlp {s["mlp"]} --context {c} --batch {s["batch"]} --lr {s["lr"]} --minutes {s["minutes"]:g}
+python tools/train_demo_model.py --layers {s["layers"]} --width {s["width"]} --heads {s["heads"]} --kv-heads {s["kv_heads"]} --mlp {s["mlp"]} --context {c} --batch {s["batch"]} --lr {s["lr"]} --weight-decay {s["weight_decay"]:g} --minutes {s["minutes"]:g}
 python tools/train_demo_model.py --export-only --out assets/demo-model
 ```
-(`--resume` continues a killed run from `build/demo-train/last.pt`; `--export-only` writes
+(The final settings; where the run changed them on resume, "Changed on resume" above says when.
+`--resume` continues a killed run from `build/demo-train/last.pt`; `--export-only` writes
 `build/demo-train/best.pt`, the checkpoint with the best val perplexity, to `--out`; the data
 packages are fetched with `apt-get download` + `dpkg -x` into `build/demo-data/` when
 missing; the tokenizer is copied from `assets/demo-model`.) Figures are also in
@@ -372,7 +373,7 @@ def main():
         opt.load_state_dict(ck["opt"])
         opt.param_groups[0]["weight_decay"] = args.weight_decay  # a resumed run may change it (a sink lever)
         state = ck["state"]
-        for key in ("weight_decay", "minutes", "lr"):
+        for key in ("weight_decay", "minutes", "lr", "min_lr"):
             if ck["args"][key] != getattr(args, key):
                 state.setdefault("changes", []).append(
                     f"{key} {ck['args'][key]:g} → {getattr(args, key):g} from step {state['step']}")

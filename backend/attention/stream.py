@@ -266,7 +266,7 @@ class StreamSession:
 
         Per layer, not on the all-layer mean: a KV cache is pruned for every layer at
         once, so a leading sink that any one layer leans on must stay (the demo model's
-        sink lives in layer 1 only and the all-layer mean dilutes it).
+        sinks live mostly in layers 4 and 5 and the all-layer mean dilutes them).
         """
         return max(self.recommended_sinks_by_layer(), default=0)
 
