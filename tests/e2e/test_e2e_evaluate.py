@@ -114,3 +114,32 @@ def test_evaluate_table_chart_and_cancel(loaded_page, served):
     p.wait_for_function(f"() => {ESTIMATE.format(n=29)}", timeout=60_000)
     assert [r["policy"] for r in again["results"]] == ["full", "streaming_llm"]
     assert rows.count() == 2
+
+
+def test_default_run_on_the_demo_goes_past_its_context(loaded_page, served):
+    """Evaluate's defaults on the bundled Llama: 1,024 tokens, 4× its 256-token context, C = 64. The table adds the
+    within / past columns, the chart marks where the context ends, and Full Cache's running perplexity bends there."""
+    api, _ = served
+    assert api.model_info()["source"] == "demo"
+    p = loaded_page
+    p.tab("eviction")
+    p.locator("#tab-eviction .eval-section").scroll_into_view_if_needed()
+    for name, value in {"max_tokens": "1024", "cache_size": "64", "sinks": "4", "window": "32"}.items():
+        assert p.input_value(f"#tab-eviction [data-field='eval.{name}']") == value, name
+    p.click("#tab-eviction >> text=Run Evaluation")
+    p.wait_for_function(f"() => {EV}.result() !== null", timeout=300_000)
+    result = api.job_status({"job_id": p.evaluate(f"() => {EV}.jobOfResult()")})["result"]
+    by = {r["policy"]: r for r in result["results"]}
+    assert result["tokens"] == 1024 and result["context_length"] == 256
+    assert by["full"]["perplexity_past_context"] > 2 * by["streaming_llm"]["perplexity_past_context"]
+    heads = p.locator("#tab-eviction .eval-table thead th").all_inner_texts()
+    assert "ppl within context" in heads and "ppl past context" in heads
+    past = p.locator("#tab-eviction .eval-table tr[data-policy='full'] td[data-key='perplexity_past_context']")
+    assert float(past.inner_text().replace(",", "")) == pytest.approx(by["full"]["perplexity_past_context"], abs=6e-3)
+    marker = p.evaluate(f"() => {EV}.chart().data.datasets.filter(d => d.label === 'context 256').map(d => d.data)")
+    assert len(marker) == 1 and [pt["x"] for pt in marker[0]] == [256, 256]
+    full = next(r for r in result["results"] if r["policy"] == "full")["curve"]
+    at = lambda x: full["perplexity"][min(range(len(full["position"])), key=lambda k: abs(full["position"][k] - x))]  # noqa: E731
+    assert at(1023) > 1.5 * at(255)  # the running perplexity climbs once past the context
+    p.locator("#tab-eviction .eval-results").scroll_into_view_if_needed()
+    p.shot("evaluate-past-context", docs=True)

@@ -281,10 +281,20 @@ function render() {
     full && full.note ? h("div", { class: "warn" }, h("b", {}, "Full Cache: "), full.note) : null,
     rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
   ui.note.classList.remove("hidden");
-  setData(ui.chart, [], rows.map((r, i) => ({
+  const lines = rows.map((r, i) => ({
     label: label(r.policy), color: colour(r.policy, i), ...(r.policy === "full" ? { borderDash: [5, 3] } : {}),
     data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: r.curve.perplexity[k] })),
-  })));
+  }));
+  setData(ui.chart, [], lines.concat(contextMarker(lines, last.context_length, last.tokens)));
+}
+
+// A text past the context gets a dotted vertical line where the context ends: Full Cache's
+// curve bends there (dense attention at positions the model never saw), StreamingLLM's does not.
+function contextMarker(lines, context, tokens) {
+  const ys = lines.flatMap((d) => d.data.map((p) => p.y)).filter((y) => y > 0 && isFinite(y));
+  if (!context || !(tokens > context) || !ys.length) return [];
+  return [{ label: `context ${fmt.int(context)}`, color: "#8a8f98", borderDash: [2, 3], borderWidth: 1,
+    data: [{ x: context, y: Math.min(...ys) }, { x: context, y: Math.max(...ys) }] }];
 }
 
 function flatRows() {
