@@ -44,6 +44,39 @@ def test_auto_grid_is_log_spaced_from_a_32nd_of_the_text_and_keys_are_stable():
     assert err.value.field == "policies"
 
 
+def test_an_edited_user_rule_is_a_new_cell_and_built_in_keys_stay_as_before(tmp_path):
+    """A cell of a user policy carries its rule text's hash, so editing the rule (same NAME) re-runs its cells;
+    built-in cells keep the keys of results files written before that field existed."""
+    import shutil
+
+    from backend.eviction.custom_policies import PolicyRegistry
+    from backend.sweep.spec import Cell
+
+    assert Cell("evaluate", "demo", "jargon-heldout.txt", "da9ca31ecceebd48", "h2o", 64, 4, 32, "{}").key \
+        == "6a9ced31215f88f7b55f"  # the key an earlier SinkVis wrote for this cell
+    folder = tmp_path / "policies"
+    folder.mkdir()
+    shutil.copy(ROOT / "examples" / "policies" / "h2o_decay.py", folder)
+    registry = PolicyRegistry(folder, publish=False)
+
+    def keys():
+        registry.reload()
+        spec = parse_spec({"kind": "simulate", "models": ["synthetic"], "cache_sizes": [16, 64], "sinks": 4,
+                           "policies": ["h2o", "h2o_decay"], "texts": [{"name": "syn", "synthetic": {"length": 3000}}]},
+                          registry.snapshot())
+        cells = plan(spec, "/nonexistent")["cells"]
+        return {(c.policy, c.cache_size): c for c in cells}
+
+    before = keys()
+    assert before["h2o_decay", 16].rule_sha and not before["h2o", 16].rule_sha
+    rule = folder / "h2o_decay.py"
+    rule.write_text(rule.read_text() + "\n# edited: same NAME, another rule\n")
+    after = keys()
+    for size in (16, 64):
+        assert after["h2o", size].key == before["h2o", size].key
+        assert after["h2o_decay", size].key != before["h2o_decay", size].key
+
+
 def test_results_file_keeps_the_first_row_per_key_ignores_a_torn_line_and_has_one_writer(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text(json.dumps({"key": "a", "v": 1}) + "\n" + json.dumps({"key": "a", "v": 2}) + "\n" + '{"key": "b", "v"')

@@ -75,7 +75,8 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
                     if why:
                         notes.append({"model": model, "text": entry["name"], "cache_size": c, "policy": policy, "why": why})
                         continue
-                    cells.append(Cell(spec.kind, model, entry["name"], sha, policy, c, spec.sinks, window, settings))
+                    cells.append(Cell(spec.kind, model, entry["name"], sha, policy, c, spec.sinks, window, settings,
+                                      spec.rule_sha(policy)))
     return cells, _dedupe_notes(notes)
 
 

@@ -33,10 +33,14 @@ class Cell:
     sinks: int
     window: int
     settings: str        # the rest that changes the numbers, as canonical JSON
+    rule_sha: str = ""   # a user policy's rule file (sha256 of its text): an edited rule is a new cell
 
     @property
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:20]
+        fields = asdict(self)
+        if not fields["rule_sha"]:  # built-in policies: the key of every results file written before rule_sha
+            del fields["rule_sha"]
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
     @property
     def group(self) -> tuple:
@@ -53,7 +57,7 @@ class SweepSpec:
     kind: str
     models: list
     texts: list                    # [{"name", "text"}] (evaluate, model simulate) or [{"name", "synthetic": {...}}]
-    policies: list                 # plain names; custom ones will come with policy_files (issue #17)
+    policies: list                 # plain names; a user policy's rule file is in policy_files (issue #17)
     cache_sizes: list | None       # None: auto (DEFAULT_SIZES log-spaced from 1/32 of the text to all of it)
     sinks: int
     window: int | None             # None: C // 2
@@ -65,6 +69,11 @@ class SweepSpec:
     positions: str = "original"    # Evaluate: keys keep their positions, or are re-rotated in the cache (rotary)
     granularity: str = "per_head"  # Evaluate: a kept set per KV head, or one for all heads
     policy_files: list = field(default_factory=list)  # user rule files (#17): [{name, file, source}], sent to workers
+
+    def rule_sha(self, policy: str) -> str:
+        """A user policy's rule text, hashed (the Cell field); "" for a built-in."""
+        source = next((f["source"] for f in self.policy_files if f["name"] == policy), None)
+        return "" if source is None else hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def settings(self, model: str) -> str:
         if model == SYNTHETIC:

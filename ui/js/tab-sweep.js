@@ -230,7 +230,10 @@ function headRow(metric) {
 const seriesKey = (r) => `${r.cell.model} · ${r.cell.text}`;
 
 function currentRows() {
-  return rows.filter((r) => seriesKey(r) === ui.series.value);
+  // A user policy edited between runs of one file has cells of each version (rule_sha); draw the newest.
+  const latest = {};
+  for (const r of rows) if (r.cell.rule_sha) latest[r.cell.policy] = r.cell.rule_sha;
+  return rows.filter((r) => seriesKey(r) === ui.series.value && (!r.cell.rule_sha || latest[r.cell.policy] === r.cell.rule_sha));
 }
 
 function metricsFor(kind) { return METRICS[kind] || METRICS.evaluate; }
