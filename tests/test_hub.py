@@ -298,6 +298,22 @@ def test_token_sources_and_precedence(hub_api, hub_env, monkeypatch, tmp_path):
     assert hub_api.set_token({"token": "has spaces in it"})["error"]["field"] == "token"
 
 
+def test_a_dotenv_that_is_a_fifo_or_huge_is_ignored_without_hanging(hub_api, hub_env, monkeypatch, tmp_path):
+    import os
+
+    dotenv = tmp_path / ".env"
+    monkeypatch.setattr(hub_token, "DOTENV_PATH", dotenv)
+    os.mkfifo(dotenv)  # nobody writes: an unbounded read would block here forever
+    assert hub_api.token_status()["present"] is False
+    dotenv.unlink()
+    with open(dotenv, "w") as f:  # a token line, then 5 MiB more: over the limit, so not read at all
+        f.write(f"HF_TOKEN={DOTENV_TOKEN}\n")
+        f.write("#" * (5 * 1024 * 1024))
+    assert hub_api.token_status()["present"] is False
+    dotenv.write_text(f"HF_TOKEN={DOTENV_TOKEN}\n")
+    assert hub_api.token_status()["source"] == "dotenv"
+
+
 def test_token_never_leaves_the_backend(hub_api, hub_env, monkeypatch, tmp_path, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     monkeypatch.setattr(hub_token, "DOTENV_PATH", tmp_path / ".env")

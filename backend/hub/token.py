@@ -22,9 +22,11 @@ def _clean(value) -> str | None:
 
 
 def _dotenv_token(path: Path) -> str | None:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+    from ..safe_read import FileRefused, read_text
+
+    try:  # bounded: a .env that is a FIFO or a huge file must not hang or fill memory at start-up
+        lines = read_text(path, "config").splitlines()
+    except (OSError, FileRefused):
         return None
     for line in lines:
         line = line.strip()
