@@ -13,6 +13,7 @@ from backend.hub import local, token as hub_token
 from backend.hub.download import download_model
 from backend.hub.memory import estimate_memory, verdict
 from conftest_hub import GATED_TOKEN, point_hub_at
+from helpers import load
 from hub_server import XSS_IMG, XSS_SCRIPT, make_tiny_bert, make_tiny_gpt2
 
 TINY = "sinkvis/tiny-gpt2"
@@ -362,3 +363,24 @@ def test_search_info_download_load_through_the_api(hub_api, hub_env):
     spec = status["result"]["spec"]
     assert status["result"]["source"] == TINY and spec["layers"] == 2 and spec["vocab_size"] == 12_000
     assert hub_api.local_models()["models"][-1]["id"] == TINY
+
+
+def test_a_hub_model_too_big_for_the_device_is_refused_before_its_weights_download(hub_api, monkeypatch, tmp_path):
+    """config.json comes first; a model the device cannot hold (or a config that makes no sense) is refused from
+    it, so no weight bytes move. A GPT-2 config of 200 layers × 16,384 wide: ~645 billion parameters."""
+    import shutil
+
+    from hub_server import HubServer, Repo
+
+    folder = tmp_path / "huge"
+    shutil.copytree(make_tiny_gpt2(tmp_path / "tiny"), folder)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "n_layer": 200, "n_embd": 16384, "n_head": 128}))
+    with HubServer([Repo("big/huge-gpt2", folder)]) as hub:
+        point_hub_at(monkeypatch, hub.url, tmp_path / "hf")
+        assert load(hub_api, "demo")["state"] == "done"
+        status = load(hub_api, "big/huge-gpt2", device="cpu", precision="fp32")
+        assert status["state"] == "error" and status["error"]["code"] == "too_big", status
+        assert "billion parameters" in status["error"]["message"]
+        assert gets(hub, "config.json") and not gets(hub, "model.safetensors") and not gets(hub, "tokenizer.json")
+        assert hub_api.model_info()["source"] == "demo"  # the previous model stays in use

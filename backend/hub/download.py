@@ -106,13 +106,14 @@ class ByteProgress:
                     speed_bps=round(speed))
 
 
-def _config(repo_id: str, token: str | None, online: bool) -> dict:
+def _config(repo_id: str, token: str | None, online: bool) -> tuple[dict, Path]:
+    """(config.json as a dict, the snapshot folder it is in)."""
     path = hf_hub_download(repo_id, "config.json", cache_dir=cache_dir(), endpoint=endpoint(), token=token or False,
                            local_files_only=not online)
     config = read_config(Path(path).parent)
     if config is None:
         raise UserError("bad_config", f"{repo_id} has a config.json that is not valid JSON.", "source")
-    return config
+    return config, Path(path).parent
 
 
 def _plan(repo_id: str, token: str | None) -> tuple[list[str], int]:
@@ -135,20 +136,24 @@ def _cached_snapshot(repo_id: str) -> str:
                              local_files_only=True)
 
 
-def download_model(repo_id: str, token: str | None, report) -> str:
+def download_model(repo_id: str, token: str | None, report, check_config=None) -> str:
     """Fetch what a causal LM needs from `repo_id`; return the local snapshot folder.
 
     `report(fraction, stage, **extra)` is a Job's report: it raises Cancelled to stop us.
+    `check_config(folder)`, given the folder holding config.json alone, may refuse the model
+    (too big for the device, a config that makes no sense) before any weights move.
     Raises UserError with a message for the user on every expected failure.
     """
     repo_id = (repo_id or "").strip()
     report(0.0, "Downloading", bytes_done=0, bytes_total=None, speed_bps=0)
     online = hub_reachable()
     try:
-        config = _config(repo_id, token, online)
+        config, config_folder = _config(repo_id, token, online)
         if not is_causal_config(config):
             raise UserError("not_causal", f"{repo_id} is a {describe_architecture(config)} model, not a causal "
                             "language model; SinkVis needs a decoder-only model (e.g. GPT-2, Llama).", "source")
+        if check_config is not None:
+            check_config(config_folder)
         if not online:
             return _cached_snapshot(repo_id)
         files, to_fetch = _plan(repo_id, token)

@@ -23,8 +23,9 @@ DEMO_MODEL_DIR = Path(__file__).resolve().parents[2] / "assets" / "demo-model"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$|^[A-Za-z0-9][\w.\-]*$")
 
 
-def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
-    """'demo' → the bundled model; 'smollm2' → the real GGUF one; a .gguf file or a folder → itself; else a Hub id."""
+def resolve_source(source: str, token: str | None, report, check_config=None) -> tuple[Path, str]:
+    """'demo' → the bundled model; 'smollm2' → the real GGUF one; a .gguf file or a folder → itself; else a Hub id
+    (downloaded; `check_config(folder)` may refuse it from its config.json before the weights are fetched)."""
     if source == ALIAS:
         if not smollm2_present():
             raise UserError("smollm2_missing", f"SmolLM2 is not on this machine ({smollm2_path()}); {HOW_TO_GET}.", "source")
@@ -61,7 +62,7 @@ def resolve_source(source: str, token: str | None, report) -> tuple[Path, str]:
     def scaled(fraction=None, stage=None, **extra):  # the download is the first half of the bar
         report(None if fraction is None else 0.5 * fraction, stage, **extra)
 
-    return Path(download_model(source, token, scaled)), source
+    return Path(download_model(source, token, scaled, check_config)), source
 
 
 def _read_config(path: Path, trust_remote_code: bool):
@@ -108,7 +109,12 @@ def load_model(source: str, device: str = "auto", precision: str = "auto", trust
 
 
 def _load_model(source, device, precision, trust_remote_code, token, report) -> LoadedModel:
-    path, label = resolve_source(source, token, report)
+    def fits_before_download(folder: Path):  # a Hub model too big for the device is refused before gigabytes move
+        if not trust_remote_code:  # remote code arrives with the other files: checked after the download
+            target = resolve_device(device)
+            check_fits(_read_config(folder, False), resolve_precision(precision, target), target)
+
+    path, label = resolve_source(source, token, report, fits_before_download)
     if path.name.lower().endswith(".gguf"):
         return load_gguf(path, label, device, precision, report)
     report(0.55, "Reading config")
