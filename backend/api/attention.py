@@ -32,7 +32,7 @@ class AttentionMethods:
         loaded = require_model(self._state)
         started = time.perf_counter()
         # Count first: a text over the limit fails in milliseconds, not after a long forward pass.
-        n = len(loaded.tokenizer(prompt, add_special_tokens=True)["input_ids"])
+        n = len(loaded.tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"])
         limit = min(MAX_MATRIX_TOKENS, loaded.context_length)
         if n > limit:
             why = "the model's context" if limit == loaded.context_length else "what the Quick Attention Test draws"

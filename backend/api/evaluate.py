@@ -85,7 +85,7 @@ class EvaluateMethods:
             "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
         }
         policies = _policies(params.get("policy", "all"))
-        ids = loaded.tokenizer(body, add_special_tokens=True)["input_ids"][:max_tokens]
+        ids = loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]
         if len(ids) < 2:
             raise UserError("bad_input", "text must be at least 2 tokens long.", "text")
         info = {"name": name, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest()[:16],

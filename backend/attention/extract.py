@@ -9,7 +9,7 @@ def encode(loaded, text: str, check_context: bool = True) -> list[int]:
     unless check_context is False (the stream takes what fits and says so)."""
     if not isinstance(text, str) or not text.strip():
         raise UserError("bad_input", "text is empty; type some text.", "text")
-    ids = loaded.tokenizer(text, add_special_tokens=True)["input_ids"]
+    ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"]
     if check_context and len(ids) > loaded.context_length:
         raise UserError("too_long", f"text is {len(ids):,} tokens but the model's context is {loaded.context_length:,}; shorten it.", "text")
     if not ids:

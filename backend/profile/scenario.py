@@ -203,5 +203,5 @@ def default_text(loaded, max_tokens: int = 768) -> str:
 
     words = (DEMO_MODEL_DIR.parent / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:12_000]
     keep = min(max_tokens, int(loaded.spec["context_length"]) - 1)
-    ids = loaded.tokenizer(words, add_special_tokens=False)["input_ids"][:keep]
+    ids = loaded.tokenizer(words, add_special_tokens=False, verbose=False)["input_ids"][:keep]
     return loaded.tokenizer.decode(ids)
