@@ -29,7 +29,7 @@ class ByteTokenizer:
     """Bytes as token ids (0..255), no BOS: enough to drive a random-init model."""
     eos_token_id = None
 
-    def __call__(self, text, add_special_tokens=True):
+    def __call__(self, text, add_special_tokens=True, verbose=True):  # transformers' keywords that SinkVis passes
         return {"input_ids": list(text.encode("utf-8"))}
 
     def decode(self, ids):
