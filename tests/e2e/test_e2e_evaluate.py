@@ -141,5 +141,6 @@ def test_default_run_on_the_demo_goes_past_its_context(loaded_page, served):
     full = next(r for r in result["results"] if r["policy"] == "full")["curve"]
     at = lambda x: full["perplexity"][min(range(len(full["position"])), key=lambda k: abs(full["position"][k] - x))]  # noqa: E731
     assert at(1023) > 1.5 * at(255)  # the running perplexity climbs once past the context
+    p.wait_for_function(f"() => {ESTIMATE.format(n='1,023')}", timeout=60_000)  # the estimate is back after the run
     p.locator("#tab-eviction .eval-results").scroll_into_view_if_needed()
     p.shot("evaluate-past-context", docs=True)
