@@ -89,7 +89,10 @@ def main() -> None:
         old = import_kernels_at(worktree, f"eviction_at_{sha}")
         head = subprocess.run(["git", "log", "-1", "--format=%h %s", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True).stdout.strip()
-        print(f"old: {sha} ({worktree}); new: this checkout, {head[:70]} (+ uncommitted changes)")
+        edited = subprocess.run(["git", "status", "--porcelain", "kernels"], cwd=ROOT, capture_output=True,
+                                text=True).stdout.strip()
+        print(f"old: {sha} ({worktree}); new: this checkout, {head[:70]}"
+              + (" + uncommitted kernel edits" if edited else ""))
         started = time.perf_counter()
         for module in (old, new):  # compile (or load from Numba's cache) outside the timings
             for policy in POLICIES:
