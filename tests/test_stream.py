@@ -307,7 +307,8 @@ def test_cli_prints_json_lines(tmp_path, capsys, api):
     args.model = None  # use the model already loaded (the test's tiny one)
     assert cli.run(args, api) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    steps = [x for x in lines if x["type"] == "step"]
-    assert len(steps) == 26 and steps[0]["position"] == 0 and steps[-1]["generated"]
-    assert {"token", "sinks", "heavy_hitters", "step_ms"} <= set(steps[0])
+    steps = [x for x in lines if x["type"] == "step"]  # one stream_step result each (tests/test_cli_json.py)
+    assert lines[0]["type"] == "start" and len(steps) == 26
+    assert steps[0]["steps"][0]["position"] == 0 and steps[-1]["steps"][0]["generated"]
+    assert {"token", "row", "step_seconds"} <= set(steps[0]["steps"][0]) and {"sinks", "heavy_hitters"} <= set(steps[0])
     assert lines[-1]["type"] == "summary" and lines[-1]["done"]

@@ -1,5 +1,5 @@
 """`main.py attention`: tokens, one attention matrix and its sinks, as JSON or a short summary."""
-from .common import add_model_arguments, check, emit, load, read_text
+from .common import add_model_arguments, check, emit_result, load, read_text
 
 
 def add_arguments(parser) -> None:
@@ -17,7 +17,7 @@ def run(args, api) -> int:
     result = check(api.attention({"text": read_text(args), "layer": args.layer, "head": args.head,
                                   "sink_threshold": args.sink_threshold}))
     if args.json:
-        emit({k: result[k] for k in ("tokens", "token_ids", "layer", "head", "n", "matrix", "sinks", "seconds")})
+        emit_result(result)
     else:
         print(f"{result['n']} tokens, layer {result['layer']}, head {'mean' if result['head'] is None else result['head']}")
         for s in result["sinks"]:

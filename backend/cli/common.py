@@ -88,3 +88,10 @@ def read_text(args) -> str:
 
 def emit(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False))
+
+
+def emit_result(result: dict, leave_out=(), **first) -> None:
+    """--json prints the Api's own result, not a copy re-assembled here, so the CLI carries every
+    figure the UI gets (issue #23: a hand-picked subset dropped some). `leave_out`: the UI-only parts
+    a subcommand trims; `first`: what the CLI puts before it (a JSON Lines record's type)."""
+    emit({**first, **{k: v for k, v in result.items() if k != "ok" and k not in leave_out}})

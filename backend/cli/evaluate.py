@@ -1,8 +1,8 @@
 """Perplexity of the model on a text with each eviction policy's real KV cache applied."""
 import sys
 
-from .common import (add_model_arguments, add_policy_file_argument, check, emit, load, load_policy_files, read_text,
-                     wait_job)
+from .common import (add_model_arguments, add_policy_file_argument, check, emit_result, load, load_policy_files,
+                     read_text, wait_job)
 
 
 def add_arguments(parser) -> None:
@@ -40,12 +40,10 @@ def run(args, api) -> int:
     for warning in job.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
     result = wait_job(api, job["job_id"], quiet=args.json)
-    rows = [{k: r[k] for k in ("policy", "perplexity", "kl_vs_full", "tokens", "seconds")} for r in result["results"]]
     if args.json:
-        emit({"results": rows, "tokens": result["tokens"], "position_scheme": result["position_scheme"],
-              "granularity": result["granularity"], "settings": result["settings"], "text": result["text"],
-              "model": result["model"]})
+        emit_result(result)
         return 0
+    rows = result["results"]
     s, text = result["settings"], result["text"]
     print(f"{result['model']['source']} · {text['name']} ({text['tokens']} tokens, sha256 {text['sha256']}) · "
           f"C={s['cache_size']} S={s['sinks']} W={s['window']} · {result['granularity']}")

@@ -2,7 +2,9 @@
 
 With --scenario MODEL: "what would it cost at scale?" — that model's KV on a named GPU at --context tokens.
 """
-from .common import add_trace_arguments, check, emit, load, read_text, wait_job
+from .common import add_trace_arguments, check, emit_result, load, read_text, wait_job
+
+BLOCK_ARRAYS = ("tier", "access_count", "status")  # one number per KV block (the UI's block map): --blocks
 
 
 def add_arguments(parser) -> None:
@@ -47,7 +49,7 @@ def run(args, api) -> int:
                       aggregate="all_layers" if args.all_layers else "layer")
     result = wait_job(api, check(api.profile(params))["job_id"], quiet=args.json)
     if args.json:
-        emit(result if args.blocks else {**result["summary"], "timeline": result["timeline"]})
+        emit_result(result, leave_out=() if args.blocks else BLOCK_ARRAYS)
         return 0
     _print_summary(result["summary"])
     return 0
@@ -62,7 +64,7 @@ def _scenario(args, api) -> int:
             params["text"] = read_text(args)
     result = wait_job(api, check(api.profile_scenario(params))["job_id"], quiet=args.json)
     if args.json:
-        emit(result)
+        emit_result(result)
         return 0
     s = result["scenario"]
     print(f"{s['model']['name']} ({s['model']['source']}): {s['bytes_per_token']:,} bytes of KV per token ({s['dtype']})")

@@ -2,12 +2,10 @@
 import sys
 
 from ..eviction import DEFAULTS as D
-from .common import (add_policy_file_argument, add_trace_arguments, check, emit, load, load_policy_files, read_text,
-                     wait_job)
+from .common import (add_policy_file_argument, add_trace_arguments, check, emit_result, load, load_policy_files,
+                     read_text, wait_job)
 
 POLICY_CHOICES = ["all", "full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
-FIELDS = ("policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
-          "retained_sinks", "retained_heavy_hitters", "kept", "seconds")
 
 
 def add_arguments(parser) -> None:
@@ -22,7 +20,7 @@ def add_arguments(parser) -> None:
                         help="a built-in, all, or the NAME of a policy file (--policy-file, or the policies folder)")
     add_policy_file_argument(parser)
     parser.add_argument("--seed", type=int, default=D["seed"], help="synthetic trace: random seed")
-    parser.add_argument("--json", action="store_true", help="print {\"results\": [...]} as JSON")
+    parser.add_argument("--json", action="store_true", help="print the Api's result as JSON: {\"trace\": {...}, \"results\": [...]}")
 
 
 def run(args, api) -> int:
@@ -36,8 +34,7 @@ def run(args, api) -> int:
         load(api, args, quiet=args.json)
     out = wait_job(api, check(api.simulate(params))["job_id"], quiet=args.json)
     if args.json:
-        emit({"results": [{k: r[k] for k in FIELDS} for r in out["results"]],
-              **({"failed": out["failed"]} if out.get("failed") else {})})
+        emit_result(out)
         return 0
     t = out["trace"]
     print(f"{t['kind']} trace, {t['length']:,} tokens, C = {t['cache_size']}, S = {t['sinks']}, W = {t['window']}, "

@@ -1,12 +1,14 @@
 """`main.py stream`: stream a text token by token; per step the token, sinks, heavy hitters and step time.
 
-With --json, stdout is JSON Lines: one {"type": "step", ...} object per step, then one
-{"type": "summary", ...} (done, message, recommended_sinks, sink_table, sink_grid).
+With --json, stdout is JSON Lines, one record per Api call, each that call's own result:
+{"type": "start", ...} (stream_start), one {"type": "step", "steps": [...], ...} per step
+(stream_step: the token, its attention row, step_seconds; sinks and heavy hitters so far),
+then {"type": "summary", ...} (stream_state: recommended_sinks, sink_table, sink_grid, ...).
 Positions are 0-based token indices; sinks and heavy hitters are for the chosen view.
 """
 import sys
 
-from .common import add_model_arguments, check, emit, load, read_text
+from .common import add_model_arguments, check, emit_result, load, read_text
 
 
 def add_arguments(parser) -> None:
@@ -33,7 +35,9 @@ def run(args, api) -> int:
     start = check(api.stream_start({"prompt": read_text(args), "generate": generate, "temperature": args.temperature,
                                     "seed": args.seed, "sink_threshold": args.sink_threshold,
                                     "heavy_fraction": args.heavy_fraction, "view": {"layer": layer, "head": args.head}}))
-    if not args.json:
+    if args.json:
+        emit_result(start, type="start")
+    else:
         print(f"{start['prompt_tokens']} prompt tokens, {start['n_layers']} layers × {start['n_heads']} heads, "
               f"view {start['view']}")
     if start.get("note"):  # the prompt was longer than the stream can hold
@@ -43,23 +47,16 @@ def run(args, api) -> int:
     while remaining > 0 and not result["done"]:
         result = check(api.stream_step({"steps": 1}))
         remaining -= 1
+        if args.json:
+            emit_result(result, type="step")
+            continue
+        sinks = [s["position"] for s in result["sinks"]]
         for step in result["steps"]:
-            sinks = [s["position"] for s in result["sinks"]]
-            line = {"type": "step", "position": step["position"], "token": step["token"], "token_id": step["token_id"],
-                    "generated": step["generated"], "sinks": sinks, "heavy_hitters": result["heavy_hitters"],
-                    "step_ms": round(step["step_seconds"] * 1000, 3)}
-            if args.json:
-                emit(line)
-            else:
-                print(f"{step['position']:5d} {step['token']!r:>14} {line['step_ms']:8.2f} ms  sinks {sinks}  "
-                      f"heavy {result['heavy_hitters']}")
+            print(f"{step['position']:5d} {step['token']!r:>14} {step['step_seconds'] * 1000:8.2f} ms  sinks {sinks}  "
+                  f"heavy {result['heavy_hitters']}")
     state = check(api.stream_state())
-    summary = {"type": "summary", "done": state["done"], "message": state.get("message"), "position": state["position"],
-               "recommended_sinks": state["recommended_sinks"], "recommended_sinks_by_layer": state["recommended_sinks_by_layer"],
-               "lead_share_by_layer": state["lead_share_by_layer"], "recommended_sinks_note": state["recommended_sinks_note"],
-               "sink_table": state["sink_table"], "sink_grid": state["sink_grid"], "note": start.get("note")}
     if args.json:
-        emit(summary)
+        emit_result(state, type="summary")
     else:
         print(f"{state.get('message') or 'stopped after ' + str(state['position']) + ' tokens'}; "
               f"recommended sink count: {state['recommended_sinks']}"

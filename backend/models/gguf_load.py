@@ -18,6 +18,7 @@ from ..errors import UserError
 from .devices import BYTES_PER_ELEMENT, free_memory_bytes, resolve_device, resolve_precision
 from .gguf import check_supported, read_header
 from .loaded import LoadedModel
+from .pretrained import load_tokenizer, load_weights
 from .spec import config_spec, kv_bytes_per_token
 
 
@@ -35,8 +36,6 @@ def gguf_in_folder(folder: Path) -> Path | None:
 
 
 def load_gguf(file: Path, label: str, device: str, precision: str, report) -> LoadedModel:
-    from .load import _load_tokenizer, _load_weights
-
     report(0.55, "Reading config")
     header = read_header(file)
     check_supported(header)
@@ -59,10 +58,10 @@ def load_gguf(file: Path, label: str, device: str, precision: str, report) -> Lo
     meta = _meta_cache(file)
     tokenizer, config = _read_meta(meta)
     if tokenizer is None:
-        tokenizer = _load_tokenizer(folder, False, gguf_file=name)
+        tokenizer = load_tokenizer(folder, False, gguf_file=name)
     report(0.7, "Loading weights", note=f"dequantizing {header.quantization} to {dtype_name}")
     _memoize_tensor_name_map()
-    model = _load_weights(folder, dtype_name, device, False, gguf_file=name, **({"config": config} if config else {}))
+    model = load_weights(folder, dtype_name, device, False, gguf_file=name, **({"config": config} if config else {}))
     if meta is not None and config is None:
         _save_meta(meta, tokenizer, model.config)
     report(0.98, "Ready")

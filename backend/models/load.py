@@ -5,17 +5,17 @@ never materialise them), so every model is loaded with attn_implementation="eage
 A failed load raises UserError and leaves whatever was loaded before untouched:
 the caller swaps the new model in only after this returns.
 """
-import json
 import re
 from pathlib import Path
 
-from ..errors import Cancelled, UserError
-from ..safe_read import FileRefused, check_folder_files, read_json
+from ..errors import UserError
+from ..safe_read import FileRefused, read_json
 from .bundled import ALIAS, HOW_TO_GET, smollm2_path, smollm2_present
 from .config_check import check_fits, check_weights_match
 from .devices import BYTES_PER_ELEMENT, resolve_device, resolve_precision
 from .gguf_load import gguf_in_folder, load_gguf
 from .loaded import LoadedModel
+from .pretrained import load_tokenizer, load_weights
 from .spec import config_spec, kv_bytes_per_token
 from .weights_progress import reporting
 
@@ -65,7 +65,7 @@ def resolve_source(source: str, token: str | None, report, check_config=None) ->
     return Path(download_model(source, token, scaled, check_config)), source
 
 
-def _read_config(path: Path, trust_remote_code: bool):
+def read_config(path: Path, trust_remote_code: bool):
     from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
@@ -112,13 +112,13 @@ def _load_model(source, device, precision, trust_remote_code, token, report) -> 
     def fits_before_download(folder: Path):  # a Hub model too big for the device is refused before gigabytes move
         if not trust_remote_code:  # remote code arrives with the other files: checked after the download
             target = resolve_device(device)
-            check_fits(_read_config(folder, False), resolve_precision(precision, target), target)
+            check_fits(read_config(folder, False), resolve_precision(precision, target), target)
 
     path, label = resolve_source(source, token, report, fits_before_download)
     if path.name.lower().endswith(".gguf"):
         return load_gguf(path, label, device, precision, report)
     report(0.55, "Reading config")
-    config = _read_config(path, trust_remote_code)
+    config = read_config(path, trust_remote_code)
     device = resolve_device(device)
     dtype_name = resolve_precision(precision, device)
     # Sized from the config, before anything is allocated; weights that do not match it are refused (config_check.py).
@@ -128,9 +128,9 @@ def _load_model(source, device, precision, trust_remote_code, token, report) -> 
     spec = config_spec(config)
 
     report(0.6, "Loading tokenizer")
-    tokenizer = _load_tokenizer(path, trust_remote_code)
+    tokenizer = load_tokenizer(path, trust_remote_code)
     report(0.7, "Loading weights")
-    model = _load_weights(path, dtype_name, device, trust_remote_code)
+    model = load_weights(path, dtype_name, device, trust_remote_code)
     report(0.98, "Ready")
 
     params = sum(p.numel() for p in model.parameters())
@@ -138,56 +138,3 @@ def _load_model(source, device, precision, trust_remote_code, token, report) -> 
     spec.update(parameters=int(params), weights_bytes=int(sum(p.numel() * p.element_size() for p in model.parameters())),
                 kv_bytes_per_token=kv_bytes_per_token(spec, bpe))
     return LoadedModel(model=model, tokenizer=tokenizer, source=label, device=device, dtype=dtype_name, spec=spec)
-
-
-def _load_tokenizer(path: Path, trust_remote_code: bool, **extra):
-    from transformers import AutoTokenizer
-
-    check_folder_files(path)  # every config, tokenizer and weight file there: a regular file within its size limit
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **extra)
-    except PermissionError:
-        raise UserError("unreadable", f"No permission to read the tokenizer files in {path}.", "source") from None
-    except (OSError, ValueError, TypeError, json.JSONDecodeError) as exc:
-        raise UserError("bad_tokenizer", f"The tokenizer in {path} is missing or broken ({str(exc)[:160]}); re-download the model.", "source") from None
-    # transformers 5 builds an empty tokenizer when the files are missing instead of failing.
-    if len(tokenizer) < 2:
-        raise UserError("bad_tokenizer", f"No tokenizer files in {path} (tokenizer.json, vocab.json…); copy them in or re-download the model.", "source")
-    return tokenizer
-
-
-def _load_weights(path: Path, dtype_name: str, device: str, trust_remote_code: bool, **extra):
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, dtype_name), attn_implementation="eager",
-                                                     trust_remote_code=trust_remote_code, low_cpu_mem_usage=True, **extra)
-        model.to(device)
-    except Cancelled:  # from the per-tensor hook: not a broken file
-        raise
-    except torch.OutOfMemoryError:
-        _free_device_memory(device)
-        raise UserError("out_of_memory", f"Ran out of memory on {device} while loading; pick a lower precision, another device or a smaller model.", "source") from None
-    except PermissionError:
-        raise UserError("unreadable", f"No permission to read the weights in {path}.", "source") from None
-    except MemoryError:
-        raise UserError("out_of_memory", "Ran out of system memory while loading; pick a smaller model.", "source") from None
-    except Exception as exc:  # noqa: BLE001 - safetensors, torch and transformers each raise their own types
-        msg = str(exc)
-        if "out of memory" in msg.lower():
-            _free_device_memory(device)
-            raise UserError("out_of_memory", f"Ran out of memory on {device} while loading; pick a lower precision or a smaller model.", "source") from None
-        raise UserError("bad_weights", f"The weights in {path} could not be loaded ({msg[:200]}); the files may be truncated — re-download them.", "source") from None
-    model.eval()
-    return model
-
-
-def _free_device_memory(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device == "cuda":
-        torch.cuda.empty_cache()

@@ -29,7 +29,8 @@ def usable_tokens(spec: SweepSpec, n_ids: int, facts: dict) -> int:
 
 def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
     """Tokenizer and context of a model, without loading its weights (the driver never runs a model)."""
-    from ..models.load import _load_tokenizer, _read_config, resolve_source
+    from ..models.load import read_config, resolve_source
+    from ..models.pretrained import load_tokenizer
     from ..models.spec import config_spec
 
     path, _ = resolve_source(source, token, lambda *a, **k: None)
@@ -37,11 +38,11 @@ def model_facts(source: str, spec: SweepSpec, token=None) -> dict:
         from ..models.gguf import read_header
 
         header = read_header(path)
-        return {"tokenizer": _load_tokenizer(path.parent, False, gguf_file=path.name),
+        return {"tokenizer": load_tokenizer(path.parent, False, gguf_file=path.name),
                 "context": int(header.arch_value("context_length") or 2048),
                 "rotary": header.arch_value("rope.dimension_count") is not None or header.architecture in ("llama", "qwen2", "mistral", "gemma")}
-    shape = config_spec(_read_config(path, False))
-    return {"tokenizer": _load_tokenizer(path, False), "context": shape["context_length"],
+    shape = config_spec(read_config(path, False))
+    return {"tokenizer": load_tokenizer(path, False), "context": shape["context_length"],
             "rotary": shape["position_scheme"] == "rotary"}
 
 

@@ -111,9 +111,11 @@ def drop(v, t, slots, slot_of, free, ctr, evicted_at, span):
 
 @njit(cache=True, _nrt=False)
 def timeline_point(t, n, stride, ctr, flt, tl):
-    """One point per `stride` steps (≤ 2,000), recall averaged over the bucket."""
+    """One point per `stride` steps (≤ 2,000), recall averaged over the bucket. The bucket's
+    count reaching `stride` is (t + 1) % stride == 0 (points fall on those steps only, the
+    last step's is the last), without a division every step."""
     ctr[BUCKET_N] += 1
-    if (t + 1) % stride == 0 or t == n - 1:
+    if ctr[BUCKET_N] == stride or t == n - 1:
         k = ctr[TL_N]
         tl[k, TL_STEP] = t
         tl[k, TL_OCC] = ctr[NCACHED]

@@ -15,9 +15,15 @@ keys (the first `protect_first` positions, the `protect_recent` youngest, age <
 protect_recent) are never candidates; ties evict the older key. A rule that returns NaN
 stops the run with the step and key (FAULT_*): NaN has no order, so no victim is right.
 
-Two loops: with no on_attention a key's score never changes after it enters, so the
-candidates sit in a min-heap (O(log C) a step); with one, every cached key is rescored
-each step (O(C) a step, as a real system that reads the whole attention row).
+Two loops: with no on_attention a key's score never changes after it enters. While each
+new candidate scores at least as high as the one before (a window, StreamingLLM, LRU's
+on_enter = t), the candidates are in order as they come: a FIFO, O(1) a step as the
+built-in window's list; the first lower score turns the FIFO into a min-heap (a sorted
+array is one) and it stays a heap (O(log C) a step). With on_attention every cached key
+is rescored each step (O(C) a step, as a real system that reads the whole attention row):
+that pass reads only per-slot arrays, so it vectorises; the locality weights, which go by
+age, are added to the few recent keys' slots before it (issue #23: a lookup by age inside
+the pass kept it scalar, 2.5x TOVA's time).
 Per step, the accounting, the entering and the leaving are the built-ins' own
 (accounting.py), so every counter means the same.
 """
@@ -29,7 +35,7 @@ from numba import float64, int64, njit, typeof
 from . import Simulation
 from .accounting import account, admit, drop, timeline_point
 from .rows import row
-from .state import KEY, NCACHED, State, heap_pop, heap_push
+from .state import HEAP, HEAP_N, KEY, NCACHED, State, heap_pop, heap_push
 from .trace import ONE, Trace
 
 RunSettings = namedtuple("RunSettings", "capacity sinks window tau")
@@ -50,6 +56,9 @@ def compile_rule(on_enter, on_attention=None):
 
 
 NO_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
+# `order` of the static loop: the candidates' FIFO (a ring, `fifo`) starts at F_FIRST, ends before
+# F_END and holds F_LEN slots; IN_HEAP once the heap took over.
+F_FIRST, F_END, F_LEN, IN_HEAP = range(4)
 
 
 @njit(inline="always")
@@ -63,8 +72,9 @@ def order_key(bits):
 @njit(nogil=True)
 def run_static(on_enter, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
                kind, weights, sp, loc, loccum, heavy, slots, slot_of, free, heap, ctr, flt, tl, stride,
-               evicted_at, ridx, rval, score, score_bits, fault):
+               evicted_at, ridx, rval, score, score_bits, fifo, order, fault):
     span = loc.shape[0] - 1
+    size = fifo.shape[0]
     for t in range(t0, t1):
         cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
         account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt)
@@ -79,18 +89,48 @@ def run_static(on_enter, run, t0, t1, n, capacity, protect_first, protect_recent
         # itself when nothing recent is protected); the first protect_first never do.
         j = t - protect_recent
         if j >= protect_first and slot_of[j] >= 0:
-            heap_push(slots, heap, ctr, slot_of[j])
+            c = slot_of[j]
+            end = order[F_END]
+            if order[IN_HEAP]:
+                heap_push(slots, heap, ctr, c)
+            elif order[F_LEN] == 0 or slots[c, KEY] >= slots[fifo[end - 1 if end > 0 else size - 1], KEY]:
+                fifo[end] = c  # not below the last one (and younger): the FIFO stays in order
+                order[F_END] = end + 1 if end + 1 < size else 0
+                order[F_LEN] += 1
+            else:
+                fifo_to_heap(slots, heap, ctr, fifo, order)
+                heap_push(slots, heap, ctr, c)
         if ctr[NCACHED] > capacity:
-            drop(heap_pop(slots, heap, ctr), t, slots, slot_of, free, ctr, evicted_at, span)
+            if order[IN_HEAP]:
+                v = heap_pop(slots, heap, ctr)
+            else:
+                v = fifo[order[F_FIRST]]
+                order[F_FIRST] = order[F_FIRST] + 1 if order[F_FIRST] + 1 < size else 0
+                order[F_LEN] -= 1
+            drop(v, t, slots, slot_of, free, ctr, evicted_at, span)
         timeline_point(t, n, stride, ctr, flt, tl)
+
+
+@njit(nogil=True)
+def fifo_to_heap(slots, heap, ctr, fifo, order):
+    """A candidate came in lower than the last: from now on a heap. The FIFO is sorted by
+    (KEY, POS), and a sorted array is a min-heap, so it is copied over as it is."""
+    i = order[F_FIRST]
+    for h in range(order[F_LEN]):
+        heap[h] = fifo[i]
+        slots[fifo[i], HEAP] = h
+        i = i + 1 if i + 1 < fifo.shape[0] else 0
+    ctr[HEAP_N] = order[F_LEN]
+    order[F_LEN] = 0
+    order[IN_HEAP] = 1
 
 
 @njit(nogil=True)
 def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
                 kind, weights, sp, loc, loccum, heavy, slots, slot_of, free, ctr, flt, tl, stride,
-                evicted_at, ridx, rval, score, score_bits, kpos, extra, fault):
+                evicted_at, ridx, rval, score, score_bits, kpos, extra, locf, fault):
     span = loc.shape[0] - 1
-    nloc = loc.shape[0]
+    nloc = loc.shape[0]  # locf[nloc] = 0: the weight past the table
     nslots = kpos.shape[0]
     for t in range(t0, t1):
         cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
@@ -102,22 +142,32 @@ def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first,
             return
         score[s] = first
         kpos[s] = t
-        # A key's weight is bg + loc[age] + its explicit extra (rows.py): spread the
-        # explicit extras onto the cached keys' slots, then rescore every cached key.
-        # Slot order, not position order: the iterations are independent (the rule is
-        # a pure function), which lets the CPU overlap them.
+        # A key's weight is bg + loc[age] + its explicit extra (rows.py), in units of 1
+        # (each term k · 2^-24 and their sums below 2^29: exact): spread the explicit extras
+        # and the locality weights onto the cached keys' slots, then rescore every cached key.
         for e in range(cnt):
             k = slot_of[ridx[e]]
             if k >= 0:
-                extra[k] += rval[e]
-        for k in range(nslots):  # free slots too (kpos −1): no branch, so it vectorises
-            age = t - kpos[k]
-            w = bg + extra[k] + (loc[age] if age < nloc else 0)
-            extra[k] = 0
-            score[k] = on_attention(score[k], w * INV_ONE, age, t, run) + 0.0  # −0.0 → 0.0 (see order_key)
+                extra[k] += rval[e] * INV_ONE
+        top = min(t, span)
+        if top < nslots:  # the ages with a locality weight: the few recent keys, by position
+            for age in range(top + 1):
+                k = slot_of[t - age]
+                if k >= 0:
+                    extra[k] += locf[age]
+        else:  # a locality span longer than the cache: each slot looks its age up
+            for k in range(nslots):
+                extra[k] += locf[min(t - kpos[k], nloc)]
+        bgf = bg * INV_ONE
         nan = False
-        for k in range(nslots):
-            nan |= kpos[k] >= 0 and score[k] != score[k]
+        # Slot order, not position order: the iterations are independent (the rule is a
+        # pure function) and read only per-slot arrays, so the pass vectorises.
+        for k in range(nslots):  # free slots too (kpos −1; their scores are never read): no branch
+            age = t - kpos[k]
+            x = on_attention(score[k], bgf + extra[k], age, t, run) + 0.0  # −0.0 → 0.0 (see order_key)
+            extra[k] = 0.0
+            score[k] = x
+            nan |= (x != x) & (kpos[k] >= 0)
         if nan:
             for k in range(nslots):
                 if kpos[k] >= 0 and score[k] != score[k]:
@@ -157,8 +207,11 @@ class CustomSimulation(Simulation):
         self.settings = RunSettings(int(capacity), int(sinks), int(window), tau * INV_ONE)
         self.state = State(trace.n, capacity, False, record_evictions)
         self.score = np.zeros(capacity + 1, np.float64)
-        self.extra = np.zeros(capacity + 1, np.int64)
+        self.extra = np.zeros(capacity + 1, np.float64)  # a slot's attention this step besides bg (units of 1)
         self.kpos = np.full(capacity + 1, -1, np.int64)  # each slot's position (−1: free), contiguous
+        self.locf = np.append(trace.loc * INV_ONE, 0.0)  # locality by age in units of 1 (exact), 0 past it
+        self.fifo = np.zeros(capacity + 1, np.int64)     # the static loop's candidates while in order
+        self.order = np.zeros(4, np.int64)
         self.fault = np.zeros(3, np.int64)
         self.ridx = np.zeros(trace.max_row, np.int64)
         self.rval = np.zeros(trace.max_row, np.int64)
@@ -173,11 +226,11 @@ class CustomSimulation(Simulation):
             run_static(self.on_enter, self.settings, t0, t1, tr.n, self.capacity, self.protect_first,
                        self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy,
                        st.slots, st.slot_of, st.free, st.heap, st.ctr, st.flt, st.tl, st.stride, st.evicted_at,
-                       self.ridx, self.rval, self.score, self.score.view(np.int64), self.fault)
+                       self.ridx, self.rval, self.score, self.score.view(np.int64), self.fifo, self.order, self.fault)
         else:
             run_dynamic(self.on_enter, self.on_attention, self.settings, t0, t1, tr.n, self.capacity,
                         self.protect_first, self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc,
                         self.loccum, tr.heavy, st.slots, st.slot_of, st.free, st.ctr, st.flt, st.tl, st.stride,
                         st.evicted_at, self.ridx, self.rval, self.score, self.score.view(np.int64), self.kpos, self.extra,
-                        self.fault)
+                        self.locf, self.fault)
         self.steps_done = t1 if not self.fault[0] else int(self.fault[1])
