@@ -3,7 +3,8 @@
 Workers are spawned (not forked: the app has threads and torch state a fork would copy
 half-way) and each loads the sweep's models once, in its initializer. Results come
 back to the driver as tasks finish (imap_unordered); Cancel terminates the workers,
-so a long Evaluate cell stops at once instead of at its end.
+so a long Evaluate cell stops at once instead of at its end, and so does a user's rule
+that never returns (issue #25: a sweep with a user rule always runs in a worker).
 """
 import multiprocessing
 import os
@@ -22,6 +23,13 @@ def default_workers() -> int:
     return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_WORKERS))
 
 
+def _init_pool_worker(models, device, precision) -> None:
+    from ..workers import mark_contained
+
+    mark_contained()  # user rules run right here: Cancel terminates this process
+    init_worker(models, device, precision)
+
+
 class LocalRunner:
     def __init__(self, workers: int | None = None):
         self.workers = default_workers() if workers is None else max(0, int(workers))
@@ -32,7 +40,9 @@ class LocalRunner:
     def run(self, tasks: list[dict], spec, should_stop):
         """Yields the rows of each task as it finishes; stops (and kills the workers) when should_stop()."""
         settings = {"device": spec.device, "precision": spec.precision}
-        if self.workers == 0:
+        # A user's rule never runs in this process (issue #25): only a worker can be killed mid-rule.
+        workers = self.workers or (1 if any(t.get("user_policies") for t in tasks) else 0)
+        if workers == 0:
             init_worker(spec.models, spec.device, spec.precision, threads=None)  # this process keeps its threads
             for task in tasks:
                 if should_stop():
@@ -40,7 +50,7 @@ class LocalRunner:
                 yield [dict(r, node=self.node) for r in run_task(task, settings)]
             return
         context = multiprocessing.get_context("spawn")
-        self.pool = context.Pool(min(self.workers, len(tasks)) or 1, initializer=init_worker,
+        self.pool = context.Pool(min(workers, len(tasks)) or 1, initializer=_init_pool_worker,
                                  initargs=(spec.models, spec.device, spec.precision))
         finished = False
         try:

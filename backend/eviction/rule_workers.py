@@ -1,0 +1,155 @@
+"""User rules run in worker processes (issue #25): each run of a rule takes a worker that
+holds the compiled rule, so Cancel (or a stuck step, rule_watch.py) kills the process
+and the job, its slot and the app are free at once. Built-in policies stay in-process.
+
+A worker compiles its rule once (Numba: seconds, and the loop once more for each trace
+layout); it then goes back to a short list of idle workers and the next run of the same
+rule takes it warm. A worker killed mid-run is replaced by a fresh one warming up in the
+background, so Cancel-then-run-again does not wait for the compile. PolicyRegistry starts
+one per rule when a file loads (warm()).
+
+    out = simulate_rule(user, trace, ...)     # Simulate: the whole run of one rule, in its worker
+    w = take(user); ...; give_back(w)          # Evaluate's decider (backend/evaluate/remote_decider.py)
+"""
+import threading
+import time
+
+from ..workers import POLL_SECONDS, Worker, report
+from .rule_watch import current_step, step_limit, watching
+
+MAX_IDLE = 4  # idle warm workers kept (each holds numpy + Numba, ~100 MB)
+
+_idle: list[Worker] = []
+_warming: set = set()       # rule keys whose worker is starting
+_failed: dict = {}          # rule key → why its last warm-up failed (for the run waiting on it)
+_lock = threading.Lock()
+
+
+def rule_key(user) -> tuple:
+    import hashlib
+
+    return user.file, hashlib.sha256(user.source.encode()).hexdigest()
+
+
+def _load(shipment) -> None:
+    """Child side: compile the rule (once per process) and its loops for both trace layouts."""
+    from .custom_policies import load_shipped
+
+    policy = load_shipped([shipment])[shipment["name"]]
+    from kernels.eviction import synthetic_trace
+
+    from ..evaluate.deciders import row_trace
+
+    fixed = [v for v in (policy.protect_first, policy.protect_recent) if isinstance(v, int)]
+    capacity = sum(fixed) + 2
+    for trace in (synthetic_trace(4), row_trace(4)[0]):  # Simulate's (C arrays) and Evaluate's (strided rows)
+        policy.simulation(trace, capacity, 0, 0, 1).run(0, 0)
+
+
+def take(user, should_stop=None) -> Worker:
+    """An idle worker holding this rule; else one warming up (started now if none is). While it
+    compiles, should_stop() may raise Cancelled: the warm-up goes on and its worker waits idle."""
+    key = rule_key(user)
+    warm(user)
+    while True:
+        with _lock:
+            found = next((w for w in _idle if w.tag == key), None)
+            if found is not None:
+                _idle.remove(found)
+            failed = _failed.pop(key, None) if found is None and key not in _warming else None
+        if found is not None:
+            if found.alive:
+                return found
+            warm(user)
+        elif failed is not None:
+            raise failed
+        if should_stop is not None:
+            should_stop()
+        time.sleep(POLL_SECONDS)
+
+
+def give_back(worker: Worker, user=None) -> None:
+    """After a run: an idle live worker is kept warm; a killed one is replaced in the background."""
+    if worker.alive and not worker.busy:
+        with _lock:
+            _idle.append(worker)
+            extra = _idle[:-MAX_IDLE]
+            del _idle[:-MAX_IDLE]
+        for w in extra:
+            w.close()
+    else:
+        worker.kill()
+        if user is not None:
+            warm(user)
+
+
+def warm(user) -> None:
+    """Start a worker for this rule in the background (compiling takes seconds), unless one is
+    idle or warming already."""
+    key = rule_key(user)
+    with _lock:
+        if key in _warming or any(w.tag == key for w in _idle):
+            return
+        _warming.add(key)
+
+    def start():
+        worker = None
+        try:
+            worker = Worker()
+            worker.tag = key
+            worker.call(_load, user.shipment())
+        except Exception as exc:  # noqa: BLE001 - the run that waits for it says so
+            if worker is not None:
+                worker.kill()
+            worker = None
+            with _lock:
+                _failed[key] = exc
+        finally:
+            with _lock:
+                _warming.discard(key)
+        if worker is not None:
+            give_back(worker)
+
+    threading.Thread(target=start, name=f"warm {user.name}", daemon=True).start()
+
+
+def shutdown() -> None:
+    """Kill every idle worker (the app is closing; tests)."""
+    with _lock:
+        idle = list(_idle)
+        _idle.clear()
+    for w in idle:
+        w.kill()
+
+
+def idle_pids() -> list[int]:
+    return [w.pid for w in list(_idle)]
+
+
+def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit, on_steps,
+                  should_stop) -> dict:
+    """One user policy's whole Simulate run, in a worker: its result dict (metrics.result).
+    on_steps(steps) as chunks finish; should_stop() raises Cancelled to stop (the worker is killed)."""
+    worker = take(user, should_stop)
+    try:
+        return worker.call(_simulate_child, user.shipment(), trace, capacity, sinks, window, tau, record, sink_keys,
+                           heavy, step_limit(limit), on_progress=on_steps, should_stop=should_stop)
+    finally:
+        give_back(worker, user)
+
+
+def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit) -> dict:
+    from .custom_policies import load_shipped
+    from .metrics import result
+    from .run import _chunks
+
+    user = load_shipped([shipment])[shipment["name"]]
+    sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
+    sim.run(0, 0)  # compiled already for this layout (_load); not part of the time
+    started = time.perf_counter()
+    with watching(user, lambda: current_step(sim), sim.settings, limit):
+        for t0, t1 in _chunks(trace.n):
+            sim.run(t0, t1)
+            user.check(sim)  # a NaN score: rule_nan, the run stops
+            report(t1 - t0)
+    return result(user.name, user.label, sim, sink_keys, heavy, time.perf_counter() - started, with_evictions=record)
