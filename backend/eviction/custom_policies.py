@@ -344,15 +344,28 @@ class PolicyRegistry:
         for name, policy in self.policies.items():
             register_policy(name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
         self._published = set(self.policies)
+        self._warm_workers()
+
+    def _warm_workers(self) -> None:
+        """Each loaded rule gets a worker process compiling it now, so its first run does not wait
+        (rule_workers.py); the workers of rules no longer loaded go."""
+        from . import rule_workers
+
+        rule_workers.keep_only({rule_workers.rule_key(p) for p in self.policies.values()})
+        for policy in list(self.policies.values())[:rule_workers.MAX_IDLE]:
+            rule_workers.warm(policy)
 
     def unpublish(self) -> None:
         """Take this registry's policies out of Evaluate (an Api that goes away; tests)."""
         from ..evaluate.deciders import unregister_policy
 
+        from . import rule_workers
+
         with self._lock:
             for name in self._published:
                 unregister_policy(name)
             self._published = set()
+            rule_workers.keep_only(set())
 
     def in_folder(self, path) -> bool:
         """True for a file directly in the policies folder (those load without asking)."""

@@ -22,6 +22,8 @@ MAX_IDLE = 4  # idle warm workers kept (each holds numpy + Numba, ~100 MB)
 _idle: list[Worker] = []
 _warming: set = set()       # rule keys whose worker is starting
 _failed: dict = {}          # rule key → why its last warm-up failed (for the run waiting on it)
+_busy: set = set()          # workers taken by a run
+_starting: set = set()      # workers compiling their rule
 _lock = threading.Lock()
 
 
@@ -50,19 +52,19 @@ def take(user, should_stop=None) -> Worker:
     """An idle worker holding this rule; else one warming up (started now if none is). While it
     compiles, should_stop() may raise Cancelled: the warm-up goes on and its worker waits idle."""
     key = rule_key(user)
-    warm(user)
     while True:
         with _lock:
             found = next((w for w in _idle if w.tag == key), None)
             if found is not None:
                 _idle.remove(found)
             failed = _failed.pop(key, None) if found is None and key not in _warming else None
-        if found is not None:
-            if found.alive:
-                return found
-            warm(user)
-        elif failed is not None:
+        if found is not None and found.alive:
+            with _lock:
+                _busy.add(found)
+            return found
+        if failed is not None:
             raise failed
+        warm(user)  # none idle and none warming (another run took the last one): start one
         if should_stop is not None:
             should_stop()
         time.sleep(POLL_SECONDS)
@@ -70,6 +72,8 @@ def take(user, should_stop=None) -> Worker:
 
 def give_back(worker: Worker, user=None) -> None:
     """After a run: an idle live worker is kept warm; a killed one is replaced in the background."""
+    with _lock:
+        _busy.discard(worker)
     if worker.alive and not worker.busy:
         with _lock:
             _idle.append(worker)
@@ -97,6 +101,8 @@ def warm(user) -> None:
         try:
             worker = Worker()
             worker.tag = key
+            with _lock:
+                _starting.add(worker)
             worker.call(_load, user.shipment())
         except Exception as exc:  # noqa: BLE001 - the run that waits for it says so
             if worker is not None:
@@ -107,10 +113,20 @@ def warm(user) -> None:
         finally:
             with _lock:
                 _warming.discard(key)
+                _starting.discard(worker)
         if worker is not None:
             give_back(worker)
 
     threading.Thread(target=start, name=f"warm {user.name}", daemon=True).start()
+
+
+def keep_only(keys: set) -> None:
+    """Kill the idle workers of rules not in keys (a file removed or changed)."""
+    with _lock:
+        gone = [w for w in _idle if w.tag not in keys]
+        _idle[:] = [w for w in _idle if w.tag in keys]
+    for w in gone:
+        w.kill()
 
 
 def shutdown() -> None:
@@ -122,8 +138,11 @@ def shutdown() -> None:
         w.kill()
 
 
-def idle_pids() -> list[int]:
-    return [w.pid for w in list(_idle)]
+def pids() -> dict:
+    """The worker processes this app holds, by what they do (tests check the process table)."""
+    with _lock:
+        return {"idle": {w.pid for w in _idle}, "busy": {w.pid for w in _busy},
+                "starting": {w.pid for w in _starting}}
 
 
 def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit, on_steps,
@@ -146,6 +165,7 @@ def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_
     user = load_shipped([shipment])[shipment["name"]]
     sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
     sim.run(0, 0)  # compiled already for this layout (_load); not part of the time
+    report(0)  # compiled: the run starts
     started = time.perf_counter()
     with watching(user, lambda: current_step(sim), sim.settings, limit):
         for t0, t1 in _chunks(trace.n):
