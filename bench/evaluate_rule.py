@@ -1,0 +1,96 @@
+"""Evaluate with a user rule (issue #25): examples/policies/h2o.py, whose decider lives in its
+worker process (one round trip per token, rows through shared memory), against built-in
+H2O in-process, on the demo model. Same numbers, and the time ratio (target ≤ 1.5x).
+Interleaved rounds so background load hits both alike; medians printed. Then Cancel:
+the endless rule from the issue, in Simulate and in Evaluate, cancelled mid-step, and
+the time from Cancel to the job's end (target ≤ 1 s), and how long a next run of the
+rule waits for its worker (a warm one replaces the killed one in the background).
+
+    python bench/evaluate_rule.py [--tokens 1024] [--cache-size 64] [--rounds 3]
+"""
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+ENDLESS = ('NAME = "endless"\nPROTECT_FIRST = 0\nPROTECT_RECENT = 0\n\n\ndef on_enter(t, run):\n    s = 1.0\n'
+           '    while s > 0.0:\n        s = s * 1.0000001 + 1.0\n    return s\n')
+
+
+def wait(api, job_id) -> dict:
+    while (status := api.job_status({"job_id": job_id}))["state"] == "running":
+        time.sleep(0.01)
+    return status
+
+
+def cancel_latency(api, start, marker) -> float:
+    job = start()["job_id"]
+    while marker not in api.job_status({"job_id": job})["stage"]:
+        time.sleep(0.01)
+    time.sleep(0.5)  # well inside the endless step
+    started = time.perf_counter()
+    api.cancel_job({"job_id": job})
+    status = wait(api, job)
+    assert status["state"] == "cancelled", status
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    args = argparse.ArgumentParser()
+    args.add_argument("--tokens", type=int, default=1024)
+    args.add_argument("--cache-size", type=int, default=64)
+    args.add_argument("--rounds", type=int, default=3)
+    a = args.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="sinkvis-bench-policies-"))
+    (folder / "endless.py").write_text(ENDLESS)
+    os.environ["SINKVIS_POLICY_DIR"] = str(folder)
+    from backend.api import Api
+    from backend.eviction import rule_workers
+    from helpers import load
+
+    api = Api()
+    assert load(api, "demo")["state"] == "done"
+    assert api.load_policy_file({"path": str(ROOT / "examples" / "policies" / "h2o.py"), "trust": True})["ok"]
+    run = {"max_tokens": a.tokens, "cache_size": a.cache_size, "window": a.cache_size // 4}
+    seconds = {"h2o": [], "h2o_rule": []}
+    numbers = {}
+    for _ in range(a.rounds):
+        for policy in seconds:
+            status = wait(api, api.evaluate({**run, "policy": [policy]})["job_id"])
+            assert status["state"] == "done", status
+            result = {r["policy"]: r for r in status["result"]["results"]}[policy]
+            seconds[policy].append(status["result"]["seconds"])
+            numbers[policy] = (result["perplexity"], result["kl_vs_full"], result["evictions"])
+    same = numbers["h2o"] == numbers["h2o_rule"]
+    builtin, rule = statistics.median(seconds["h2o"]), statistics.median(seconds["h2o_rule"])
+    tokens = status["result"]["tokens"]
+    print(f"Evaluate, demo model, {tokens} tokens, C = {a.cache_size}, per KV head; median of {a.rounds} rounds")
+    print(f"  built-in h2o (in-process)          {builtin:7.2f} s  {1e3 * builtin / tokens:6.2f} ms/token")
+    print(f"  examples/policies/h2o.py (worker)  {rule:7.2f} s  {1e3 * rule / tokens:6.2f} ms/token")
+    print(f"  same perplexity, KL, evictions: {same}  {numbers['h2o_rule']}")
+    print(f"  rule / built-in: {rule / builtin:.2f}x  (target: within 1.5x)")
+
+    sim = lambda: api.simulate({"policy": "endless", "length": 10_000, "rule_step_limit": 600})  # noqa: E731
+    ev = lambda: api.evaluate({**run, "max_tokens": 120, "policy": ["h2o", "endless"], "rule_step_limit": 600})  # noqa: E731
+    simulate_cancel = [cancel_latency(api, sim, "endless: 0 / ") for _ in range(3)]
+    evaluate_cancel = [cancel_latency(api, ev, "Full-cache pass") for _ in range(3)]
+    started = time.perf_counter()
+    out = wait(api, api.simulate({"policy": "endless", "length": 10_000, "rule_step_limit": 0.2})["job_id"])
+    again = time.perf_counter() - started
+    assert out["state"] == "error" and out["error"]["code"] == "rule_timeout", out
+    print("Cancel of the endless rule, seconds from cancel_job to the job's end (target: within 1 s)")
+    print(f"  simulate: {', '.join(f'{x:.3f}' for x in simulate_cancel)}")
+    print(f"  evaluate: {', '.join(f'{x:.3f}' for x in evaluate_cancel)}")
+    print(f"  next run of the rule right after (rule_timeout at 0.2 s, incl. waiting for its warm worker): {again:.2f} s")
+    api._state.jobs.cancel_all()
+    rule_workers.shutdown()
+
+
+if __name__ == "__main__":
+    main()
