@@ -30,7 +30,7 @@ _CONTEXT = multiprocessing.get_context("spawn")
 
 # Child side: the pipe to the parent, once this process is a worker.
 _conn = None
-_contained = False  # a sweep's pool worker: killed by its parent on Cancel, but no pipe of ours
+_contained = False  # a sweep's Ray actor: killed on Cancel (ray_runner.py), but no pipe of ours
 _send_lock = threading.Lock()
 
 
@@ -45,7 +45,7 @@ def can_fail_calls() -> bool:
 
 
 def mark_contained() -> None:
-    """This process is a sweep's pool worker (backend/sweep/local.py): run user rules here."""
+    """This process is a sweep's Ray actor, which Cancel kills: run user rules right here."""
     global _contained
     _contained = True
 

@@ -70,6 +70,11 @@ def workers() -> set[int]:
             if any("spawn_main" in part for part in _cmdline(c))}
 
 
+def rule_pids() -> set[int]:
+    """The rule workers the app holds (warm spares, runs, warm-ups): not a sweep's."""
+    return set().union(*rule_workers.pids().values())
+
+
 def _cmdline(process) -> list[str]:
     try:
         return process.cmdline()
@@ -177,8 +182,8 @@ def test_cancel_stops_an_endless_rule_in_a_sweep_cell(api):
                                "cache_sizes": "16", "texts": [{"name": "syn", "synthetic": {"length": 2000}}],
                                "policies": ["endless"]})
     assert started["ok"], started
-    wait_until(lambda: len(workers() - before) >= 1, what="the sweep's worker")  # run in a worker, even with workers: 0
-    sweep_workers = workers() - before
+    wait_until(lambda: len(workers() - before - rule_pids()) >= 1, what="the sweep's worker")  # even with workers: 0
+    sweep_workers = workers() - before - rule_pids()
     time.sleep(3.0)  # the worker compiles the rule and gets stuck in its first step
     took = cancel_and_time(api, started["job_id"])
     assert took <= CANCEL_BOUND, took
@@ -195,3 +200,29 @@ def test_a_fifo_given_as_a_policy_file_is_not_a_regular_file(api, tmp_path):
     assert error["code"] == "bad_file" and "not a regular file" in error["message"]
     assert api.load_policy_file({"path": "/dev/null", "trust": True})["error"]["message"].endswith(
         "not a regular file (a policy file is a plain .py file).")
+
+
+def test_a_stuck_rule_in_a_sweep_cell_is_named(api, monkeypatch):
+    monkeypatch.setenv("SINKVIS_RULE_STEP_LIMIT", "0.5")  # the workers read it when they start
+    before = workers()
+    started = api.sweep_start({"out": "stuck.jsonl", "kind": "simulate", "models": ["synthetic"], "workers": 0,
+                               "cache_sizes": "16", "texts": [{"name": "syn", "synthetic": {"length": 2000}}],
+                               "policies": ["endless"]})
+    status = wait_job(api, started["job_id"], timeout=120)
+    assert status["state"] == "error" and status["error"]["code"] == "rule_timeout", status
+    assert "endless.py, line 5" in status["error"]["message"] and "step 0" in status["error"]["message"]
+    assert workers() <= before | rule_pids()
+
+
+def test_local_worker_processes_give_this_process_s_cells_and_end_with_the_sweep(tmp_path):
+    from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
+
+    spec = parse_spec({"kind": "simulate", "models": ["synthetic"], "policies": ["streaming_llm", "h2o", "tova"],
+                       "cache_sizes": [16, 64], "texts": [{"name": "syn", "synthetic": {"length": 3000}}]})
+    before = workers()
+    run_sweep(spec, tmp_path / "two.jsonl", LocalRunner(2))
+    run_sweep(spec, tmp_path / "here.jsonl", LocalRunner(0))
+    two, here = read_rows(tmp_path / "two.jsonl"), read_rows(tmp_path / "here.jsonl")
+    assert len(two) == len(here) == 6 and len({r["pid"] for r in two}) == 2 and os.getpid() not in {r["pid"] for r in two}
+    assert {r["key"]: r["metrics"] for r in two} == {r["key"]: r["metrics"] for r in here}
+    assert workers() <= before  # the sweep's workers ended with it
