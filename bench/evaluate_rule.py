@@ -41,6 +41,35 @@ def cancel_latency(api, start, marker) -> float:
     return time.perf_counter() - started
 
 
+def decider_step_cost(api, units, C, n):
+    """Seconds per step of the two deciders alone on the same random rows (median over the steps past C)."""
+    import numpy as np
+
+    from backend.evaluate.deciders import policy_entry
+
+    rng = np.random.default_rng(0)
+    out = []
+    for name in ("h2o", "h2o_rule"):
+        maker = policy_entry(name).make(units, n, C, 4, C // 4, 1677)
+        kept = np.broadcast_to(np.arange(C + 1), (units, C + 1)).copy()
+        times = []
+        for t in range(n):
+            k = min(t + 1, C + 1)
+            pos = kept[:, :k] if t > C else np.broadcast_to(np.arange(t + 1), (units, t + 1))
+            rows = rng.random((units, k))
+            rows /= rows.sum(axis=1, keepdims=True)
+            started = time.perf_counter()
+            maker.step(t, pos, rows)
+            keep = maker.cached(pos)
+            times.append(time.perf_counter() - started)
+            if t >= C:  # the C kept entries and the next token
+                kept = np.concatenate([pos[keep].reshape(units, C), np.full((units, 1), t + 1)], axis=1)
+        if hasattr(maker, "close"):
+            maker.close()
+        out.append(statistics.median(times[C + 1:]))
+    return out
+
+
 def main() -> None:
     args = argparse.ArgumentParser()
     args.add_argument("--tokens", type=int, default=1024)
@@ -75,6 +104,11 @@ def main() -> None:
     print(f"  examples/policies/h2o.py (worker)  {rule:7.2f} s  {1e3 * rule / tokens:6.2f} ms/token")
     print(f"  same perplexity, KL, evictions: {same}  {numbers['h2o_rule']}")
     print(f"  rule / built-in: {rule / builtin:.2f}x  (target: within 1.5x)")
+
+    units = api._state.model.spec["layers"] * api._state.model.spec["kv_heads"]
+    step_builtin, step_rule = decider_step_cost(api, units, a.cache_size, tokens)
+    print(f"  one decider step alone ({units} units, C = {a.cache_size}): built-in {1e6 * step_builtin:.0f} us, "
+          f"rule in its worker {1e6 * step_rule:.0f} us (the round trip: {1e6 * (step_rule - step_builtin):.0f} us)")
 
     sim = lambda: api.simulate({"policy": "endless", "length": 10_000, "rule_step_limit": 600})  # noqa: E731
     ev = lambda: api.evaluate({**run, "max_tokens": 120, "policy": ["h2o", "endless"], "rule_step_limit": 600})  # noqa: E731

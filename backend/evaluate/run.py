@@ -161,8 +161,9 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
         if per_head:
             maker.step(t, pos, rows)
             return maker.cached(pos)
-        maker.step(t, pos[:1], rows.mean(axis=0, keepdims=True))  # same positions in every head: one unit, the mean row
-        return np.broadcast_to(maker.cached(pos[:1]), pos.shape)
+        first = pos[:1]  # same positions in every head: one unit, the mean row
+        maker.step(t, first, rows.mean(axis=0, keepdims=True))
+        return np.broadcast_to(maker.cached(first), pos.shape)
 
     def decide(t, pos, rows):
         """Each policy's decision maker sees row b; returns the keep masks [B, units, k]."""
