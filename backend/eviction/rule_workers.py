@@ -5,8 +5,9 @@ and the job, its slot and the app are free at once. Built-in policies stay in-pr
 A worker compiles its rule once (Numba: seconds, and the loop once more for each trace
 layout); it then goes back to a short list of idle workers and the next run of the same
 rule takes it warm. A worker killed mid-run is replaced by a fresh one warming up in the
-background, so Cancel-then-run-again does not wait for the compile. PolicyRegistry starts
-one per rule when a file loads (warm()).
+background; and while a run holds a rule's worker, a spare for that rule is warmed, so
+Cancel-then-run-again does not wait for the compile. PolicyRegistry starts one per rule
+when a file loads (warm()).
 
     out = simulate_rule(user, trace, ...)     # Simulate: the whole run of one rule, in its worker
     w = take(user); ...; give_back(w)          # Evaluate's decider (backend/evaluate/remote_decider.py)
@@ -61,6 +62,7 @@ def take(user, should_stop=None) -> Worker:
         if found is not None and found.alive:
             with _lock:
                 _busy.add(found)
+            warm(user)  # a spare compiles meanwhile: after a Cancel (which kills this one) the next run is not kept waiting
             return found
         if failed is not None:
             raise failed
