@@ -38,7 +38,7 @@ class RemoteDecider:
     def __init__(self, policy, units: int, n: int, cache_size: int, sinks: int, window: int, tau: int,
                  limit: float | None = None):
         self.units, self.width = units, cache_size + 1  # at most C kept + the new token per step
-        self.worker = take(policy, _stop_if_cancelled)
+        self.worker = take(policy, "evaluate", _stop_if_cancelled)
         self.shm = shared_memory.SharedMemory(create=True, size=_size(units, self.width))
         self.pos, self.fixed, self.keep = _views(self.shm.buf, units, self.width)
         self._closer = weakref.finalize(self, _close, self.worker, self.shm, policy)
@@ -105,7 +105,7 @@ def _open(shipment, shm_name, units, n, cache_size, sinks, window, tau, limit) -
     shm = shared_memory.SharedMemory(name=shm_name)
     decider = KernelDecider(policy.simulation, units, n, cache_size, sinks, window, tau)
     for sim in decider.sims:
-        sim.run(0, 0)  # compiled already (rule_workers._load): not a step
+        sim.run(0, 0)  # compiles the loop if this worker has not yet (rule_workers._load): not a step
     _here.clear()
     _here.update(policy=policy, shm=shm, views=_views(shm.buf, units, cache_size + 1), decider=decider, n=n,
                  limit=limit, step=None)

@@ -5,9 +5,8 @@ and the job, its slot and the app are free at once. Built-in policies stay in-pr
 A worker compiles its rule once (Numba: seconds, and the loop once more for each trace
 layout); it then goes back to a short list of idle workers and the next run of the same
 rule takes it warm. A worker killed mid-run is replaced by a fresh one warming up in the
-background; and while a run holds a rule's worker, a spare for that rule is warmed, so
-Cancel-then-run-again does not wait for the compile. PolicyRegistry starts one per rule
-when a file loads (warm()).
+background, and PolicyRegistry starts one per rule when a file loads (warm()), so a first
+run, or a run after a Cancel once the replacement is warm, does not wait for the compile.
 
     out = simulate_rule(user, trace, ...)     # Simulate: the whole run of one rule, in its worker
     w = take(user); ...; give_back(w)          # Evaluate's decider (backend/evaluate/remote_decider.py)
@@ -18,7 +17,7 @@ import time
 from ..workers import POLL_SECONDS, Worker, report
 from .rule_watch import current_step, step_limit, watching
 
-MAX_IDLE = 4  # idle warm workers kept (each holds numpy + Numba, ~100 MB)
+MAX_IDLE = 4  # idle warm workers kept (each holds numpy + Numba: ~75 MB of its own, 165 MB resident)
 
 _idle: list[Worker] = []
 _warming: set = set()       # rule keys whose worker is starting
@@ -34,24 +33,26 @@ def rule_key(user) -> tuple:
     return user.file, hashlib.sha256(user.source.encode()).hexdigest()
 
 
-def _load(shipment) -> None:
-    """Child side: compile the rule (once per process) and its loops for both trace layouts."""
-    from .custom_policies import load_shipped
+LAYOUTS = ("simulate", "evaluate")  # the loop is compiled once per trace layout: C arrays, strided rows
 
-    policy = load_shipped([shipment])[shipment["name"]]
+
+def _load(shipment, layouts) -> None:
+    """Child side: compile the rule (once per process) and its loop for these trace layouts."""
     from kernels.eviction import synthetic_trace
 
     from ..evaluate.deciders import row_trace
+    from .custom_policies import load_shipped
 
-    fixed = [v for v in (policy.protect_first, policy.protect_recent) if isinstance(v, int)]
-    capacity = sum(fixed) + 2
-    for trace in (synthetic_trace(4), row_trace(4)[0]):  # Simulate's (C arrays) and Evaluate's (strided rows)
-        policy.simulation(trace, capacity, 0, 0, 1).run(0, 0)
+    policy = load_shipped([shipment])[shipment["name"]]
+    capacity = sum(v for v in (policy.protect_first, policy.protect_recent) if isinstance(v, int)) + 2
+    traces = {"simulate": lambda: synthetic_trace(4), "evaluate": lambda: row_trace(4)[0]}
+    for layout in layouts:
+        policy.simulation(traces[layout](), capacity, 0, 0, 1).run(0, 0)
 
 
-def take(user, should_stop=None) -> Worker:
-    """An idle worker holding this rule; else one warming up (started now if none is). While it
-    compiles, should_stop() may raise Cancelled: the warm-up goes on and its worker waits idle."""
+def take(user, layout: str, should_stop=None) -> Worker:
+    """An idle worker holding this rule; else one warming up (started now for this layout if none
+    is). While it compiles, should_stop() may raise Cancelled: the warm-up goes on, its worker idles."""
     key = rule_key(user)
     while True:
         with _lock:
@@ -62,11 +63,10 @@ def take(user, should_stop=None) -> Worker:
         if found is not None and found.alive:
             with _lock:
                 _busy.add(found)
-            warm(user)  # a spare compiles meanwhile: after a Cancel (which kills this one) the next run is not kept waiting
             return found
         if failed is not None:
             raise failed
-        warm(user)  # none idle and none warming (another run took the last one): start one
+        warm(user, (layout,))  # none idle and none warming (another run took the last one): start one
         if should_stop is not None:
             should_stop()
         time.sleep(POLL_SECONDS)
@@ -89,9 +89,9 @@ def give_back(worker: Worker, user=None) -> None:
             warm(user)
 
 
-def warm(user) -> None:
+def warm(user, layouts=LAYOUTS) -> None:
     """Start a worker for this rule in the background (compiling takes seconds), unless one is
-    idle or warming already."""
+    idle or warming already. A run compiles a layout it lacks itself."""
     key = rule_key(user)
     with _lock:
         if key in _warming or any(w.tag == key for w in _idle):
@@ -105,7 +105,7 @@ def warm(user) -> None:
             worker.tag = key
             with _lock:
                 _starting.add(worker)
-            worker.call(_load, user.shipment())
+            worker.call(_load, user.shipment(), tuple(layouts))
         except Exception as exc:  # noqa: BLE001 - the run that waits for it says so
             if worker is not None:
                 worker.kill()
@@ -151,7 +151,7 @@ def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, 
                   should_stop) -> dict:
     """One user policy's whole Simulate run, in a worker: its result dict (metrics.result).
     on_steps(steps) as chunks finish; should_stop() raises Cancelled to stop (the worker is killed)."""
-    worker = take(user, should_stop)
+    worker = take(user, "simulate", should_stop)
     try:
         return worker.call(_simulate_child, user.shipment(), trace, capacity, sinks, window, tau, record, sink_keys,
                            heavy, step_limit(limit), on_progress=on_steps, should_stop=should_stop)
@@ -166,7 +166,7 @@ def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_
 
     user = load_shipped([shipment])[shipment["name"]]
     sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
-    sim.run(0, 0)  # compiled already for this layout (_load); not part of the time
+    sim.run(0, 0)  # compiles the loop if this worker has not yet (_load): not part of the time
     report(0)  # compiled: the run starts
     started = time.perf_counter()
     with watching(user, lambda: current_step(sim), sim.settings, limit):
