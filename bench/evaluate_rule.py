@@ -3,8 +3,8 @@ worker process (one round trip per token, rows through shared memory), against b
 H2O in-process, on the demo model. Same numbers, and the time ratio (target ≤ 1.5x).
 Interleaved rounds so background load hits both alike; medians printed. Then Cancel:
 the endless rule from the issue, in Simulate and in Evaluate, cancelled mid-step, and
-the time from Cancel to the job's end (target ≤ 1 s), and how long the next run of the
-rule takes when its spare worker (warmed while the first run held one) is ready.
+the time from Cancel to the job's end (target ≤ 1 s), then a plain simulation and the same
+rule again right after a Cancel.
 
     python bench/evaluate_rule.py [--tokens 1024] [--cache-size 64] [--rounds 3]
 """
@@ -114,16 +114,22 @@ def main() -> None:
     ev = lambda: api.evaluate({**run, "max_tokens": 120, "policy": ["h2o", "endless"], "rule_step_limit": 600})  # noqa: E731
     simulate_cancel = [cancel_latency(api, sim, "endless: 0 / ") for _ in range(3)]
     evaluate_cancel = [cancel_latency(api, ev, "Full-cache pass") for _ in range(3)]
-    cancel_latency(api, sim, "endless: 0 / ", ready=lambda: not rule_workers.pids()["starting"])
-    started = time.perf_counter()  # right after a Cancel: the spare worker takes the run
+    while rule_workers.pids()["starting"]:
+        time.sleep(0.1)
+    cancel_latency(api, sim, "endless: 0 / ")
+    started = time.perf_counter()  # right after a Cancel
+    plain = wait(api, api.simulate({"policy": "h2o", "length": 10_000})["job_id"])
+    plain_seconds = time.perf_counter() - started
+    assert plain["state"] == "done", plain
+    started = time.perf_counter()
     out = wait(api, api.simulate({"policy": "endless", "length": 10_000, "rule_step_limit": 0.2})["job_id"])
     again = time.perf_counter() - started
     assert out["state"] == "error" and out["error"]["code"] == "rule_timeout", out
     print("Cancel of the endless rule, seconds from cancel_job to the job's end (target: within 1 s)")
     print(f"  simulate: {', '.join(f'{x:.3f}' for x in simulate_cancel)}")
     print(f"  evaluate: {', '.join(f'{x:.3f}' for x in evaluate_cancel)}")
-    print(f"  a run stuck long enough for its spare worker to compile, Cancel, then the rule again at once "
-          f"(stopped by rule_timeout at 0.2 s): {again:.2f} s")
+    print(f"  right after a Cancel: a plain H2O simulation (10,000 steps) {plain_seconds:.2f} s; the same rule again "
+          f"(rule_timeout at 0.2 s) {again:.2f} s, most of it waiting for its replacement worker's compile")
     api._state.jobs.cancel_all()
     rule_workers.shutdown()
 
