@@ -27,6 +27,15 @@ MAX_HEAVY = 2        # heavy jobs running at once (a 20M-step simulation alone p
 MAX_WAITING = 8      # heavy jobs waiting in line; more are refused
 
 
+_current = threading.local()  # the job a job thread runs (for code that has no report callback)
+
+
+def current_job_cancelled() -> bool:
+    """True on a job's thread once the user cancelled it (a worker's caller polls this, workers.py)."""
+    job = getattr(_current, "job", None)
+    return job is not None and job.cancel_event.is_set()
+
+
 class Job:
     def __init__(self, job_id: str, kind: str):
         self.id = job_id
@@ -87,6 +96,7 @@ class JobRunner:
             self._forget_old()
 
         def run():
+            _current.job = job
             holds_slot, result, error = False, None, None
             try:
                 if heavy:

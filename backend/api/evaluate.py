@@ -4,6 +4,8 @@ from pathlib import Path
 
 from ..envelope import public
 from ..errors import UserError
+from ..eviction.params import rule_step_limit
+from ..eviction.rule_watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import require_model
 from .policies import policy_registry
@@ -83,6 +85,7 @@ class EvaluateMethods:
             "access_threshold": number(params, "access_threshold", 0.01, lo=0.0, hi=1.0),
             "positions": choice(params, "positions", ("original", "in_cache"), "original"),
             "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
+            "rule_step_limit": rule_step_limit(params),  # seconds a user rule's step may take (issue #25)
         }
         policies = _policies(params.get("policy", "all"))
         ids = loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]
@@ -130,9 +133,10 @@ class EvaluateMethods:
                                     f"stopped (it was evaluating {loaded.source}). Press Run again to evaluate the new one.")
                 report(*args, **kwargs)
 
-            result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
-                              settings["access_threshold"], guarded, positions=settings["positions"],
-                              granularity=settings["granularity"], text_info=info)
+            with limit_for_this_thread(settings["rule_step_limit"]):  # for the user rules' deciders
+                result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
+                                  settings["access_threshold"], guarded, positions=settings["positions"],
+                                  granularity=settings["granularity"], text_info=info)
             result["model"] = {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
                                "context_length": loaded.context_length}
             return result

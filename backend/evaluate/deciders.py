@@ -79,7 +79,10 @@ class KernelDecider:
         return lambda units, n, cache_size, sinks, window, tau: cls(policy, units, n, cache_size, sinks, window, tau)
 
     def step(self, t: int, positions: np.ndarray, weights: np.ndarray) -> None:
-        fixed = to_fixed_row(weights)
+        self.step_fixed(t, positions, to_fixed_row(weights))
+
+    def step_fixed(self, t: int, positions: np.ndarray, fixed: np.ndarray) -> None:
+        """step() on weights already in the kernels' fixed point (a worker's decider, remote_decider.py)."""
         for u, (sim, buf) in enumerate(zip(self.sims, self.bufs)):
             buf[self.last[u]] = 0  # only the entries written last step are nonzero
             buf[positions[u]] = fixed[u]

@@ -38,6 +38,28 @@ def evaluate_policies() -> list[str]:
     return ["full"] + [p for p in registered_policies() if p != "full"] + [RECOMPUTE]
 
 
+class KeepNewest:
+    """Stands in for a user policy that failed mid-run, so the batch stays rectangular: the C
+    newest entries stay (its numbers are not reported)."""
+
+    def __init__(self, cache_size: int):
+        self.C = cache_size
+
+    def step(self, t, positions, weights) -> None:
+        pass
+
+    def cached(self, positions: np.ndarray) -> np.ndarray:
+        if positions.shape[1] <= self.C:
+            return np.ones(positions.shape, bool)
+        return positions >= np.sort(positions, axis=1)[:, -self.C:][:, :1]
+
+
+def close(maker) -> None:
+    """A decision maker in a worker process goes back to the idle workers (remote_decider.py)."""
+    if hasattr(maker, "close"):
+        maker.close()
+
+
 def _curve(nll: np.ndarray) -> dict:
     """Running perplexity over position (StreamingLLM Fig. 3), downsampled."""
     if len(nll) == 0:
@@ -133,17 +155,30 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     decode_steps = 0
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
+    failed = {}  # user policies stopped by an error (rule_nan, rule_timeout): the others' results stand
+
+    def decide_one(maker, per_head, t, pos, rows):
+        if per_head:
+            maker.step(t, pos, rows)
+            return maker.cached(pos)
+        first = pos[:1]  # same positions in every head: one unit, the mean row
+        maker.step(t, first, rows.mean(axis=0, keepdims=True))
+        return np.broadcast_to(maker.cached(first), pos.shape)
+
     def decide(t, pos, rows):
         """Each policy's decision maker sees row b; returns the keep masks [B, units, k]."""
         masks = []
         for b, p in enumerate(evicting):
             maker, per_head = deciders[p]
-            if per_head:
-                maker.step(t, pos[b], rows[b])
-                masks.append(maker.cached(pos[b]))
-            else:  # same positions in every head: one unit, the mean row
-                maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True))
-                masks.append(np.broadcast_to(maker.cached(pos[b][:1]), pos[b].shape))
+            try:
+                masks.append(decide_one(maker, per_head, t, pos[b], rows[b]))
+            except UserError as exc:
+                if not getattr(maker, "user", False) or len(evicting) == 1:
+                    raise
+                failed[p] = {"code": exc.code, "message": exc.message, "field": exc.field}
+                deciders[p] = (KeepNewest(C), per_head)  # its batch row goes on, its numbers are dropped
+                close(maker)
+                masks.append(decide_one(deciders[p][0], per_head, t, pos[b], rows[b]))
         return np.stack(masks)
 
     for t in range(steps):
@@ -199,9 +234,11 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             last_report, rate = now, (t + 1) / max(now - started, 1e-9)
             report((t + 1) / steps, "Evaluating", position=t + 1, tokens=steps, tokens_per_second=round(rate, 2),
                    seconds_left=round((steps - t - 1) / rate, 1))
+    for maker, _ in deciders.values():
+        close(maker)  # a failed or cancelled run's are closed when collected (remote_decider.py)
     seconds = round(time.perf_counter() - started, 3)
     results = []
-    for p in policies:
+    for p in [p for p in policies if p not in failed]:
         extra = {"evictions": 0, "granularity": "—"}
         if p == "full":
             extra["note"] = (None if steps < context else
@@ -229,4 +266,5 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
             "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
             "text": text_info, "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
-            + (f" (except {RECOMPUTE})" if recompute else "")}
+            + (f" (except {RECOMPUTE})" if recompute else ""),
+            **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}

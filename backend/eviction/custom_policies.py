@@ -95,19 +95,33 @@ class UserPolicy:
 
     def evaluate_maker(self):
         """Evaluate's decision maker for this rule (backend/evaluate/deciders.py): one rule
-        simulation per (layer, KV head), driven a token at a time on the attention it paid."""
+        simulation per (layer, KV head), driven a token at a time on the attention it paid.
+        In the app it lives in the rule's worker process (remote_decider.py: Cancel kills it);
+        in a worker already (a sweep's), right here, watched for a stuck step."""
         from ..evaluate.deciders import KernelDecider
+        from ..evaluate.remote_decider import RemoteDecider
+        from ..workers import in_worker
+        from .rule_watch import step_limit, watching
 
         policy = self
 
         class RuleDecider(KernelDecider):
+            user = True
+
             def step(self, t, positions, weights):
-                super().step(t, positions, weights)
+                with watching(policy, lambda: t, self.sims[0].settings, self.limit):
+                    super().step(t, positions, weights)
                 for sim in self.sims:
                     policy.check(sim)
 
-        return lambda units, n, cache_size, sinks, window, tau: RuleDecider(
-            policy.simulation, units, n, cache_size, sinks, window, tau)
+        def make(units, n, cache_size, sinks, window, tau):
+            if in_worker():
+                decider = RuleDecider(policy.simulation, units, n, cache_size, sinks, window, tau)
+                decider.limit = step_limit()
+                return decider
+            return RemoteDecider(policy, units, n, cache_size, sinks, window, tau)
+
+        return make
 
     def check(self, sim) -> None:
         """After a run: a NaN from the rule is an error naming the function, the step and the key."""
@@ -224,8 +238,10 @@ def read_policy_file(path) -> tuple[str, str]:
     try:
         p = Path(path).expanduser()
         file = str(p.resolve()) if p.exists() else str(p)
-        if not p.is_file():
+        if not p.exists():
             raise PolicyFileError("not_found", file, None, "no such file.")
+        if not p.is_file():  # a FIFO would block the read for good; a device, a folder: not a policy
+            raise PolicyFileError("bad_file", file, None, "not a regular file (a policy file is a plain .py file).")
         if p.suffix != ".py":
             raise PolicyFileError("bad_file", file, None, "a policy file is a Python file ending in .py.")
         if p.stat().st_size > MAX_FILE_BYTES:
@@ -328,15 +344,28 @@ class PolicyRegistry:
         for name, policy in self.policies.items():
             register_policy(name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
         self._published = set(self.policies)
+        self._warm_workers()
+
+    def _warm_workers(self) -> None:
+        """Each loaded rule gets a worker process compiling it now, so its first run does not wait
+        (rule_workers.py); the workers of rules no longer loaded go."""
+        from . import rule_workers
+
+        rule_workers.keep_only({rule_workers.rule_key(p) for p in self.policies.values()})
+        for policy in list(self.policies.values())[:rule_workers.MAX_IDLE]:
+            rule_workers.warm(policy)
 
     def unpublish(self) -> None:
         """Take this registry's policies out of Evaluate (an Api that goes away; tests)."""
         from ..evaluate.deciders import unregister_policy
 
+        from . import rule_workers
+
         with self._lock:
             for name in self._published:
                 unregister_policy(name)
             self._published = set()
+            rule_workers.keep_only(set())
 
     def in_folder(self, path) -> bool:
         """True for a file directly in the policies folder (those load without asking)."""

@@ -5,6 +5,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
 from .policies import NAMES, NEEDS_FUTURE
+from .rule_watch import MAX_LIMIT as MAX_RULE_STEP_LIMIT
 
 MAX_LENGTH = 20_000_000   # synthetic steps; 10M runs in well under a minute per policy
 MAX_CACHE = 1_000_000
@@ -56,6 +57,7 @@ class SimParams:
     head: int | None = None
     aggregate: str = "layer"
     user_policies: dict = field(default_factory=dict)  # name → UserPolicy (custom_policies.py) for those chosen
+    rule_step_limit: float | None = None  # seconds a user rule's step may take (None: rule_watch.step_limit())
 
 
 def parse(params, user_policies: dict | None = None) -> SimParams:
@@ -89,6 +91,7 @@ def parse(params, user_policies: dict | None = None) -> SimParams:
         heavy_k=integer(p, "heavy_k", cache_size - window, lo=0, hi=MAX_CACHE),
         synthetic=_synthetic(p, sinks) if trace == "synthetic" else {},
         user_policies={name: user[name] for name in policies if name in user},
+        rule_step_limit=rule_step_limit(p),
     )
     if trace == "model":
         out.text = text(p, "text")
@@ -100,6 +103,13 @@ def parse(params, user_policies: dict | None = None) -> SimParams:
         if out.aggregate != "head" and p.get("aggregate") is None and out.head is not None:
             out.aggregate = "head"  # a head given without an aggregate means that head
     return out
+
+
+def rule_step_limit(p: dict) -> float | None:
+    """The seconds a user rule's step may take (rule_watch.py), if the caller set it."""
+    if p.get("rule_step_limit") in (None, ""):
+        return None
+    return number(p, "rule_step_limit", lo=0.01, hi=MAX_RULE_STEP_LIMIT)
 
 
 def _synthetic(p: dict, sinks: int) -> dict:

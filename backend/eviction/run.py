@@ -2,20 +2,26 @@
 
 The kernels release the GIL, so the policies run side by side on a few threads (Compare
 All on two cores takes about half as long); progress is reported under a lock so the
-fraction only grows, and a cancel stops every thread at its next chunk.
+fraction only grows, and a cancel stops every thread at its next chunk. A user's rule
+runs in a worker process instead (rule_workers.py), which Cancel or a stuck step kills
+(issue #25); the thread that waits for it looks at Cancel every 50 ms.
 """
 import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 
 import numpy as np
 
 from kernels.eviction import MODEL, KeyTotals, Simulation, Trace, to_fixed
 from ..errors import UserError
+from ..workers import in_worker
 from .metrics import result
 from .params import SimParams
 from .policies import LABELS
+from .rule_watch import current_step, step_limit, watching
+from .rule_workers import simulate_rule
 
 CHUNK = 100_000  # steps between progress reports (≈ 0.02–0.2 s of kernel time)
 MAX_LISTED = 4096
@@ -35,7 +41,7 @@ class _Progress:
         self.progress, self.total, self.done = progress, total, 0
         self.lock = threading.Lock()
 
-    def report(self, stage: str, advance: int = 0) -> None:
+    def report(self, stage: str | None, advance: int = 0) -> None:
         with self.lock:
             self.done += advance
             self.progress(self.done / self.total, stage)  # raises Cancelled once the user cancelled
@@ -62,22 +68,38 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
                             f"{MAX_ORACLE_ACCESSES:,}); raise access_threshold or shorten the text.",
                             "access_threshold")
 
+    def run_rule_in_worker(user) -> dict:
+        """A user's rule runs in a worker process (rule_workers.py): Cancel kills it, whatever the rule does."""
+        tracker.report(f"{user.label}: starting its worker (the first run compiles the rule)")
+        done = [0]
+
+        def on_steps(steps):
+            done[0] += steps
+            tracker.report(f"{user.label}: {done[0]:,} / {n:,} steps", steps)
+
+        return simulate_rule(user, trace, p.cache_size, p.sinks, p.window, tau, record, sinks, heavy,
+                             p.rule_step_limit, on_steps, should_stop=lambda: tracker.report(None))
+
     def run_policy(policy: str) -> dict:
         user = p.user_policies.get(policy)  # a user's rule file (custom_policies.py) or a built-in
+        if user and not in_worker():
+            return run_rule_in_worker(user)
         label = user.label if user else LABELS[policy]
         tracker.report(f"{label}: starting")
-        if user:
+        if user:  # already in a worker (a sweep's): run here, watched for a stuck step
             sim = user.simulation(trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
             tracker.report(f"{label}: compiling the rule into the loop")
             sim.run(0, 0)  # Numba compiles the loop for this rule once per session: not part of its time
         started = time.perf_counter()
         if not user:
             sim = Simulation(policy, trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
-        for t0, t1 in _chunks(n):
-            sim.run(t0, t1)
-            if user:
-                user.check(sim)  # a NaN score stops the rule: a named error, not a wrong result
-            tracker.report(f"{label}: {t1:,} / {n:,} steps", t1 - t0)
+        with watching(user, lambda: current_step(sim), getattr(sim, "settings", None), step_limit(p.rule_step_limit)) \
+                if user else nullcontext():
+            for t0, t1 in _chunks(n):
+                sim.run(t0, t1)
+                if user:
+                    user.check(sim)  # a NaN score stops the rule: a named error, not a wrong result
+                tracker.report(f"{label}: {t1:,} / {n:,} steps", t1 - t0)
         return result(policy, label, sim, sinks, heavy, time.perf_counter() - started, with_evictions=record)
 
     def run_or_fail(policy: str) -> dict:

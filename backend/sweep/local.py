@@ -1,20 +1,22 @@
 """Run a sweep's tasks on this machine: in this process (workers=0), or in worker processes.
 
-Workers are spawned (not forked: the app has threads and torch state a fork would copy
-half-way) and each loads the sweep's models once, in its initializer. Results come
-back to the driver as tasks finish (imap_unordered); Cancel terminates the workers,
-so a long Evaluate cell stops at once instead of at its end.
+The workers are the app's Workers (backend/workers.py: spawned, killable), one thread
+here feeding each; every worker loads the sweep's models once, when it starts. Rows come
+back to the driver as tasks finish; Cancel kills the workers, so a long Evaluate cell
+stops at once instead of at its end, and so does a user's rule that never returns
+(issue #25: a sweep with a user rule always runs in workers, `workers: 0` included; a
+step stuck past the rule's step limit ends the sweep with rule_timeout).
 """
-import multiprocessing
 import os
+import queue
 import socket
-from functools import partial
+import threading
 
+from ..errors import Cancelled
+from ..workers import Worker
 from .cells import init_worker, run_task
 
-POLL_SECONDS = 0.25
-
-
+POLL_SECONDS = 0.05
 MAX_DEFAULT_WORKERS = 4  # each worker holds its own copy of every model of the sweep
 
 
@@ -25,44 +27,64 @@ def default_workers() -> int:
 class LocalRunner:
     def __init__(self, workers: int | None = None):
         self.workers = default_workers() if workers is None else max(0, int(workers))
-        self.pool = None
+        self.pool: list[Worker] = []
         self.node = f"local:{socket.gethostname()}"
         self.where = "this process" if self.workers == 0 else f"{self.workers} local worker processes"
 
     def run(self, tasks: list[dict], spec, should_stop):
         """Yields the rows of each task as it finishes; stops (and kills the workers) when should_stop()."""
         settings = {"device": spec.device, "precision": spec.precision}
-        if self.workers == 0:
+        # A user's rule never runs in this process (issue #25): only a worker can be killed mid-rule.
+        workers = self.workers or (1 if any(t.get("user_policies") for t in tasks) else 0)
+        if workers == 0:
             init_worker(spec.models, spec.device, spec.precision, threads=None)  # this process keeps its threads
             for task in tasks:
                 if should_stop():
                     return
                 yield [dict(r, node=self.node) for r in run_task(task, settings)]
             return
-        context = multiprocessing.get_context("spawn")
-        self.pool = context.Pool(min(self.workers, len(tasks)) or 1, initializer=init_worker,
-                                 initargs=(spec.models, spec.device, spec.precision))
-        finished = False
+        todo, done, stop = queue.SimpleQueue(), queue.SimpleQueue(), threading.Event()
+        for task in tasks:
+            todo.put(task)
+        self.pool = [Worker(init_worker, (spec.models, spec.device, spec.precision)) for _ in range(min(workers, len(tasks)))]
+
+        def feed(worker):  # one task at a time to this worker, until none is left or the sweep stops
+            try:
+                while not stop.is_set():
+                    try:
+                        task = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    done.put(("rows", worker.call(run_task, task, settings, should_stop=stop.is_set)))
+            except Cancelled:
+                pass
+            except BaseException as exc:  # noqa: BLE001 - the driver raises it
+                done.put(("error", exc))
+
+        feeders = [threading.Thread(target=feed, args=(w,), daemon=True, name="sweep feeder") for w in self.pool]
+        for thread in feeders:
+            thread.start()
         try:
-            results = self.pool.imap_unordered(partial(run_task, settings=settings), tasks)
             for _ in range(len(tasks)):
                 while True:
                     if should_stop():
                         return
                     try:
-                        rows = results.next(timeout=POLL_SECONDS)
+                        kind, value = done.get(timeout=POLL_SECONDS)
                         break
-                    except multiprocessing.TimeoutError:
+                    except queue.Empty:
                         continue
-                yield [dict(r, node=self.node) for r in rows]
-            finished = True
+                if kind == "error":
+                    raise value
+                yield [dict(r, node=self.node) for r in value]
         finally:
-            self.close(wait=finished)
+            stop.set()
+            self.close()
+            for thread in feeders:
+                thread.join(5)
 
-    def close(self, wait: bool = False):
-        """wait: let idle workers exit on their own; else terminate them (a cancelled sweep stops now)."""
-        if self.pool is not None:
-            self.pool.close() if wait else self.pool.terminate()
-            self.pool.join()
-            self.pool = None
-
+    def close(self):
+        """End the workers: idle ones exit, busy ones (a cancelled sweep's) are killed now."""
+        for worker in self.pool:
+            worker.close()
+        self.pool = []

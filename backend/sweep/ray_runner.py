@@ -25,7 +25,9 @@ def _actor_class(ray):
     class SweepWorker:
         def __init__(self, model, device, precision):
             from backend.sweep.cells import init_worker
+            from backend.workers import mark_contained
 
+            mark_contained()  # user rules run in this actor, which Cancel kills (issue #25)
             init_worker([model], device, precision)
 
         def run(self, task, settings):

@@ -201,6 +201,11 @@ async function run() {
   lastJobId = finished;
   const seconds = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
   ui.progressText.textContent = `${fmt.int(last.tokens)} tokens · ${last.results.length} policies · ${fmt.secs(seconds)}`;
+  ui.progressText.classList.remove("err");
+  for (const f of last.failed || []) {  // a user policy whose rule failed (rule_nan, rule_timeout); the others' results stand
+    ui.progressText.textContent += ` · ${f.policy} failed: ${f.error.message}`;
+    ui.progressText.classList.add("err");
+  }
   render();
 }
 
