@@ -69,10 +69,13 @@ def main():
     budget = Budget.of(len(ids), None, args.ratio)
     plain, runs = [], {m: [] for m in methods}
     plain_prefill(loaded, ids[:256])  # warm-up
-    for _ in range(args.rounds):
+    for r in range(args.rounds):
         plain.append(plain_prefill(loaded, ids))
+        print(f"round {r + 1}: plain prefill {plain[-1]:.2f} s", file=sys.stderr, flush=True)
         for m in methods:
             runs[m].append(method_overhead(loaded, ids, m, budget))
+            print(f"round {r + 1}: {m} overhead {runs[m][-1]['overhead']:.2f} s (its forward "
+                  f"{runs[m][-1]['forward']:.2f} s)", file=sys.stderr, flush=True)
     base = statistics.median(plain)
     print(f"SmolLM2 prefill compression: n = {len(ids)}, ratio {args.ratio}, {args.threads} threads, "
           f"{args.rounds} rounds (medians)")

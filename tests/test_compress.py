@@ -225,3 +225,25 @@ def test_attention_sums_without_eager_weights_equal_the_eager_ones(demo, text_id
     finally:
         handle.remove()
     assert torch.allclose(seen["eager"], seen["recomputed"], atol=1e-4)
+
+
+def test_progress_per_layer_and_cancel_stops_the_prefill(demo, text_ids):
+    from backend.jobs import Cancelled
+
+    ctx, q, a = split(text_ids)
+    seen = []
+    prefill_answers(demo, ctx, q, a, ["full", "snapkv"], cache_size=20, max_new_tokens=1,
+                    report=lambda f, stage, **k: seen.append((f, stage)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert sum(s.startswith("Prefill") for _, s in seen) >= demo.spec["layers"]
+
+    def cancel(fraction, stage, **extra):
+        if extra.get("layer") == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        prefill_answers(demo, ctx, q, a, ["snapkv"], cache_size=20, report=cancel)
+    from backend.compress.prefill import attention_modules
+
+    assert all(not m._forward_hooks for m in attention_modules(demo.model)[0])  # the hooks are gone
