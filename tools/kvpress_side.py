@@ -12,9 +12,10 @@ generate_answer): the context is prefilled once inside `with press(model)`, whic
 layer's cache in its forward hook; the continuation is then fed, uncompressed, over that cache at
 positions n, n+1, … (the pipeline's question/answer positions). Teacher-forced: token c₀ is scored
 by the prefill's last logits (the same for every press, the prefill itself being uncompressed), the
-later ones by the continuation, fed one token a step: a multi-token forward over a cache whose layers
-hold different lengths (PyramidKV) fails in transformers' mask (built for layer 0's length), in
-kvpress's own pipeline too, so every press is scored the way generate_answer decodes.
+later ones by one forward over the continuation. A multi-token forward over a cache whose layers hold
+different lengths (PyramidKV) fails in transformers' mask (built for layer 0's length) — in kvpress's
+own pipeline too, for any question longer than one token — so such a cache is fed one token a step,
+the way generate_answer decodes.
 
 This file imports nothing from SinkVis (kvpress needs transformers < 5.3, the app runs 5.23), and
 with press=None the scoring runs in any environment: tests/test_kvpress_check.py runs it there.
@@ -68,9 +69,16 @@ def continuation_nll(model, ids: list[int], context_tokens: int, continuation_to
             out = model(input_ids=torch.tensor([ids[:n]]), past_key_values=cache, logits_to_keep=1)
         kept = [int(layer.keys.shape[2]) for layer in cache.layers]
         nll = [-float(torch.log_softmax(out.logits[0, -1].float(), dim=-1)[cont[0]])]
-        for i, token in enumerate(cont[:-1]):  # one token a step, as kvpress's generate_answer decodes
-            out = model(input_ids=torch.tensor([[token]]), past_key_values=cache, position_ids=torch.tensor([[n + i]]))
-            nll.append(-float(torch.log_softmax(out.logits[0, -1].float(), dim=-1)[cont[i + 1]]))
+        if len(set(kept)) == 1:  # one forward over the continuation, at positions n, n+1, …
+            out = model(input_ids=torch.tensor([cont[:-1]]), past_key_values=cache,
+                        position_ids=torch.arange(n, n + len(cont) - 1)[None])
+            lp = torch.log_softmax(out.logits[0].float(), dim=-1)
+            nll += (-lp[torch.arange(len(cont) - 1), torch.tensor(cont[1:], dtype=torch.long)]).tolist()
+        else:  # layers of different lengths (PyramidKV): one token a step, as generate_answer decodes
+            for i, token in enumerate(cont[:-1]):
+                out = model(input_ids=torch.tensor([[token]]), past_key_values=cache,
+                            position_ids=torch.tensor([[n + i]]))
+                nll.append(-float(torch.log_softmax(out.logits[0, -1].float(), dim=-1)[cont[i + 1]]))
     return nll, kept
 
 
