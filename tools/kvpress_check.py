@@ -113,9 +113,21 @@ def venv_python(venv: Path = VENV) -> Path:
 
 
 def export_model(loaded, folder: Path) -> Path:
-    """The loaded model's weights as a safetensors folder (once), so kvpress loads exactly these."""
+    """The loaded model's weights (as loaded: a GGUF dequantized) as a safetensors folder, once, so kvpress
+    loads exactly these. transformers refuses save_pretrained on a GGUF-loaded model, so the state dict and
+    the config (without its GGUF origin) are written directly."""
+    import copy
+
+    from safetensors.torch import save_model
+
     if not (folder / "config.json").is_file():
-        loaded.model.save_pretrained(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_model(loaded.model, str(folder / "model.safetensors"))  # tied tensors are written once
+        config = copy.deepcopy(loaded.model.config)
+        for name in ("quantization_config", "_pre_quantization_dtype"):
+            if hasattr(config, name):
+                delattr(config, name)
+        config.save_pretrained(folder)
     return folder
 
 
