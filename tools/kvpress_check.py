@@ -157,6 +157,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--ratios", default=",".join(str(r) for r in RATIOS))
     ap.add_argument("--threshold", type=float, default=THRESHOLD)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads on each side (they run one after the other)")
     ap.add_argument("--json", help="also write the rows here")
     args = ap.parse_args(argv)
     import torch
@@ -168,10 +169,11 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"no kvpress press for {unknown}; choose from {', '.join(METHODS)}")
     torch.manual_seed(0)
+    torch.set_num_threads(args.threads)
     loaded = load_model(args.model, device="cpu", precision="fp32")
     ids, c, m = split(text_ids(loaded, args.text), args.context, args.continuation)
     model_dir = export_model(loaded, ROOT / "build" / f"{Path(args.model).name}-hf")
-    result = run_kvpress(venv_python(), request(model_dir, ids, c, m, methods, ratios))
+    result = run_kvpress(venv_python(), {**request(model_dir, ids, c, m, methods, ratios), "threads": args.threads})
     kv = kvpress_perplexities(result)
     sv = sinkvis_perplexities(loaded, ids, c, m, methods, ratios)
     rows = compare(kv, sv, args.threshold)

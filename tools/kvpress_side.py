@@ -95,6 +95,7 @@ def main(request_path: str, result_path: str) -> None:
 
     torch.manual_seed(0)
     request = json.loads(open(request_path, encoding="utf-8").read())
+    torch.set_num_threads(int(request.get("threads", torch.get_num_threads())))
     models, runs = {}, []
     for run in request["runs"]:
         implementation = attn_implementation(run["method"])
