@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--window", type=int, help="H2O's recent window; default cache-size/2")
     parser.add_argument("--policy", default="all",
                         help="all (every policy but the slow sliding_window_recompute baseline), or a comma list of "
-                             "full, sliding_window, sliding_window_recompute, streaming_llm, h2o, lru, tova")
+                             "full, sliding_window, sliding_window_recompute, streaming_llm, h2o, lru, tova, quest")
     parser.add_argument("--positions", choices=("original", "in_cache"), default="original",
                         help="original: keys keep their positions; in_cache: StreamingLLM's (rotary models)")
     parser.add_argument("--granularity", choices=("per_head", "shared"), default="per_head",

@@ -24,6 +24,8 @@ from ..errors import UserError
 from .cache import PolicyCaches
 from .deciders import policy_entry, registered_policies
 from .full import FullPass, kv_head_rows
+from .quest import NAME as QUEST
+from .quest import Quest
 from .recompute import NAME as RECOMPUTE
 from .recompute import Recompute
 from .rope import rotary_frequencies
@@ -35,7 +37,7 @@ GRANULARITIES = ("per_head", "shared")
 
 def evaluate_policies() -> list[str]:
     """Every policy Evaluate accepts, Full Cache first."""
-    return ["full"] + [p for p in registered_policies() if p != "full"] + [RECOMPUTE]
+    return ["full"] + [p for p in registered_policies() if p != "full"] + [QUEST, RECOMPUTE]
 
 
 class KeepNewest:
@@ -147,11 +149,12 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             deciders[p][0].record()
     full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
     recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
+    quest = Quest(loaded, ids, C) if QUEST in policies else None  # its own path: all of Full's cache, k pages read
     inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
     nll = {p: np.zeros(steps) for p in policies}
     kl = {p: [] for p in policies}
     caches, started, last_report = None, time.perf_counter(), 0.0
-    spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0, "decode": 0.0}  # seconds, for each result's share
+    spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0, QUEST: 0.0, "decode": 0.0}  # seconds, for each result's share
     decode_steps = 0
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
@@ -227,6 +230,13 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             nll[RECOMPUTE][t] = -float(lp[target])
             if in_context:
                 kl[RECOMPUTE].append(float((lp_full.exp() * (lp_full - lp)).sum()))
+        if quest is not None:
+            tick = time.perf_counter()
+            lp = quest.step(t, full)
+            spent[QUEST] += time.perf_counter() - tick
+            nll[QUEST][t] = -float(lp[target])
+            if in_context:
+                kl[QUEST].append(float((lp_full.exp() * (lp_full - lp)).sum()))
         if in_context and "full" in kl:
             kl["full"].append(0.0)
         now = time.perf_counter()
@@ -247,6 +257,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             extra.update(evictions=int(recompute.evictions), granularity="one window for all heads (recomputed)")
             if keep_trace:
                 extra.update(trace=recompute.online.trace, final_kept=recompute.kept.tolist())
+        elif p == QUEST:
+            extra.update(quest.summary())
         else:
             maker, per_head = deciders[p]
             extra.update(evictions=max(0, steps - C), granularity="per KV head" if per_head else
@@ -255,7 +267,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 kept = caches.pos[evicting.index(p)] if caches is not None else None
                 extra.update(trace=getattr(maker, "recorded", None),
                              final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
-        share = spent["full"] if p == "full" else spent[RECOMPUTE] if p == RECOMPUTE else spent["batch"] / len(evicting)
+        share = spent["full"] if p == "full" else spent[p] if p in (RECOMPUTE, QUEST) else spent["batch"] / len(evicting)
         extra["seconds"] = round(share, 3)  # batched policies: an equal share of the shared decode steps
         results.append(_summary(p, nll[p], np.array(kl[p]), extra, context))
     return {"results": results, "tokens": n, "text_tokens": text_tokens,

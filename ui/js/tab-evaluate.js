@@ -16,7 +16,7 @@ import { policyColour } from "./palette.js";
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
 const RECOMPUTE = "sliding_window_recompute";
 const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU",
-  tova: "TOVA", [RECOMPUTE]: "Window + re-computation" };
+  tova: "TOVA", quest: "Quest", [RECOMPUTE]: "Window + re-computation" };
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
