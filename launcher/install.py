@@ -35,7 +35,7 @@ class InstallError(Exception):
 def cache_root() -> Path:
     """$SINKVIS_APP_DIR, else <XDG_CACHE_HOME or ~/.cache>/sinkvis/app (next to the models and Numba caches)."""
     if os.environ.get("SINKVIS_APP_DIR"):
-        return Path(os.environ["SINKVIS_APP_DIR"])
+        return Path(os.environ["SINKVIS_APP_DIR"]).absolute()
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "sinkvis" / "app"
 
 

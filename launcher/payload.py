@@ -6,7 +6,6 @@ extract() spreads them over threads (zlib and file writes release the GIL: ~2× 
 Members that do not compress (the quantized GGUF, safetensors weights) are stored as they are:
 compressing them saves nothing and would cost time on every first start.
 """
-import hashlib
 import io
 import os
 import shutil
@@ -87,6 +86,8 @@ def pack(folder, zip_path) -> dict:
                     shutil.copyfileobj(src, out, CHUNK)
                 total += st.st_size
             files += 1
+    import hashlib  # build time only: the launcher leaves hashlib (and OpenSSL) out
+
     digest = hashlib.sha256()
     with open(zip_path, "rb") as fp:
         for block in iter(lambda: fp.read(CHUNK), b""):

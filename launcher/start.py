@@ -94,11 +94,20 @@ def main() -> int:
     info = json.loads((Path(sys._MEIPASS) / "payload.json").read_text(encoding="utf-8"))
     executable = sys.executable
     root = install.cache_root()
+    said = []
+
+    def progress(done: int, total: int) -> None:
+        if not said:  # the terminal's feedback (macOS has no splash): once, on a first start only
+            said.append(True)
+            print(f"sinkvis: first start of this build: unpacking {total / 1e6:.0f} MB into {root} (once)",
+                  file=sys.stderr, flush=True)
+        splash.progress(done, total)
+
     try:
         offset, length = carchive.find_entry(executable, info["entry"])
         in_use = install.hold_in_use(root, info["sha256"])
         folder, unpacked = install.install(lambda: payload.Slice(executable, offset, length), info["sha256"],
-                                           info["unpacked_bytes"], root, progress=splash.progress)
+                                           info["unpacked_bytes"], root, progress=progress)
     except (install.InstallError, carchive.ArchiveError, OSError) as exc:
         print(f"sinkvis: cannot unpack the app into {root}: {exc}", file=sys.stderr)
         return 1

@@ -238,6 +238,9 @@ def test_cache_root_and_app_environment(monkeypatch, tmp_path):
     assert install.cache_root() == tmp_path / "sinkvis" / "app"
     monkeypatch.setenv("SINKVIS_APP_DIR", str(tmp_path / "elsewhere"))
     assert install.cache_root() == tmp_path / "elsewhere"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SINKVIS_APP_DIR", "relative")
+    assert install.cache_root() == tmp_path / "relative"  # the app is exec-ed by this path
     monkeypatch.setenv("_PYI_APPLICATION_HOME_DIR", "/tmp/_MEI123")
     monkeypatch.setenv("LD_LIBRARY_PATH", "/tmp/_MEI123")
     monkeypatch.delenv("LD_LIBRARY_PATH_ORIG", raising=False)
