@@ -3,10 +3,12 @@ survive interruption, damage and concurrent starts. On a small payload inside a 
 PyInstaller-format archive; `make dist-test` covers the real binary."""
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -24,7 +26,9 @@ def make_app(folder: Path, seed: int = 0) -> Path:
     """A small stand-in for PyInstaller's onedir output: an executable, libraries, data, a symlink."""
     (folder / "_internal" / "pkg").mkdir(parents=True)
     exe = folder / "sinkvis-app"
-    exe.write_text("#!/bin/sh\necho app\n")
+    # prints what it was started with; `hold` keeps it running (a copy of the app still open)
+    exe.write_text('#!/bin/sh\necho "app $* port=${SINKVIS_SPLASH_PORT:-none} pyi=${_PYI_APPLICATION_HOME_DIR:-none}"\n'
+                   '[ "$1" = hold ] && sleep 4\nexit 3\n')
     exe.chmod(0o755)
     (folder / "_internal" / "libweights.so").write_bytes(os.urandom(3 << 20))  # does not compress: stored
     (folder / "_internal" / "pkg" / "module.py").write_text(f"# build {seed}\n" + "x = 1\n" * 200_000)
@@ -259,3 +263,86 @@ def test_which_starts_open_the_window():
 
 def test_cookie_struct_matches_pyinstaller():
     assert carchive.COOKIE.size == 88 and struct.calcsize("!IIIIBc") == carchive.TOC_ENTRY.size
+
+
+LAUNCH_SCRIPT = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, {root!r})
+    meipass, exe = sys.argv[1:3]
+    sys._MEIPASS, sys.executable, sys.argv = meipass, exe, ["sinkvis", *sys.argv[3:]]
+    from launcher.start import main
+    sys.exit(main())
+""").format(root=str(ROOT))
+
+
+def launch(tmp_path, exe, info, args, env=None):
+    """launcher/start.py as the frozen launcher runs it (its unpack folder holds payload.json)."""
+    meipass = tmp_path / "meipass"
+    meipass.mkdir(exist_ok=True)
+    (meipass / "payload.json").write_text(json.dumps({**info, "entry": ENTRY, "exe": "sinkvis-app"}))
+    env = {**os.environ, "SINKVIS_APP_DIR": str(tmp_path / "cache"), "_PYI_APPLICATION_HOME_DIR": str(meipass),
+           **(env or {})}
+    return subprocess.Popen([sys.executable, "-c", LAUNCH_SCRIPT, str(meipass), str(exe), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+class FakeSplash:
+    """The splash's side of pyi_splash's protocol (a TCP server on 127.0.0.1): records what arrives."""
+
+    def __init__(self):
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.port = str(self.server.getsockname()[1])
+        self.received, self.closed = [], threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            conn, _ = self.server.accept()
+            threading.Thread(target=self._read, args=(conn,), daemon=True).start()
+
+    def _read(self, conn):
+        while data := conn.recv(4096):
+            self.received.append(data)
+            if b"\x04" in data:
+                self.closed.set()  # the splash closes on 0x04 (or when a connection closes)
+                break
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in app is a shell script")
+def test_launcher_unpacks_once_then_execs_the_app_with_its_arguments(tmp_path):
+    exe, info = make_executable(tmp_path)
+    splash = FakeSplash()
+    first = launch(tmp_path, exe, info, ["simulate", "--json"], env={"_PYI_SPLASH_IPC": splash.port})
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 3, err  # the app's exit code comes through (exec)
+    assert out.strip() == "app simulate --json port=none pyi=none"  # no PyInstaller variables of the launcher
+    assert "unpacking" in err and splash.closed.wait(5)  # a CLI start closes the splash at once
+    second = launch(tmp_path, exe, info, [], env={"_PYI_SPLASH_IPC": splash.port})
+    out, err = second.communicate(timeout=60)
+    assert out.strip() == f"app  port={splash.port} pyi=none" and "unpacking" not in err  # reused
+
+
+@pytest.mark.skipif(os.name == "nt", reason="the stand-in app is a shell script; Windows has no exec")
+def test_running_app_keeps_its_build_folder_through_exec(tmp_path):
+    old_exe, old = make_executable(tmp_path, seed=1)
+    new_exe, new = make_executable(tmp_path, seed=2)
+    running = launch(tmp_path, old_exe, old, ["hold"])
+    root = tmp_path / "cache"
+    deadline = time.time() + 30
+    while not install.is_installed(root / old["sha256"][:16], old["sha256"]) and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # exec-ed and sleeping
+    assert install.install(opener(new_exe), new["sha256"], new["unpacked_bytes"], root)[1]
+    assert install.remove_old_builds(root, keep=new["sha256"]) == []  # the app holds the lock it inherited
+    running.communicate(timeout=30)
+    assert install.remove_old_builds(root, keep=new["sha256"]) == [old["sha256"][:16]]
+
+
+def test_app_closes_the_splash_when_its_window_shows(monkeypatch):
+    import main
+
+    splash = FakeSplash()
+    monkeypatch.setenv("SINKVIS_SPLASH_PORT", splash.port)
+    main._close_splash()
+    assert splash.closed.wait(5) and "SINKVIS_SPLASH_PORT" not in os.environ
+    main._close_splash()  # nothing to close: no error
