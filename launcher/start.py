@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 from launcher import carchive, install, payload
@@ -108,8 +109,15 @@ def main() -> int:
         in_use = install.hold_in_use(root, info["sha256"])
         folder, unpacked = install.install(lambda: payload.Slice(executable, offset, length), info["sha256"],
                                            info["unpacked_bytes"], root, progress=progress)
-    except (install.InstallError, carchive.ArchiveError, OSError) as exc:
+    except (install.InstallError, carchive.ArchiveError) as exc:
         print(f"sinkvis: cannot unpack the app into {root}: {exc}", file=sys.stderr)
+        return 1
+    except zipfile.BadZipFile as exc:  # a member's CRC-32 does not match: the file itself is damaged
+        print(f"sinkvis: {executable} is damaged ({exc}); download or build it again.", file=sys.stderr)
+        return 1
+    except OSError as exc:  # e.g. a read-only home folder
+        print(f"sinkvis: cannot unpack the app into {root}: {exc}. Set SINKVIS_APP_DIR to a folder you can "
+              f"write to.", file=sys.stderr)
         return 1
     if unpacked:
         splash.text("Starting SinkVis…")
