@@ -90,7 +90,9 @@ def app_environment(splash_port: str) -> dict:
 def main() -> int:
     args = sys.argv[1:]
     splash = Splash()
-    if not opens_window(args):
+    if opens_window(args):
+        splash.text("Starting SinkVis…")  # instead of the last file name the bootloader unpacked
+    else:
         splash.close()
     info = json.loads((Path(sys._MEIPASS) / "payload.json").read_text(encoding="utf-8"))
     executable = sys.executable

@@ -317,9 +317,12 @@ def test_launcher_unpacks_once_then_execs_the_app_with_its_arguments(tmp_path):
     assert first.returncode == 3, err  # the app's exit code comes through (exec)
     assert out.strip() == "app simulate --json port=none pyi=none"  # no PyInstaller variables of the launcher
     assert "unpacking" in err and splash.closed.wait(5)  # a CLI start closes the splash at once
+    splash = FakeSplash()
     second = launch(tmp_path, exe, info, [], env={"_PYI_SPLASH_IPC": splash.port})
     out, err = second.communicate(timeout=60)
     assert out.strip() == f"app  port={splash.port} pyi=none" and "unpacking" not in err  # reused
+    # a window start: the status replaces the bootloader's last file name; closing is left to the app
+    assert b"".join(splash.received) == "update_text(Starting SinkVis…)\r".encode() and not splash.closed.is_set()
 
 
 @pytest.mark.skipif(os.name == "nt", reason="the stand-in app is a shell script; Windows has no exec")
