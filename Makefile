@@ -44,11 +44,13 @@ clean-venv:
 	rm -rf $(VENV)
 
 # --- single-file executable (PyInstaller, build.spec) ---------------------------------------
-# `make dist` builds dist/sinkvis; `make dist-test` builds it if needed, then checks that the
-# binary's --self-test passes and a 100,000-step simulation runs. Slow (minutes): not part of `make test`.
+# `make dist` builds dist/sinkvis; `make dist-test` builds it if needed, then, with the app unpacked
+# into build/dist-app (not your ~/.cache): two copies started at once on the empty folder both work
+# and leave one complete build folder, the binary's --self-test passes and a 100,000-step simulation
+# runs. Slow (minutes): not part of `make test`.
 DIST_BIN := dist/sinkvis
 BUILD_STAMP := $(VENV)/.installed-build
-DIST_SOURCES := build.spec main.py $(shell find backend kernels ui assets/demo-model assets/eval -type f -not -path '*/__pycache__/*' 2>/dev/null)
+DIST_SOURCES := build.spec main.py $(shell find backend kernels launcher ui assets/demo-model assets/eval assets/splash -type f -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: dist dist-test
 
@@ -63,8 +65,16 @@ $(DIST_BIN): $(DIST_SOURCES) | $(BUILD_STAMP) smollm2
 dist: $(DIST_BIN)
 	@ls -l $(DIST_BIN)
 
+DIST_APP := build/dist-app
+
 dist-test: $(DIST_BIN)
-	$(DIST_BIN) --self-test > build/dist-selftest.json
+	rm -rf $(DIST_APP)
+	SINKVIS_APP_DIR=$(DIST_APP) $(DIST_BIN) --help > build/dist-help-1.txt & first=$$!; \
+	SINKVIS_APP_DIR=$(DIST_APP) $(DIST_BIN) --help > build/dist-help-2.txt; second=$$?; \
+	wait $$first && test $$second -eq 0 && grep -q simulate build/dist-help-1.txt && grep -q simulate build/dist-help-2.txt
+	@test "$$(ls $(DIST_APP) | grep -cv '\.\(lock\|inuse\)$$')" -eq 1 || { echo "dist-test: expected one build folder in $(DIST_APP):"; ls -la $(DIST_APP); exit 1; }
+	@echo "two concurrent first starts: ok, unpacked once into $(DIST_APP)/$$(ls $(DIST_APP) | grep -v '\.')"
+	SINKVIS_APP_DIR=$(DIST_APP) $(DIST_BIN) --self-test > build/dist-selftest.json
 	$(PY) -c "import json, sys; d = json.load(open('build/dist-selftest.json')); print('self-test ok in', d['seconds'], 's'); sys.exit(0 if d.get('ok') is True else 'self-test: ok is not true')"
-	$(DIST_BIN) simulate --trace synthetic --length 100000 --policy all --json > build/dist-simulate.json
+	SINKVIS_APP_DIR=$(DIST_APP) $(DIST_BIN) simulate --trace synthetic --length 100000 --policy all --json > build/dist-simulate.json
 	$(PY) -c "import json, sys; d = json.load(open('build/dist-simulate.json')); r = d['results']; print('simulate:', ', '.join(f\"{x['policy']} {x['hit_rate']:.3f}\" for x in r)); sys.exit(0 if len(r) >= 6 and all(x['tokens_processed'] == 100000 for x in r) else 'simulate: unexpected results')"

@@ -25,10 +25,10 @@ UI_INDEX = ROOT / "ui" / "index.html"
 class _FrozenNumbaCache:
     """Numba cache locator for the single-file build (see NUMBA_CACHE_LOCATOR_CLASSES below).
 
-    The executable unpacks to a fresh temporary folder on every start, so the kernels'
-    compiled code goes to a user cache folder, keyed by the kernel's path inside the bundle
-    (not the folder's random name) and stamped with the executable: a second start reuses it,
-    a new build recompiles.
+    The app runs from the folder the launcher unpacked it into (launcher/install.py), one per
+    build; the kernels' compiled code goes to a user cache folder, keyed by the kernel's path
+    inside the bundle (not the folder's name) and stamped with the executable: a second start
+    reuses it, a new build recompiles.
     """
 
     def __init__(self, py_func, rel_path):
@@ -104,6 +104,21 @@ def _load_demo_at_start(api) -> None:
         pass
 
 
+def _close_splash() -> None:
+    """Close the single-file build's splash screen (launcher/start.py passes its port): one byte
+    0x04 on a connection of our own is pyi_splash's "close" (PyInstaller/fake-modules/pyi_splash.py)."""
+    port = os.environ.pop("SINKVIS_SPLASH_PORT", "")
+    if not port:
+        return
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=1.0) as sock:
+            sock.sendall(b"\x04")
+    except (OSError, ValueError):
+        pass  # the splash is gone already (it also closes when the app exits)
+
+
 def run_window(debug: bool = False, probe=None) -> int:
     """Open the desktop window. probe(window, api), if given, runs on a thread once the window shows (tests)."""
     import webview
@@ -120,6 +135,7 @@ def run_window(debug: bool = False, probe=None) -> int:
     api._state.window = window
 
     def on_shown():
+        _close_splash()
         print(f"window shown after {time.perf_counter() - STARTED:.2f} s", file=sys.stderr, flush=True)
         if os.environ.get("SINKVIS_EXIT_AFTER_SHOWN"):  # used by the start-time benchmark
             threading.Timer(float(os.environ["SINKVIS_EXIT_AFTER_SHOWN"]), window.destroy).start()

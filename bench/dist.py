@@ -4,11 +4,13 @@
 
 Prints:
 - the file's size;
-- time to a visible window, for a cold start (the first, with an empty Numba cache) and warm
-  starts (the next ones): "inside" is what the app reports ("window shown after X s", measured
-  from Python's start inside the bootloader, so after the unpacking), "outside" is from launching
-  the executable to that line appearing, and "exit" is the whole command (the window closes
-  0.5 s after showing);
+- time to a visible window, for a cold start (the first, with an empty cache: the launcher
+  unpacks the app into it, Numba compiles the kernels) and warm starts (the next ones): "inside"
+  is what the app reports ("window shown after X s", measured from the app's Python start, so
+  after any unpacking), "outside" is from launching the executable to that line appearing, and
+  "exit" is the whole command (the window closes 0.5 s after showing), "cpu" its user + system
+  CPU seconds (on a busy machine the wall times grow, this does not);
+- the unpacked app folder the first start left under the cache (launcher/install.py);
 - the --self-test's wall time, cold (empty Numba cache: the kernels compile) and warm.
 
 The window runs with QT_QPA_PLATFORM=offscreen unless --display is given. --source measures
@@ -37,7 +39,18 @@ def _env(cache_home: str, display: bool) -> dict:
     return env
 
 
+def _cpu():
+    """CPU seconds (user + system) of the finished child processes: what a start costs, whatever the load."""
+    try:
+        import resource  # POSIX
+    except ImportError:
+        return None
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def window_start(cmd: list, env: dict, timeout: float = 120.0) -> dict:
+    cpu = _cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     inside = outside = None
@@ -51,7 +64,8 @@ def window_start(cmd: list, env: dict, timeout: float = 120.0) -> dict:
             proc.kill()
             break
     proc.wait(timeout=timeout)
-    return {"inside": inside, "outside": outside, "exit": time.perf_counter() - started, "rc": proc.returncode}
+    return {"inside": inside, "outside": outside, "exit": time.perf_counter() - started, "rc": proc.returncode,
+            "cpu": None if cpu is None else _cpu() - cpu}
 
 
 def self_test(cmd: list, env: dict) -> dict:
@@ -74,12 +88,17 @@ def measure(label: str, cmd: list, runs: int, display: bool, with_self_test: boo
     with tempfile.TemporaryDirectory(prefix="sinkvis-bench-") as cache_home:
         env = _env(cache_home, display)
         print(f"\n{label}: {' '.join(cmd)}")
-        print("  window (s)         inside outside    exit")
+        print("  window (s)         inside outside    exit     cpu")
         starts = [window_start(cmd, env) for _ in range(runs)]
         for i, s in enumerate(starts):
             tag = "cold" if i == 0 else f"warm {i}"
             warn = "" if s["rc"] == 0 else f"   (exit code {s['rc']})"
-            print(f"    {tag:<16} {_fmt(s['inside'])} {_fmt(s['outside'])}  {_fmt(s['exit'])}{warn}")
+            print(f"    {tag:<16} {_fmt(s['inside'])} {_fmt(s['outside'])}  {_fmt(s['exit'])}  {_fmt(s['cpu'])}{warn}")
+        unpacked = [p for p in Path(cache_home, "sinkvis", "app").glob("*") if p.is_dir()]
+        for folder in unpacked:
+            files = [f for f in folder.rglob("*") if f.is_file() and not f.is_symlink()]
+            print(f"    unpacked once into <cache>/sinkvis/app/{folder.name}: "
+                  f"{sum(f.stat().st_size for f in files) / 1e6:.1f} MB in {len(files)} files")
         warm = [s for s in starts[1:] if s["outside"] is not None]
         if warm:
             print(f"    warm median      {_fmt(statistics.median(s['inside'] for s in warm))} "
