@@ -158,3 +158,21 @@ def test_cli_json_has_the_api_keys():
     bad = subprocess.run([sys.executable, "main.py", "retrieval", "--model", "demo", "--depths", "2"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "depths" in bad.stderr
+
+
+def test_sweep_kind_retrieval_gives_accuracy_against_kv_memory(tmp_path):
+    from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
+
+    spec = parse_spec({"kind": "retrieval", "models": ["demo"], "policies": ["full", "streaming_llm", "h2o"],
+                       "cache_sizes": [16, 32], "sinks": 4,
+                       "retrieval": {"task": "pass_key", "lengths": [64, 96], "depths": [0, 1], "chunk": 16}})
+    summary = run_sweep(spec, tmp_path / "r.jsonl", LocalRunner(0))
+    rows = read_rows(tmp_path / "r.jsonl")
+    assert summary["cells_done"] == len(rows) == 1 + 2 * 2
+    for r in rows:
+        assert r["metrics"]["cells"] == 4 and 0.0 <= r["metrics"]["accuracy"] <= 1.0 and r["tokens"] == 80
+        assert r["kv_tokens"] == (80 if r["cell"]["policy"] == "full" else r["cell"]["cache_size"])
+    assert run_sweep(spec, tmp_path / "r.jsonl", LocalRunner(0))["written"] == 0  # resumed: nothing twice
+    bad = parse_spec({"kind": "retrieval", "models": ["demo"], "cache_sizes": [64, 128],
+                      "retrieval": {"lengths": [64, 96], "depths": [0]}})
+    assert summary and run_sweep(bad, tmp_path / "b.jsonl", LocalRunner(0))["notes"]  # C ≥ the shortest: left out
