@@ -40,13 +40,13 @@ def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: i
     steps = max(1, n - C - 1)
     for t in range(min(n, C + 1)):  # the shared prefix: every cache is still Full Cache's
         rows = full.attention(t)
+        report(0.0)
         if deciders is not None:
             pos = np.broadcast_to(np.arange(t + 1), (len(evicting), units, t + 1))
             masks = deciders.decide(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
             if t == C and n > C:
                 caches = PolicyCaches(loaded.model, full.prefix_kv(C + 1), len(evicting), inv_freq)
                 caches.keep(masks)
-    report(0.0)
     if caches is not None:
         import torch
 
@@ -63,9 +63,12 @@ def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: i
             for i, t in enumerate(range(a, b)):  # query t saw the cache before the chunk and the chunk up to t
                 seen = before + i + 1
                 deciders.step(t, caches.pos[..., :seen], rows[:, :, i, :seen])
+                report((t - C) / steps)  # often: Cancel lands within a second
             caches.keep(deciders.cached(caches.pos))
-            report((b - C - 1) / steps)
-    full.logprobs(n - 1)  # Full Cache's own cache holds the whole context
+    for t in range(full.end, n, 64):  # Full Cache's own cache takes the whole context, a chunk at a time
+        full.logprobs(t)
+        report(1.0)
+    full.logprobs(n - 1)
     results = {}
     full_pos = np.broadcast_to(np.arange(n), (1, units, n))
     if "full" in policies or caches is None:
