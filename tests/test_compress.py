@@ -182,3 +182,68 @@ def test_prefill_perplexity(demo, text_ids):
     same = prefill_perplexity(demo, text_ids, c, m, ["full", "h2o", "snapkv"], cache_size=c)
     assert {r["perplexity"] for r in same.values()} == {same["full"]["perplexity"]}
     assert all(r["kl_vs_full"] == 0.0 for r in same.values())
+
+
+def test_other_forwards_while_compressed_attention_is_on_are_the_eager_model(demo, text_ids):
+    """Another job on the same model during a compressed run gets eager attention: same logits and weights."""
+    import torch
+
+    from backend.compress.masked_attention import compressed_attention
+
+    x = torch.tensor([text_ids[:40]])
+    with torch.inference_mode():
+        plain = demo.model(input_ids=x, output_attentions=True)
+        with compressed_attention(demo.model):
+            during = demo.model(input_ids=x, output_attentions=True)
+    assert demo.model.config._attn_implementation == "eager"
+    assert torch.equal(plain.logits, during.logits)
+    assert all(torch.equal(a, b) for a, b in zip(plain.attentions, during.attentions))
+
+
+def test_attention_sums_without_eager_weights_equal_the_eager_ones(demo, text_ids):
+    """LayerInputs recomputes the full attention in blocks when the forward gave no weights (non-eager)."""
+    import torch
+
+    from backend.compress.layer import LayerInputs
+    from backend.compress.prefill import attention_modules
+
+    modules, rotary = attention_modules(demo.model)
+    seen = {}
+
+    def hook(module, args, kwargs, output):
+        cached = kwargs["past_key_values"].layers[module.layer_idx]
+        common = (module, kwargs["hidden_states"][0], kwargs["position_embeddings"], cached.keys[0], cached.values[0])
+        seen["eager"] = LayerInputs(*common, output[1][0], rotary, 0, 1).attention_sums
+        seen["recomputed"] = LayerInputs(*common, None, rotary, 0, 1).attention_sums
+
+    from transformers import DynamicCache
+
+    handle = modules[2].register_forward_hook(hook, with_kwargs=True)
+    try:
+        with torch.inference_mode():
+            demo.model(input_ids=torch.tensor([text_ids[:300 // 2]]), past_key_values=DynamicCache(), use_cache=True)
+    finally:
+        handle.remove()
+    assert torch.allclose(seen["eager"], seen["recomputed"], atol=1e-4)
+
+
+def test_progress_per_layer_and_cancel_stops_the_prefill(demo, text_ids):
+    from backend.jobs import Cancelled
+
+    ctx, q, a = split(text_ids)
+    seen = []
+    prefill_answers(demo, ctx, q, a, ["full", "snapkv"], cache_size=20, max_new_tokens=1,
+                    report=lambda f, stage, **k: seen.append((f, stage)))
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert sum(s.startswith("Prefill") for _, s in seen) >= demo.spec["layers"]
+
+    def cancel(fraction, stage, **extra):
+        if extra.get("layer") == 2:
+            raise Cancelled()
+
+    with pytest.raises(Cancelled):
+        prefill_answers(demo, ctx, q, a, ["snapkv"], cache_size=20, report=cancel)
+    from backend.compress.prefill import attention_modules
+
+    assert all(not m._forward_hooks for m in attention_modules(demo.model)[0])  # the hooks are gone

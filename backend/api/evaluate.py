@@ -20,6 +20,12 @@ EVAL_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova"
 MAX_EVAL_TOKENS = 16384  # memory is O(n) per policy now; the Full pass's cache grows with n
 
 
+def _prefill_methods() -> list[str]:
+    from ..compress import prefill_methods
+
+    return prefill_methods()
+
+
 def bundled_eval_text(name: str = "jargon") -> str:
     return (EVAL_DIR / BUNDLED_TEXTS[name][0]).read_text(encoding="utf-8")
 
@@ -50,6 +56,44 @@ def _defaults(loaded) -> dict:
             "text": "jargon" if loaded.source == "demo" else "alice"}
 
 
+def _text_ids(params, loaded, defaults) -> tuple[list[int], dict]:
+    """The text's token ids (up to max_tokens) and what it is."""
+    if params.get("text") not in (None, ""):
+        body, name = text(params, "text", None, allow_empty=False), "your text"
+    else:
+        bundled = choice(params, "bundled_text", tuple(BUNDLED_TEXTS), defaults["text"])
+        body, name = bundled_eval_text(bundled), f"bundled: {BUNDLED_TEXTS[bundled][1]}"
+    max_tokens = integer(params, "max_tokens", defaults["max_tokens"], lo=2, hi=MAX_EVAL_TOKENS)
+    ids = loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]
+    if len(ids) < 2:
+        raise UserError("bad_input", "text must be at least 2 tokens long.", "text")
+    return ids, {"name": name, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest()[:16],
+                 "tokens": len(ids), "chars": len(body)}
+
+
+def _prefill_request(params, loaded, defaults) -> tuple[list[int], dict, dict]:
+    """kvpress's protocol (backend/compress): a context of n tokens compressed at ratio r or to C, then m tokens."""
+    from ..compress import prefill_methods
+
+    ids, info = _text_ids(params, loaded, defaults)
+    usable = min(len(ids), loaded.context_length)
+    if usable < 3:
+        raise UserError("bad_input", "the prefill protocol needs a text of at least 3 tokens.", "text")
+    n = integer(params, "context_tokens", max(2, usable * 3 // 4), lo=2, hi=usable - 1)
+    m = integer(params, "continuation_tokens", usable - n, lo=1, hi=usable - n)
+    if params.get("cache_size") is not None:
+        budget = {"cache_size": integer(params, "cache_size", None, lo=1, hi=n), "ratio": None}
+    else:
+        budget = {"cache_size": None, "ratio": number(params, "ratio", 0.5, lo=0.0, hi=0.99)}
+    known = prefill_methods()
+    names = params.get("policy", "all")
+    names = known if names in (None, "all") else [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not names or any(p not in known for p in names):
+        raise UserError("bad_input", f"policy must be 'all' or prefill methods from {', '.join(known)}.", "policy")
+    settings = {"context_tokens": n, "continuation_tokens": m, **budget,
+                "sinks": integer(params, "sinks", 4, lo=0, hi=n), "window": integer(params, "window", 32, lo=0, hi=n)}
+    return ids, ["full"] + [p for p in dict.fromkeys(names) if p != "full"], {**settings, "text": info}
+
 class EvaluateMethods:
     @public
     def evaluate_info(self, params=None):
@@ -58,6 +102,7 @@ class EvaluateMethods:
         policy_registry(self._state)  # the user's policy files (#17) register with Evaluate when first read
         return {"policies": _known_policies(), "default_policies": [p for p in EVAL_POLICIES if p != RECOMPUTE],
                 "positions": ["original", "in_cache"], "granularity": ["per_head", "shared"],
+                "protocols": ["streaming", "prefill"], "prefill_methods": _prefill_methods(),
                 "bundled_texts": {k: v[1] for k, v in BUNDLED_TEXTS.items()},
                 "bundled_text_chars": len(bundled_eval_text()), "bundled_text_source": BUNDLED_TEXTS["jargon"][1],
                 "defaults": _defaults(loaded) if loaded is not None else None}
@@ -68,12 +113,7 @@ class EvaluateMethods:
         loaded = require_model(self._state)
         policy_registry(self._state)  # the user's policy files (#17), offered beside the built-ins
         defaults = _defaults(loaded)
-        if params.get("text") not in (None, ""):
-            body, name = text(params, "text", None, allow_empty=False), "your text"
-        else:
-            bundled = choice(params, "bundled_text", tuple(BUNDLED_TEXTS), defaults["text"])
-            body, name = bundled_eval_text(bundled), f"bundled: {BUNDLED_TEXTS[bundled][1]}"
-        max_tokens = integer(params, "max_tokens", defaults["max_tokens"], lo=2, hi=MAX_EVAL_TOKENS)
+        ids, info = _text_ids(params, loaded, defaults)
         context = loaded.context_length
         cache_size = integer(params, "cache_size", defaults["cache_size"], lo=2, hi=context - 1)
         settings = {
@@ -85,11 +125,6 @@ class EvaluateMethods:
             "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
         }
         policies = _policies(params.get("policy", "all"))
-        ids = loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]
-        if len(ids) < 2:
-            raise UserError("bad_input", "text must be at least 2 tokens long.", "text")
-        info = {"name": name, "sha256": hashlib.sha256(body.encode("utf-8")).hexdigest()[:16],
-                "tokens": len(ids), "chars": len(body)}
         return loaded, ids, policies, settings, info
 
     @staticmethod
@@ -118,6 +153,8 @@ class EvaluateMethods:
 
     @public
     def evaluate(self, params=None):
+        if choice(params_dict(params), "protocol", ("streaming", "prefill"), "streaming") == "prefill":
+            return self._evaluate_prefill(params)
         loaded, ids, policies, settings, info = self._request(params)
         state = self._state
 
@@ -140,3 +177,29 @@ class EvaluateMethods:
         job = state.jobs.start("evaluate", work, exclusive=True)
         return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
                 "warnings": self._warnings(loaded, ids, settings)}
+
+    def _evaluate_prefill(self, params):
+        """protocol "prefill": kvpress's — the context compressed once at prefill, the continuation scored after."""
+        params = params_dict(params)
+        loaded = require_model(self._state)
+        ids, methods, settings = _prefill_request(params, loaded, _defaults(loaded))
+        info, state = settings.pop("text"), self._state
+
+        def work(report):
+            from ..compress import prefill_perplexity
+
+            def guarded(*args, **kwargs):
+                if state.model is not loaded:
+                    raise UserError("model_changed", "Another model was loaded during the run, so it was stopped.")
+                report(*args, **kwargs)
+
+            out = prefill_perplexity(loaded, ids, settings["context_tokens"], settings["continuation_tokens"], methods,
+                                     cache_size=settings["cache_size"], ratio=settings["ratio"],
+                                     sinks=settings["sinks"], window=settings["window"], report=guarded)
+            return {"protocol": "prefill", "settings": settings, "text": info,
+                    "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r} for m, r in out.items()],
+                    "model": {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
+                              "context_length": loaded.context_length}}
+
+        job = state.jobs.start("evaluate", work, exclusive=True)
+        return {"job_id": job.id, "protocol": "prefill", "policies": methods, "settings": settings, "text": info}

@@ -21,13 +21,48 @@ def add_arguments(parser) -> None:
                         help="original: keys keep their positions; in_cache: StreamingLLM's (rotary models)")
     parser.add_argument("--granularity", choices=("per_head", "shared"), default="per_head",
                         help="per_head: H2O/TOVA/LRU decide per layer and KV head; shared: one kept set for all")
+    parser.add_argument("--protocol", choices=("streaming", "prefill"), default="streaming",
+                        help="streaming: evict token by token (default); prefill: kvpress's — the first "
+                             "--context-tokens compressed once at prefill, the next --continuation-tokens scored")
+    parser.add_argument("--ratio", type=float, help="prefill: fraction of the context removed (default 0.5; "
+                        "or give --cache-size)")
+    parser.add_argument("--context-tokens", type=int, help="prefill: default 3/4 of the text")
+    parser.add_argument("--continuation-tokens", type=int, help="prefill: default the rest")
     add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true")
+
+
+def run_prefill(args, api) -> int:
+    """--protocol prefill (backend/compress via Api.evaluate): one row per method."""
+    params = {"protocol": "prefill", "text": read_text(args) if args.text_file else None,
+              "policy": args.policy if args.policy == "all" else args.policy.split(",")}
+    for name in ("bundled_text", "max_tokens", "cache_size", "sinks", "window", "ratio", "context_tokens",
+                 "continuation_tokens"):
+        if getattr(args, name) is not None:
+            params[name] = getattr(args, name)
+    job = check(api.evaluate(params))
+    result = wait_job(api, job["job_id"], quiet=args.json)
+    if args.json:
+        emit(result)
+        return 0
+    s = result["settings"]
+    budget = f"C={s['cache_size']}" if s["cache_size"] is not None else f"ratio={s['ratio']}"
+    print(f"{result['model']['source']} · {result['text']['name']} · prefill protocol: {s['context_tokens']} context "
+          f"tokens compressed ({budget}), next {s['continuation_tokens']} scored")
+    print(f"{'method':26} {'perplexity':>11} {'KL vs full':>11} {'kept/head':>10}")
+    for r in result["results"]:
+        print(f"{r['policy']:26} {r['perplexity']:11.3f} {r['kl_vs_full']:11.4f} {r['memory_tokens']:10.1f}")
+    for r in result["results"]:
+        if r.get("note"):
+            print(f"note: {r['policy']}: {r['note']}", file=sys.stderr)
+    return 0
 
 
 def run(args, api) -> int:
     load_policy_files(api, args)  # before the model: a broken file fails in a second, not after a load
     load(api, args, quiet=args.json)
+    if args.protocol == "prefill":
+        return run_prefill(args, api)
     params = {"text": read_text(args) if args.text_file else None, "policy": args.policy if args.policy == "all"
               else args.policy.split(","), "positions": args.positions, "granularity": args.granularity}
     for name in ("bundled_text", "max_tokens", "cache_size", "sinks", "window"):

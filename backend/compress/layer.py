@@ -40,13 +40,12 @@ class LayerInputs:
         norm = getattr(module, "q_norm", None)  # Qwen3 / Gemma3 normalise queries before RoPE
         return (norm(q) if norm is not None else q).float()
 
-    @cached_property
-    def queries(self):
-        """[H, n, d] queries as the attention used them (rotated)."""
+    def rotated_queries(self, start: int = 0):
+        """[H, n − start, d] queries as the attention used them (rotated), for positions start..n−1."""
         import torch
 
-        cos, sin = (x[0].float() for x in self.position_embeddings)  # [n, d]
-        q = self.prerope_queries()
+        cos, sin = (x[0, start:].float() for x in self.position_embeddings)  # [n − start, d]
+        q = self.prerope_queries(start)
         rot = cos.shape[-1]
         moved = q[..., :rot] * cos + rotate_half(q[..., :rot]) * sin
         return moved if rot == q.shape[-1] else torch.cat((moved, q[..., rot:]), dim=-1)
@@ -59,7 +58,7 @@ class LayerInputs:
         import torch
 
         if w not in self._windows:
-            q = self.queries[:, -w:]
+            q = self.rotated_queries(self.n - w)  # only the window's queries are recomputed
             logits = torch.matmul(q, self._keys_per_head().transpose(1, 2)) * self.scaling
             causal = torch.ones(w, self.n, dtype=torch.bool, device=q.device).triu(self.n - w + 1)
             self._windows[w] = torch.softmax(logits.masked_fill(causal, float("-inf")), dim=-1)
@@ -72,10 +71,11 @@ class LayerInputs:
 
         if self.attention is not None:  # the eager forward's own weights
             return self.attention.float().sum(dim=1)
-        keys, total = self._keys_per_head(), torch.zeros(self.heads, self.n, device=keys.device)
+        keys, queries = self._keys_per_head(), self.rotated_queries()
+        total = torch.zeros(self.heads, self.n, device=keys.device)
         for a in range(0, self.n, CHUNK):
             b = min(a + CHUNK, self.n)
-            logits = torch.matmul(self.queries[:, a:b], keys.transpose(1, 2)) * self.scaling
+            logits = torch.matmul(queries[:, a:b], keys.transpose(1, 2)) * self.scaling
             causal = torch.ones(b - a, self.n, dtype=torch.bool, device=keys.device).triu(a + 1)
             total += torch.softmax(logits.masked_fill(causal, float("-inf")), dim=-1).sum(dim=1)
         return total

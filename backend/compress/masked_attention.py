@@ -9,7 +9,8 @@ every implementation. Memory is therefore counted as the mean number of kept ent
 
 Registered with transformers' AttentionInterface as "sinkvis_compressed" and switched
 on only around SinkVis's own forwards (`compressed_attention(model)`). A module without
-SinkVis's mask (any other caller meanwhile) gets plain causal eager attention, so
+SinkVis's mask (another job's forward on the same model meanwhile) gets the model's own
+eager attention, with its weights, and the causal mask built here if none was, so
 nothing else breaks while it is on.
 """
 from contextlib import contextmanager
@@ -34,21 +35,25 @@ def _attention(module, query, key, value, attention_mask, scaling=None, dropout=
     kv, k_len = key.shape[1], key.shape[2]
     group = heads // kv
     scaling = d ** -0.5 if scaling is None else scaling
-    logits = torch.matmul(query.view(rows, kv, group, q, d), key[:, :, None].transpose(-1, -2)) * scaling
     i = torch.arange(q, device=query.device)[:, None]
     j = torch.arange(k_len, device=query.device)[None]
     mask = getattr(module, SLOT, None)
-    if mask is None:  # plain causal attention, queries at the end
-        allowed = (j <= k_len - q + i)[None, None, None]
-    else:
-        ctx = mask.valid.shape[-1]
-        new = j - ctx  # index among the tokens appended after the context
-        causal = (j >= ctx) & (new <= k_len - ctx - q + i)  # [q, K]
-        context = torch.nn.functional.pad(mask.valid, (0, k_len - ctx))[:, :, None, None, :]  # [R, KV, 1, 1, K]
-        allowed = context | causal[None, None, None]
+    if mask is None:  # someone else's forward meanwhile: the model's own eager attention, causal
+        from transformers.models.llama.modeling_llama import eager_attention_forward
+
+        if attention_mask is None and q > 1:  # no mask was built for this implementation: make the causal one
+            attention_mask = torch.zeros(q, k_len, dtype=query.dtype, device=query.device).masked_fill(
+                j > k_len - q + i, torch.finfo(query.dtype).min)[None, None]
+        return eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)
+    logits = torch.matmul(query.view(rows, kv, group, q, d), key[:, :, None].transpose(-1, -2)) * scaling
+    ctx = mask.valid.shape[-1]
+    new = j - ctx  # index among the tokens appended after the context
+    causal = (j >= ctx) & (new <= k_len - ctx - q + i)  # [q, K]
+    context = torch.nn.functional.pad(mask.valid, (0, k_len - ctx))[:, :, None, None, :]  # [R, KV, 1, 1, K]
+    allowed = context | causal[None, None, None]
     logits = logits.masked_fill(~allowed, float("-inf"))
     probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
-    if mask is not None and mask.needle is not None and mask.probe is not None:
+    if mask.needle is not None and mask.probe is not None:
         on_needle = probs[:, :, :, mask.probe, : mask.needle.shape[-1]].float() * mask.needle[:, :, None]
         mask.needle_share = on_needle.sum(dim=-1).mean(dim=(1, 2))  # mean over every query head
     out = torch.matmul(probs, value[:, :, None])  # [R, KV, group, q, d]

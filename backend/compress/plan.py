@@ -70,7 +70,7 @@ def compress(loaded, context_ids, methods, budget: Budget, settings: Settings, r
     report = report or (lambda *a, **k: None)
     report(0.0, "Prefill (full attention, methods scoring each layer)")
     scoring = {m: registry[m] for m in methods if registry[m].budget != "all" and budget.kept < budget.n}
-    prefill = Prefill(loaded, list(context_ids), scoring, settings)
+    prefill = Prefill(loaded, list(context_ids), scoring, settings, report)
     report(0.5, "Compressing")
     out = {}
     for m in methods:

@@ -39,8 +39,9 @@ def attention_modules(model):
 class Prefill:
     """The context's full cache, last logits, and each method's kept positions per layer."""
 
-    def __init__(self, loaded, context_ids: list[int], scorers: dict, settings: Settings):
-        """scorers: name → methods.Method; only their scores are computed."""
+    def __init__(self, loaded, context_ids: list[int], scorers: dict, settings: Settings, report=None):
+        """scorers: name → methods.Method; only their scores are computed. report(fraction, stage) after
+        each layer (the job's progress; Cancel raises from it, out of the forward)."""
         import torch
         from transformers import DynamicCache
 
@@ -65,9 +66,12 @@ class Prefill:
                 for name in names:
                     self.scores[name][layer] = s
             self.seconds["scoring"] += time.perf_counter() - tick
+            if report is not None:
+                report(0.5 * (layer + 1) / self.layers, "Prefill (full attention, methods scoring each layer)",
+                       layer=layer + 1, layers=self.layers)
 
         self.cache = DynamicCache(config=model.config)
-        handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules] if by_scorer else []
+        handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules] if by_scorer or report else []
         started = time.perf_counter()
         try:
             with torch.inference_mode():

@@ -200,6 +200,10 @@ def load_source(source: str, file: str) -> UserPolicy:
                               f"got {name!r:.40}.")
     if name in RESERVED:
         raise PolicyFileError("name_taken", file, None, f"NAME {name!r} is a built-in policy's; pick another.")
+    if callable(getattr(module, "score", None)) and not hasattr(module, "on_enter"):  # a prefill method (#22)
+        from ..compress.user import prefill_file
+
+        return prefill_file(module, name, file, source)
     first = _declared(module, file, "PROTECT_FIRST", ("sinks",))
     recent = _declared(module, file, "PROTECT_RECENT", ("window",))
     on_enter = _function(module, file, "on_enter", ENTER_ARGS, True)
@@ -247,6 +251,7 @@ class PolicyRegistry:
         self.extra_folder: Path | None = None
         self.files: list[str] = []        # single files the user trusted
         self.policies: dict[str, UserPolicy] = {}
+        self.prefill: dict = {}           # prefill methods (score files, backend/compress/user.py), kept apart
         self.errors: list[dict] = []
         self._compiled: dict[tuple, UserPolicy] = {}  # (file, text hash) → loaded policy
         self._published: set[str] = set()            # names registered with Evaluate
@@ -284,6 +289,7 @@ class PolicyRegistry:
                 if policy.file not in seen:
                     seen.add(policy.file)
                     policies[policy.name] = policy
+            self.prefill = _publish_prefill(policies, {}, self.publish)
             self.policies, self.errors = policies, errors
             self._sync_evaluate()
             return self.listing()
@@ -312,6 +318,7 @@ class PolicyRegistry:
                 self.files.append(policy.file)
             self.policies[policy.name] = policy
             self.errors = [e for e in self.errors if e["file"] != policy.file]
+            self.prefill = _publish_prefill(self.policies, self.prefill, self.publish)
             self._sync_evaluate()
         return policy
 
@@ -353,8 +360,22 @@ class PolicyRegistry:
 
     def listing(self) -> dict:
         return {"policies": [p.listing() for p in self.policies.values()], "errors": list(self.errors),
+                "prefill_methods": [p.listing() for p in self.prefill.values()],
                 "folder": str(self.folder), "folder_exists": self.folder.is_dir(),
                 "extra_folder": str(self.extra_folder) if self.extra_folder else None, "files": list(self.files)}
+
+
+def _publish_prefill(policies: dict, before: dict, publish: bool) -> dict:
+    """Moves the prefill files out of `policies` (they are no eviction rule), adds them to `before`
+    and, for the app's registry, offers them as prefill methods (backend/compress/user.py)."""
+    from ..compress import user
+
+    prefill = {**before, **{name: p for name, p in policies.items() if getattr(p, "prefill", False)}}
+    for name in prefill:
+        policies.pop(name, None)
+    if publish:
+        user.publish(prefill)
+    return prefill
 
 
 _shipped: dict[tuple, UserPolicy] = {}  # (file, text hash) → loaded, per worker process

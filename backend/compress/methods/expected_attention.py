@@ -40,7 +40,7 @@ def score(layer, settings):
     mu, cov = mu @ r.T, r @ cov @ r.T
     keys = layer.keys[:, sinks:].repeat_interleave(layer.group, dim=0)  # [H, n − sinks, d]
     logits = (keys @ mu[:, :, None])[..., 0] / math.sqrt(d)
-    logits = logits + torch.einsum("hni,hij,hnj->hn", keys, cov, keys) / d / 2
+    logits = logits + ((keys @ cov) * keys).sum(dim=-1) / d / 2  # ½·kᵀΣk
     s = layer.per_kv_head(F.softmax(logits, dim=-1)) * layer.values[:, sinks:].norm(dim=-1)
     return F.pad(s, (sinks, 0), value=float(s.max()) + 1)
 

@@ -4,9 +4,9 @@ Li et al., "SnapKV: LLM Knows What You are Looking for Before Generation" (NeurI
 arXiv:2404.14469); reference code github.com/FasterDecoding/SnapKV. Follows kvpress
 presses/snapkv_press.py (SnapKVPress) exactly, with its defaults: the last w = 64
 queries' attention over the keys before the window, averaged over the window, pooled
-along the positions with kernel 5 (kvpress pools with avg_pool1d, padding 2, stride 1;
-the SnapKV paper's code max-pools — SinkVis follows kvpress, whose numbers it is
-checked against), averaged over each GQA group's query heads (SnapKV issue #22), and
+along the positions with kernel 5 (avg_pool1d, padding 2, stride 1: kvpress's pooling and
+the default, pooling="avgpool", of SnapKV's own snapkv_utils.py and KVCache-Factory, where
+max pooling is an option), averaged over each GQA group's query heads (SnapKV issue #22), and
 the window padded with max + 1 so it is never pruned.
 """
 PRESS = "SnapKVPress"
