@@ -8,6 +8,11 @@ SmolLM2-135M, a context of n = 2,048 tokens (the bundled Alice text, repeated), 
              (queries recomputed, window attention, scores) + the top-k selection + gathering the
              compressed cache, as a share of the plain prefill. Goal (issue #22): ≤ 10 %.
 
+On a machine whose cores are oversubscribed (other processes running), torch's 2-thread
+pool turns each of the scorers' many small ops into a thread hand-off of ~20 ms (measured:
+SnapKV's scoring of one SmolLM2 layer 15 ms with 1 thread, 240 ms with 2, under load 10+):
+compare with --threads 1 there.
+
     python bench/compress.py [--model PATH|smollm2] [--tokens 2048] [--ratio 0.5] [--rounds 2] [--threads 2]
                              [--methods snapkv,expected_attention,...]
 """
