@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from .cache import PolicyCaches
+from .decide import PolicyDeciders
 from .deciders import policy_entry, registered_policies
 from .full import FullPass, kv_head_rows
 from .quest import NAME as QUEST
@@ -38,28 +39,6 @@ GRANULARITIES = ("per_head", "shared")
 def evaluate_policies() -> list[str]:
     """Every policy Evaluate accepts, Full Cache first."""
     return ["full"] + [p for p in registered_policies() if p != "full"] + [QUEST, RECOMPUTE]
-
-
-class KeepNewest:
-    """Stands in for a user policy that failed mid-run, so the batch stays rectangular: the C
-    newest entries stay (its numbers are not reported)."""
-
-    def __init__(self, cache_size: int):
-        self.C = cache_size
-
-    def step(self, t, positions, weights) -> None:
-        pass
-
-    def cached(self, positions: np.ndarray) -> np.ndarray:
-        if positions.shape[1] <= self.C:
-            return np.ones(positions.shape, bool)
-        return positions >= np.sort(positions, axis=1)[:, -self.C:][:, :1]
-
-
-def close(maker) -> None:
-    """A decision maker in a worker process goes back to the idle workers (remote_decider.py)."""
-    if hasattr(maker, "close"):
-        maker.close()
 
 
 def _curve(nll: np.ndarray) -> dict:
@@ -140,13 +119,11 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     kv_heads, units = loaded.spec["kv_heads"], loaded.spec["layers"] * loaded.spec["kv_heads"]
     tau = max(1, to_fixed(access_threshold))
     evicting = [p for p in policies if p in registered_policies()]
-    deciders = {}
-    for p in evicting:
-        entry = policy_entry(p)
-        per_head = entry.per_head and granularity == "per_head"
-        deciders[p] = (entry.make(units if per_head else 1, n, C, sinks, window, tau), per_head)
-        if keep_trace and hasattr(deciders[p][0], "record"):
-            deciders[p][0].record()
+    deciders = PolicyDeciders(evicting, units, n, C, sinks, window, tau, granularity)
+    if keep_trace:
+        for maker, _ in deciders.makers.values():
+            if hasattr(maker, "record"):
+                maker.record()
     full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
     recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
     quest = Quest(loaded, ids, C) if QUEST in policies else None  # its own path: all of Full's cache, k pages read
@@ -158,31 +135,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     decode_steps = 0
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
-    failed = {}  # user policies stopped by an error (rule_nan, rule_timeout): the others' results stand
-
-    def decide_one(maker, per_head, t, pos, rows):
-        if per_head:
-            maker.step(t, pos, rows)
-            return maker.cached(pos)
-        first = pos[:1]  # same positions in every head: one unit, the mean row
-        maker.step(t, first, rows.mean(axis=0, keepdims=True))
-        return np.broadcast_to(maker.cached(first), pos.shape)
-
-    def decide(t, pos, rows):
-        """Each policy's decision maker sees row b; returns the keep masks [B, units, k]."""
-        masks = []
-        for b, p in enumerate(evicting):
-            maker, per_head = deciders[p]
-            try:
-                masks.append(decide_one(maker, per_head, t, pos[b], rows[b]))
-            except UserError as exc:
-                if not getattr(maker, "user", False) or len(evicting) == 1:
-                    raise
-                failed[p] = {"code": exc.code, "message": exc.message, "field": exc.field}
-                deciders[p] = (KeepNewest(C), per_head)  # its batch row goes on, its numbers are dropped
-                close(maker)
-                masks.append(decide_one(deciders[p][0], per_head, t, pos[b], rows[b]))
-        return np.stack(masks)
+    decide = deciders.decide
 
     for t in range(steps):
         tick = time.perf_counter()
@@ -244,8 +197,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             last_report, rate = now, (t + 1) / max(now - started, 1e-9)
             report((t + 1) / steps, "Evaluating", position=t + 1, tokens=steps, tokens_per_second=round(rate, 2),
                    seconds_left=round((steps - t - 1) / rate, 1))
-    for maker, _ in deciders.values():
-        close(maker)  # a failed or cancelled run's are closed when collected (remote_decider.py)
+    deciders.close()  # a failed or cancelled run's are closed when collected (remote_decider.py)
+    failed = deciders.failed
     seconds = round(time.perf_counter() - started, 3)
     results = []
     for p in [p for p in policies if p not in failed]:
@@ -260,7 +213,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
         elif p == QUEST:
             extra.update(quest.summary())
         else:
-            maker, per_head = deciders[p]
+            maker, per_head = deciders.makers[p]
             extra.update(evictions=max(0, steps - C), granularity="per KV head" if per_head else
                          ("same positions in every head" if not policy_entry(p).per_head else "one kept set for all heads"))
             if keep_trace:  # per unit: [units][C] positions (one unit unless decided per head)
