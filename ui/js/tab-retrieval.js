@@ -308,6 +308,7 @@ function exportJSON() {
 /** For tests. */
 export function result() { return last; }
 export function running() { return jobId !== null; }
+export function currentJob() { return jobId; }
 export function jobOfResult() { return lastJobId; }
 export function grids() { return ui.grids; }
 export function why() { return ui.why; }
