@@ -3,7 +3,7 @@
     python main.py                 desktop window (pywebview)
     python main.py --serve         the same UI in your browser, on 127.0.0.1
     python main.py --self-test     headless check: demo model, one attention pass, JSON summary
-    python main.py attention|stream|simulate|profile|evaluate ...   CLI on the same backend
+    python main.py attention|stream|simulate|profile|evaluate|retrieval|sweep ...   CLI on the same backend
 
 The window must appear fast, so this file imports only the standard library at the
 top; torch and transformers load in the background once the window is showing.

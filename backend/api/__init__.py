@@ -14,12 +14,13 @@ from .hub import HubMethods
 from .models import ModelMethods
 from .policies import PolicyMethods
 from .profile import ProfileMethods
+from .retrieval import RetrievalMethods
 from .stream import StreamMethods
 from .sweep import SweepMethods
 
 
 class Api(AppMethods, HubMethods, ModelMethods, AttentionMethods, StreamMethods, EvictionMethods, ProfileMethods,
-          EvaluateMethods, SweepMethods, PolicyMethods):
+          EvaluateMethods, RetrievalMethods, SweepMethods, PolicyMethods):
     def __init__(self, state: AppState | None = None):
         self._state = state or AppState()
         # Look the token up once now, so the redactor knows it before anything could echo it.

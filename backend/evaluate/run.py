@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import UserError
 from .cache import PolicyCaches
+from .decide import PolicyDeciders
 from .deciders import policy_entry, registered_policies
 from .full import FullPass, kv_head_rows
 from .recompute import NAME as RECOMPUTE
@@ -116,13 +117,11 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     kv_heads, units = loaded.spec["kv_heads"], loaded.spec["layers"] * loaded.spec["kv_heads"]
     tau = max(1, to_fixed(access_threshold))
     evicting = [p for p in policies if p in registered_policies()]
-    deciders = {}
-    for p in evicting:
-        entry = policy_entry(p)
-        per_head = entry.per_head and granularity == "per_head"
-        deciders[p] = (entry.make(units if per_head else 1, n, C, sinks, window, tau), per_head)
-        if keep_trace and hasattr(deciders[p][0], "record"):
-            deciders[p][0].record()
+    deciders = PolicyDeciders(evicting, units, n, C, sinks, window, tau, granularity)
+    if keep_trace:
+        for maker, _ in deciders.makers.values():
+            if hasattr(maker, "record"):
+                maker.record()
     full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
     recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
     inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
@@ -133,18 +132,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     decode_steps = 0
     report(0.0, "Full-cache pass", position=0, tokens=steps)
 
-    def decide(t, pos, rows):
-        """Each policy's decision maker sees row b; returns the keep masks [B, units, k]."""
-        masks = []
-        for b, p in enumerate(evicting):
-            maker, per_head = deciders[p]
-            if per_head:
-                maker.step(t, pos[b], rows[b])
-                masks.append(maker.cached(pos[b]))
-            else:  # same positions in every head: one unit, the mean row
-                maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True))
-                masks.append(np.broadcast_to(maker.cached(pos[b][:1]), pos[b].shape))
-        return np.stack(masks)
+    decide = deciders.decide
 
     for t in range(steps):
         tick = time.perf_counter()
@@ -211,7 +199,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             if keep_trace:
                 extra.update(trace=recompute.online.trace, final_kept=recompute.kept.tolist())
         else:
-            maker, per_head = deciders[p]
+            maker, per_head = deciders.makers[p]
             extra.update(evictions=max(0, steps - C), granularity="per KV head" if per_head else
                          ("same positions in every head" if not policy_entry(p).per_head else "one kept set for all heads"))
             if keep_trace:  # per unit: [units][C] positions (one unit unless decided per head)

@@ -1,0 +1,57 @@
+"""Public Api methods for Retrieval: pass-key and needle grids under eviction (backend/retrieval)."""
+from ..envelope import public
+from ..validate import params_dict
+from .attention import require_model
+from .policies import policy_registry
+
+# Measured (README "Retrieval"): python /tmp grid of the demo model, Full Cache, streaming k = 1, C = 32.
+DEMO_NOTE = ("The demo model (3M parameters, context 256) does not retrieve: even with Full Cache it found 0 of 9 "
+             "pass keys and 0 of 9 needles (lengths 96/144/192 × depths 0/0.5/1), so every policy scores 0 here. "
+             "Load SmolLM2 (Model Hub: smollm2, or --model smollm2) to see retrieval fail under eviction.")
+
+
+class RetrievalMethods:
+    @public
+    def retrieval_info(self, params=None):
+        from ..retrieval.request import PROTOCOLS, defaults, protocol_policies
+        from ..retrieval.tasks import DESCRIPTIONS
+
+        params_dict(params)
+        policy_registry(self._state)  # the user's policy files (#17) take part in the streaming protocol
+        loaded = self._state.model
+        return {"tasks": list(DESCRIPTIONS), "task_descriptions": DESCRIPTIONS, "protocols": list(PROTOCOLS),
+                "policies": protocol_policies("streaming"), "prefill_policies": protocol_policies("prefill"),
+                "defaults": defaults(loaded) if loaded is not None else None,
+                "demo_note": DEMO_NOTE if loaded is not None and loaded.source == "demo" else None}
+
+    @public
+    def retrieval(self, params=None):
+        from ..retrieval.request import parse
+
+        params = params_dict(params)
+        state = self._state
+        loaded = require_model(state)
+        policy_registry(state)
+        request = parse(loaded, params)
+
+        def work(report):
+            from ..errors import UserError
+            from ..retrieval.grid import run_grid
+
+            def guarded(*args, **kwargs):  # a run belongs to the model it started on
+                if state.model is not loaded:
+                    raise UserError("model_changed", "Another model was loaded during the run, so it was stopped. "
+                                    "Press Run again for the new one.")
+                report(*args, **kwargs)
+
+            result = run_grid(loaded, request["task"], request["protocol"], request["policies"], request["lengths"],
+                              request["depths"], request["settings"], request["custom"], guarded)
+            result["model"] = {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
+                               "context_length": loaded.context_length, "layers": loaded.spec["layers"],
+                               "kv_heads": loaded.spec["kv_heads"]}
+            return result
+
+        job = state.jobs.start("retrieval", work, exclusive=True)
+        return {"job_id": job.id, "task": request["task"], "protocol": request["protocol"],
+                "policies": request["policies"], "lengths": request["lengths"], "depths": request["depths"],
+                "settings": request["settings"], "cells": len(request["lengths"]) * len(request["depths"])}

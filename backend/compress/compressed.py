@@ -1,0 +1,52 @@
+"""Compressed copies of the prefill's cache, one batch row per distinct kept set.
+
+Methods that keep the same positions (every method once C ≥ n) share one row, so they
+get the same numbers exactly. Each layer's tensor is [rows, KV, L_layer, d]: L is the
+most any row's head keeps in that layer; shorter heads are padded and masked
+(masked_attention.py). Questions and answers are appended after the L entries.
+"""
+import numpy as np
+
+from .masked_attention import ContextMask
+
+
+class CompressedCaches:
+    def __init__(self, prefill, kept_sets: list[list[np.ndarray]], needle_span=None):
+        """kept_sets: per row, per layer int64 [KV, k] sorted positions (−1 pads)."""
+        import torch
+        from transformers import DynamicCache
+
+        self.rows = len(kept_sets)
+        self.cache = DynamicCache()
+        self.masks, self.lengths = [], []
+        for layer, full in enumerate(prefill.cache.layers):
+            width = max(k[layer].shape[1] for k in kept_sets)
+            index = np.full((self.rows, full.keys.shape[1], width), -1, dtype=np.int64)
+            for r, k in enumerate(kept_sets):
+                index[r, :, : k[layer].shape[1]] = k[layer]
+            idx = torch.from_numpy(index).to(full.keys.device)
+            valid = idx >= 0
+            gather = idx.clamp(min=0)[..., None].expand(-1, -1, -1, full.keys.shape[-1])
+            src_k = full.keys.expand(self.rows, -1, -1, -1)
+            src_v = full.values.expand(self.rows, -1, -1, -1)
+            self.cache.update(torch.gather(src_k, 2, gather).contiguous(), torch.gather(src_v, 2, gather).contiguous(),
+                              layer)
+            needle = None
+            if needle_span is not None:
+                needle = valid & (idx >= needle_span[0]) & (idx < needle_span[1])
+            self.masks.append(ContextMask(valid=valid, needle=needle))
+            self.lengths.append(width)
+
+    def set_probe(self, probe: int | None) -> None:
+        for m in self.masks:
+            m.probe, m.needle_share = probe, None
+
+    def needle_shares(self) -> np.ndarray:
+        """[rows, layers] share of attention on the needle recorded at the probe query."""
+        return np.stack([m.needle_share.double().cpu().numpy() for m in self.masks], axis=1)
+
+    def crop(self, appended: int) -> None:
+        """Keep only the first `appended` tokens added after the compressed context."""
+        for layer, cached in enumerate(self.cache.layers):
+            end = self.lengths[layer] + appended
+            cached.keys, cached.values = cached.keys[:, :, :end], cached.values[:, :, :end]

@@ -1,0 +1,66 @@
+"""A retrieval grid: context lengths × needle depths, every policy per cell, as one job.
+
+Each cell builds its prompt (tasks.py) and runs the protocol once for all policies (streaming:
+one batched forward for all evicting policies; prefill: one full prefill for all methods).
+Progress goes through report(fraction, stage, **extra), often enough that Cancel stops a
+grid within about a second (a report raises Cancelled).
+"""
+import time
+
+import numpy as np
+
+from .prefill import run_prefill
+from .streaming import run_streaming
+from .tasks import TASKS
+
+
+def _cell(loaded, prompt, length, depth, policy, r) -> dict:
+    text = loaded.tokenizer.decode(r["generated"], skip_special_tokens=True)
+    attention = r.get("needle_attention")
+    return {"length": length, "depth": depth, "policy": policy, "correct": bool(prompt.correct(text)),
+            "answer_logprob": round(float(r["answer_logprob"]), 6), "answer": text, "expected": prompt.expected,
+            "needle": prompt.needle, "needle_kept": np.asarray(r["needle_kept"]).astype(int).tolist(),
+            "needle_tokens": prompt.needle_span[1] - prompt.needle_span[0],
+            "needle_attention": None if attention is None else [round(float(x), 6) for x in attention],
+            "note": r.get("note"), "context_tokens": len(prompt.context_ids)}
+
+
+def summary(cells: list[dict], policies: list[str]) -> list[dict]:
+    out = []
+    for p in policies:
+        mine = [c for c in cells if c["policy"] == p]
+        out.append({"policy": p, "accuracy": float(np.mean([c["correct"] for c in mine])) if mine else None,
+                    "mean_logprob": float(np.mean([c["answer_logprob"] for c in mine])) if mine else None,
+                    "cells": len(mine)})
+    return out
+
+
+def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: list[int], depths: list[float],
+             settings: dict, custom: dict | None = None, report=lambda *a, **k: None) -> dict:
+    """settings: cache_size, ratio, sinks, window, chunk, seed, chat_template, access_threshold."""
+    started = time.perf_counter()
+    pairs = [(L, d) for L in lengths for d in depths]
+    cells = []
+    report(0.0, "Preparing", cells_done=0, cells=len(pairs))
+    for i, (length, depth) in enumerate(pairs):
+        def inner(fraction, i=i, length=length, depth=depth):
+            done = (i + max(0.0, min(1.0, fraction))) / len(pairs)
+            elapsed = time.perf_counter() - started
+            left = elapsed * (1 - done) / done if done > 0 else None
+            report(done, f"Cell {i + 1} of {len(pairs)}: {length} tokens, depth {depth:g}", cells_done=i,
+                   cells=len(pairs), seconds_left=None if left is None else round(left, 1))
+
+        inner(0.0)
+        prompt = TASKS[task](loaded.tokenizer, length, depth, settings["seed"], settings["chat_template"], **(custom or {}))
+        if protocol == "streaming":
+            results = run_streaming(loaded, prompt, policies, settings["cache_size"], settings["sinks"],
+                                    settings["window"], settings["chunk"], settings.get("access_threshold", 0.01), inner)
+        else:
+            results = run_prefill(loaded, prompt, policies, settings.get("cache_size"), settings.get("ratio"),
+                                  settings["sinks"], settings["window"], inner)
+        cells.extend(_cell(loaded, prompt, length, depth, p, results[p]) for p in policies)
+        inner(1.0)
+    return {"task": task, "protocol": protocol, "lengths": list(lengths), "depths": list(depths),
+            "settings": dict(settings), "seconds": round(time.perf_counter() - started, 3), "cells": cells,
+            "summary": summary(cells, policies), "chunk": settings["chunk"] if protocol == "streaming" else None,
+            "policies": list(policies)}

@@ -1,0 +1,82 @@
+"""The streaming protocol (decode-time eviction) on Evaluate's real caches and decision makers.
+
+The context flows through every policy's cache (backend/evaluate/cache.py, one batch row per
+policy) as in Evaluate: the first C + 1 tokens are Full Cache's (one shared prefill), then
+chunks of k tokens are prefilled into every cache at once and each policy's decision maker
+(backend/evaluate/decide.py) is stepped on every query of the chunk before the cache is cut
+back to C. k = 1 is Evaluate's exact token-by-token mode; kvpress's decoding press works in
+chunks. Keys keep their original positions. The question and the answer then go through the
+same caches uncompressed (answer.py): the cache grows past C while they do.
+"""
+import numpy as np
+
+from ..evaluate.cache import PolicyCaches
+from ..evaluate.decide import PolicyDeciders
+from ..evaluate.full import FullPass, kv_head_rows
+from ..evaluate.rope import rotary_frequencies
+from .answer import answer
+
+
+def kept_needle(pos: np.ndarray, span: tuple[int, int], layers: int, kv_heads: int) -> np.ndarray:
+    """[B, units, k] cached positions → [B, layers, KV heads]: how many needle positions are still cached."""
+    inside = (pos >= span[0]) & (pos < span[1])
+    return inside.sum(-1).reshape(pos.shape[0], layers, kv_heads)
+
+
+def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: int, window: int, chunk: int = 1,
+                  access_threshold: float = 0.01, report=lambda fraction: None) -> dict:
+    """One cell: {policy: {generated, answer_logprob, needle_attention [layers], needle_kept [layers, KV], cached}}.
+    report(fraction within the cell) is called often (it raises Cancelled)."""
+    from kernels.eviction import to_fixed
+
+    ids, span, C = prompt.context_ids, prompt.needle_span, cache_size
+    n, layers, kv = len(ids), loaded.spec["layers"], loaded.spec["kv_heads"]
+    units = layers * kv
+    evicting = [p for p in policies if p != "full"]
+    full = FullPass(loaded, ids, attention_until=min(n, C + 1))
+    deciders = PolicyDeciders(evicting, units, n, C, sinks, window, max(1, to_fixed(access_threshold))) if evicting else None
+    inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
+    caches = None
+    steps = max(1, n - C - 1)
+    for t in range(min(n, C + 1)):  # the shared prefix: every cache is still Full Cache's
+        rows = full.attention(t)
+        if deciders is not None:
+            pos = np.broadcast_to(np.arange(t + 1), (len(evicting), units, t + 1))
+            masks = deciders.decide(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
+            if t == C and n > C:
+                caches = PolicyCaches(loaded.model, full.prefix_kv(C + 1), len(evicting), inv_freq)
+                caches.keep(masks)
+    report(0.0)
+    if caches is not None:
+        import torch
+
+        for a in range(C + 1, n, chunk):  # chunks of k tokens: prefill all, step every query, cut back to C
+            b = min(a + chunk, n)
+            before = caches.length
+            with torch.inference_mode():
+                out = loaded.model(input_ids=torch.tensor([ids[a:b]], device=loaded.device).expand(len(evicting), -1),
+                                   position_ids=torch.arange(a, b, device=loaded.device).expand(len(evicting), -1),
+                                   past_key_values=caches.cache, use_cache=True, output_attentions=True)
+            for t in range(a, b):
+                caches.appended(t, t)
+            rows = kv_head_rows(out.attentions, kv)  # [B, units, q, k]
+            for i, t in enumerate(range(a, b)):  # query t saw the cache before the chunk and the chunk up to t
+                seen = before + i + 1
+                deciders.step(t, caches.pos[..., :seen], rows[:, :, i, :seen])
+            caches.keep(deciders.cached(caches.pos))
+            report((b - C - 1) / steps)
+    full.logprobs(n - 1)  # Full Cache's own cache holds the whole context
+    results = {}
+    full_pos = np.broadcast_to(np.arange(n), (1, units, n))
+    if "full" in policies or caches is None:
+        reference = answer(loaded, full.cache, 1, full_pos, n, prompt.question_ids, prompt.answer_ids, span)[0]
+        reference.update(needle_kept=kept_needle(full_pos, span, layers, kv)[0], cached=n)
+        for p in policies if caches is None else ["full"]:  # nothing evicted: every policy is Full Cache exactly
+            results[p] = dict(reference)
+    if caches is not None:
+        kept = kept_needle(caches.pos, span, layers, kv)
+        pos = caches.pos.copy()
+        for b, row in enumerate(answer(loaded, caches.cache, len(evicting), pos, n, prompt.question_ids,
+                                       prompt.answer_ids, span)):
+            results[evicting[b]] = {**row, "needle_kept": kept[b], "cached": int(pos.shape[-1]), "positions": pos[b]}
+    return results
