@@ -46,11 +46,12 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
 
     # A depth outside 0..1 comes back as the backend's named error, on the Depths field only.
     p.select_option("#tab-retrieval [data-field='protocol']", "streaming")
-    fill(p, {**SMALL, "depths": "0, 1.5", "chunk": "1"})
+    fill(p, {**SMALL, "depths": "0, 1.5"})
     p.click("#tab-retrieval >> text=Run grid")
     p.wait_for_selector("#tab-retrieval [data-field='depths'].invalid", timeout=30_000)
     assert p.locator("#tab-retrieval .invalid").count() == 1
-    assert "Depths" in p.locator("#tab-retrieval .retrieval-progress").inner_text()
+    said = p.locator("#tab-retrieval .retrieval-progress").inner_text()
+    assert "1.5" in said and "between 0 and 1" in said, said
 
     fill(p, SMALL)
     p.click("#tab-retrieval >> text=Run grid")
@@ -59,6 +60,7 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
     assert status["state"] == "done" and status["kind"] == "retrieval", status
     result = status["result"]
     assert result["lengths"] == [128, 200] and result["depths"] == [0, 0.5, 1] and result["protocol"] == "streaming"
+    assert result["chunk"] == info["defaults"]["chunk"]  # the chunk k shown by default is the one that ran
     policies = [s["policy"] for s in result["summary"]]
     assert "full" in policies and len(policies) == len(info["policies"])
     assert len(result["cells"]) == len(policies) * 2 * 3
@@ -123,8 +125,22 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
     p.select_option("#tab-retrieval [data-field='colour']", "accuracy")
     p.shot("retrieval", docs=True)
 
+    # The prefill protocol (kvpress's) with a compression ratio: its own methods, one heatmap each.
+    p.select_option("#tab-retrieval [data-field='protocol']", "prefill")
+    assert p.locator("#tab-retrieval .retrieval-policies input").count() == len(info["prefill_policies"])
+    p.select_option("#tab-retrieval [data-field='budget']", "ratio")
+    fill(p, {"ratio": "0.75", "lengths": "128", "depths": "0, 1"})
+    p.click("#tab-retrieval >> text=Run grid")
+    p.wait_for_function(f"() => {R}.result().protocol === 'prefill'", timeout=300_000)
+    prefill = api.job_status({"job_id": p.evaluate(f"() => {R}.jobOfResult()")})["result"]
+    assert prefill["settings"]["ratio"] == 0.75 and prefill["chunk"] is None
+    assert p.locator("#tab-retrieval .rgrid canvas").count() == len(prefill["summary"]) == len(info["prefill_policies"])
+    assert len(p.evaluate(f"() => {R}.grids().drawn()")) == len(prefill["cells"]) == 2 * len(prefill["summary"])
+    p.select_option("#tab-retrieval [data-field='protocol']", "streaming")
+
     # Cancel a longer grid: the job stops, the tab says so and stays usable.
-    fill(p, {"lengths": "100, 120, 140, 160, 180, 200, 220, 240", "depths": "0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1"})
+    fill(p, {"lengths": "100, 120, 140, 160, 180, 200", "depths": "0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 1",  # 60 cells
+             "chunk": "1"})
     p.click("#tab-retrieval >> text=Run grid")
     p.wait_for_function(f"() => {R}.running()", timeout=30_000)
     running = p.evaluate(f"() => {R}.currentJob()")
@@ -134,4 +150,4 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
     p.wait_for_function(f"() => !{R}.running()", timeout=30_000)
     assert p.locator("#tab-retrieval .retrieval-progress").inner_text() == "Cancelled."
     assert p.locator("#tab-retrieval >> text=Run grid").is_enabled()
-    assert p.evaluate(f"() => {R}.result().lengths") == [128, 200]  # the last finished grid stays on show
+    assert p.evaluate(f"() => {R}.result().protocol") == "prefill"  # the last finished grid stays on show

@@ -24,8 +24,8 @@ const LABELS = { full: "Full Cache", sliding_window: "Window attention", streami
   lru: "LRU", tova: "TOVA" };
 const FIELDS = {
   task: { label: "Task" }, protocol: { label: "Protocol" }, policy: { label: "Policies" },
-  lengths: { label: "Lengths", type: "whole numbers of tokens separated by commas, e.g. 128, 200" },
-  depths: { label: "Depths", type: "shares from 0 to 1 separated by commas, e.g. 0, 0.5, 1" },
+  lengths: { label: "Lengths", hint: "whole numbers of tokens separated by commas, e.g. 128, 200" },  // the backend's
+  depths: { label: "Depths", hint: "shares from 0 to 1 separated by commas, e.g. 0, 0.5, 1" },        // messages say it
   cache_size: { label: "Cache size C", type: "a whole number of tokens below the shortest length" },
   ratio: { label: "Ratio removed", type: "a share from 0 to 1 (e.g. 0.75 keeps a quarter)" },
   sinks: { label: "Sinks S", type: "a whole number ≥ 0" }, window: { label: "Window W", type: "a whole number ≥ 1" },
@@ -63,25 +63,29 @@ export async function start() {
   info = res;
   if (Array.isArray(res.tasks) && res.tasks.length) {
     const current = ui.task.value;
-    fill(ui.task, res.tasks.map((t) => h("option", { value: nameOf(t) }, t.label || TASKS[nameOf(t)] || nameOf(t))));
+    const about = res.task_descriptions || {};
+    fill(ui.task, res.tasks.map((t) => h("option", { value: nameOf(t), title: about[nameOf(t)] || "" }, TASKS[nameOf(t)] || nameOf(t))));
     if (current && [...ui.task.options].some((o) => o.value === current)) ui.task.value = current;
   }
-  fillPolicies();
   applyDefaults(res.defaults || {});
   ui.demoNote.textContent = res.demo_note || "";
   ui.demoNote.classList.toggle("hidden", !res.demo_note);
   taskChanged();
 }
 
+// The streaming protocol runs every Evaluate policy (user rule files included); the prefill protocol
+// the prefill-time methods (backend/compress). A policy ticked or not keeps its tick across the switch.
+const ticked = new Map();
+
 function fillPolicies() {
-  const was = new Map([...ui.policies.querySelectorAll("input")].map((b) => [b.value, b.checked]));
-  const list = (info && info.policies) || [];
-  fill(ui.policies, list.map((p) => {
+  for (const b of ui.policies.querySelectorAll("input")) ticked.set(b.value, b.checked);
+  const list = (info && (ui.protocol.value === "prefill" ? info.prefill_policies : info.policies)) || [];
+  fill(ui.policies, list.length ? list.map((p) => {
     const name = nameOf(p);
     return h("label", { class: "check", title: p.description || "" },
-      h("input", { type: "checkbox", value: name, checked: was.has(name) ? was.get(name) : true }),
+      h("input", { type: "checkbox", value: name, checked: ticked.has(name) ? ticked.get(name) : true }),
       h("span", { class: "swatch", style: { background: policyColour(name) } }), p.label || label(name));
-  }));
+  }) : h("span", { class: "hint" }, `No policies for the ${ui.protocol.value} protocol in this build.`));
 }
 
 function applyDefaults(d) {
@@ -158,6 +162,7 @@ function protocolChanged() {
   ui.chunkField.classList.toggle("hidden", prefill);
   ui.cacheField.classList.toggle("hidden", ui.budget.value !== "cache_size");
   ui.ratioField.classList.toggle("hidden", ui.budget.value !== "ratio");
+  fillPolicies();
 }
 
 function readFile() {
@@ -173,7 +178,7 @@ function numbers(name, text) {
   const parts = text.split(/[\s,;]+/).filter(Boolean);
   const bad = parts.find((s) => !isFinite(Number(s)));
   if (!parts.length || bad !== undefined) {
-    return fieldError(name, FIELDS, bad === undefined ? "type at least one value." : `“${bad}” is not a number; type ${FIELDS[name].type}.`);
+    return fieldError(name, FIELDS, bad === undefined ? "type at least one value." : `“${bad}” is not a number; type ${FIELDS[name].hint}.`);
   }
   return parts.map(Number);
 }
