@@ -14,7 +14,7 @@ export class WhyMissed {
   constructor(container, { label }) {
     this.label = label;
     this.title = h("div", { class: "why-title" }, "Click a cell of a heatmap to see why its answer was found or missed.");
-    this.policy = h("select", { class: "why-policy", dataset: { field: "why_policy" }, onchange: () => this.show(this.policy.value) });
+    this.policy = h("select", { class: "why-policy hidden", dataset: { field: "why_policy" }, onchange: () => this.show(this.policy.value) });
     this.gridBox = h("div", { class: "why-grid" });
     this.gridNote = h("div", { class: "hint" });
     this.canvas = h("canvas");
@@ -35,6 +35,7 @@ export class WhyMissed {
     this.at = { length, depth };
     const here = result.cells.filter((c) => c.length === length && c.depth === depth);
     fill(this.policy, here.map((c) => h("option", { value: c.policy }, this.label(c.policy))));
+    this.policy.classList.remove("hidden");
     this.show(policy);
   }
 

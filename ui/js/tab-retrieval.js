@@ -255,7 +255,7 @@ function resultsCard() {
   ui.notes = h("div", { class: "retrieval-notes" });
   ui.whyBox = h("div", { class: "retrieval-why" });
   const card = h("div", { class: "retrieval-results" },
-    h("div", { class: "card" }, h("h2", {}, "Found at each length and depth", h("span", { class: "spacer" }), ui.mode,
+    h("div", { class: "card" }, h("h2", {}, "Found, by length and depth", h("span", { class: "spacer" }), ui.mode,
       h("button", { class: "btn small", onclick: () => last && savePNG("retrieval-grid", ui.grids.toCanvas()) }, "PNG"),
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
     ui.info, ui.gridBox, ui.notes),
