@@ -12,7 +12,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text-file", action="append", help="a text to run on; repeat for several (default: the bundled "
                         "held-out Jargon File text)")
     parser.add_argument("--synthetic-length", type=int, default=100_000, help="--model synthetic: trace length in steps")
-    parser.add_argument("--kind", choices=["evaluate", "simulate"], default="evaluate")
+    parser.add_argument("--kind", choices=["evaluate", "simulate", "retrieval"], default="evaluate",
+                        help="retrieval: every cell runs a pass-key/needle grid (--task, --lengths, --depths); y = accuracy")
+    parser.add_argument("--task", default="pass_key", help="retrieval: pass_key, needle or multi_key")
+    parser.add_argument("--protocol", default="streaming", help="retrieval: streaming or prefill")
+    parser.add_argument("--lengths", default="512,1024,2048", help="retrieval: context lengths")
+    parser.add_argument("--depths", default="0,0.25,0.5,0.75,1", help="retrieval: needle depths in 0..1")
+    parser.add_argument("--chunk", type=int, default=64, help="retrieval, streaming: evict every k tokens")
     parser.add_argument("--policy", default="all", help="all, or names separated by commas (full,streaming_llm,h2o,...)")
     parser.add_argument("--cache-sizes", default="auto", help="auto (8 sizes log-spaced from 1/32 of the text to all of "
                         "it) or 16,32,64,...")
@@ -52,7 +58,17 @@ def spec_params(args) -> dict:
             "policies": args.policy if args.policy == "all" else [p for p in args.policy.split(",") if p],
             "cache_sizes": args.cache_sizes, "sinks": args.sinks, "window": args.window, "max_tokens": args.max_tokens,
             "access_threshold": args.access_threshold, "layer": args.layer, "device": args.device,
-            "precision": args.precision}
+            "precision": args.precision, "retrieval": _retrieval(args) if args.kind == "retrieval" else None}
+
+
+def _retrieval(args) -> dict:
+    try:
+        return {"task": args.task, "protocol": args.protocol, "chunk": args.chunk,
+                "lengths": [int(x) for x in args.lengths.split(",") if x.strip()],
+                "depths": [float(x) for x in args.depths.split(",") if x.strip()]}
+    except ValueError:
+        raise CliError({"error": {"message": "--lengths and --depths must be numbers separated by commas",
+                                  "field": "lengths"}}) from None
 
 
 def run(args, api) -> int:
@@ -88,7 +104,7 @@ def run(args, api) -> int:
 
 def print_frontier(rows: list[dict], kind: str) -> None:
     """One table per model × text: policies down, cache sizes across, the headline metric in each cell."""
-    metric = "perplexity" if kind == "evaluate" else "hit_rate"
+    metric = {"evaluate": "perplexity", "retrieval": "accuracy"}.get(kind, "hit_rate")
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["cell"]["model"], r["cell"]["text"]), []).append(r)

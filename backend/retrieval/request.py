@@ -58,6 +58,18 @@ def _policies(value, known: list[str]) -> list[str]:
     return ["full"] + [p for p in dict.fromkeys(names) if p != "full"]  # Full Cache: the reference for "why it missed"
 
 
+def check_fits(loaded, task: str, lengths: list[int], seed: int, chat_template: bool, custom: dict | None) -> None:
+    """The shortest context holds the prompt; the longest, with its question and answer, fits the model's context."""
+    shortest, longest = min(lengths), max(lengths)
+    TASKS[task](loaded.tokenizer, shortest, 0.5, seed, chat_template, **(custom or {}))  # raises if it cannot
+    prompt = TASKS[task](loaded.tokenizer, longest, 0.5, seed, chat_template, **(custom or {}))
+    need = longest + len(prompt.question_ids) + max(len(prompt.answer_ids), MAX_NEW_TOKENS)
+    if need > loaded.context_length:
+        raise UserError("retrieval_context_too_long", f"A {longest}-token context with its question and answer "
+                        f"({need} tokens) is longer than the model's context ({loaded.context_length}): use lengths "
+                        f"up to {loaded.context_length - (need - longest)}.", "lengths")
+
+
 def parse(loaded, params: dict) -> dict:
     """Validated {task, protocol, policies, lengths, depths, settings, custom}."""
     d = defaults(loaded)
@@ -109,13 +121,6 @@ def parse(loaded, params: dict) -> dict:
     if task == "custom":
         custom = {k: text(params, k, "", allow_empty=True) for k in ("haystack", "needle", "question", "answer")}
         check_custom(**custom)
-    longest = max(lengths)
-    TASKS[task](loaded.tokenizer, shortest, 0.5, settings["seed"], settings["chat_template"], **(custom or {}))  # fits?
-    prompt = TASKS[task](loaded.tokenizer, longest, 0.5, settings["seed"], settings["chat_template"], **(custom or {}))
-    need = longest + len(prompt.question_ids) + max(len(prompt.answer_ids), MAX_NEW_TOKENS)
-    if need > loaded.context_length:
-        raise UserError("retrieval_context_too_long", f"A {longest}-token context with its question and answer "
-                        f"({need} tokens) is longer than the model's context ({loaded.context_length}): use lengths "
-                        f"up to {loaded.context_length - (need - longest)}.", "lengths")
+    check_fits(loaded, task, lengths, settings["seed"], settings["chat_template"], custom)
     return {"task": task, "protocol": protocol, "policies": policies, "lengths": lengths, "depths": depths,
             "settings": settings, "custom": custom}

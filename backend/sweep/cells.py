@@ -21,6 +21,7 @@ _traces: OrderedDict = OrderedDict()
 _TRACES_KEPT = 4
 SIM_METRICS = ("hit_rate", "attention_recall", "accesses", "hits", "misses", "evictions", "tokens_processed")
 EVAL_METRICS = ("perplexity", "kl_vs_full", "tokens", "evictions")
+RETRIEVAL_METRICS = ("accuracy", "mean_logprob", "cells")
 
 
 def init_worker(models=(), device="auto", precision="auto", threads: int | None = 1) -> None:
@@ -67,6 +68,8 @@ def run_task(task: dict, settings: dict) -> list[dict]:
     user = load_shipped(task.get("user_policies"))  # user rule files (#17), also registered with Evaluate here
     if first["kind"] == "evaluate":
         rows, facts = _evaluate(cells, task["source"], settings)
+    elif first["kind"] == "retrieval":
+        rows, facts = _retrieval(cells, task["source"], settings)
     else:
         rows, facts = _simulate(cells, task["source"], settings, user)
     elapsed = time.perf_counter() - started
@@ -104,6 +107,29 @@ def _evaluate(cells, source, settings):
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS} | {"seconds": by_policy[p].get("seconds")} for p in policies]
     return rows, _facts(loaded, int(out.get("tokens", len(ids))))  # tokens evaluated (learned positions stop at the context)
+
+
+def _retrieval(cells, source, settings):
+    """One retrieval grid (backend/retrieval) for every policy of this cache size; per policy its accuracy
+    and mean answer log-probability over the grid. `tokens` is the grid's mean context length."""
+    import json
+
+    from ..retrieval.grid import run_grid
+    from ..retrieval.request import check_fits
+
+    first, r = cells[0], source["retrieval"]
+    s = json.loads(first["settings"])
+    loaded = model(first["model"], settings["device"], s["precision"])
+    check_fits(loaded, r["task"], r["lengths"], r["seed"], r["chat_template"], None)
+    policies = [c["policy"] for c in cells]
+    grid = {"cache_size": first["cache_size"], "ratio": None, "sinks": first["sinks"], "window": first["window"],
+            "chunk": r["chunk"], "seed": r["seed"], "chat_template": r["chat_template"],
+            "access_threshold": s["access_threshold"]}
+    out = run_grid(loaded, r["task"], r["protocol"], policies, r["lengths"], r["depths"], grid)
+    by_policy = {x["policy"]: x for x in out["summary"]}
+    rows = [{k: by_policy[p][k] for k in RETRIEVAL_METRICS} | {"seconds": round(out["seconds"] / len(policies), 3)}
+            for p in policies]
+    return rows, _facts(loaded, round(sum(r["lengths"]) / len(r["lengths"])))
 
 
 def _facts(loaded, n: int) -> dict:

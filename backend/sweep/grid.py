@@ -58,16 +58,20 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
         for entry in spec.texts:
             if model == SYNTHETIC:
                 n, context = entry["synthetic"]["length"], None
+            elif spec.kind == "retrieval":  # C must stay below the shortest context (nothing evicted otherwise)
+                n, context = min(entry["retrieval"]["lengths"]), facts["context"]
             else:
                 n, context = usable_tokens(spec, text_tokens(facts, entry["text"]), facts), facts["context"]
             if n < 2:
                 raise UserError("bad_input", f"text {entry['name']!r} is shorter than 2 tokens.", "texts")
-            top = min(n, context - 1) if spec.kind == "evaluate" else n  # an Evaluate cache stays below the context
+            top = min(n, context - 1) if spec.kind == "evaluate" else n - 1 if spec.kind == "retrieval" else n
+            # (an Evaluate cache stays below the context; a retrieval cache below the shortest context)
             sizes = spec.cache_sizes or auto_sizes(top)
             sha, settings = text_sha(entry), spec.settings(model)
             for policy in spec.policies:
-                if policy == "full":
-                    cells.append(Cell(spec.kind, model, entry["name"], sha, "full", n, spec.sinks, 0, settings))
+                if policy == "full":  # a retrieval grid's Full Cache keeps its longest context
+                    whole = max(entry["retrieval"]["lengths"]) if spec.kind == "retrieval" else n
+                    cells.append(Cell(spec.kind, model, entry["name"], sha, "full", whole, spec.sinks, 0, settings))
                     continue
                 for c in sizes:
                     window = spec.window if spec.window is not None else c // 2
@@ -87,6 +91,8 @@ def _unusable(spec: SweepSpec, c: int, window: int, n: int, context) -> str | No
         return f"window {window} must be below C = {c}"
     if c > n:
         return f"C = {c} is more than the text's {n} tokens (nothing would be evicted)"
+    if spec.kind == "retrieval" and c >= n:
+        return f"C = {c} is at or above the shortest context ({n} tokens): nothing would be evicted there"
     if spec.kind == "evaluate" and context and c + 1 > context:
         return f"C = {c} does not fit the model's context {context} with the new token"
     return None

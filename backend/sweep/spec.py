@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict
 
-KINDS = ("simulate", "evaluate")
+KINDS = ("simulate", "evaluate", "retrieval")
 EVALUATE_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova")
 SIMULATE_POLICIES = EVALUATE_POLICIES + ("oracle",)  # the oracle needs the whole future: model traces only
 RECOMPUTE = "sliding_window_recompute"  # Evaluate's slow re-computation baseline: only when named
@@ -24,9 +24,10 @@ DEFAULT_SIZES = 8
 
 @dataclass(frozen=True)
 class Cell:
-    kind: str            # simulate | evaluate
+    kind: str            # simulate | evaluate | retrieval
     model: str           # "demo", a folder, a Hub id, or "synthetic"
     text: str            # the text's name (a file name) — its content is identified by text_sha
+                         # (retrieval: the task's name; text_sha hashes the task's grid, RETRIEVAL_KEYS)
     text_sha: str        # sha256 of the text (or of the synthetic settings), 16 hex digits
     policy: str
     cache_size: int      # C; for Full Cache, the whole text (it keeps everything)
@@ -69,6 +70,7 @@ class SweepSpec:
     positions: str = "original"    # Evaluate: keys keep their positions, or are re-rotated in the cache (rotary)
     granularity: str = "per_head"  # Evaluate: a kept set per KV head, or one for all heads
     policy_files: list = field(default_factory=list)  # user rule files (#17): [{name, file, source}], sent to workers
+    retrieval: dict | None = None  # kind retrieval: the grid every cell runs (RETRIEVAL_KEYS; backend/retrieval)
 
     def rule_sha(self, policy: str) -> str:
         """A user policy's rule text, hashed (the Cell field); "" for a built-in."""
@@ -78,6 +80,8 @@ class SweepSpec:
     def settings(self, model: str) -> str:
         if model == SYNTHETIC:
             s = {"access_threshold": self.access_threshold}
+        elif self.kind == "retrieval":
+            s = {"access_threshold": self.access_threshold, "precision": self.precision}
         elif self.kind == "evaluate":
             s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
                  "positions": self.positions, "granularity": self.granularity}
@@ -88,7 +92,7 @@ class SweepSpec:
 
 
 def text_sha(entry: dict) -> str:
-    payload = entry["text"] if "text" in entry else json.dumps(entry["synthetic"], sort_keys=True)
+    payload = entry["text"] if "text" in entry else json.dumps(entry.get("synthetic", entry.get("retrieval")), sort_keys=True)
     return hashlib.sha256(payload.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
@@ -146,6 +150,34 @@ def _cache_sizes(value):
     return sorted(set(value))
 
 
+RETRIEVAL_KEYS = ("task", "protocol", "lengths", "depths", "chunk", "seed", "chat_template")
+
+
+def _retrieval(value) -> dict:
+    """A retrieval sweep's grid: every cell (policy × C) runs these lengths × depths; y = accuracy."""
+    from ..retrieval.request import MAX_CELLS, MAX_CHUNK, PROTOCOLS
+    from ..retrieval.tasks import TASKS
+    from ..validate import flag
+
+    v = params_dict(value)
+    task = choice(v, "task", tuple(t for t in TASKS if t != "custom"), "pass_key")
+    lengths, depths = v.get("lengths", [512, 1024, 2048]), v.get("depths", [0.0, 0.25, 0.5, 0.75, 1.0])
+    if not isinstance(lengths, list) or not lengths or not all(isinstance(x, int) and not isinstance(x, bool)
+                                                              and 8 <= x <= 1_000_000 for x in lengths):
+        raise UserError("bad_input", "retrieval.lengths must be a list of whole numbers of tokens (≥ 8).", "lengths")
+    if not isinstance(depths, list) or not depths or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                            for x in depths):
+        raise UserError("bad_input", "retrieval.depths must be a list of numbers in 0..1.", "depths")
+    if any(not 0 <= x <= 1 for x in depths):
+        raise UserError("retrieval_depth_out_of_range", "retrieval.depths must lie in 0..1.", "depths")
+    if len(lengths) * len(depths) > MAX_CELLS:
+        raise UserError("bad_input", f"retrieval grid: at most {MAX_CELLS} lengths × depths.", "lengths")
+    return {"task": task, "protocol": choice(v, "protocol", PROTOCOLS, "streaming"),
+            "lengths": sorted(set(lengths)), "depths": sorted({float(x) for x in depths}),
+            "chunk": integer(v, "chunk", 64, lo=1, hi=MAX_CHUNK), "seed": integer(v, "seed", 0, lo=0, hi=2 ** 31 - 1),
+            "chat_template": flag(v, "chat_template", False)}
+
+
 def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     """`user_policies`: the loaded user policies (name → custom_policies.UserPolicy), offered beside the built-ins."""
     p = params_dict(params)
@@ -154,8 +186,17 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     models = _string_list(p.get("models", p.get("model", "demo")), "models", MAX_MODELS)
     if SYNTHETIC in models and (len(models) > 1 or kind != "simulate"):
         raise UserError("bad_input", "Model 'synthetic' is a generated trace: use it alone, with kind simulate.", "models")
-    allowed = EVALUATE_POLICIES if kind == "evaluate" else \
-        tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
+    retrieval = _retrieval(p.get("retrieval")) if kind == "retrieval" else None
+    if SYNTHETIC in models and kind == "retrieval":
+        raise UserError("bad_input", "A retrieval sweep needs a model, not 'synthetic'.", "models")
+    if retrieval is not None and retrieval["protocol"] == "prefill":
+        from ..retrieval.request import protocol_policies
+
+        allowed, user = tuple(protocol_policies("prefill")), {}  # the prefill methods (backend/compress)
+    elif kind in ("evaluate", "retrieval"):
+        allowed = EVALUATE_POLICIES
+    else:
+        allowed = tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
     raw = p.get("policies", p.get("policy", "all"))
     allowed = allowed + tuple(user)
     if kind == "evaluate":
@@ -171,8 +212,9 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     sinks = integer(p, "sinks", 4, lo=0, hi=100_000)
     window = integer(p, "window", None, lo=1, hi=1_000_000, allow_none=True)
     files = [user[x].shipment() for x in policies if x in user]
+    texts = [{"name": retrieval["task"], "retrieval": retrieval}] if retrieval else _texts(p.get("texts"), kind, models)
     return SweepSpec(
-        kind=kind, models=models, texts=_texts(p.get("texts"), kind, models), policies=policies,
+        kind=kind, models=models, texts=texts, policies=policies, retrieval=retrieval,
         cache_sizes=_cache_sizes(p.get("cache_sizes", "auto")), sinks=sinks, window=window,
         access_threshold=number(p, "access_threshold", 0.01, lo=1e-6, hi=1.0),
         max_tokens=integer(p, "max_tokens", 1024, lo=2, hi=8192),
