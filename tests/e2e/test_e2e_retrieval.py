@@ -138,6 +138,25 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
     assert len(p.evaluate(f"() => {R}.grids().drawn()")) == len(prefill["cells"]) == 2 * len(prefill["summary"])
     p.select_option("#tab-retrieval [data-field='protocol']", "streaming")
 
+    # The user's own task: the haystack read from a file, an answer missing from the needle marks the answer field.
+    haystack = tmp_path / "haystack.txt"
+    haystack.write_text("The river ran slowly past the mill. Children played near the old bridge. " * 20)
+    p.select_option("#tab-retrieval [data-field='task']", "custom")
+    p.set_input_files("#tab-retrieval .retrieval-custom input[type=file]", str(haystack))
+    p.wait_for_function("() => document.querySelector(\"#tab-retrieval [data-field='haystack']\").value.includes('old bridge')")
+    fill(p, {"needle": "The secret ingredient is cardamom.", "question": "What is the secret ingredient?", "answer": "saffron",
+             "lengths": "128", "depths": "0.5", "cache_size": "32"})
+    p.click("#tab-retrieval >> text=Run grid")
+    p.wait_for_selector("#tab-retrieval [data-field='answer'].invalid", timeout=30_000)
+    assert "not in the needle" in p.locator("#tab-retrieval .retrieval-progress").inner_text()
+    fill(p, {"answer": "cardamom"})
+    p.click("#tab-retrieval >> text=Run grid")
+    p.wait_for_function(f"() => {R}.result().task === 'custom'", timeout=300_000)
+    mine = p.evaluate(f"() => {R}.result()")
+    assert {c["expected"] for c in mine["cells"]} == {"cardamom"} and {c["needle"] for c in mine["cells"]} == {"The secret ingredient is cardamom."}
+    assert mine["params"]["haystack"] == haystack.read_text()
+    p.select_option("#tab-retrieval [data-field='task']", "pass_key")
+
     # Cancel a longer grid: the job stops, the tab says so and stays usable.
     fill(p, {"lengths": "100, 120, 140, 160, 180, 200", "depths": "0, 0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9, 1",  # 60 cells
              "chunk": "1"})
@@ -150,4 +169,4 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path):
     p.wait_for_function(f"() => !{R}.running()", timeout=30_000)
     assert p.locator("#tab-retrieval .retrieval-progress").inner_text() == "Cancelled."
     assert p.locator("#tab-retrieval >> text=Run grid").is_enabled()
-    assert p.evaluate(f"() => {R}.result().protocol") == "prefill"  # the last finished grid stays on show
+    assert p.evaluate(f"() => {R}.result().task") == "custom"  # the last finished grid stays on show
