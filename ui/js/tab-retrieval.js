@@ -143,9 +143,10 @@ function settingsCard() {
   ui.cacheField = field("Cache size C", ui.cache);
   ui.ratioField = field("Ratio removed", ui.ratio);
   ui.chunkField = field("Chunk k", ui.chunk);
+  ui.budgetField = field("Budget as", ui.budget);
   return h("div", { class: "card retrieval-settings" }, h("h2", {}, "Retrieval grid"),
     field("Task", ui.task), ui.custom,
-    h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, field("Budget as", ui.budget),
+    h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, ui.budgetField,
       ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
     field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
@@ -158,7 +159,8 @@ function taskChanged() { ui.custom.classList.toggle("hidden", ui.task.value !== 
 function protocolChanged() {
   const prefill = ui.protocol.value === "prefill";
   if (!prefill) ui.budget.value = "cache_size";
-  ui.budget.disabled = !prefill;  // streaming keeps C entries; a ratio has no meaning while the context grows
+  // streaming keeps C entries (a ratio has no meaning while the context grows) and evicts every k tokens
+  ui.budgetField.classList.toggle("hidden", !prefill);
   ui.chunkField.classList.toggle("hidden", prefill);
   ui.cacheField.classList.toggle("hidden", ui.budget.value !== "cache_size");
   ui.ratioField.classList.toggle("hidden", ui.budget.value !== "ratio");
