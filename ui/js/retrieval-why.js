@@ -52,6 +52,7 @@ export class WhyMissed {
       ` · answer “${cell.answer}” · expected “${cell.expected}”`);
     this.body.classList.remove("hidden");
     const kept = cell.needle_kept || [];
+    this.grid.maxCell = Math.max(8, Math.min(22, Math.floor(380 / Math.max(1, kept.length))));  // 30 layers stay ~400 px tall
     this.grid.set(kept, Math.max(1, cell.needle_tokens));
     const whole = kept.flat().filter((v) => v >= cell.needle_tokens).length;
     const none = kept.flat().filter((v) => v === 0).length;
