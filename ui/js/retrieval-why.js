@@ -6,8 +6,8 @@
 // not in the heads that retrieve reads as bright cells where its line still stays low.
 import { h, fill } from "./dom.js";
 import { ScoreGrid } from "./scoregrid.js";
-import { barChart, setData } from "./charts.js";
-import { policyColour, fade } from "./palette.js";
+import { lineChart, setData } from "./charts.js";
+import { policyStyle } from "./palette.js";
 import * as fmt from "./format.js";
 
 export class WhyMissed {
@@ -25,7 +25,7 @@ export class WhyMissed {
     container.append(h("div", { class: "row" }, this.title, h("span", { class: "spacer" }), this.policy), this.body);
     this.grid = new ScoreGrid(this.gridBox, { rowLabel: "L", colLabel: "H", maxCell: 22, scale: "linear",
       describe: (l, kv, v) => `layer ${l} · KV head ${kv}: ${v == null ? "—" : fmt.int(v)} of ${fmt.int(this.tokens)} needle tokens cached` });
-    this.chart = barChart(this.canvas, { xTitle: "layer", yTitle: "attention on the needle (share)" });
+    this.chart = lineChart(this.canvas, { xTitle: "layer", yTitle: "attention on the needle (share)" });
     this.at = null;
   }
 
@@ -52,7 +52,7 @@ export class WhyMissed {
       ` · answer “${cell.answer}” · expected “${cell.expected}”`);
     this.body.classList.remove("hidden");
     const kept = cell.needle_kept || [];
-    this.grid.maxCell = Math.max(8, Math.min(22, Math.floor(380 / Math.max(1, kept.length))));  // 30 layers stay ~400 px tall
+    this.grid.maxCell = Math.max(14, Math.min(22, Math.floor(420 / Math.max(1, kept.length))));  // 30 layers stay ~420 px tall
     this.grid.set(kept, Math.max(1, cell.needle_tokens));
     const whole = kept.flat().filter((v) => v >= cell.needle_tokens).length;
     const none = kept.flat().filter((v) => v === 0).length;
@@ -60,9 +60,9 @@ export class WhyMissed {
       + `needle tokens kept · ${whole} heads keep the whole needle, ${none} none`;
     const full = cells.find((c) => c.policy === "full");
     const att = cell.needle_attention || [];
-    const sets = [{ label: this.label(policy), data: att, color: policyColour(policy) }];
-    if (full && policy !== "full") sets.push({ label: this.label("full"), data: full.needle_attention || [], color: fade(policyColour("full"), 0.55) });
-    setData(this.chart, att.map((_, l) => `L${l}`), sets, "bar");
+    const sets = [{ label: this.label(policy), data: att, ...policyStyle(policy), pointRadius: 2 }];
+    if (full && policy !== "full") sets.push({ label: this.label("full"), data: full.needle_attention || [], ...policyStyle("full"), pointRadius: 2 });
+    setData(this.chart, att.map((_, l) => `L${l}`), sets);
   }
 
   resize() { this.chart.resize(); }
