@@ -52,7 +52,7 @@ export function init(panel) {
   panel.append(ui.demoNote, h("div", { class: "retrieval-grid-layout" }, settingsCard(), resultsCard()));
   requireModel(panel, "Retrieval asks the loaded model about its context with each policy's cache applied.");
   on("model", () => { if (app.model) start(); });
-  on("policies", (all) => { named = Object.fromEntries(all.map((p) => [p.name, p.label || p.name])); if (app.model) start(); });
+  on("policies", (all) => { named = Object.fromEntries(all.map((p) => [p.name, p.label || p.name])); start(); });  // user rule files
   onShown("retrieval", () => ui.why.resize());
 }
 
