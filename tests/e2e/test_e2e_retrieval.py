@@ -149,7 +149,8 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path, monk
     p.select_option("#tab-retrieval [data-field='task']", "custom")
     p.set_input_files("#tab-retrieval .retrieval-custom input[type=file]", str(haystack))
     p.wait_for_function("() => document.querySelector(\"#tab-retrieval [data-field='haystack']\").value.includes('old bridge')")
-    fill(p, {"needle": "The secret ingredient is cardamom.", "question": "What is the secret ingredient?", "answer": "saffron",
+    needle = "The secret ingredient is cardamom <img src=x onerror=alert(1)>."  # user text stays text
+    fill(p, {"needle": needle, "question": "What is the secret ingredient?", "answer": "saffron",
              "lengths": "128", "depths": "0.5", "cache_size": "32"})
     p.click("#tab-retrieval >> text=Run grid")
     p.wait_for_selector("#tab-retrieval [data-field='answer'].invalid", timeout=30_000)
@@ -158,7 +159,8 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path, monk
     p.click("#tab-retrieval >> text=Run grid")
     p.wait_for_function(f"() => {R}.result().task === 'custom'", timeout=300_000)
     mine = p.evaluate(f"() => {R}.result()")
-    assert {c["expected"] for c in mine["cells"]} == {"cardamom"} and {c["needle"] for c in mine["cells"]} == {"The secret ingredient is cardamom."}
+    assert {c["expected"] for c in mine["cells"]} == {"cardamom"} and {c["needle"] for c in mine["cells"]} == {needle}
+    assert p.locator("#tab-retrieval img").count() == 0
     assert mine["params"]["haystack"] == haystack.read_text()
     p.select_option("#tab-retrieval [data-field='task']", "pass_key")
 
