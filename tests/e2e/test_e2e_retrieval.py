@@ -127,6 +127,14 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path, monk
     table = list(csv.DictReader(io.StringIO(saved.read_text())))
     assert len(table) == len(result["cells"])
     assert {(r["policy"], int(r["length"]), float(r["depth"])) for r in table} == set(cell)
+    # PNG: every policy's heatmap side by side on one image.
+    with p.expect_download() as dl:
+        p.click("#tab-retrieval .retrieval-results >> text=PNG")
+    png = tmp_path / "grid.png"
+    dl.value.save_as(png)
+    data = png.read_bytes()
+    widths = p.evaluate("() => [...document.querySelectorAll('#tab-retrieval .rgrid canvas')].map(c => c.width)")
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and int.from_bytes(data[16:20], "big") >= sum(widths)
     p.select_option("#tab-retrieval [data-field='colour']", "accuracy")
     p.shot("retrieval", docs=True)
 
