@@ -178,7 +178,8 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path, monk
     p.click("#tab-retrieval >> text=Run grid")
     p.wait_for_function(f"() => {R}.running()", timeout=30_000)
     running = p.evaluate(f"() => {R}.currentJob()")
-    p.wait_for_function("() => /%/.test(document.querySelector('#tab-retrieval .retrieval-progress').textContent)", timeout=60_000)
+    p.wait_for_function("() => /Cell \\d+ of 60.*% .* left$/.test(document.querySelector('#tab-retrieval .retrieval-progress').textContent)",
+                        timeout=60_000)  # which cell, how far, and the time left
     p.click("#tab-retrieval .retrieval-settings >> text=Cancel")
     wait_until(lambda: api.job_status({"job_id": running})["state"] == "cancelled", timeout=10.0)
     p.wait_for_function(f"() => !{R}.running()", timeout=30_000)
