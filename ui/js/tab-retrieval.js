@@ -238,7 +238,8 @@ async function run() {
   }
   last = { ...res.result, params: p };
   lastJobId = finished;
-  ui.progressText.textContent = `${last.cells.length} cells · ${fmt.secs(last.seconds)}`;
+  const n = last.lengths.length * last.depths.length;
+  ui.progressText.textContent = `${n} cells × ${last.cells.length / n} policies · ${fmt.secs(last.seconds)}`;
   render();
 }
 
