@@ -37,6 +37,9 @@ def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):
     assert p.locator("#tab-eviction .sweep-policies input[value='h2o_decay']").is_checked()
     p.wait_for_function("() => [...document.querySelectorAll('#tab-eviction option')].some(o => o.value === 'h2o_decay' "
                         "&& o.textContent.includes('Full Cache'))")  # Evaluate's policy list
+    retrieval = p.locator("#tab-retrieval .retrieval-policies label:has(input[value='h2o_decay'])")  # and Retrieval
+    retrieval.wait_for(state="attached")
+    assert retrieval.inner_text() == "H2O, decay 0.99" and retrieval.locator("input").is_checked()
 
     # The rule runs beside the built-ins.
     p.fill("#tab-eviction input[data-field='length']", "20000")

@@ -7,6 +7,7 @@ import * as hub from "./tab-hub.js";
 import * as stream from "./tab-stream.js";
 import * as eviction from "./tab-eviction.js";
 import * as profile from "./tab-profile.js";
+import * as retrieval from "./tab-retrieval.js";
 
 function renderBadge(model) {
   const badge = document.getElementById("model-badge");
@@ -28,6 +29,7 @@ async function boot() {
   stream.init(document.getElementById("tab-stream"));
   eviction.init(document.getElementById("tab-eviction"));
   profile.init(document.getElementById("tab-profile"));
+  retrieval.init(document.getElementById("tab-retrieval"));
   setModel(null);
 
   const act = status.begin("Connecting to the backend…");
@@ -43,5 +45,5 @@ async function boot() {
 }
 
 // For tests and debugging in the devtools console.
-window.sinkvis = { call, app, hub, stream, eviction, profile, tabs };
+window.sinkvis = { call, app, hub, stream, eviction, profile, retrieval, tabs };
 boot();

@@ -21,6 +21,7 @@ const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming
 const METRICS = {
   evaluate: [["perplexity", "perplexity", true], ["kl_vs_full", "KL from Full", true]],
   simulate: [["hit_rate", "hit rate", false], ["attention_recall", "attention recall", false]],
+  retrieval: [["accuracy", "retrieval accuracy", false], ["mean_logprob", "mean log p(answer)", false]],
 };
 const X_AXES = [["kv_bytes", "KV memory (bytes, log)"], ["kv_tokens", "KV tokens C (log)"], ["compression_ratio", "compression ratio (share of KV evicted)"]];
 const label = (p) => LABELS[p] || p;
@@ -67,7 +68,18 @@ function settingsCard() {
   ui.models = input("models", "demo", { title: "'demo', a folder, a Hub id, or 'synthetic'; several separated by commas",
     oninput: () => { ui.models.dataset.edited = "1"; } });
   ui.kind = h("select", { dataset: { field: "sweep.kind" }, onchange: kindChanged },
-    h("option", { value: "evaluate" }, "Evaluate (perplexity, KL)"), h("option", { value: "simulate" }, "Simulate (hit rate, recall)"));
+    h("option", { value: "evaluate" }, "Evaluate (perplexity, KL)"), h("option", { value: "simulate" }, "Simulate (hit rate, recall)"),
+    h("option", { value: "retrieval" }, "Retrieval (accuracy, log p)"));
+  // Kind retrieval: every cell (policy × C) runs this pass-key / needle grid (the Retrieval tab's, backend/retrieval).
+  ui.rTask = h("select", { dataset: { field: "sweep.task" } }, h("option", { value: "pass_key" }, "pass key"),
+    h("option", { value: "needle" }, "needle"), h("option", { value: "multi_key" }, "multi-key needle"));
+  ui.rProtocol = h("select", { dataset: { field: "sweep.protocol" } }, h("option", { value: "streaming" }, "streaming"),
+    h("option", { value: "prefill" }, "prefill (kvpress)"));
+  ui.rLengths = input("lengths", "96, 144", { title: "Context lengths (tokens), separated by commas" });
+  ui.rDepths = input("depths", "0, 0.5, 1", { title: "Needle depths 0..1, separated by commas" });
+  ui.rChunk = input("chunk", 64, { type: "number", min: 1, title: "Streaming: evict every k tokens" });
+  ui.retrieval = h("div", { class: "form-grid hidden" }, field("Task", ui.rTask), field("Protocol", ui.rProtocol),
+    field("Lengths", ui.rLengths), field("Depths", ui.rDepths), field("Chunk k", ui.rChunk));
   ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
   ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
     POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }), label(p))));
@@ -86,7 +98,7 @@ function settingsCard() {
   ui.progressText = h("div", { class: "hint mono sweep-progress" });
   return h("div", { class: "card sweep-settings" }, h("h2", {}, "Sweep settings"),
     h("div", { class: "form-grid" }, field("Models", ui.models), field("Kind", ui.kind)),
-    field("Text", ui.text), field("Policies", ui.policyBoxes),
+    ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", ui.policyBoxes),
     h("div", { class: "form-grid" }, field("Cache sizes", ui.sizes), field("Sinks S", ui.sinks), field("Window W", ui.window),
       field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
@@ -95,9 +107,13 @@ function settingsCard() {
 
 function kindChanged() {
   const oracle = ui.policyBoxes.querySelector('input[value="oracle"]');
-  if (ui.kind.value === "evaluate") oracle.checked = false;
-  oracle.disabled = ui.kind.value === "evaluate";  // a real cache never knows the future
+  oracle.disabled = ui.kind.value !== "simulate";  // a real cache never knows the future
+  if (oracle.disabled) oracle.checked = false;
+  ui.retrieval.classList.toggle("hidden", ui.kind.value !== "retrieval");
+  ui.textField.classList.toggle("hidden", ui.kind.value === "retrieval");  // the task makes its own texts
 }
+
+const numberList = (text) => text.split(/[\s,;]+/).filter(Boolean).map(Number);
 
 function params() {
   const policies = [...ui.policyBoxes.querySelectorAll("input:checked")].map((i) => i.value);
@@ -110,7 +126,10 @@ function params() {
   if (ui.window.value !== "") p.window = Number(ui.window.value);
   if (ui.workers.value !== "") p.workers = Number(ui.workers.value);
   if (ui.ray.value.trim()) p.ray = ui.ray.value.trim();
-  if (p.models.length === 1 && p.models[0] === "synthetic") p.texts = [{ name: "synthetic", synthetic: { length: 100000 } }];
+  if (p.kind === "retrieval") {
+    p.retrieval = { task: ui.rTask.value, protocol: ui.rProtocol.value, lengths: numberList(ui.rLengths.value),
+      depths: numberList(ui.rDepths.value), chunk: Number(ui.rChunk.value) };
+  } else if (p.models.length === 1 && p.models[0] === "synthetic") p.texts = [{ name: "synthetic", synthetic: { length: 100000 } }];
   else if (ui.text.value.trim()) p.texts = [{ name: "your text", text: ui.text.value }];
   return p;
 }
@@ -284,9 +303,9 @@ function tickLabel(xKey, v) {
 function tooltipLines(ctx) {
   const r = ctx.raw.row;
   const m = r.metrics;
-  const main = r.cell.kind === "evaluate"
-    ? `perplexity ${fmt.fixed(m.perplexity, 3)} · KL ${fmt.fixed(m.kl_vs_full, 4)}`
-    : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
+  const main = r.cell.kind === "evaluate" ? `perplexity ${fmt.fixed(m.perplexity, 3)} · KL ${fmt.fixed(m.kl_vs_full, 4)}`
+    : r.cell.kind === "retrieval" ? `accuracy ${fmt.pct(m.accuracy, 0)} of ${m.cells} · mean log p ${fmt.fixed(m.mean_logprob, 3)}`
+      : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
   return [`${label(r.cell.policy)} · C = ${fmt.int(r.cell.cache_size)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
     `KV ${fmt.bytes(r.kv_bytes)} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
     `${r.tokens} tokens · node ${String(r.node).slice(0, 12)} · ${fmt.secs(r.seconds)}`];
