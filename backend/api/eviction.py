@@ -96,4 +96,4 @@ class EvictionMethods:
                              "memory_tokens": per_method[m]["memory_tokens"], "note": per_method[m]["note"]})
             return {"n": len(ids), "settings": s, "methods": rows}
 
-        return {"job_id": self._state.jobs.start("prefill_kept", work, exclusive=True).id, "settings": s}
+        return {"job_id": self._state.jobs.start("prefill_kept", work).id, "settings": s}  # the page cancels a stale one

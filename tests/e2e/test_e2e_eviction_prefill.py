@@ -30,7 +30,8 @@ def test_picking_a_prefill_method_dims_the_keys_it_does_not_keep(loaded_page):
     p.fill(f"{box} input[data-field='ratio']", "0.75")
     p.fill(f"{box} input[data-field='layer']", "2")
     p.fill(f"{box} input[data-field='head']", "4")
-    p.select_option(f"{box} select[data-field='methods']", "knorm")
+    p.select_option(f"{box} select[data-field='methods']", "snapkv")
+    p.select_option(f"{box} select[data-field='methods']", "knorm")  # at once: waits for the same job, draws knorm
     p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('knorm')",
                         timeout=120_000)
     result, keep = _kept(p, "knorm")
@@ -38,7 +39,8 @@ def test_picking_a_prefill_method_dims_the_keys_it_does_not_keep(loaded_page):
     assert result["settings"] == {**result["settings"], "layer": 2, "head": 4, "kv_head": 1, "ratio": 0.75}
     assert len(keep) == int(n * 0.25) and p.evaluate("() => window.sinkvis.eviction.heatmap().n") == n
     assert p.evaluate(DIMMED_IN_LAST_ROW) == [k not in keep for k in range(n)]  # drawn from the result
-    assert "every query" in p.locator(f"{box} .kept-hint").text_content()
+    hint = p.locator(f"{box} .kept-hint")
+    assert "every query" in hint.text_content() and "err" not in hint.get_attribute("class")
 
     p.select_option(f"{box} select[data-field='methods']", "streaming_llm")  # the same job's answer: no new prefill
     p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('streaming_llm')")

@@ -67,6 +67,7 @@ let modelMatrix = null;   // {tokens, matrix, sinks, heavy} behind the dimmed he
 let prefillMethods = [];  // backend/compress's methods, offered in the heatmap's "Keys kept by"
 let kept = null;          // {key, result, attention}: one prefill_kept job's answer for the trace's text
 let keptJob = null;       // its job id while it runs (Cancel)
+let keptPending = null;   // {key, answer}: the job for these settings, still on its way
 let keptSeq = 0;          // a newer choice wins over an answer still on its way
 // The heatmap's prefill controls, as the Api names them (fielderror.js).
 const KEPT_FIELDS = {
@@ -79,7 +80,7 @@ export function init(panel) {
   panel.classList.add("eviction-layout");
   panel.append(settingsCard(), resultsCard(), evaluateView.mount());
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
-  on("model", () => { kept = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
+  on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }
 
 export async function start() {
@@ -444,8 +445,9 @@ function keptControls() {
   return ui.keptBox;
 }
 
-// One job compresses the text with every method at once, so switching the method redraws at once;
-// another ratio, layer or head (or text, or model) runs a new prefill.
+// One job compresses the text with every method at once, so switching the method redraws at once
+// (and a switch while it runs waits for the same job); another ratio, layer or head (or text, or
+// model) cancels a job still running for the old settings and runs a new prefill.
 async function showKept() {
   if (!last || last.params.trace !== "model" || !modelMatrix) return;
   const method = ui.keptBy.value;
@@ -455,24 +457,37 @@ async function showKept() {
   const key = JSON.stringify(p);
   const seq = ++keptSeq;
   if (!kept || kept.key !== key) {
-    ui.keptHint.classList.remove("err");
-    ui.keptCancel.classList.remove("hidden");
-    const res = await runJob("prefill_kept", p, (st) => {
-      if (seq === keptSeq) ui.keptHint.textContent = `${st.stage || ""} ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
-    }, (id) => { keptJob = id; });
-    keptJob = null;
-    ui.keptCancel.classList.add("hidden");
-    const attention = res.ok ? await call("attention", { text: p.text, layer: p.layer, head: p.head, aggregate: "layer" }) : res;
-    if (seq !== keptSeq) return;
-    markField(ui.keptBox, attention);
-    if (!attention.ok) {
-      ui.keptHint.textContent = attention.error.code === "cancelled" ? "Cancelled." : userMessage(attention.error, KEPT_FIELDS);
-      ui.keptHint.classList.toggle("err", attention.error.code !== "cancelled");
+    if (!keptPending || keptPending.key !== key) {
+      if (keptJob) call("cancel_job", { job_id: keptJob });
+      keptPending = { key, answer: fetchKept(p) };
+    }
+    const pending = keptPending;
+    const res = await pending.answer;
+    if (keptPending === pending) keptPending = null;
+    if (seq !== keptSeq) return;  // the user chose again meanwhile
+    markField(ui.keptBox, res);
+    if (!res.ok) {
+      ui.keptHint.textContent = res.error.code === "cancelled" ? "Cancelled." : userMessage(res.error, KEPT_FIELDS);
+      ui.keptHint.classList.toggle("err", res.error.code !== "cancelled");
       return;
     }
-    kept = { key, result: res.result, attention };
+    kept = { key, ...res };
   }
   drawKept(method);
+}
+
+/** The prefill_kept job's result and, for the same text, layer and head, the attention matrix it dims. */
+async function fetchKept(p) {
+  ui.keptHint.classList.remove("err");
+  ui.keptCancel.classList.remove("hidden");
+  let id = null;
+  const res = await runJob("prefill_kept", p, (st) => {
+    if (keptJob === id) ui.keptHint.textContent = `${st.stage || ""} ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
+  }, (started) => { id = keptJob = started; });
+  if (keptJob === id) { keptJob = null; ui.keptCancel.classList.add("hidden"); }
+  if (!res.ok) return res;
+  const attention = await call("attention", { text: p.text, layer: p.layer, head: p.head, aggregate: "layer" });
+  return attention.ok ? { ok: true, result: res.result, attention } : attention;
 }
 
 function drawKept(method) {
