@@ -486,6 +486,7 @@ async function fetchKept(p) {
   }, (started) => { id = keptJob = started; });
   if (keptJob === id) { keptJob = null; ui.keptCancel.classList.add("hidden"); }
   if (!res.ok) return res;
+  if (keptJob === null) ui.keptHint.textContent = "Reading this layer's and head's attention…";
   const attention = await call("attention", { text: p.text, layer: p.layer, head: p.head, aggregate: "layer" });
   return attention.ok ? { ok: true, result: res.result, attention } : attention;
 }
