@@ -5,8 +5,10 @@
                     sinks=4, window=32, max_new_tokens=10, needle_span=None, report=None) -> dict[str, dict]
     prefill_perplexity(loaded, ids, context_tokens, continuation_tokens, methods, *, cache_size=None,
                        ratio=None, sinks=4, window=32, report=None) -> dict[str, dict]
+    prefill_kept(loaded, context_ids, methods, *, cache_size=None, ratio=None, sinks=4, window=32,
+                 report=None) -> dict[str, dict]     # only the kept positions (the Eviction Sim heatmap)
 
-(contracts in answers.py / perplexity.py and /work/wt/BRIEF.md.) Exactly one of cache_size
+(contracts in answers.py / perplexity.py / kept.py and /work/wt/BRIEF.md.) Exactly one of cache_size
 (C, tokens kept per KV head) or ratio (the fraction removed, kvpress's compression_ratio:
 kept = int(n·(1 − ratio))) is given.
 
@@ -37,6 +39,7 @@ SinkVis's masked attention (masked_attention.py), which also gives Ada-KV's per-
 budgets on any model (kvpress's AdaKV refuses eager).
 """
 from .answers import prefill_answers
+from .kept import prefill_kept
 from .perplexity import prefill_perplexity
 from .plan import method_registry
 
@@ -46,4 +49,4 @@ def prefill_methods() -> list[str]:
     return list(method_registry())
 
 
-__all__ = ["prefill_methods", "prefill_answers", "prefill_perplexity"]
+__all__ = ["prefill_methods", "prefill_answers", "prefill_perplexity", "prefill_kept"]

@@ -47,6 +47,7 @@ export class Heatmap {
     this.sinks = new Set(sinks);
     this.heavy = new Set(heavy);
     this.evictedAt = evictedAt;
+    this.maskWhy = null;
     this.repaintAll();
   }
 
@@ -67,8 +68,9 @@ export class Heatmap {
     this.render();
   }
 
-  /** evictedAt[k] = step at which key k was evicted (null/-1: never); those cells are dimmed. */
-  setMask(evictedAt) { this.evictedAt = evictedAt; this.repaintAll(); }
+  /** evictedAt[k] = step at which key k was evicted (null/-1: never); those cells are dimmed.
+   *  why: the tooltip's line for a dimmed key instead of "key evicted at step …" (prefill compression). */
+  setMask(evictedAt, why = null) { this.evictedAt = evictedAt; this.maskWhy = why; this.repaintAll(); }
   setScale(scale) { this.scale = scale; this.repaintAll(); }
 
   /** The raw token strings on the axes (what the labels are drawn from). */
@@ -264,7 +266,7 @@ export class Heatmap {
     if (this.sinks.has(k)) lines.push("key is a sink");
     if (this.heavy.has(k)) lines.push("key is a heavy hitter");
     const ev2 = this.evictedAt ? this.evictedAt[k] : null;
-    if (ev2 != null && ev2 >= 0) lines.push(`key evicted at step ${ev2}`);
+    if (ev2 != null && ev2 >= 0) lines.push(this.maskWhy || `key evicted at step ${ev2}`);
     this.tip.textContent = lines.join("\n");
     this.tip.classList.remove("hidden");
     const left = ev.clientX - this.root.getBoundingClientRect().left + 14;

@@ -63,14 +63,24 @@ let budgetEdited = false; // the user typed a budget: switching the trace keeps 
 let last = null;          // last simulate result
 let selectedPolicy = null;
 let jobId = null;
-let modelMatrix = null;   // {tokens, matrix} behind the dimmed heatmap
+let modelMatrix = null;   // {tokens, matrix, sinks, heavy} behind the dimmed heatmap
+let prefillMethods = [];  // backend/compress's methods, offered in the heatmap's "Keys kept by"
+let kept = null;          // {key, result, attention}: one prefill_kept job's answer for the trace's text
+let keptJob = null;       // its job id while it runs (Cancel)
+let keptPending = null;   // {key, answer}: the job for these settings, still on its way
+let keptSeq = 0;          // a newer choice wins over an answer still on its way
+// The heatmap's prefill controls, as the Api names them (fielderror.js).
+const KEPT_FIELDS = {
+  methods: { label: "Keys kept by" }, ratio: { label: "Ratio removed", type: "a fraction from 0 to 0.99, e.g. 0.5" },
+  layer: { label: "Layer (−1 = last)" }, head: { label: "Query head", type: "a head number from 0" }, text: { label: "Text" },
+};
 
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("eviction-layout");
   panel.append(settingsCard(), resultsCard(), evaluateView.mount());
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
-  on("model", () => { if (last && last.params.trace === "model") markStale("another model was loaded since"); });
+  on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }
 
 export async function start() {
@@ -78,6 +88,9 @@ export async function start() {
   const res = await call("eviction_policies");
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
   if (res.ok && res.defaults) applyDefaults(res.defaults);
+  if (res.ok && res.prefill_methods) prefillMethods = res.prefill_methods;
+  fill(ui.keptBy, [h("option", { value: "" }, "the simulated policy (table row)"),
+    h("optgroup", { label: "compressed at prefill (backend/compress)" }, prefillMethods.map((m) => h("option", { value: m }, m)))]);
   fillPolicies(res);
   ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
 }
@@ -303,7 +316,8 @@ function resultsCard() {
   const heatBody = h("div");
   ui.heatCard = h("div", { class: "card eviction-heatmap hidden" },
     h("h2", {}, "Model trace: evicted keys dimmed", h("span", { class: "spacer" }), h("span", { class: "hint heat-policy" }),
-      h("button", { class: "btn small", onclick: () => savePNG("eviction-heatmap", ui.heatmap.canvas) }, "PNG")), heatBody);
+      h("button", { class: "btn small", onclick: () => savePNG("eviction-heatmap", ui.heatmap.canvas) }, "PNG")),
+    keptControls(), heatBody);
   ui.heatmap = new Heatmap(heatBody, { maxHeight: 560 });
 
   const card = h("div", { class: "eviction-results" },
@@ -375,6 +389,7 @@ function timelinePoints(tl) {
 
 function selectPolicy(name) {
   selectedPolicy = name;
+  if (ui.keptBy.value) { ui.keptBy.value = ""; drawTrace(); }  // a row is a simulated policy: back to its trace
   ui.tableBody.querySelectorAll("tr").forEach((tr) => tr.classList.toggle("selected", tr.dataset.policy === name));
   applyMask();
 }
@@ -392,15 +407,104 @@ async function renderModelHeatmap() {
     if (!res.ok) return;
     modelMatrix = { tokens: res.tokens, matrix: res.matrix };
   }
-  ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: tr.sink_positions || [], heavy: tr.heavy_hitter_positions || [] });
+  Object.assign(modelMatrix, { sinks: tr.sink_positions || [], heavy: tr.heavy_hitter_positions || [] });
+  ui.keptBy.value = "";  // a new run shows its own policy first
+  if (last.params.aggregate === "layer" || last.params.aggregate === "head") {  // the prefill view starts on the trace's layer/head
+    ui.keptLayer.value = String(last.params.layer);
+    ui.keptHead.value = String(last.params.head ?? 0);
+  }
+  drawTrace();
+}
+
+function drawTrace() {
+  ui.keptHint.textContent = "";
+  ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: modelMatrix.sinks, heavy: modelMatrix.heavy });
   applyMask();
 }
 
 function applyMask() {
-  if (!last || last.params.trace !== "model" || !modelMatrix) return;
+  if (!last || last.params.trace !== "model" || !modelMatrix || ui.keptBy.value) return;
   const r = last.results.find((x) => x.policy === selectedPolicy);
   ui.panel.querySelector(".heat-policy").textContent = r ? `${policyLabel(r.policy)}: ${fmt.int(r.evictions)} evictions` : "";
   ui.heatmap.setMask(r && r.evicted_at ? r.evicted_at : null);
+}
+
+// ---------- keys kept at prefill (backend/compress on the trace's text) ----------
+function keptControls() {
+  ui.keptBy = h("select", { dataset: { field: "methods" }, onchange: showKept,
+    title: "Dim the keys a simulated policy evicted, or those a prefill compression method does not keep" });
+  ui.keptRatio = num("ratio", 0.5, { min: 0, max: 0.99, step: 0.05, title: "Fraction of the text's keys removed (kvpress's compression_ratio)" });
+  ui.keptLayer = num("layer", -1, { title: "-1 = last" });
+  ui.keptHead = num("head", 0, { min: 0, title: "Query head; the kept set is its KV head's (grouped-query attention)" });
+  for (const input of [ui.keptRatio, ui.keptLayer, ui.keptHead]) { input.addEventListener("change", showKept); onEnter(input, showKept); }
+  ui.keptCancel = h("button", { class: "btn small danger hidden", onclick: () => keptJob && call("cancel_job", { job_id: keptJob }) }, "Cancel");
+  ui.keptHint = h("div", { class: "hint kept-hint" });
+  ui.keptBox = h("div", { class: "kept-controls" },
+    h("div", { class: "form-grid" }, field("Keys kept by", ui.keptBy), field("Ratio removed", ui.keptRatio),
+      field("Layer (−1 = last)", ui.keptLayer), field("Query head", ui.keptHead)), ui.keptCancel, ui.keptHint);
+  return ui.keptBox;
+}
+
+// One job compresses the text with every method at once, so switching the method redraws at once
+// (and a switch while it runs waits for the same job); another ratio, layer or head (or text, or
+// model) cancels a job still running for the old settings and runs a new prefill.
+async function showKept() {
+  if (!last || last.params.trace !== "model" || !modelMatrix) return;
+  const method = ui.keptBy.value;
+  if (!method) { markField(ui.keptBox, null); drawTrace(); return; }
+  const p = { text: last.params.text, methods: "all", ratio: Number(ui.keptRatio.value), layer: Number(ui.keptLayer.value),
+    head: Number(ui.keptHead.value) };
+  const key = JSON.stringify(p);
+  const seq = ++keptSeq;
+  if (!kept || kept.key !== key) {
+    if (!keptPending || keptPending.key !== key) {
+      if (keptJob) call("cancel_job", { job_id: keptJob });
+      keptPending = { key, answer: fetchKept(p) };
+    }
+    const pending = keptPending;
+    const res = await pending.answer;
+    if (keptPending === pending) keptPending = null;
+    if (seq !== keptSeq) return;  // the user chose again meanwhile
+    markField(ui.keptBox, res);
+    if (!res.ok) {
+      ui.keptHint.textContent = res.error.code === "cancelled" ? "Cancelled." : userMessage(res.error, KEPT_FIELDS);
+      ui.keptHint.classList.toggle("err", res.error.code !== "cancelled");
+      return;
+    }
+    kept = { key, ...res };
+  }
+  drawKept(method);
+}
+
+/** The prefill_kept job's result and, for the same text, layer and head, the attention matrix it dims. */
+async function fetchKept(p) {
+  ui.keptHint.classList.remove("err");
+  ui.keptCancel.classList.remove("hidden");
+  let id = null;
+  const res = await runJob("prefill_kept", p, (st) => {
+    if (keptJob === id) ui.keptHint.textContent = `${st.stage || ""} ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
+  }, (started) => { id = keptJob = started; });
+  if (keptJob === id) { keptJob = null; ui.keptCancel.classList.add("hidden"); }
+  if (!res.ok) return res;
+  if (keptJob === null) ui.keptHint.textContent = "Reading this layer's and head's attention…";
+  const attention = await call("attention", { text: p.text, layer: p.layer, head: p.head, aggregate: "layer" });
+  return attention.ok ? { ok: true, result: res.result, attention } : attention;
+}
+
+function drawKept(method) {
+  const r = kept.result.methods.find((x) => x.method === method);
+  const s = kept.result.settings, n = kept.result.n;
+  const keep = new Set(r.kept);
+  // This layer/head's own sinks (the attention call finds them); the trace's markers belong to its layer/head.
+  ui.heatmap.setData({ tokens: kept.attention.tokens, rows: kept.attention.matrix, sinks: kept.attention.sinks.map((x) => x.position) });
+  // Step 0 for every key not kept: the set is fixed once the prompt is prefilled, so every query row dims it.
+  ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${method} at prefill`);
+  ui.panel.querySelector(".heat-policy").textContent = `${method}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
+  ui.keptHint.classList.remove("err");
+  ui.keptHint.textContent = `Compression at prefill: ${method} keeps a fixed set of keys once the text is prefilled, so every query `
+    + `row dims the same columns. Layer ${s.layer}, query head ${s.head} (its KV head ${s.kv_head}), ratio ${s.ratio}: `
+    + `${fmt.int(keep.size)} of ${fmt.int(n)} keys kept here; ${fmt.fixed(r.memory_tokens, 1)} per (layer, KV head) on average.`
+    + (r.note ? ` ${r.note}` : "");
 }
 
 // One number per cell: {kept, total} ratios become two columns (no JSON inside a CSV cell).
@@ -437,3 +541,4 @@ function exportJSON() {
 export function result() { return last; }
 export function isStale() { return !ui.stale.classList.contains("hidden"); }
 export function heatmap() { return ui.heatmap; }
+export function keptResult() { return kept && kept.result; }
