@@ -10,6 +10,11 @@ A fetch is a read, not a move: the block stays where it lives, and its key recor
 step (the lower tiers' LRU order). So attention reads, per step, the sinks + window from
 HBM and k blocks from below: read tokens = sinks + window + k blocks (fewer only while
 fewer blocks are offloaded).
+
+Fetch rule "quest_bound": the caller passes Quest's own page choice per step (fetch[t]:
+up to k block ids, −1 pads; backend/profile/quest_fetch.py computes it from the model's
+keys and queries). The offloaded blocks of that set are fetched; the chosen blocks already
+in HBM (sinks, window) are read there; nothing fills in, since Quest reads exactly its set.
 """
 from numba import njit
 
@@ -36,9 +41,17 @@ def _better(mass, a, b):
 
 
 @njit(cache=True, inline="always")
-def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok):
+def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok, fetch):
     key[t // B] = t
     m = 0
+    if fetch.shape[0] > 0:  # Quest's page choice, given
+        for i in range(fetch.shape[1]):
+            f = fetch[t, i]
+            if f >= 0 and tier[f] > 0:
+                sel[m] = f
+                m += 1
+        n = 0
+        k = 0  # skips the attention ranking and the fill-in below
     for i in range(n if k > 0 else 0):  # top k of the touched offloaded blocks, kept sorted best first
         b = touched[i]
         if tier[b] <= 0 or mass[b] <= 0.0:
