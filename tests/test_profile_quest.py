@@ -132,8 +132,8 @@ def test_the_api_runs_quests_choice_and_names_what_to_change(demo_api):
                                 "fetch_rule": "quest_bound"})
     status = wait_job(demo_api, started["job_id"], timeout=120)
     assert status["state"] == "done", status
-    settings = status["result"]["summary"]["policy_settings"]
-    assert settings["fetch_rule"] == "quest_bound" and "upper bound" in settings["fetch_rule_is"]
+    summary = status["result"]["summary"]
+    assert summary["policy_settings"]["fetch_rule"] == "quest_bound" and "upper bound" in summary["fetch_rule_is"]
     for params, code, field in [({"block_size": 8}, "page_size_mismatch", "block_size"),
                                 ({"policy": "lru"}, "bad_input", "fetch_rule"),
                                 ({"trace": "synthetic"}, "bad_input", "fetch_rule")]:
@@ -141,3 +141,15 @@ def test_the_api_runs_quests_choice_and_names_what_to_change(demo_api):
         assert not got["ok"] and got["error"]["code"] == code and got["error"]["field"] == field, got
     with pytest.raises(Exception, match="fetch_rule"):
         service.parse({"fetch_rule": "oracle"}, 1, "x")
+
+
+def test_cli_fetch_rule_quest_bound_on_the_demo_model(capsys):
+    import json
+
+    import main
+
+    assert main.main(["profile", "--trace", "model", "--model", "demo", "--text", TEXT, "--all-layers",
+                      "--placement", "topk", "--window", "2", "--k", "3", "--fetch-rule", "quest_bound", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)["summary"]
+    assert summary["policy_settings"] == {"window": 2, "k": 3, "fetch_rule": "quest_bound"}
+    assert summary["bytes_fetched"] > 0

@@ -302,7 +302,8 @@ def _summary(req, n, n_blocks, tiers, out, status, bandwidth) -> dict:
     kv_bytes = n * bpt
     return {
         "trace": req.trace, "preset": req.preset, "policy": req.policy, "policy_rule": POLICIES[req.policy],
-        "policy_settings": _policy_settings(req), "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
+        "policy_settings": _policy_settings(req),
+        "fetch_rule_is": FETCH_RULES[req.fetch_rule] if req.policy == "topk" else None, "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
         "bytes_per_token": bpt, "bytes_per_token_source": req.bytes_source, "block_bytes": req.block_size * bpt,
         "kv_bytes": kv_bytes, "tiers": tiers, "accesses": int(out["hits"].sum()),
         "promotions": out["promotions"], "demotions": out["demotions"], "bytes_moved": out["moved_tokens"] * bpt,
@@ -322,8 +323,7 @@ def _policy_settings(req) -> dict:
     if req.policy == "lru":
         return {"reuse": req.reuse}
     if req.policy == "topk":
-        return {"window": req.window, "k": req.k, "fetch_rule": req.fetch_rule,
-                "fetch_rule_is": FETCH_RULES[req.fetch_rule]}
+        return {"window": req.window, "k": req.k, "fetch_rule": req.fetch_rule}
     return {"half_life": req.half_life, "margin": req.margin, "patience": req.patience}
 
 
