@@ -89,6 +89,8 @@ def _print_summary(s: dict) -> None:
               f"  (capacity {t['capacity_blocks']:,} blocks, {t['bandwidth_bps'] / 1e9:,.0f} GB/s)")
     print(f"  promotions {s['promotions']:,}, demotions {s['demotions']:,}, moved {_size(s['bytes_moved'])} "
           f"({s['moved_over_kv']:.2f}x the KV)")
+    if s["policy"] == "topk":
+        print(f"  fetched {_size(s['bytes_fetched'])} ({s['bytes_fetched'] / s['kv_bytes']:.2f}x the KV): {s['fetch_rule_is']}")
     print(f"  KV read per decode step, mean over the run: {s['read_seconds_per_step'] * 1e3:.3f} ms vs "
           f"{s['read_seconds_all_hbm'] * 1e3:.3f} ms all in HBM ({s['read_time_ratio']:.2f}x)")
     print(f"  {s['l2_note']}")
