@@ -41,17 +41,9 @@ def _better(mass, a, b):
 
 
 @njit(cache=True, inline="always")
-def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok, fetch):
-    key[t // B] = t
+def _by_attention(t, n, B, k, tier, mass, sel, touched, stamp):
+    """The k offloaded blocks with the most attention this step into sel (best first); returns how many."""
     m = 0
-    if fetch.shape[0] > 0:  # Quest's page choice, given
-        for i in range(fetch.shape[1]):
-            f = fetch[t, i]
-            if f >= 0 and tier[f] > 0:
-                sel[m] = f
-                m += 1
-        n = 0
-        k = 0  # skips the attention ranking and the fill-in below
     for i in range(n if k > 0 else 0):  # top k of the touched offloaded blocks, kept sorted best first
         b = touched[i]
         if tier[b] <= 0 or mass[b] <= 0.0:
@@ -70,6 +62,21 @@ def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters
             sel[m] = b
             m += 1
         b += 1
+    return m
+
+
+@njit(cache=True, inline="always")
+def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok, fetch):
+    key[t // B] = t
+    m = 0
+    if fetch.shape[0] > 0:  # the given set (Quest's page choice): its offloaded blocks, no fill-in
+        for i in range(fetch.shape[1]):
+            f = fetch[t, i]
+            if f >= 0 and tier[f] > 0:
+                sel[m] = f
+                m += 1
+    else:
+        m = _by_attention(t, n, B, k, tier, mass, sel, touched, stamp)
     for i in range(m):
         f = sel[i]
         got = tokens_in(f, B, t + 1)
