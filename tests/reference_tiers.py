@@ -190,16 +190,19 @@ class Reference:
             self.make_room(dst, t)
             self.move(old, dst, t)
 
-    def topk_step(self, t, row):
+    def topk_step(self, t, row, given=None):
         c = t // self.B
         self.last_used[c] = t
-        offloaded = [b for b, m in row.items() if self.tier[b] > 0 and m > 0]
-        chosen = sorted(offloaded, key=lambda b: (-row[b], b))[: self.k]
-        for b in range(c + 1):  # Quest loads k pages: the lowest-id offloaded blocks fill in
-            if len(chosen) >= self.k:
-                break
-            if self.tier[b] > 0 and not row.get(b, 0.0) > 0:
-                chosen.append(b)
+        if given is not None:  # Quest's page choice: its offloaded blocks are fetched, nothing fills in
+            chosen = [int(b) for b in given if b >= 0 and self.tier[int(b)] > 0]
+        else:
+            offloaded = [b for b, m in row.items() if self.tier[b] > 0 and m > 0]
+            chosen = sorted(offloaded, key=lambda b: (-row[b], b))[: self.k]
+            for b in range(c + 1):  # Quest loads k pages: the lowest-id offloaded blocks fill in
+                if len(chosen) >= self.k:
+                    break
+                if self.tier[b] > 0 and not row.get(b, 0.0) > 0:
+                    chosen.append(b)
         read = [0] * N_TIERS
         for f in chosen:
             got = self.tokens_in(f, t + 1)
@@ -209,7 +212,7 @@ class Reference:
         read[0] += self.tokens[0]
         return read
 
-    def step(self, t, row_of, tau, half_life):
+    def step(self, t, row_of, tau, half_life, given=None):
         moved_before = self.moved_tokens
         scale = 1.0
         if self.policy == "heat":
@@ -244,7 +247,7 @@ class Reference:
         elif self.policy == "lru":
             self.lru_step(t, row, tau)
         if self.policy == "topk":
-            read = self.topk_step(t, row)
+            read = self.topk_step(t, row, given)
         else:
             read = list(self.tokens)  # dense attention reads every block where it lives
         for k in range(N_TIERS):
@@ -254,7 +257,7 @@ class Reference:
 
 def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None, sink_count=0, w_sink=0.0,
              w_local=1.0, w_hh=0.0, w_bg=0.0, bg_keys=0, seed=0, lcum=None, hh_pos=None, tau=0.01, half_life=256,
-             margin=0.5, patience=32, reuse=16, window=16, k=16, snap_steps=(), buckets=512, steps=None) -> dict:
+             margin=0.5, patience=32, reuse=16, window=16, k=16, fetch=None, snap_steps=(), buckets=512, steps=None) -> dict:
     """Same arguments and outputs as kernels.tiers.simulate (steps: stop early, for timing a slice)."""
     ref = Reference(n_tokens, block_size, capacity, pinned, policy, margin, patience, reuse, window, k)
     hh = [int(p) for p in (hh_pos if hh_pos is not None else [])]
@@ -272,7 +275,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None
     snaps, snap_read, snap_moved = [], [], []
     wanted = list(snap_steps if snap_steps is not None else [])
     for t in range(n_tokens if steps is None else steps):
-        read, moved = ref.step(t, row_of, tau, half_life)
+        read, moved = ref.step(t, row_of, tau, half_life, None if fetch is None else list(fetch[t]))
         bucket = t * buckets // n_tokens
         tl_read[bucket] = [a + r for a, r in zip(tl_read[bucket], read)]
         tl_moved[bucket] += moved

@@ -18,6 +18,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--reuse", type=int, default=16, help="lru: a block used again within this many steps comes back to HBM")
     parser.add_argument("--window", type=int, default=16, help="topk: recent blocks kept in HBM")
     parser.add_argument("--k", type=int, default=16, help="topk: blocks fetched per step")
+    parser.add_argument("--fetch-rule", choices=["attention", "quest_bound"], default="attention",
+                        help="topk: fetch the blocks with the most attention, or Quest's own page choice (the "
+                             "model's keys' min/max bound; model trace, --block-size 16)")
     parser.add_argument("--margin", type=float, default=0.5, help="heat: must beat the coldest by this much heat")
     parser.add_argument("--patience", type=int, default=32, help="heat: ... for this many steps")
     parser.add_argument("--all-layers", action="store_true", help="model trace: mean over all layers (default: --layer)")
@@ -35,6 +38,7 @@ def add_arguments(parser) -> None:
 
 def _policy(args) -> dict:
     return {"policy": args.placement, "reuse": args.reuse, "window": args.window, "k": args.k,
+            "fetch_rule": args.fetch_rule,
             "margin": args.margin, "patience": args.patience}
 
 
@@ -85,6 +89,8 @@ def _print_summary(s: dict) -> None:
               f"  (capacity {t['capacity_blocks']:,} blocks, {t['bandwidth_bps'] / 1e9:,.0f} GB/s)")
     print(f"  promotions {s['promotions']:,}, demotions {s['demotions']:,}, moved {_size(s['bytes_moved'])} "
           f"({s['moved_over_kv']:.2f}x the KV)")
+    if s["policy"] == "topk":
+        print(f"  fetched {_size(s['bytes_fetched'])} ({s['bytes_fetched'] / s['kv_bytes']:.2f}x the KV): {s['fetch_rule_is']}")
     print(f"  KV read per decode step, mean over the run: {s['read_seconds_per_step'] * 1e3:.3f} ms vs "
           f"{s['read_seconds_all_hbm'] * 1e3:.3f} ms all in HBM ({s['read_time_ratio']:.2f}x)")
     print(f"  {s['l2_note']}")

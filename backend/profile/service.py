@@ -46,6 +46,12 @@ POLICIES = {
             "down. (Margin 0, patience 0 is the old rule, which thrashes.)",
 }
 NO_L2 = ("lru", "topk")
+FETCH_RULES = {
+    "attention": "the k offloaded blocks with the most attention from this step's query (the trace's own mass)",
+    "quest_bound": "Quest's own page choice: per layer and KV head the top-k pages of 16 tokens by the upper bound "
+                   "Σ_c max(q_c·min_c, q_c·max_c) over the page's key min/max, from the model's real keys and queries "
+                   "(a mean trace takes the pages most heads choose); model trace, top-k, block size 16 only",
+}
 
 
 @dataclass
@@ -65,6 +71,7 @@ class Request:
     patience: int = 32                              # heat: ... on every touch for this many steps
     window: int = 16                                # top-k: recent blocks kept in HBM
     k: int = 16                                     # top-k: blocks fetched per step
+    fetch_rule: str = "attention"                   # top-k: which blocks are fetched (FETCH_RULES)
     synthetic: dict = field(default_factory=lambda: dict(SYNTHETIC))
     overrides: list = field(default_factory=list)   # per tier: {capacity_bytes?, bandwidth_bps?}
     text: str = ""
@@ -85,7 +92,8 @@ def parse(params, bytes_per_token: int, bytes_source: str, weights_bytes: int = 
                   policy=choice(p, "policy", tuple(POLICIES), "lru"),
                   reuse=integer(p, "reuse", 16, 0, 1 << 30), margin=number(p, "margin", 0.5, 0.0, kernel.MAX_MARGIN),
                   patience=integer(p, "patience", 32, 0, 1 << 30), window=integer(p, "window", 16, 1, 1 << 20),
-                  k=integer(p, "k", 16, 0, 1 << 16))
+                  k=integer(p, "k", 16, 0, 1 << 16),
+                  fetch_rule=choice(p, "fetch_rule", tuple(FETCH_RULES), "attention"))
     if p.get("bytes_per_token") is not None:
         req.bytes_per_token = integer(p, "bytes_per_token", lo=1, hi=1 << 40)
         req.bytes_source = "set by you"
@@ -109,7 +117,24 @@ def parse(params, bytes_per_token: int, bytes_source: str, weights_bytes: int = 
     elif -(-req.length // req.block_size) > MAX_BLOCKS:
         raise UserError("too_many_blocks", f"{req.length:,} tokens in blocks of {req.block_size} is more than "
                         f"{MAX_BLOCKS:,} blocks; use a larger block size.", "block_size")
+    if req.fetch_rule == "quest_bound":
+        _check_quest(req)
     return req
+
+
+def _check_quest(req: Request) -> None:
+    """Quest's page choice exists only for a model's keys and queries, on its own 16-token pages, for top-k fetch."""
+    from ..evaluate.quest import PAGE
+
+    if req.policy != "topk":
+        raise UserError("bad_input", "fetch_rule 'quest_bound' is a rule of the top-k fetch policy; set policy to "
+                        "'topk' or fetch_rule to 'attention'.", "fetch_rule")
+    if req.trace != "model":
+        raise UserError("bad_input", "fetch_rule 'quest_bound' needs the model's keys and queries: pick the model "
+                        "trace, or fetch_rule 'attention'.", "fetch_rule")
+    if req.block_size != PAGE:
+        raise UserError("page_size_mismatch", f"Quest's page choice is made on pages of {PAGE} tokens; set the block "
+                        f"size to {PAGE} (it is {req.block_size}) or use fetch_rule 'attention'.", "block_size")
 
 
 def _overrides(value) -> list:
@@ -188,8 +213,9 @@ def model_sinks(matrix: np.ndarray) -> np.ndarray:
     return sink_mask(received_after(matrix), n - 1)
 
 
-def prepare(req: Request, matrix=None):
-    """→ (n tokens, pinned per block, tiers, keyword arguments for kernels.tiers.simulate)."""
+def prepare(req: Request, matrix=None, fetch=None):
+    """→ (n tokens, pinned per block, tiers, keyword arguments for kernels.tiers.simulate).
+    fetch: Quest's page choice per step (quest_fetch.fetch_sets), for fetch_rule 'quest_bound'."""
     B = req.block_size
     if req.trace == "model":
         matrix = np.asarray(matrix, dtype=np.float32)
@@ -215,7 +241,7 @@ def prepare(req: Request, matrix=None):
     kwargs = dict(policy=req.policy, tau=req.access_threshold, half_life=req.half_life, margin=req.margin,
                   patience=req.patience, reuse=req.reuse, window=req.window, k=req.k, snap_steps=snapshot_steps(n))
     if req.trace == "model":
-        kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n))
+        kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n), fetch=fetch)
     else:
         kwargs.update(sink_count=s["sinks"], w_sink=s["sink_mass"], w_local=s["local_mass"], w_hh=s["heavy_mass"],
                       w_bg=s["background_mass"], bg_keys=s["background_keys"], seed=s["seed"],
@@ -224,10 +250,10 @@ def prepare(req: Request, matrix=None):
     return n, pinned, tiers, kwargs
 
 
-def run(req: Request, progress, matrix=None) -> tuple[dict, dict]:
+def run(req: Request, progress, matrix=None, fetch=None) -> tuple[dict, dict]:
     """→ (result for the UI/CLI, what profile_snapshot needs). progress(fraction, stage) may raise Cancelled."""
     started = time.perf_counter()
-    n, pinned, tiers, kwargs = prepare(req, matrix)
+    n, pinned, tiers, kwargs = prepare(req, matrix, fetch)
     n_blocks, B, steps = len(pinned), req.block_size, kwargs["snap_steps"]
     progress(0.02, "Simulating")
     out = kernel.simulate(n, B, [t["capacity_blocks"] for t in tiers], pinned,
@@ -276,7 +302,8 @@ def _summary(req, n, n_blocks, tiers, out, status, bandwidth) -> dict:
     kv_bytes = n * bpt
     return {
         "trace": req.trace, "preset": req.preset, "policy": req.policy, "policy_rule": POLICIES[req.policy],
-        "policy_settings": _policy_settings(req), "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
+        "policy_settings": _policy_settings(req),
+        "fetch_rule_is": FETCH_RULES[req.fetch_rule] if req.policy == "topk" else None, "n_tokens": n, "block_size": req.block_size, "n_blocks": n_blocks,
         "bytes_per_token": bpt, "bytes_per_token_source": req.bytes_source, "block_bytes": req.block_size * bpt,
         "kv_bytes": kv_bytes, "tiers": tiers, "accesses": int(out["hits"].sum()),
         "promotions": out["promotions"], "demotions": out["demotions"], "bytes_moved": out["moved_tokens"] * bpt,
@@ -296,7 +323,7 @@ def _policy_settings(req) -> dict:
     if req.policy == "lru":
         return {"reuse": req.reuse}
     if req.policy == "topk":
-        return {"window": req.window, "k": req.k}
+        return {"window": req.window, "k": req.k, "fetch_rule": req.fetch_rule}
     return {"half_life": req.half_life, "margin": req.margin, "patience": req.patience}
 
 

@@ -35,13 +35,15 @@ def room_needed(policy: str, n_pinned: int, n_blocks: int, window: int = 0, k: i
 
 def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None, sink_count=0, w_sink=0.0,
              w_local=1.0, w_hh=0.0, w_bg=0.0, bg_keys=0, seed=0, lcum=None, hh_pos=None, tau=0.01, half_life=256,
-             margin=0.5, patience=32, reuse=16, window=16, k=16, snap_steps=None, buckets=MAX_BUCKETS,
+             margin=0.5, patience=32, reuse=16, window=16, k=16, fetch=None, snap_steps=None, buckets=MAX_BUCKETS,
              chunk_steps=1 << 16, on_chunk=None) -> dict:
     """Run all n_tokens steps in chunks; on_chunk(steps_done) is called between chunks (it may raise to stop).
 
     capacity: blocks per tier (int64[4]); pinned: bool per block (sink blocks).
     trace: float32 [n, n] attention rows, or None for the synthetic generator.
     policy "heat": half_life, margin (heat units: rows of attention), patience (steps); "lru": reuse; "topk": window (blocks), k (blocks per step).
+    fetch: top-k only, int64 [n_tokens, ≤k]: the blocks to fetch at each step (−1 pads), e.g. Quest's page
+    choice; None ranks the offloaded blocks by the step's attention.
     snap_steps: ascending steps after which the tier of every block is recorded.
     buckets: timeline length (at most one bucket per step).
     """
@@ -66,6 +68,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None
     trace = np.zeros((0, 0), np.float32) if trace is None else np.ascontiguousarray(trace, np.float32)
     if trace.size and ((trace < 0).any() or (trace.sum(axis=1, dtype=np.float64) > 1.001).any()):
         raise ValueError("trace rows must be attention: non-negative, summing to at most 1")  # keeps heat bounded
+    fetch = _check_fetch(fetch, policy, int(n_tokens), n_blocks, int(k))
     lcum = local_table(0.9, 1) if lcum is None else np.asarray(lcum, np.float64)
     hh_pos = np.zeros(0, np.int64) if hh_pos is None else np.asarray(hh_pos, np.int64)
     snap_steps = np.zeros(0, np.int64) if snap_steps is None else np.asarray(snap_steps, np.int64)
@@ -76,7 +79,7 @@ def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None
         t1 = min(int(n_tokens), t0 + int(chunk_steps))
         run_steps(POLICY_CODES[policy], t0, t1, int(n_tokens), B, pinned, cap, trace, int(sink_count), float(w_sink),
                   float(w_local), float(w_hh), float(w_bg), int(bg_keys), np.uint64(seed), lcum, hh_pos, float(tau),
-                  int(half_life), np.int64(margin * SCALE), int(patience), int(reuse), int(window), int(k), snap_steps, s)
+                  int(half_life), np.int64(margin * SCALE), int(patience), int(reuse), int(window), int(k), fetch, snap_steps, s)
         if on_chunk is not None:
             on_chunk(t1)
     bucket_of_step = np.arange(int(n_tokens), dtype=np.int64) * buckets // int(n_tokens)
@@ -87,3 +90,17 @@ def simulate(n_tokens, block_size, capacity, pinned, *, policy="lru", trace=None
             "snap_read": s.snap_read, "snap_moved": s.snap_moved, "timeline_read": s.tl_read,
             "timeline_moved": s.tl_moved, "timeline_steps": np.bincount(bucket_of_step, minlength=buckets),
             "heat": s.heat}
+
+
+def _check_fetch(fetch, policy, n_tokens, n_blocks, k) -> np.ndarray:
+    """A given fetch set: one row per step, at most k distinct block ids (−1 pads); (0, 0) when none.
+    A block not yet opened at that step lives nowhere and is not fetched."""
+    if fetch is None:
+        return np.zeros((0, 0), np.int64)
+    fetch = np.ascontiguousarray(fetch, np.int64)
+    if policy != "topk" or fetch.ndim != 2 or fetch.shape[0] != n_tokens or fetch.shape[1] > k:
+        raise ValueError("fetch needs policy 'topk' and one row of at most k blocks per step")
+    ordered = np.sort(fetch, axis=1)
+    if (fetch < -1).any() or (fetch >= n_blocks).any() or ((ordered[:, 1:] == ordered[:, :-1]) & (ordered[:, 1:] >= 0)).any():
+        raise ValueError("fetch rows hold distinct block ids (or −1)")
+    return fetch

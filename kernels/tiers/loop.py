@@ -8,7 +8,8 @@ Each decode step t:
    Its mass in fixed point, q = int(m · 2^24), adds to acc (and to heat, heat rule only).
 4. The policy moves blocks (its on_step).
 5. Accounting: the tokens attention read from each tier this step (dense attention reads
-   every block where it lives; top-k fetch reads sinks + window + k blocks), and the tokens
+   every block where it lives; top-k fetch reads sinks + window + k blocks, chosen by attention
+   or given per step as Quest's page choice), and the tokens
    moved this step, summed per timeline bucket (bucket = t · buckets // n) and recorded
    exactly at the snapshot steps. Integers only, so kernel and reference agree exactly.
 
@@ -29,8 +30,11 @@ SCALE = float(1 << 24)     # row mass fixed point: 1.0 attention = 2^24
 
 @njit(cache=True, nogil=True)  # nogil: the UI thread keeps answering while a job runs a chunk
 def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys,
-              seed, lcum, hh_pos, tau, half_life, margin_q, patience, reuse, window, k_fetch, snap_steps, s):
-    """Advance the simulation over steps t0..t1-1; the State `s` is updated in place."""
+              seed, lcum, hh_pos, tau, half_life, margin_q, patience, reuse, window, k_fetch, fetch, snap_steps, s):
+    """Advance the simulation over steps t0..t1-1; the State `s` is updated in place.
+
+    fetch: int64 [n_tokens, ≤k] the blocks top-k fetch reads per step (Quest's choice, −1 pads),
+    or shape (0, 0) for the attention rule."""
     # Unpack once: reading a State field inside the loop costs two atomic operations (state.py).
     tier, acc, access, heat, tok, hits, counters = s.tier, s.acc, s.access, s.heat, s.tok, s.hits, s.counters
     mass, stamp, touched, cb, cm = s.mass, s.stamp, s.touched, s.cb, s.cm
@@ -86,7 +90,7 @@ def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sin
             lru_offload.on_step(t, n, pinned, cap, B, tau, reuse, touched, mass, chain,
                                 tier, count, tok, heap, hsize, hpos, key, counters)
         else:
-            topk_fetch.on_step(t, n, B, k_fetch, tier, mass, sel, touched, stamp, key, read_now, counters, tok)
+            topk_fetch.on_step(t, n, B, k_fetch, tier, mass, sel, touched, stamp, key, read_now, counters, tok, fetch)
         if policy != TOPK:  # dense attention reads every block where it lives
             for k in range(N_TIERS):
                 read_now[k] = tok[k]

@@ -10,6 +10,11 @@ A fetch is a read, not a move: the block stays where it lives, and its key recor
 step (the lower tiers' LRU order). So attention reads, per step, the sinks + window from
 HBM and k blocks from below: read tokens = sinks + window + k blocks (fewer only while
 fewer blocks are offloaded).
+
+Fetch rule "quest_bound": the caller passes Quest's own page choice per step (fetch[t]:
+up to k block ids, −1 pads; backend/profile/quest_fetch.py computes it from the model's
+keys and queries). The offloaded blocks of that set are fetched; the chosen blocks already
+in HBM (sinks, window) are read there; nothing fills in, since Quest reads exactly its set.
 """
 from numba import njit
 
@@ -36,8 +41,8 @@ def _better(mass, a, b):
 
 
 @njit(cache=True, inline="always")
-def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok):
-    key[t // B] = t
+def _by_attention(t, n, B, k, tier, mass, sel, touched, stamp):
+    """The k offloaded blocks with the most attention this step into sel (best first); returns how many."""
     m = 0
     for i in range(n if k > 0 else 0):  # top k of the touched offloaded blocks, kept sorted best first
         b = touched[i]
@@ -57,6 +62,21 @@ def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters
             sel[m] = b
             m += 1
         b += 1
+    return m
+
+
+@njit(cache=True, inline="always")
+def on_step(t, n, B, k, tier, mass, sel, touched, stamp, key, read_now, counters, tok, fetch):
+    key[t // B] = t
+    m = 0
+    if fetch.shape[0] > 0:  # the given set (Quest's page choice): its offloaded blocks, no fill-in
+        for i in range(fetch.shape[1]):
+            f = fetch[t, i]
+            if f >= 0 and tier[f] > 0:
+                sel[m] = f
+                m += 1
+    else:
+        m = _by_attention(t, n, B, k, tier, mass, sel, touched, stamp)
     for i in range(m):
         f = sel[i]
         got = tokens_in(f, B, t + 1)

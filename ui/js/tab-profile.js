@@ -89,11 +89,14 @@ function settingsCard() {
   ui.reuse = num("reuse", 16, { min: 0, title: "A block used below HBM is read there; used again within this many steps, it comes back to HBM." });
   ui.window = num("window", 16, { min: 1, title: "Recent blocks kept in HBM" });
   ui.k = num("k", 16, { min: 0, title: "Blocks fetched over the link each step" });
+  ui.fetchRule = h("select", { dataset: { field: "fetch_rule" }, onchange: fetchRuleChanged },
+    h("option", { value: "attention" }, "Attention mass (the trace)"), h("option", { value: "quest_bound" }, "Quest's page choice (model trace)"));
+  ui.fetchHint = h("div", { class: "hint fetch-rule-hint" });
   ui.margin = num("margin", 0.5, { min: 0, step: 0.05, title: "Heat (rows of attention, decayed) a block must have above the coldest block of the tier above" });
   ui.patience = num("patience", 32, { min: 0, title: "Steps it must keep beating it before it moves" });
   ui.policyFields = {
     lru: [field("Reuse window (steps)", ui.reuse)],
-    topk: [field("Window (blocks)", ui.window), field("k (blocks / step)", ui.k)],
+    topk: [field("Window (blocks)", ui.window), field("k (blocks / step)", ui.k), field("Fetch rule", ui.fetchRule)],
     heat: [field("Margin (heat)", ui.margin), field("Patience (steps)", ui.patience)],
   };
   ui.policyGrid = h("div", { class: "form-grid" });
@@ -128,7 +131,7 @@ function settingsCard() {
   return h("div", { class: "card profile-settings" }, h("h2", {}, "Sequence"),
     h("div", { class: "form-grid" }, field("Trace", ui.trace), field("Length (tokens)", ui.length), field("Block size B", ui.blockSize)),
     ui.model,
-    h("h2", { class: "sub" }, "Placement"), field("Policy", ui.policy), ui.policyGrid, ui.policyRule,
+    h("h2", { class: "sub" }, "Placement"), field("Policy", ui.policy), ui.policyGrid, ui.fetchHint, ui.policyRule,
     h("h2", { class: "sub" }, "Tiers", h("span", { class: "spacer" }), field("Preset", ui.preset, "field inline")),
     ui.presetInfo, ui.gpuNote,
     h("table", { class: "data tier-table" },
@@ -146,12 +149,22 @@ function traceChanged() {
 function policyChanged() {
   fill(ui.policyGrid, ui.policyFields[ui.policy.value]);
   ui.policyRule.textContent = policyRules[ui.policy.value] || "";
+  fetchRuleChanged();
+}
+
+const FETCH_HINTS = {
+  attention: "Fetches the k offloaded blocks with the most attention from this step's query.",
+  quest_bound: "Fetches Quest's own pages: top-k by the key min/max upper bound on the model's real keys and queries (pages of 16: block size 16, model trace).",
+};
+
+function fetchRuleChanged() {
+  ui.fetchHint.textContent = ui.policy.value === "topk" ? FETCH_HINTS[ui.fetchRule.value] : "";
 }
 
 function policyParams() {
   const p = { policy: ui.policy.value };
   if (p.policy === "lru") p.reuse = Number(ui.reuse.value);
-  if (p.policy === "topk") Object.assign(p, { window: Number(ui.window.value), k: Number(ui.k.value) });
+  if (p.policy === "topk") Object.assign(p, { window: Number(ui.window.value), k: Number(ui.k.value), fetch_rule: ui.fetchRule.value });
   if (p.policy === "heat") Object.assign(p, { margin: Number(ui.margin.value), patience: Number(ui.patience.value) });
   return p;
 }
