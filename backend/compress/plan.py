@@ -48,6 +48,11 @@ def _note(name: str, method, budget: Budget, settings: Settings, layers: int) ->
                      f"({snapkv.WINDOW}); a window of {snapkv.window_size(budget.n)} was used")
     protect = method.scorer.protected(settings)
     smallest = budget.kept
+    if method.budget == "pyramid" and not pyramidkv.fits(budget.n, budget.ratio):
+        notes.append(f"the pyramid does not fit: its smallest layer budget (kept/β = {budget.kept / pyramidkv.BETA:.0f}) "
+                     f"would fall below the window ({pyramidkv.WINDOW}), so every layer keeps {budget.kept} as kvpress "
+                     "does, and PyramidKV equals SnapKV here (it differs from about n·(1 − r) ≥ "
+                     f"{pyramidkv.BETA * pyramidkv.WINDOW} kept tokens)")
     if method.budget == "pyramid":
         smallest = min(pyramidkv.layer_budget(budget.n, budget.ratio, i, layers) for i in range(layers))
     if protect >= smallest:
