@@ -71,6 +71,26 @@ def evaluate(api, capsys, tmp_path):
     return printed, direct
 
 
+def evaluate_prefill(api, capsys, tmp_path):
+    """kvpress's protocol: the context compressed once, the continuation scored."""
+    [printed] = cli(api, capsys, "evaluate", "--model", "demo", "--protocol", "prefill", "--max-tokens", "120",
+                    "--ratio", "0.5", "--policy", "full,snapkv,knorm")
+    direct = job_result(api, api.evaluate({"protocol": "prefill", "text": None, "policy": ["full", "snapkv", "knorm"],
+                                           "max_tokens": 120, "ratio": 0.5}))
+    assert [r["policy"] for r in printed["results"]] == ["full", "snapkv", "knorm"]
+    return printed, direct
+
+
+def retrieval(api, capsys, tmp_path):
+    [printed] = cli(api, capsys, "retrieval", "--model", "demo", "--lengths", "96", "--depths", "0,0.5",
+                    "--cache-size", "32", "--chunk", "8", "--policy", "full,streaming_llm")
+    direct = job_result(api, api.retrieval({"task": "pass_key", "protocol": "streaming", "seed": 0,
+                                            "chat_template": False, "policy": ["full", "streaming_llm"],
+                                            "lengths": [96], "depths": [0, 0.5], "cache_size": 32, "chunk": 8}))
+    assert len(printed["cells"]) == 4 and "needle_kept" in printed["cells"][0]
+    return printed, direct
+
+
 def simulate(api, capsys, tmp_path):
     [printed] = cli(api, capsys, "simulate", "--length", "3000", "--cache-size", "64", "--window", "16")
     direct = job_result(api, api.simulate({"trace": "synthetic", "length": 3000, "cache_size": 64, "sinks": 4,
@@ -137,7 +157,8 @@ def sweep(api, capsys, tmp_path, monkeypatch=None):
     return scrub(printed, {"out", "runner"}), scrub({"summary": direct, "rows": rows}, {"out", "runner"})
 
 
-CASES = {f.__name__: f for f in (attention, evaluate, simulate, profile, profile_scenario, stream, sweep)}
+CASES = {f.__name__: f for f in (attention, evaluate, evaluate_prefill, retrieval, simulate, profile, profile_scenario,
+                                  stream, sweep)}
 
 
 def test_every_subcommand_has_a_case():

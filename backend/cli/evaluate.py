@@ -43,7 +43,7 @@ def run_prefill(args, api) -> int:
     job = check(api.evaluate(params))
     result = wait_job(api, job["job_id"], quiet=args.json)
     if args.json:
-        emit(result)
+        emit_result(result)
         return 0
     s = result["settings"]
     budget = f"C={s['cache_size']}" if s["cache_size"] is not None else f"ratio={s['ratio']}"

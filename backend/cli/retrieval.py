@@ -1,7 +1,8 @@
 """`main.py retrieval`: pass-key / needle grids under eviction (lengths × depths, every policy)."""
 import sys
 
-from .common import CliError, add_model_arguments, add_policy_file_argument, check, emit, load, load_policy_files, wait_job
+from .common import (CliError, add_model_arguments, add_policy_file_argument, check, emit_result, load,
+                     load_policy_files, wait_job)
 
 
 def add_arguments(parser) -> None:
@@ -73,7 +74,7 @@ def run(args, api) -> int:
     job = check(api.retrieval(params))
     result = wait_job(api, job["job_id"], quiet=args.json)
     if args.json:
-        emit(result)
+        emit_result(result)
         return 0
     s = result["settings"]
     budget = f"C={s['cache_size']}" if s.get("cache_size") is not None else f"ratio={s['ratio']}"
