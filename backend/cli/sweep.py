@@ -118,7 +118,9 @@ def print_frontier(rows: list[dict], kind: str) -> None:
         full = [r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"]
         by = {(r["cell"]["policy"], r["cell"][x]): r["metrics"][metric] for r in group}
         per_token = group[0].get("kv_bytes_per_token")
-        print(f"\n{model} · {text} · {group[0]['tokens']} tokens · {metric}"
+        tokens = (f"{group[0]['tokens']}-token context + {group[0]['continuation_tokens']} scored" if kind == "prefill"
+                  else f"{group[0]['tokens']} tokens")
+        print(f"\n{model} · {text} · {tokens} · {metric}"
               + (f" · KV {per_token:,} bytes/token" if per_token else ""))
         head = "r=" if x == "ratio" else "C="
         print(f"{'policy':26}" + "".join(f"{head + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full else ""))
