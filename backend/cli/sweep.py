@@ -12,8 +12,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text-file", action="append", help="a text to run on; repeat for several (default: the bundled "
                         "held-out Jargon File text)")
     parser.add_argument("--synthetic-length", type=int, default=100_000, help="--model synthetic: trace length in steps")
-    parser.add_argument("--kind", choices=["evaluate", "simulate", "retrieval"], default="evaluate",
-                        help="retrieval: every cell runs a pass-key/needle grid (--task, --lengths, --depths); y = accuracy")
+    parser.add_argument("--kind", choices=["evaluate", "simulate", "retrieval", "prefill"], default="evaluate",
+                        help="retrieval: every cell runs a pass-key/needle grid (--task, --lengths, --depths); y = accuracy. "
+                        "prefill: kvpress's protocol, each prefill method at each --ratios; y = continuation perplexity")
+    parser.add_argument("--ratios", default="0.25,0.5,0.75,0.9", help="prefill: compression ratios (fraction of the "
+                        "context removed), separated by commas")
     parser.add_argument("--task", default="pass_key", help="retrieval: pass_key, needle or multi_key")
     parser.add_argument("--protocol", default="streaming", help="retrieval: streaming or prefill")
     parser.add_argument("--lengths", default="512,1024,2048", help="retrieval: context lengths")
@@ -58,7 +61,8 @@ def spec_params(args) -> dict:
             "policies": args.policy if args.policy == "all" else [p for p in args.policy.split(",") if p],
             "cache_sizes": args.cache_sizes, "sinks": args.sinks, "window": args.window, "max_tokens": args.max_tokens,
             "access_threshold": args.access_threshold, "layer": args.layer, "device": args.device,
-            "precision": args.precision, "retrieval": _retrieval(args) if args.kind == "retrieval" else None}
+            "precision": args.precision, "retrieval": _retrieval(args) if args.kind == "retrieval" else None,
+            **({"ratios": args.ratios} if args.kind == "prefill" else {})}
 
 
 def _retrieval(args) -> dict:
@@ -104,20 +108,24 @@ def run(args, api) -> int:
 
 def print_frontier(rows: list[dict], kind: str) -> None:
     """One table per model × text: policies down, cache sizes across, the headline metric in each cell."""
-    metric = {"evaluate": "perplexity", "retrieval": "accuracy"}.get(kind, "hit_rate")
+    metric = {"evaluate": "perplexity", "retrieval": "accuracy", "prefill": "perplexity"}.get(kind, "hit_rate")
+    x = "ratio" if kind == "prefill" else "cache_size"  # a prefill budget is a compression ratio
     groups: dict = {}
     for r in rows:
         groups.setdefault((r["cell"]["model"], r["cell"]["text"]), []).append(r)
     for (model, text), group in groups.items():
-        sizes = sorted({r["cell"]["cache_size"] for r in group if r["cell"]["policy"] != "full"})
+        sizes = sorted({r["cell"][x] for r in group if r["cell"]["policy"] != "full"})
         full = [r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"]
-        by = {(r["cell"]["policy"], r["cell"]["cache_size"]): r["metrics"][metric] for r in group}
+        by = {(r["cell"]["policy"], r["cell"][x]): r["metrics"][metric] for r in group}
         per_token = group[0].get("kv_bytes_per_token")
-        print(f"\n{model} · {text} · {group[0]['tokens']} tokens · {metric}"
+        tokens = (f"{group[0]['tokens']}-token context + {group[0]['continuation_tokens']} scored" if kind == "prefill"
+                  else f"{group[0]['tokens']} tokens")
+        print(f"\n{model} · {text} · {tokens} · {metric}"
               + (f" · KV {per_token:,} bytes/token" if per_token else ""))
-        print(f"{'policy':16}" + "".join(f"{'C=' + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full else ""))
+        head = "r=" if x == "ratio" else "C="
+        print(f"{'policy':26}" + "".join(f"{head + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full else ""))
         for policy in dict.fromkeys(r["cell"]["policy"] for r in group if r["cell"]["policy"] != "full"):
-            print(f"{policy:16}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full[0]) if full else ""))
+            print(f"{policy:26}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full[0]) if full else ""))
 
 
 def _fmt(v) -> str:

@@ -14,7 +14,7 @@ import socket
 import time
 from collections import OrderedDict
 
-from .spec import SYNTHETIC
+from .spec import QUEST, SYNTHETIC
 
 _models: dict = {}
 _traces: OrderedDict = OrderedDict()
@@ -22,6 +22,8 @@ _TRACES_KEPT = 4
 SIM_METRICS = ("hit_rate", "attention_recall", "accesses", "hits", "misses", "evictions", "tokens_processed")
 EVAL_METRICS = ("perplexity", "kl_vs_full", "tokens", "evictions")
 RETRIEVAL_METRICS = ("accuracy", "mean_logprob", "cells")
+PREFILL_METRICS = ("perplexity", "kl_vs_full", "memory_tokens", "note")
+QUEST_METRICS = ("keys_read_per_step", "memory_tokens", "pages", "page_size")  # beside EVAL_METRICS
 
 
 def init_worker(models=(), device="auto", precision="auto", threads: int | None = 1) -> None:
@@ -70,6 +72,8 @@ def run_task(task: dict, settings: dict) -> list[dict]:
         rows, facts = _evaluate(cells, task["source"], settings)
     elif first["kind"] == "retrieval":
         rows, facts = _retrieval(cells, task["source"], settings)
+    elif first["kind"] == "prefill":
+        rows, facts = _prefill(cells, task["source"], settings)
     else:
         rows, facts = _simulate(cells, task["source"], settings, user)
     elapsed = time.perf_counter() - started
@@ -105,8 +109,30 @@ def _evaluate(cells, source, settings):
     out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"],
                    positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"))
     by_policy = {r["policy"]: r for r in out["results"]}
-    rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS} | {"seconds": by_policy[p].get("seconds")} for p in policies]
+    rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS + (QUEST_METRICS if p == QUEST else ())}
+            | {"seconds": by_policy[p].get("seconds")} for p in policies]
     return rows, _facts(loaded, int(out.get("tokens", len(ids))))  # tokens evaluated (learned positions stop at the context)
+
+
+def _prefill(cells, source, settings):
+    """kvpress's protocol, as Evaluate's `protocol: "prefill"` runs it: the first cache_size tokens (the context)
+    compressed once at this ratio by every method, the rest of the usable text scored after it."""
+    import json
+
+    from ..compress import prefill_perplexity
+
+    first = cells[0]
+    s = json.loads(first["settings"])
+    loaded = model(first["model"], settings["device"], s["precision"])
+    ids = _eval_ids(loaded, source["text"], s["max_tokens"])[: loaded.context_length]  # grid.usable_tokens
+    n = first["cache_size"]
+    started = time.perf_counter()
+    out = prefill_perplexity(loaded, ids, n, len(ids) - n, [c["policy"] for c in cells], ratio=first["ratio"],
+                             sinks=first["sinks"], window=first["window"])
+    share = round((time.perf_counter() - started) / len(cells), 3)  # one compressing prefill for all methods
+    rows = [{k: out[c["policy"]][k] for k in PREFILL_METRICS} | {"tokens": len(ids) - n, "seconds": share}
+            for c in cells]
+    return rows, _facts(loaded, n) | {"continuation_tokens": len(ids) - n}
 
 
 def _retrieval(cells, source, settings):

@@ -6,17 +6,24 @@ from datetime import datetime, timezone
 
 from .grid import build_cells, group_tasks
 from .results import ResultsWriter, read_rows
-from .spec import SweepSpec
+from .spec import QUEST, SweepSpec
 
 
 def finish_row(key: str, raw: dict) -> dict:
     """A worker's row + what the frontier plots: KV tokens and bytes, the compression ratio."""
-    cell, tokens = raw["cell"], raw["tokens"]  # tokens the cell ran on
+    cell, tokens = raw["cell"], raw["tokens"]  # tokens the cell ran on (prefill: the context's)
     kv_tokens = min(cell["cache_size"], tokens)  # Full Cache: the whole (evaluated) text
+    extra = {}
+    if cell["kind"] == "prefill":  # mean kept entries per (layer, KV head); x = the ratio asked, as kvpress plots
+        kv_tokens = raw["metrics"]["memory_tokens"]
+    elif cell["policy"] == QUEST:  # evicts nothing: it holds Full Cache's entries; plotted at what a step reads
+        kv_tokens = raw["metrics"]["keys_read_per_step"]
+        extra = {"memory_is": "read per step", "memory_held_tokens": raw["metrics"]["memory_tokens"]}
     per_token = raw.get("kv_bytes_per_token")
+    ratio = cell["ratio"] if cell.get("ratio") is not None else round(1 - kv_tokens / tokens, 6) if tokens else None
     return {"key": key, **raw, "kv_tokens": kv_tokens,
-            "kv_bytes": kv_tokens * per_token if per_token else None,
-            "compression_ratio": round(1 - kv_tokens / tokens, 6) if tokens else None,
+            "kv_bytes": kv_tokens * per_token if per_token and kv_tokens is not None else None,
+            "compression_ratio": ratio, **extra,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "written_at": time.time()}  # minus the worker's done_at: transport + driver time (bench/sweep.py)
 

@@ -8,7 +8,9 @@ Full Cache keeps everything whatever C is, so it is one cell per text, at C = th
 import numpy as np
 
 from ..errors import UserError
-from .spec import DEFAULT_SIZES, SYNTHETIC, Cell, SweepSpec, text_sha
+from .spec import DEFAULT_SIZES, QUEST, SYNTHETIC, Cell, SweepSpec, text_sha
+
+QUEST_PAGE = 16  # backend/evaluate/quest.PAGE: Quest reads whole pages
 
 MAX_MODEL_TRACE = 2048  # backend/eviction/params.MAX_MODEL_TOKENS: a model trace is n × n
 
@@ -22,6 +24,8 @@ def usable_tokens(spec: SweepSpec, n_ids: int, facts: dict) -> int:
     """How many tokens of a text a cell runs on: Evaluate goes past the context on a rotary model
     only (learned positions stop there, backend/evaluate/run.py); a trace never does."""
     context = facts["context"]
+    if spec.kind == "prefill":  # context + continuation in one forward: within the model's context
+        return min(n_ids, spec.max_tokens, context)
     if spec.kind == "evaluate":
         return min(n_ids, spec.max_tokens) if facts["rotary"] else min(n_ids, spec.max_tokens, context)
     return min(n_ids, spec.max_tokens, context, MAX_MODEL_TRACE)
@@ -63,8 +67,12 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
                 n, context = min(entry["retrieval"]["lengths"]), facts["context"]
             else:
                 n, context = usable_tokens(spec, text_tokens(facts, entry["text"]), facts), facts["context"]
-            if n < 2:
-                raise UserError("bad_input", f"text {entry['name']!r} is shorter than 2 tokens.", "texts")
+            if n < 2 or (spec.kind == "prefill" and n < 3):
+                raise UserError("bad_input", f"text {entry['name']!r} is shorter than {3 if spec.kind == 'prefill' else 2} "
+                                "tokens.", "texts")
+            if spec.kind == "prefill":
+                cells += prefill_cells(spec, model, entry, n)
+                continue
             top = min(n, context - 1) if spec.kind == "evaluate" else n - 1 if spec.kind == "retrieval" else n
             # (an Evaluate cache stays below the context; a retrieval cache below the shortest context)
             sizes = spec.cache_sizes or auto_sizes(top)
@@ -76,13 +84,23 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
                     continue
                 for c in sizes:
                     window = spec.window if spec.window is not None else c // 2
-                    why = _unusable(spec, c, window, n, context)
+                    why = _unusable(spec, c, window, n, context) or (
+                        f"C = {c} is below one Quest page ({QUEST_PAGE} tokens)" if policy == QUEST and c < QUEST_PAGE else None)
                     if why:
                         notes.append({"model": model, "text": entry["name"], "cache_size": c, "policy": policy, "why": why})
                         continue
                     cells.append(Cell(spec.kind, model, entry["name"], sha, policy, c, spec.sinks, window, settings,
                                       spec.rule_sha(policy)))
     return cells, _dedupe_notes(notes)
+
+
+def prefill_cells(spec: SweepSpec, model: str, entry: dict, usable: int) -> list[Cell]:
+    """Kind prefill (kvpress's protocol, Evaluate's split): the first 3/4 of the usable tokens are the context,
+    compressed once at each ratio; the rest is the continuation. Full Cache: one cell, ratio 0."""
+    n = max(2, usable * 3 // 4)  # backend/api/evaluate._prefill_request's default context_tokens
+    sha, settings = text_sha(entry), spec.settings(model)
+    return [Cell("prefill", model, entry["name"], sha, policy, n, spec.sinks, spec.window, settings, "", r)
+            for policy in spec.policies for r in ([0.0] if policy == "full" else spec.ratios)]
 
 
 def _unusable(spec: SweepSpec, c: int, window: int, n: int, context) -> str | None:
@@ -100,10 +118,10 @@ def _unusable(spec: SweepSpec, c: int, window: int, n: int, context) -> str | No
 
 
 def _dedupe_notes(notes: list[dict]) -> list[dict]:
-    """One note per (model, text, size): the reason is the same for every policy."""
+    """One note per (model, text, size, reason): most reasons are the same for every policy."""
     seen, out = set(), []
     for n in notes:
-        k = (n["model"], n["text"], n["cache_size"])
+        k = (n["model"], n["text"], n["cache_size"], n["why"])
         if k not in seen:
             seen.add(k)
             out.append({k2: v for k2, v in n.items() if k2 != "policy"})

@@ -12,9 +12,12 @@ from dataclasses import asdict, dataclass, field
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict
 
-KINDS = ("simulate", "evaluate", "retrieval")
+KINDS = ("simulate", "evaluate", "retrieval", "prefill")
 EVALUATE_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova")
 SIMULATE_POLICIES = EVALUATE_POLICIES + ("oracle",)  # the oracle needs the whole future: model traces only
+QUEST = "quest"  # Evaluate's decode-time Quest (backend/evaluate/quest.py): evaluate sweeps only; evicts nothing
+DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)  # kind prefill: kvpress's compression ratios (fraction of the context removed)
+PREFILL_WINDOW = 32  # kind prefill: the recent window of h2o's prefill form, as backend/compress and Evaluate default
 RECOMPUTE = "sliding_window_recompute"  # Evaluate's slow re-computation baseline: only when named
 SYNTHETIC = "synthetic"  # the "model" of a simulate sweep on a generated trace
 MAX_MODELS, MAX_TEXTS, MAX_SIZES = 8, 16, 64
@@ -24,30 +27,34 @@ DEFAULT_SIZES = 8
 
 @dataclass(frozen=True)
 class Cell:
-    kind: str            # simulate | evaluate | retrieval
+    kind: str            # simulate | evaluate | retrieval | prefill
     model: str           # "demo", a folder, a Hub id, or "synthetic"
     text: str            # the text's name (a file name) — its content is identified by text_sha
                          # (retrieval: the task's name; text_sha hashes the task's grid, RETRIEVAL_KEYS)
     text_sha: str        # sha256 of the text (or of the synthetic settings), 16 hex digits
     policy: str
     cache_size: int      # C; for Full Cache, the whole text (it keeps everything)
+                         # (prefill: the context's tokens n, compressed once; the rest of the text is the continuation)
     sinks: int
     window: int
     settings: str        # the rest that changes the numbers, as canonical JSON
     rule_sha: str = ""   # a user policy's rule file (sha256 of its text): an edited rule is a new cell
+    ratio: float | None = None  # kind prefill: the compression ratio (fraction of the context removed; Full: 0)
 
     @property
     def key(self) -> str:
         fields = asdict(self)
         if not fields["rule_sha"]:  # built-in policies: the key of every results file written before rule_sha
             del fields["rule_sha"]
+        if fields["ratio"] is None:  # every kind but prefill: the keys written before the field existed
+            del fields["ratio"]
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:20]
 
     @property
     def group(self) -> tuple:
         """Cells that differ only in policy share one model run (one trace / one Full Cache reference)."""
         return (self.kind, self.model, self.text_sha, self.cache_size if self.policy != "full" else -1,
-                self.sinks, self.window, self.settings)
+                self.sinks, self.window, self.settings, self.ratio)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -71,6 +78,7 @@ class SweepSpec:
     granularity: str = "per_head"  # Evaluate: a kept set per KV head, or one for all heads
     policy_files: list = field(default_factory=list)  # user rule files (#17): [{name, file, source}], sent to workers
     retrieval: dict | None = None  # kind retrieval: the grid every cell runs (RETRIEVAL_KEYS; backend/retrieval)
+    ratios: list | None = None     # kind prefill: the compression ratios (x); cache_sizes are not used
 
     def rule_sha(self, policy: str) -> str:
         """A user policy's rule text, hashed (the Cell field); "" for a built-in."""
@@ -82,6 +90,8 @@ class SweepSpec:
             s = {"access_threshold": self.access_threshold}
         elif self.kind == "retrieval":
             s = {"access_threshold": self.access_threshold, "precision": self.precision}
+        elif self.kind == "prefill":
+            s = {"max_tokens": self.max_tokens, "precision": self.precision}
         elif self.kind == "evaluate":
             s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
                  "positions": self.positions, "granularity": self.granularity}
@@ -178,6 +188,33 @@ def _retrieval(value) -> dict:
             "chat_template": flag(v, "chat_template", False)}
 
 
+def _ratios(value) -> list:
+    """Kind prefill's x: compression ratios r in [0, 1) (kvpress's compression_ratio: kept = int(n·(1 − r)))."""
+    if value in (None, "auto"):
+        return list(DEFAULT_RATIOS)
+    if isinstance(value, str):
+        try:
+            value = [float(x) for x in value.replace(" ", "").split(",") if x]
+        except ValueError:
+            raise UserError("bad_input", "ratios must be numbers like 0.25,0.5,0.75.", "ratios") from None
+    if not isinstance(value, list) or not value or len(value) > MAX_SIZES or \
+            not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in value):
+        raise UserError("bad_input", f"ratios must be 1 to {MAX_SIZES} numbers like 0.25,0.5,0.75.", "ratios")
+    bad = [r for r in value if not 0 < r < 1]
+    if bad:
+        raise UserError("ratio_out_of_range", f"ratio {bad[0]} is outside (0, 1): it is the fraction of the context "
+                        "removed (0.5 keeps half).", "ratios")
+    return sorted({round(float(r), 6) for r in value})
+
+
+def _prefill_methods() -> tuple:
+    """The built-in prefill methods (backend/compress), Full Cache first. User prefill files are not sent to
+    workers, so a sweep runs the built-ins."""
+    from ..compress.plan import METHODS
+
+    return ("full",) + tuple(m for m in METHODS if m != "full")
+
+
 def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     """`user_policies`: the loaded user policies (name → custom_policies.UserPolicy), offered beside the built-ins."""
     p = params_dict(params)
@@ -187,13 +224,19 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     if SYNTHETIC in models and (len(models) > 1 or kind != "simulate"):
         raise UserError("bad_input", "Model 'synthetic' is a generated trace: use it alone, with kind simulate.", "models")
     retrieval = _retrieval(p.get("retrieval")) if kind == "retrieval" else None
-    if SYNTHETIC in models and kind == "retrieval":
-        raise UserError("bad_input", "A retrieval sweep needs a model, not 'synthetic'.", "models")
+    if SYNTHETIC in models and kind in ("retrieval", "prefill"):
+        raise UserError("bad_input", f"A {kind} sweep needs a model, not 'synthetic'.", "models")
+    if kind == "prefill" and p.get("cache_sizes", "auto") not in (None, "auto"):
+        raise UserError("bad_input", "A prefill sweep's x is ratios (the fraction removed), not cache_sizes.", "cache_sizes")
     if retrieval is not None and retrieval["protocol"] == "prefill":
         from ..retrieval.request import protocol_policies
 
         allowed, user = tuple(protocol_policies("prefill")), {}  # the prefill methods (backend/compress)
-    elif kind in ("evaluate", "retrieval"):
+    elif kind == "prefill":
+        allowed, user = _prefill_methods(), {}
+    elif kind == "evaluate":
+        allowed = EVALUATE_POLICIES + (QUEST,)
+    elif kind == "retrieval":
         allowed = EVALUATE_POLICIES
     else:
         allowed = tuple(x for x in SIMULATE_POLICIES if x != "oracle" or SYNTHETIC not in models)
@@ -211,10 +254,13 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
         policies = [x for x in allowed if x in policies]  # one order everywhere
     sinks = integer(p, "sinks", 4, lo=0, hi=100_000)
     window = integer(p, "window", None, lo=1, hi=1_000_000, allow_none=True)
+    if kind == "prefill" and window is None:
+        window = PREFILL_WINDOW  # not C/2: a prefill budget is a ratio
     files = [user[x].shipment() for x in policies if x in user]
     texts = [{"name": retrieval["task"], "retrieval": retrieval}] if retrieval else _texts(p.get("texts"), kind, models)
     return SweepSpec(
         kind=kind, models=models, texts=texts, policies=policies, retrieval=retrieval,
+        ratios=_ratios(p.get("ratios")) if kind == "prefill" else None,
         cache_sizes=_cache_sizes(p.get("cache_sizes", "auto")), sinks=sinks, window=window,
         access_threshold=number(p, "access_threshold", 0.01, lo=1e-6, hi=1.0),
         max_tokens=integer(p, "max_tokens", 1024, lo=2, hi=8192),

@@ -60,3 +60,43 @@ def test_sweep_runs_and_draws_the_frontier(page, served, tmp_path, monkeypatch):
     p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
     p.shot("sweep")
     assert json.dumps(shown)  # plain data, nothing the page could not serialise
+
+
+def test_prefill_sweep_offers_the_prefill_methods_and_ratios(page, served, tmp_path, monkeypatch):
+    """Kind prefill (kvpress's protocol): the method boxes come from backend/compress, the ratios replace
+    the cache sizes, and the chart and table show each method at each ratio from the file."""
+    import backend.api.app as app_module
+    from backend.compress.plan import METHODS
+    from backend.sweep import read_rows
+
+    from helpers import ROOT
+
+    monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
+    p = page
+    p.tab("eviction")
+    p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
+    set_field(p, "models", "demo")
+    p.select_option("#tab-eviction [data-field='sweep.kind']", "prefill")
+    boxes = "#tab-eviction .sweep-policies:not(.hidden) input"
+    p.wait_for_function(f"() => document.querySelectorAll(\"{boxes}\").length >= {len(METHODS)}", timeout=10_000)
+    assert not p.locator("#tab-eviction [data-field='sweep.cache_sizes']").is_visible()
+    for name in p.eval_on_selector_all(boxes, "els => els.map(e => e.value)"):
+        if name not in ("full", "streaming_llm", "knorm"):
+            p.uncheck(f"{boxes}[value='{name}']")
+    text = (ROOT / "assets" / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:420]
+    p.fill("#tab-eviction [data-field='sweep.texts']", text)
+    set_field(p, "ratios", "0.5, 1.5")  # refused: a ratio is a fraction removed
+    set_field(p, "workers", 0)
+    set_field(p, "out", "prefill.jsonl")
+    p.click("#tab-eviction >> text=Run Sweep")
+    p.wait_for_selector("#tab-eviction [data-field='sweep.ratios'].invalid", timeout=30_000)
+    set_field(p, "ratios", "0.5, 0.75")
+    p.click("#tab-eviction >> text=Run Sweep")
+    p.wait_for_function(f"() => {SW}.lastJobId !== null", timeout=180_000)
+    rows = read_rows(tmp_path / "sweeps" / "prefill.jsonl")
+    assert len(rows) == 1 + 2 * 2 and {r["cell"]["kind"] for r in rows} == {"prefill"}
+    datasets = p.evaluate(f"() => {SW}.ui.chart.data.datasets.map(d => d.data.map(q => [q.row.key, q.y]))")
+    by_key = {r["key"]: r["metrics"]["perplexity"] for r in rows}
+    assert len(datasets) == 3 and all(y == by_key[k] for d in datasets for k, y in d)
+    table = p.locator("#tab-eviction .sweep-table tbody")
+    assert table.locator("tr").count() == 5 and "r = 0.75" in table.inner_text()

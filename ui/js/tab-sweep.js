@@ -14,14 +14,17 @@ import { lineChart } from "./charts.js";
 import { policyColour, policyDash } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
-const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"];
+const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
 const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O",
-  lru: "LRU", tova: "TOVA", oracle: "Oracle", sliding_window_recompute: "Window (recompute)" };
+  lru: "LRU", tova: "TOVA", quest: "Quest", oracle: "Oracle", sliding_window_recompute: "Window (recompute)" };
+// Which decode-time policies a kind offers: the oracle needs the future (traces only); Quest is Evaluate's.
+const ONLY = { oracle: ["simulate"], quest: ["evaluate"] };
 // y metrics: key, label, lower is better
 const METRICS = {
   evaluate: [["perplexity", "perplexity", true], ["kl_vs_full", "KL from Full", true]],
   simulate: [["hit_rate", "hit rate", false], ["attention_recall", "attention recall", false]],
   retrieval: [["accuracy", "retrieval accuracy", false], ["mean_logprob", "mean log p(answer)", false]],
+  prefill: [["perplexity", "continuation perplexity", true], ["kl_vs_full", "KL from Full", true]],
 };
 const X_AXES = [["kv_bytes", "KV memory (bytes, log)"], ["kv_tokens", "KV tokens C (log)"], ["compression_ratio", "compression ratio (share of KV evicted)"]];
 const label = (p) => LABELS[p] || p;
@@ -69,7 +72,8 @@ function settingsCard() {
     oninput: () => { ui.models.dataset.edited = "1"; } });
   ui.kind = h("select", { dataset: { field: "sweep.kind" }, onchange: kindChanged },
     h("option", { value: "evaluate" }, "Evaluate (perplexity, KL)"), h("option", { value: "simulate" }, "Simulate (hit rate, recall)"),
-    h("option", { value: "retrieval" }, "Retrieval (accuracy, log p)"));
+    h("option", { value: "retrieval" }, "Retrieval (accuracy, log p)"),
+    h("option", { value: "prefill" }, "Prefill, kvpress's protocol (perplexity, KL)"));
   // Kind retrieval: every cell (policy × C) runs this pass-key / needle grid (the Retrieval tab's, backend/retrieval).
   ui.rTask = h("select", { dataset: { field: "sweep.task" } }, h("option", { value: "pass_key" }, "pass key"),
     h("option", { value: "needle" }, "needle"), h("option", { value: "multi_key" }, "multi-key needle"));
@@ -83,6 +87,11 @@ function settingsCard() {
   ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
   ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
     POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }), label(p))));
+  // Kind prefill: backend/compress's methods (listed by evaluate_info), each at every compression ratio.
+  ui.prefillBoxes = h("div", { class: "sweep-policies hidden", dataset: { field: "sweep.policies" } });
+  ui.ratios = input("ratios", "0.25, 0.5, 0.75, 0.9", { title: "Compression ratios: the fraction of the context removed, separated by commas" });
+  ui.ratiosField = field("Ratios", ui.ratios);
+  ui.ratiosField.classList.add("hidden");
   ui.sizes = input("cache_sizes", "auto", { title: "auto = 8 sizes log-spaced from 1/32 of the text to all of it; or 16,32,64,…" });
   ui.sinks = input("sinks", 4, { type: "number", min: 0 });
   ui.window = input("window", "", { type: "number", min: 1, placeholder: "C/2" });
@@ -98,17 +107,29 @@ function settingsCard() {
   ui.progressText = h("div", { class: "hint mono sweep-progress" });
   return h("div", { class: "card sweep-settings" }, h("h2", {}, "Sweep settings"),
     h("div", { class: "form-grid" }, field("Models", ui.models), field("Kind", ui.kind)),
-    ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", ui.policyBoxes),
-    h("div", { class: "form-grid" }, field("Cache sizes", ui.sizes), field("Sinks S", ui.sinks), field("Window W", ui.window),
+    ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
+    h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
       field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
 
-function kindChanged() {
-  const oracle = ui.policyBoxes.querySelector('input[value="oracle"]');
-  oracle.disabled = ui.kind.value !== "simulate";  // a real cache never knows the future
-  if (oracle.disabled) oracle.checked = false;
+async function kindChanged() {
+  for (const [policy, kinds] of Object.entries(ONLY)) {
+    const box = ui.policyBoxes.querySelector(`input[value="${policy}"]`);
+    box.disabled = !kinds.includes(ui.kind.value);  // a real cache never knows the future; Quest runs in Evaluate
+    box.checked = !box.disabled && policy !== "oracle";
+  }
+  const prefill = ui.kind.value === "prefill";
+  ui.policyBoxes.classList.toggle("hidden", prefill);
+  ui.prefillBoxes.classList.toggle("hidden", !prefill);
+  ui.sizesField.classList.toggle("hidden", prefill);  // a prefill budget is a ratio, not C
+  ui.ratiosField.classList.toggle("hidden", !prefill);
+  if (prefill && !ui.prefillBoxes.childElementCount) {
+    const info = await call("evaluate_info", {});
+    if (info.ok) fill(ui.prefillBoxes, info.prefill_methods.map((m) => h("label", { class: "check" },
+      h("input", { type: "checkbox", value: m, checked: true }), label(m))));
+  }
   ui.retrieval.classList.toggle("hidden", ui.kind.value !== "retrieval");
   ui.textField.classList.toggle("hidden", ui.kind.value === "retrieval");  // the task makes its own texts
 }
@@ -116,7 +137,8 @@ function kindChanged() {
 const numberList = (text) => text.split(/[\s,;]+/).filter(Boolean).map(Number);
 
 function params() {
-  const policies = [...ui.policyBoxes.querySelectorAll("input:checked")].map((i) => i.value);
+  const boxes = ui.kind.value === "prefill" ? ui.prefillBoxes : ui.policyBoxes;
+  const policies = [...boxes.querySelectorAll("input:checked")].map((i) => i.value);
   const p = {
     out: ui.out.value.trim(), kind: ui.kind.value,
     models: ui.models.value.split(",").map((s) => s.trim()).filter(Boolean),
@@ -126,6 +148,7 @@ function params() {
   if (ui.window.value !== "") p.window = Number(ui.window.value);
   if (ui.workers.value !== "") p.workers = Number(ui.workers.value);
   if (ui.ray.value.trim()) p.ray = ui.ray.value.trim();
+  if (p.kind === "prefill") { p.ratios = numberList(ui.ratios.value); delete p.cache_sizes; }
   if (p.kind === "retrieval") {
     p.retrieval = { task: ui.rTask.value, protocol: ui.rProtocol.value, lengths: numberList(ui.rLengths.value),
       depths: numberList(ui.rDepths.value), chunk: Number(ui.rChunk.value) };
@@ -304,11 +327,18 @@ function tooltipLines(ctx) {
   const r = ctx.raw.row;
   const m = r.metrics;
   const main = r.cell.kind === "evaluate" ? `perplexity ${fmt.fixed(m.perplexity, 3)} · KL ${fmt.fixed(m.kl_vs_full, 4)}`
+    : r.cell.kind === "prefill" ? `perplexity ${fmt.fixed(m.perplexity, 3)} · KL ${fmt.fixed(m.kl_vs_full, 4)}`
+      + (m.note ? ` · ${m.note}` : "")
     : r.cell.kind === "retrieval" ? `accuracy ${fmt.pct(m.accuracy, 0)} of ${m.cells} · mean log p ${fmt.fixed(m.mean_logprob, 3)}`
       : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
-  return [`${label(r.cell.policy)} · C = ${fmt.int(r.cell.cache_size)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
-    `KV ${fmt.bytes(r.kv_bytes)} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
+  return [`${label(r.cell.policy)} · ${budgetText(r)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
+    `KV ${fmt.bytes(r.kv_bytes)}${r.memory_is ? " " + r.memory_is : ""} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
     `${r.tokens} tokens · node ${String(r.node).slice(0, 12)} · ${fmt.secs(r.seconds)}`];
+}
+
+// A prefill cell's budget is its ratio (of a context of cache_size tokens); the others' is C.
+function budgetText(r) {
+  return r.cell.ratio != null ? `r = ${r.cell.ratio} of ${fmt.int(r.cell.cache_size)}` : `C = ${fmt.int(r.cell.cache_size)}`;
 }
 
 function renderTable(shown, yKey) {
@@ -316,11 +346,13 @@ function renderTable(shown, yKey) {
   fill(ui.tableHead, headRow(yKey));
   const order = (p) => (POLICIES.includes(p) ? POLICIES.indexOf(p) : POLICIES.length);
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
-    || a.cell.cache_size - b.cell.cache_size);
+    || a.cell.cache_size - b.cell.cache_size || (a.cell.ratio || 0) - (b.cell.ratio || 0));
   fill(ui.tableBody, sorted.map((r) => h("tr", {},
     h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
-    h("td", {}, fmt.int(r.cell.cache_size)), h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
-    h("td", {}, r.kv_bytes == null ? "—" : fmt.bytes(r.kv_bytes)), h("td", {}, fmt.pct(r.compression_ratio, 2)),
+    h("td", {}, r.cell.ratio != null ? `r = ${r.cell.ratio}` : fmt.int(r.cell.cache_size)),
+    h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
+    h("td", { title: r.memory_is ? `Quest holds all ${r.memory_held_tokens} entries; this is what a step reads` : "" },
+      r.kv_bytes == null ? "—" : fmt.bytes(r.kv_bytes) + (r.memory_is ? ` (${r.memory_is})` : "")), h("td", {}, fmt.pct(r.compression_ratio, 2)),
     h("td", {}, fmt.fixed(r.metrics[yKey], 4)),
     h("td", { title: String(r.node) }, String(r.node).slice(0, 10)), h("td", {}, fmt.secs(r.seconds)))));
 }
@@ -374,7 +406,7 @@ function renderPicks() {
 function flat(r) {
   return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, cache_size: r.cell.cache_size,
     sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
-    compression_ratio: r.compression_ratio, ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
+    compression_ratio: r.compression_ratio, ratio: r.cell.ratio ?? "", memory_is: r.memory_is || "", ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
 }
 
 function exportCSV() {
