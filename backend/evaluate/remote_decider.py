@@ -37,7 +37,8 @@ class RemoteDecider:
 
     def __init__(self, policy, units: int, n: int, cache_size: int, sinks: int, window: int, tau: int,
                  limit: float | None = None):
-        self.units, self.width = units, cache_size + 1  # at most C kept + the new token per step
+        # at most C kept + what arrived since the last cut: one token (Evaluate) or a chunk (Retrieval's k)
+        self.units, self.width = units, n  # never more than the n positions of the text
         self.worker = take(policy, "evaluate", _stop_if_cancelled)
         self.shm = shared_memory.SharedMemory(create=True, size=_size(units, self.width))
         self.pos, self.fixed, self.keep = _views(self.shm.buf, units, self.width)
@@ -107,7 +108,7 @@ def _open(shipment, shm_name, units, n, cache_size, sinks, window, tau, limit) -
     for sim in decider.sims:
         sim.run(0, 0)  # compiles the loop if this worker has not yet (rule_workers._load): not a step
     _here.clear()
-    _here.update(policy=policy, shm=shm, views=_views(shm.buf, units, cache_size + 1), decider=decider, n=n,
+    _here.update(policy=policy, shm=shm, views=_views(shm.buf, units, n), decider=decider, n=n,
                  limit=limit, step=None)
 
 
