@@ -36,14 +36,13 @@ class PolicyEntry:
     per_head: bool   # decides per (layer, KV head) unless "one kept set for all heads" is asked
 
 
-def row_trace(n: int, buf: np.ndarray | None = None) -> tuple[Trace, np.ndarray]:
+def row_trace(n: int) -> tuple[Trace, np.ndarray]:
     """A model trace whose every row is one buffer of n weights: O(n), not n × n.
 
     The kernel reads row t as weights[t, 0..t]; with a row stride of 0 that is always the
     same buffer, which the caller fills with query t's attention before running step t.
-    buf: an int64 [n] row of the caller's (e.g. one row of a [units, n] array), or None for a new one.
     """
-    buf = np.zeros(n, np.int64) if buf is None else buf
+    buf = np.zeros(n, np.int64)
     weights = as_strided(buf, shape=(n, n), strides=(0, buf.strides[0]), writeable=True)
     empty = np.zeros(0, np.int64)
     return Trace(MODEL, n, weights, np.zeros(6, np.int64), empty, empty), buf
@@ -61,16 +60,13 @@ class KernelDecider:
     def __init__(self, policy, units: int, n: int, cache_size: int, sinks: int, window: int, tau: int):
         """policy: a kernel's name, or (a user's rule file, #17) make(trace, cache_size, sinks, window, tau)
         returning an object with Simulation's interface."""
-        # one [units, n] array holds every unit's row buffer, so a step writes all of them in two numpy
-        # operations instead of a Python loop per unit (the kernels' run stays one call per unit)
-        self.bufs = np.zeros((units, n), np.int64)
-        self.sims = []
-        for u in range(units):
-            trace, _ = row_trace(n, self.bufs[u])
+        self.sims, self.bufs = [], []
+        for _ in range(units):
+            trace, buf = row_trace(n)
             self.sims.append(policy(trace, cache_size, sinks, window, tau) if callable(policy)
                              else Simulation(policy, trace, cache_size, sinks, window, tau))
-        self.unit_rows = np.arange(units)[:, None]
-        self.last = np.zeros((units, 0), np.int64)
+            self.bufs.append(buf)
+        self.last = [np.zeros(0, np.int64)] * units
         self.recorded = None  # int64 [units, n, n] once record() is called (tests: small n only)
 
     def record(self) -> None:
@@ -87,12 +83,12 @@ class KernelDecider:
 
     def step_fixed(self, t: int, positions: np.ndarray, fixed: np.ndarray) -> None:
         """step() on weights already in the kernels' fixed point (a worker's decider, remote_decider.py)."""
-        self.bufs[self.unit_rows, self.last] = 0  # only the entries written last step are nonzero
-        self.bufs[self.unit_rows, positions] = fixed
-        self.last = np.array(positions, np.int64)
-        if self.recorded is not None:
-            self.recorded[self.unit_rows, t, positions] = fixed
-        for sim in self.sims:
+        for u, (sim, buf) in enumerate(zip(self.sims, self.bufs)):
+            buf[self.last[u]] = 0  # only the entries written last step are nonzero
+            buf[positions[u]] = fixed[u]
+            self.last[u] = positions[u]
+            if self.recorded is not None:
+                self.recorded[u, t, positions[u]] = fixed[u]
             sim.run(t, t + 1)
 
     def cached(self, positions: np.ndarray) -> np.ndarray:
