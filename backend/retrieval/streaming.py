@@ -66,7 +66,8 @@ def _run(loaded, prompt, policies, evicting, full, deciders, C, inv_freq, chunk,
             with torch.inference_mode():
                 out = loaded.model(input_ids=torch.tensor([ids[a:b]], device=loaded.device).expand(len(evicting), -1),
                                    position_ids=torch.arange(a, b, device=loaded.device).expand(len(evicting), -1),
-                                   past_key_values=caches.cache, use_cache=True, output_attentions=True)
+                                   past_key_values=caches.cache, use_cache=True, output_attentions=True,
+                                   logits_to_keep=1)  # the chunk's logits are never read: skip the lm_head on k−1 rows
             for t in range(a, b):
                 caches.appended(t, t)
             rows = kv_head_rows(out.attentions, kv)  # [B, units, q, k]
