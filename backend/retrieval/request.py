@@ -61,6 +61,9 @@ def _policies(value, known: list[str]) -> list[str]:
 def check_fits(loaded, task: str, lengths: list[int], seed: int, chat_template: bool, custom: dict | None) -> None:
     """The shortest context holds the prompt; the longest, with its question and answer, fits the model's context."""
     shortest, longest = min(lengths), max(lengths)
+    if longest > loaded.context_length:  # before any prompt is built: a haystack of 2^31 tokens would take hours
+        raise UserError("retrieval_context_too_long", f"A {longest}-token context is longer than the model's context "
+                        f"({loaded.context_length}): use lengths below {loaded.context_length}.", "lengths")
     TASKS[task](loaded.tokenizer, shortest, 0.5, seed, chat_template, **(custom or {}))  # raises if it cannot
     prompt = TASKS[task](loaded.tokenizer, longest, 0.5, seed, chat_template, **(custom or {}))
     need = longest + len(prompt.question_ids) + max(len(prompt.answer_ids), MAX_NEW_TOKENS)
