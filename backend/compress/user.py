@@ -40,12 +40,12 @@ class PrefillFile:
     def score(self, layer, settings):
         import torch
 
-        from ..eviction.custom_policies import PolicyFileError, _line_in
+        from ..eviction.custom_policies import PolicyFileError, line_in
 
         try:
             s = self._score(layer, settings)
         except Exception as exc:  # noqa: BLE001 - the user's code: its mistake, named
-            raise PolicyFileError("score_error", self.file, _line_in(exc.__traceback__, self.file) or self.line,
+            raise PolicyFileError("score_error", self.file, line_in(exc.__traceback__, self.file) or self.line,
                                   f"score raised {type(exc).__name__}: {str(exc)[:200]}") from None
         if not isinstance(s, torch.Tensor) or tuple(s.shape) != (layer.kv_heads, layer.n):
             raise PolicyFileError("bad_score", self.file, self.line, f"score must return a torch tensor of shape "

@@ -135,7 +135,7 @@ class UserPolicy:
                                   "number (NaN has no order, so no victim could be chosen).")
 
 
-def _line_in(tb, file: str) -> int | None:
+def line_in(tb, file: str) -> int | None:
     line = None
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == file:
@@ -205,7 +205,7 @@ def load_source(source: str, file: str) -> UserPolicy:
     try:
         exec(code, module.__dict__)  # noqa: S102 - the point of a policy file; trusted by the caller
     except Exception as exc:  # noqa: BLE001 - any failure of the user's module is theirs to fix
-        raise PolicyFileError("import_error", file, _line_in(exc.__traceback__, file),
+        raise PolicyFileError("import_error", file, line_in(exc.__traceback__, file),
                               f"running the file raised {type(exc).__name__}: {str(exc)[:200]}") from None
     name = getattr(module, "NAME", None)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):

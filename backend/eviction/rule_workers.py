@@ -162,7 +162,7 @@ def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, 
 def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit) -> dict:
     from .custom_policies import load_shipped
     from .metrics import result
-    from .run import _chunks
+    from .run import chunks
 
     user = load_shipped([shipment])[shipment["name"]]
     sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
@@ -170,7 +170,7 @@ def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_
     report(0)  # compiled: the run starts
     started = time.perf_counter()
     with watching(user, lambda: current_step(sim), sim.settings, limit):
-        for t0, t1 in _chunks(trace.n):
+        for t0, t1 in chunks(trace.n):
             sim.run(t0, t1)
             user.check(sim)  # a NaN score: rule_nan, the run stops
             report(t1 - t0)

@@ -29,7 +29,7 @@ MAX_THREADS = 4  # each policy's state is O(n) (positions → slots): bound the 
 MAX_ORACLE_ACCESSES = 500_000  # the oracle's plan (one uninterruptible call) takes ~8 s there
 
 
-def _chunks(n):
+def chunks(n):
     for t0 in range(0, n, CHUNK):
         yield t0, min(n, t0 + CHUNK)
 
@@ -53,7 +53,7 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
     tracker = _Progress(progress, n * (len(p.policies) + 1))
 
     totals = KeyTotals(trace)  # sinks and heavy hitters do not depend on the policy
-    for t0, t1 in _chunks(n):
+    for t0, t1 in chunks(n):
         tracker.report(f"Ranking keys: {t0:,} / {n:,} steps")
         totals.run(t0, t1)
         tracker.report(f"Ranking keys: {t1:,} / {n:,} steps", t1 - t0)
@@ -95,7 +95,7 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
             sim = Simulation(policy, trace, p.cache_size, p.sinks, p.window, tau, record_evictions=record)
         with watching(user, lambda: current_step(sim), getattr(sim, "settings", None), step_limit(p.rule_step_limit)) \
                 if user else nullcontext():
-            for t0, t1 in _chunks(n):
+            for t0, t1 in chunks(n):
                 sim.run(t0, t1)
                 if user:
                     user.check(sim)  # a NaN score stops the rule: a named error, not a wrong result
