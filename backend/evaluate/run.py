@@ -176,20 +176,15 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             spent["decode"] += time.perf_counter() - tick
             decode_steps += 1
         spent["batch"] += time.perf_counter() - tick
-        if recompute is not None:
+        for name, own_path in ((RECOMPUTE, recompute), (QUEST, quest)):  # policies with a model pass of their own
+            if own_path is None:
+                continue
             tick = time.perf_counter()
-            lp = recompute.step(t, full)
-            spent[RECOMPUTE] += time.perf_counter() - tick
-            nll[RECOMPUTE][t] = -float(lp[target])
+            lp = own_path.step(t, full)
+            spent[name] += time.perf_counter() - tick
+            nll[name][t] = -float(lp[target])
             if in_context:
-                kl[RECOMPUTE].append(float((lp_full.exp() * (lp_full - lp)).sum()))
-        if quest is not None:
-            tick = time.perf_counter()
-            lp = quest.step(t, full)
-            spent[QUEST] += time.perf_counter() - tick
-            nll[QUEST][t] = -float(lp[target])
-            if in_context:
-                kl[QUEST].append(float((lp_full.exp() * (lp_full - lp)).sum()))
+                kl[name].append(float((lp_full.exp() * (lp_full - lp)).sum()))
         if in_context and "full" in kl:
             kl["full"].append(0.0)
         now = time.perf_counter()
