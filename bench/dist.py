@@ -13,7 +13,9 @@ Prints:
 - the unpacked app folder the first start left under the cache (launcher/install.py);
 - the --self-test's wall time, cold (empty Numba cache: the kernels compile) and warm.
 
-The window runs with QT_QPA_PLATFORM=offscreen unless --display is given. --source measures
+The window runs with QT_QPA_PLATFORM=offscreen unless --display is given. With --display (an X
+server: DISPLAY set, e.g. under `xvfb-run`) a "splash" column adds when PyInstaller's splash
+(a Tk window) was first mapped on screen, polled every 20 ms with xwininfo. --source measures
 `python main.py` the same way, for comparison.
 """
 import argparse
@@ -24,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,10 +52,36 @@ def _cpu():
     return usage.ru_utime + usage.ru_stime
 
 
-def window_start(cmd: list, env: dict, timeout: float = 120.0) -> dict:
+def _mapped_splash(env: dict) -> bool:
+    """Whether a viewable window of class Tk (PyInstaller's splash) is on the X display now."""
+    try:
+        tree = subprocess.run(["xwininfo", "-root", "-children"], env=env, capture_output=True, text=True,
+                              timeout=2).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    for wid in re.findall(r"^\s+(0x[0-9a-f]+) .*\(\"tk\" \"Tk\"\)", tree, re.M):
+        info = subprocess.run(["xwininfo", "-id", wid], env=env, capture_output=True, text=True).stdout
+        if "IsViewable" in info:
+            return True
+    return False
+
+
+def _watch_splash(env: dict, started: float, proc, found: list) -> None:
+    while proc.poll() is None and not found:
+        if _mapped_splash(env):
+            found.append(time.perf_counter() - started)
+            return
+        time.sleep(0.02)
+
+
+def window_start(cmd: list, env: dict, timeout: float = 120.0, splash: bool = False) -> dict:
     cpu = _cpu()
     started = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen: list = []
+    watcher = threading.Thread(target=_watch_splash, args=(env, started, proc, seen), daemon=True) if splash else None
+    if watcher is not None:
+        watcher.start()
     inside = outside = None
     deadline = started + timeout
     for line in proc.stderr:
@@ -64,8 +93,10 @@ def window_start(cmd: list, env: dict, timeout: float = 120.0) -> dict:
             proc.kill()
             break
     proc.wait(timeout=timeout)
+    if watcher is not None:
+        watcher.join()
     return {"inside": inside, "outside": outside, "exit": time.perf_counter() - started, "rc": proc.returncode,
-            "cpu": None if cpu is None else _cpu() - cpu}
+            "cpu": None if cpu is None else _cpu() - cpu, "splash": seen[0] if seen else None}
 
 
 def self_test(cmd: list, env: dict) -> dict:
@@ -88,12 +119,14 @@ def measure(label: str, cmd: list, runs: int, display: bool, with_self_test: boo
     with tempfile.TemporaryDirectory(prefix="sinkvis-bench-") as cache_home:
         env = _env(cache_home, display)
         print(f"\n{label}: {' '.join(cmd)}")
-        print("  window (s)         inside outside    exit     cpu")
-        starts = [window_start(cmd, env) for _ in range(runs)]
+        print("  window (s)         inside outside    exit     cpu" + ("  splash" if display else ""))
+        starts = [window_start(cmd, env, splash=display) for _ in range(runs)]
         for i, s in enumerate(starts):
             tag = "cold" if i == 0 else f"warm {i}"
             warn = "" if s["rc"] == 0 else f"   (exit code {s['rc']})"
-            print(f"    {tag:<16} {_fmt(s['inside'])} {_fmt(s['outside'])}  {_fmt(s['exit'])}  {_fmt(s['cpu'])}{warn}")
+            shown = f"  {_fmt(s['splash'])}" if display else ""
+            print(f"    {tag:<16} {_fmt(s['inside'])} {_fmt(s['outside'])}  {_fmt(s['exit'])}  {_fmt(s['cpu'])}"
+                  f"{shown}{warn}")
         unpacked = [p for p in Path(cache_home, "sinkvis", "app").glob("*") if p.is_dir()]
         for folder in unpacked:
             files = [f for f in folder.rglob("*") if f.is_file() and not f.is_symlink()]
