@@ -30,3 +30,26 @@ def test_streaming_llm_misses_the_key_outside_its_window_and_finds_it_inside(smo
     assert inside["correct"] and all(k == inside["needle_tokens"] for row in inside["needle_kept"] for k in row)
     assert outside["answer_logprob"] < cell[("full", 0.1)]["answer_logprob"] - 5
     assert r["chunk"] == chunk
+
+
+def test_full_cache_answers_as_transformers_generate_does_also_where_the_model_misses(smollm2_api):
+    """Depth 1.0 puts the needle's last sentence ("K is the pass key.") right before the question:
+    SmolLM2-135M then copies " the pass key" instead of K, with its whole context. The miss is the
+    model's, not SinkVis's: Full Cache's answer in both protocols is transformers' own greedy
+    generate() on the uncompressed prompt, token for token (and the key is found at depth 0.9)."""
+    import torch
+
+    from backend.retrieval.tasks import TASKS
+
+    loaded = smollm2_api._state.model
+    for depth, found in ((0.9, True), (1.0, False)):
+        p = TASKS["pass_key"](loaded.tokenizer, 512, depth, 0, False)
+        ids = torch.tensor([p.context_ids + p.question_ids])
+        with torch.inference_mode():
+            out = loaded.model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=10, do_sample=False)
+        expected = loaded.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+        for protocol in ("streaming", "prefill"):
+            cell = grid(smollm2_api, task="pass_key", protocol=protocol, policy=["full"], lengths=[512],
+                        depths=[depth], cache_size=128)["cells"][0]
+            assert cell["answer"] == expected, (protocol, depth, cell["answer"], expected)
+            assert cell["correct"] is found, (protocol, depth, cell["answer"])
