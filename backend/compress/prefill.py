@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
+from ..models.own_hooks import add_own_forward_hooks
 from .budgets import Budget, kept_positions
 from .layer import LayerInputs
 
@@ -71,7 +72,7 @@ class Prefill:
                        layer=layer + 1, layers=self.layers)
 
         self.cache = DynamicCache(config=model.config)
-        handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules] if by_scorer or report else []
+        handles = add_own_forward_hooks(modules, hook) if by_scorer or report else []
         started = time.perf_counter()
         try:
             with torch.inference_mode():

@@ -28,6 +28,7 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
 
     from ..compress.layer import LayerInputs
     from ..compress.prefill import attention_modules
+    from ..models.own_hooks import add_own_forward_hooks
 
     modules, rotary = attention_modules(loaded.model)
     got = [None] * len(modules)
@@ -39,7 +40,7 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
                            cached.values[0], None, rotary, layer, len(modules))
         got[layer] = (view.rotated_queries(), view.keys)
 
-    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
+    handles = add_own_forward_hooks(modules, hook)
     try:
         with torch.inference_mode():
             loaded.model(input_ids=torch.tensor([ids], device=loaded.device),
