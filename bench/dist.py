@@ -15,7 +15,8 @@ Prints:
 
 The window runs with QT_QPA_PLATFORM=offscreen unless --display is given. With --display (an X
 server: DISPLAY set, e.g. under `xvfb-run`) a "splash" column adds when PyInstaller's splash
-(a Tk window) was first mapped on screen, polled every 20 ms with xwininfo. --source measures
+(a Tk window) was first mapped on screen, polled every 20 ms with xwininfo until it shows
+(those xwininfo runs count in that start's "cpu"; `python main.py` has no splash: n/a). --source measures
 `python main.py` the same way, for comparison.
 """
 import argparse
