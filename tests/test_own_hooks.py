@@ -1,7 +1,7 @@
 """The shared model's forward hooks see only their own thread's forward: another job's forward
 running meanwhile (Live Stream, Evaluate) is neither scored, nor reported as progress, nor broken.
-Found in CI: the Cache Profile's Quest pass failed on a stream's one-token forward ('NoneType'
-has no attribute 'layers') when both ran on the model at once."""
+Found in CI: the Cache Profile's Quest pass failed ('NoneType' has no attribute 'layers', then a
+shape mismatch) when another e2e job's forward ran through its hooks on the shared model."""
 import threading
 
 import numpy as np
