@@ -89,6 +89,26 @@ def test_model_trace_kernels_match_reference(case, chunks):
         assert_same(sim, ref.simulate(policy, trace, capacity, sinks, window, tau, plan))
 
 
+@FAST
+@given(model_cases(), st.integers(1, 9), st.integers(0, 2**32))
+def test_rows_given_over_the_cached_keys_step_as_the_trace_does(case, block, seed):
+    """run_rows (Evaluate's chunks: rows over the cache's entries, one call per chunk) takes exactly
+    the steps run() takes on the dense trace: the block's columns hold every nonzero weight of its
+    rows and, as a cache's entries do, some keys with no weight at all."""
+    trace, (capacity, sinks, window, tau) = case
+    rng = np.random.default_rng(seed)
+    for policy in SYNTHETIC_POLICIES:  # the oracle plans over the whole trace, not online
+        want = run_kernel(policy, trace, capacity, sinks, window, tau)
+        sim = Simulation(policy, trace, capacity, sinks, window, tau, record_evictions=True)
+        for t0 in range(0, trace.n, block):
+            t1 = min(t0 + block, trace.n)
+            rows = trace.weights[t0:t1, :t1]
+            cols = np.nonzero((rows > 0).any(axis=0) | (rng.random(t1) < 0.3))[0]
+            sim.run_rows(t0, rows[:, cols], cols)
+        assert_same(sim, {**want.counters(), "kept": want.kept().tolist(), "timeline": want.timeline().tolist(),
+                          "evicted_at": want.evicted_at.tolist()})
+
+
 @settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(100, 160), st.integers(2, 24), st.integers(0, 2**32), st.booleans())
 def test_longer_model_traces_at_small_budgets_match_reference(n, capacity, seed, coarse):

@@ -62,6 +62,26 @@ class PolicyDeciders:
             self._guarded(p, lambda maker, per_head: maker.step(t, pos[b], rows[b]) if per_head
                           else maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True)))
 
+    def step_block(self, t0: int, pos: np.ndarray, rows: np.ndarray) -> None:
+        """Queries t0 .. t0 + q − 1 over the same entries: pos int64 [B, units, k] (ascending; query
+        t0 + i saw the first k − q + i + 1), rows float [B, units, q, k]. A decision maker with
+        step_block takes the chunk in one call; any other is stepped query by query."""
+        q, k = rows.shape[2], rows.shape[3]
+        seen = k - q + 1 + np.arange(q)
+        rows = np.array(rows)  # a copy, so that what a query did not see can be zeroed (the chunk's later tokens)
+        rows[..., k - q:] = np.where(np.tri(q, dtype=bool), rows[..., k - q:], 0.0)
+
+        def block(maker, per_head, b):
+            w = rows[b] if per_head else rows[b].mean(axis=0, keepdims=True)
+            p = pos[b] if per_head else pos[b][:1]
+            if hasattr(maker, "step_block"):
+                return maker.step_block(t0, p, w)
+            for i in range(q):
+                maker.step(t0 + i, p[:, : seen[i]], w[:, i, : seen[i]])
+
+        for b, p in enumerate(self.policies):
+            self._guarded(p, lambda maker, per_head: block(maker, per_head, b))
+
     def cached(self, pos: np.ndarray) -> np.ndarray:
         """Which of the entries pos [B, units, k] stay: bool [B, units, k]."""
         return np.stack([self._guarded(p, lambda maker, per_head: maker.cached(pos[b]) if per_head

@@ -91,6 +91,17 @@ class KernelDecider:
                 self.recorded[u, t, positions[u]] = fixed[u]
             sim.run(t, t + 1)
 
+    def step_block(self, t0: int, positions: np.ndarray, weights: np.ndarray) -> None:
+        """Queries t0 .. t0 + q − 1 in one kernel call per unit (a chunk, backend/retrieval/streaming.py):
+        positions int64 [U, k] ascending, weights float [U, q, k] with zeros past the entries each
+        query saw. The same steps as q calls of step() on each query's part of the row."""
+        fixed = to_fixed_row(weights)
+        q = fixed.shape[1]
+        for u, sim in enumerate(self.sims):
+            if self.recorded is not None:
+                self.recorded[u, np.arange(t0, t0 + q)[:, None], positions[u]] = fixed[u]
+            sim.run_rows(t0, fixed[u], positions[u])
+
     def cached(self, positions: np.ndarray) -> np.ndarray:
         return np.stack([sim.state.slot_of[positions[u]] >= 0 for u, sim in enumerate(self.sims)])
 

@@ -14,19 +14,21 @@ def kv_head_rows(attentions, kv_heads: int):
     the mean over the query heads of its group (kvpress aggregates a GQA group the same way)."""
     import torch
 
-    a = torch.stack([x.float() for x in attentions], dim=1)  # [B, L, H, q, k]
-    b, layers, heads, q, k = a.shape
-    a = a.view(b, layers, kv_heads, heads // kv_heads, q, k).mean(dim=3)
-    return a.reshape(b, layers * kv_heads, q, k).numpy().astype(np.float64)
+    b, heads, q, k = attentions[0].shape
+    out = torch.empty(b, len(attentions), kv_heads, q, k)
+    for layer, x in enumerate(attentions):  # layer by layer into one buffer: no stacked copy of every head
+        torch.mean(x.float().view(b, kv_heads, heads // kv_heads, q, k), dim=2, out=out[:, layer])
+    return out.view(b, -1, q, k).double().numpy()
 
 
 class FullPass:
     """Advance with `chunk_upto(t)`; then `logprobs(t)` for any t in the current chunk."""
 
-    def __init__(self, loaded, ids: list[int], attention_until: int):
+    def __init__(self, loaded, ids: list[int], attention_until: int, logits: bool = True):
+        """logits=False: no log-probs (Retrieval needs only the cache and the first attentions)."""
         from transformers import DynamicCache
 
-        self.loaded, self.ids, self.attention_until = loaded, ids, attention_until
+        self.loaded, self.ids, self.attention_until, self.logits = loaded, ids, attention_until, logits
         self.cache = DynamicCache(config=loaded.model.config)
         self.start = self.end = 0
         self.lp = None
@@ -40,19 +42,38 @@ class FullPass:
         with torch.inference_mode():
             out = self.loaded.model(input_ids=torch.tensor([self.ids[a:b]], device=self.loaded.device),
                                     position_ids=torch.arange(a, b, device=self.loaded.device)[None],
-                                    past_key_values=self.cache, use_cache=True, output_attentions=want)
-        self.lp = torch.log_softmax(out.logits[0].float(), dim=-1).cpu()
+                                    past_key_values=self.cache, use_cache=True, output_attentions=want,
+                                    logits_to_keep=0 if self.logits else 1)
+        self.lp = torch.log_softmax(out.logits[0].float(), dim=-1).cpu() if self.logits else None
         self.rows = kv_head_rows(out.attentions, self.loaded.spec["kv_heads"])[0] if want else None
         self.start, self.end = a, b
 
-    def logprobs(self, t: int):
+    def extend(self, report=lambda: None, chunk: int = CHUNK) -> None:
+        """The rest of the context into the cache, with no log-probs or attentions (Retrieval needs
+        only the cache): the lm_head runs on one row per forward. report() between forwards."""
+        import torch
+
+        while self.end < len(self.ids):
+            a, b = self.end, min(self.end + chunk, len(self.ids))
+            with torch.inference_mode():
+                self.loaded.model(input_ids=torch.tensor([self.ids[a:b]], device=self.loaded.device),
+                                  position_ids=torch.arange(a, b, device=self.loaded.device)[None],
+                                  past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+            self.start, self.end, self.lp, self.rows = a, b, None, None
+            report()
+
+    def upto(self, t: int) -> None:
+        """Advance until token t is in the current chunk."""
         while t >= self.end:
             self.advance()
+
+    def logprobs(self, t: int):
+        self.upto(t)
         return self.lp[t - self.start]
 
     def attention(self, t: int) -> np.ndarray:
         """Query t over keys 0..t, per KV head: [layers·KV heads, t + 1] (t < attention_until)."""
-        self.logprobs(t)
+        self.upto(t)
         return self.rows[:, t - self.start, : t + 1]
 
     def prefix_kv(self, k: int):

@@ -14,6 +14,7 @@ from .totals import received
 from .trace import MODEL, ONE, SYNTHETIC, Trace, model_trace, synthetic_trace, to_fixed
 
 POLICIES = tuple(POLICY_CODES)
+_NO_BLOCK, _NO_COLS = np.zeros((0, 0), np.int64), np.zeros(0, np.int64)
 
 __all__ = ["Simulation", "KeyTotals", "Trace", "model_trace", "synthetic_trace", "to_fixed", "ONE", "MODEL",
            "SYNTHETIC", "POLICIES"]
@@ -40,11 +41,21 @@ class Simulation:
         self.steps_done = 0
 
     def run(self, t0: int, t1: int) -> None:
+        self._run(t0, t1, _NO_BLOCK, _NO_COLS)
+
+    def run_rows(self, t0: int, block: np.ndarray, cols: np.ndarray) -> None:
+        """Steps t0 .. t0 + len(block) − 1 on rows given over the keys `cols` instead of the trace's:
+        block int64 [q, len(cols)] in the kernels' fixed point, cols int64 ascending (a model trace's
+        row t over cols, zeros elsewhere, gives the same step). One call for a chunk of queries."""
+        if len(block):
+            self._run(t0, t0 + len(block), np.ascontiguousarray(block, np.int64), np.ascontiguousarray(cols, np.int64))
+
+    def _run(self, t0, t1, block, cols) -> None:
         tr, st = self.trace, self.state
         run_steps(self.code, t0, t1, tr.n, self.capacity, self.sinks, self.window, self.tau,
                   tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, self.plan_end,
                   st.slots, st.slot_of, st.free, st.heap, st.stamp, st.queue, st.ctr, st.flt, st.tl, st.stride,
-                  st.evicted_at, self.ridx, self.rval)
+                  st.evicted_at, self.ridx, self.rval, block, cols)
         self.steps_done = t1
 
     def counters(self) -> dict:

@@ -7,13 +7,14 @@ only; (4) key t enters and, while more than C keys are cached, the policy evicts
 Runs steps [t0, t1) so the caller can stop between chunks; all state is in the State arrays.
 
 Numba's on-disk cache of run_steps is keyed on this file only: after editing a policy
-module or accounting.py, touch this file (or delete kernels/eviction/__pycache__/*.nb?) or the old code runs.
+module, rows.py or accounting.py, delete kernels/eviction/__pycache__/*.nb? or the old code runs
+(touching this file did not always suffice here).
 """
 from numba import njit
 
 from . import h2o, lru, oracle, sliding_window, streaming_llm, tova
 from .accounting import account, admit, drop, timeline_point
-from .rows import row
+from .rows import given_row, row
 from .state import NCACHED
 
 FULL, SLIDING_WINDOW, STREAMING_LLM, H2O, LRU, TOVA, ORACLE = range(7)
@@ -24,10 +25,16 @@ POLICY_CODES = {"full": FULL, "sliding_window": SLIDING_WINDOW, "streaming_llm":
 @njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
 def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
               kind, weights, sp, loc, loccum, heavy, plan_end,
-              slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval):
+              slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval,
+              block, cols):
+    """block: int64 [t1 − t0, len(cols)] rows given over the keys `cols` (rows.given_row),
+    used instead of the trace's rows when it has any rows; shape (0, 0) otherwise."""
     span = loc.shape[0] - 1  # oldest age with a locality weight (−1: none)
     for t in range(t0, t1):
-        cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
+        if block.shape[0] > 0:
+            cnt, bg = given_row(t - t0, block, cols, ridx, rval)
+        else:
+            cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
 
         # 2. Accounting (accounting.py, shared with the loop for user policies).
         self_extra, dstar = account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt)

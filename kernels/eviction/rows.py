@@ -61,6 +61,21 @@ def model_row(t, weights, ridx, rval):
 
 
 @njit(cache=True)
+def given_row(i, weights, cols, ridx, rval):
+    """Row i of a block of rows over the same keys: weights[i, e] on key cols[e] (cols ascending).
+    Evaluate's chunks (backend/evaluate/deciders.py) hand the kernel the rows over the cache's
+    entries directly, so a chunk of queries is one call and no dense n-wide row is written."""
+    cnt = 0
+    for e in range(cols.shape[0]):
+        w = weights[i, e]
+        if w > 0:
+            ridx[cnt] = cols[e]
+            rval[cnt] = w
+            cnt += 1
+    return cnt, np.int64(0)
+
+
+@njit(cache=True)
 def row(kind, t, weights, sp, heavy, ridx, rval):
     if kind == MODEL:
         return model_row(t, weights, ridx, rval)
