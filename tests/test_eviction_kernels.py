@@ -93,8 +93,9 @@ def test_model_trace_kernels_match_reference(case, chunks):
 @given(model_cases(), st.integers(1, 9), st.integers(0, 2**32))
 def test_rows_given_over_the_cached_keys_step_as_the_trace_does(case, block, seed):
     """run_rows (Evaluate's chunks: rows over the cache's entries, one call per chunk) takes exactly
-    the steps run() takes on the dense trace: the block's columns hold every nonzero weight of its
-    rows and, as a cache's entries do, some keys with no weight at all."""
+    the steps run() takes on the dense trace. The columns are, as a cache's entries are, some earlier
+    keys (every one with weight, and some with none) and then the chunk's own; what a query did not
+    see yet (its later chunk-mates) holds junk that must not be read."""
     trace, (capacity, sinks, window, tau) = case
     rng = np.random.default_rng(seed)
     for policy in SYNTHETIC_POLICIES:  # the oracle plans over the whole trace, not online
@@ -103,8 +104,12 @@ def test_rows_given_over_the_cached_keys_step_as_the_trace_does(case, block, see
         for t0 in range(0, trace.n, block):
             t1 = min(t0 + block, trace.n)
             rows = trace.weights[t0:t1, :t1]
-            cols = np.nonzero((rows > 0).any(axis=0) | (rng.random(t1) < 0.3))[0]
-            sim.run_rows(t0, rows[:, cols], cols)
+            earlier = np.nonzero((rows[:, :t0] > 0).any(axis=0) | (rng.random(t0) < 0.3))[0]
+            cols = np.concatenate([earlier, np.arange(t0, t1)])
+            given = rows[:, cols].copy()
+            q = t1 - t0
+            given[:, len(earlier):][np.triu(np.ones((q, q), bool), 1)] = ONE  # the future: never read
+            sim.run_rows(t0, given, cols)
         assert_same(sim, {**want.counters(), "kept": want.kept().tolist(), "timeline": want.timeline().tolist(),
                           "evicted_at": want.evicted_at.tolist()})
 

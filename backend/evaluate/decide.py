@@ -63,19 +63,20 @@ class PolicyDeciders:
                           else maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True)))
 
     def step_block(self, t0: int, pos: np.ndarray, rows: np.ndarray) -> None:
-        """Queries t0 .. t0 + q − 1 over the same entries: pos int64 [B, units, k] (ascending; query
-        t0 + i saw the first k − q + i + 1), rows float [B, units, q, k]. A decision maker with
-        step_block takes the chunk in one call; any other is stepped query by query."""
+        """Queries t0 .. t0 + q − 1 over the same entries: pos int64 [B, units, k] (ascending, ending
+        with t0 .. t0 + q − 1: query t0 + i saw the first k − q + 1 + i), rows float32 or float64
+        [B, units, q, k]. A decision maker with step_block takes the chunk in one call; any other is
+        stepped query by query, on float64 rows as step() always is."""
         q, k = rows.shape[2], rows.shape[3]
         seen = k - q + 1 + np.arange(q)
-        rows = np.array(rows)  # a copy, so that what a query did not see can be zeroed (the chunk's later tokens)
-        rows[..., k - q:] = np.where(np.tri(q, dtype=bool), rows[..., k - q:], 0.0)
 
         def block(maker, per_head, b):
-            w = rows[b] if per_head else rows[b].mean(axis=0, keepdims=True)
+            # the mean row in float64 whatever came in: the same numbers as step()'s
+            w = rows[b] if per_head else rows[b].astype(np.float64).mean(axis=0, keepdims=True)
             p = pos[b] if per_head else pos[b][:1]
             if hasattr(maker, "step_block"):
-                return maker.step_block(t0, p, w)
+                return maker.step_block(t0, p, w)  # to the kernels' fixed point: float32 and float64 agree
+            w = w.astype(np.float64, copy=False)
             for i in range(q):
                 maker.step(t0 + i, p[:, : seen[i]], w[:, i, : seen[i]])
 

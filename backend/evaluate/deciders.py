@@ -93,13 +93,16 @@ class KernelDecider:
 
     def step_block(self, t0: int, positions: np.ndarray, weights: np.ndarray) -> None:
         """Queries t0 .. t0 + q − 1 in one kernel call per unit (a chunk, backend/retrieval/streaming.py):
-        positions int64 [U, k] ascending, weights float [U, q, k] with zeros past the entries each
-        query saw. The same steps as q calls of step() on each query's part of the row."""
+        positions int64 [U, k] ascending, ending with the chunk's own t0 .. t0 + q − 1; weights float
+        [U, q, k]. Query t0 + i saw the first k − q + 1 + i entries (the kernel reads no further):
+        the same steps as q calls of step() on each query's part of the row."""
         fixed = to_fixed_row(weights)
         q = fixed.shape[1]
         for u, sim in enumerate(self.sims):
             if self.recorded is not None:
-                self.recorded[u, np.arange(t0, t0 + q)[:, None], positions[u]] = fixed[u]
+                seen = positions.shape[1] - q + 1 + np.arange(q)
+                self.recorded[u, np.arange(t0, t0 + q)[:, None], positions[u]] = np.where(
+                    np.arange(positions.shape[1]) < seen[:, None], fixed[u], 0)
             sim.run_rows(t0, fixed[u], positions[u])
 
     def cached(self, positions: np.ndarray) -> np.ndarray:

@@ -9,16 +9,19 @@ import numpy as np
 CHUNK = 64
 
 
-def kv_head_rows(attentions, kv_heads: int):
+def kv_head_rows(attentions, kv_heads: int, double: bool = True):
     """[layers] of [B, heads, q, k] → float64 [B, layers·KV heads, q, k]: each KV head's row is
-    the mean over the query heads of its group (kvpress aggregates a GQA group the same way)."""
+    the mean over the query heads of its group (kvpress aggregates a GQA group the same way).
+    double=False: float32, the same values unconverted (for the kernels' fixed point they are
+    the same: scaling by 2^24 and rounding is exact in either)."""
     import torch
 
     b, heads, q, k = attentions[0].shape
     out = torch.empty(b, len(attentions), kv_heads, q, k)
     for layer, x in enumerate(attentions):  # layer by layer into one buffer: no stacked copy of every head
         torch.mean(x.float().view(b, kv_heads, heads // kv_heads, q, k), dim=2, out=out[:, layer])
-    return out.view(b, -1, q, k).double().numpy()
+    out = out.view(b, -1, q, k)
+    return (out.double() if double else out).numpy()
 
 
 class FullPass:

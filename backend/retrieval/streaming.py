@@ -76,7 +76,7 @@ def _run(loaded, prompt, policies, evicting, full, deciders, C, inv_freq, chunk,
                 caches.appended(t, t)
             report((a - C) / steps)  # once per chunk forward (< 1 s on 2 cores at k = 64): Cancel lands in time
             # query t saw the cache before the chunk and the chunk up to t: one kernel call per unit and chunk
-            deciders.step_block(a, caches.pos, kv_head_rows(out.attentions, kv))
+            deciders.step_block(a, caches.pos, kv_head_rows(out.attentions, kv, double=False))
             caches.keep(deciders.cached(caches.pos))
             report((b - C) / steps)
     if "full" in policies or caches is None:  # Full Cache's own cache takes the rest of the context

@@ -44,9 +44,10 @@ class Simulation:
         self._run(t0, t1, _NO_BLOCK, _NO_COLS)
 
     def run_rows(self, t0: int, block: np.ndarray, cols: np.ndarray) -> None:
-        """Steps t0 .. t0 + len(block) − 1 on rows given over the keys `cols` instead of the trace's:
-        block int64 [q, len(cols)] in the kernels' fixed point, cols int64 ascending (a model trace's
-        row t over cols, zeros elsewhere, gives the same step). One call for a chunk of queries."""
+        """Steps t0 .. t0 + q − 1 on rows given over the keys `cols` instead of the trace's: block int64
+        [q, len(cols)] in the kernels' fixed point; cols int64 ascending and ending with t0 .. t0 + q − 1.
+        Query t0 + i is read over cols[: len(cols) − q + 1 + i] (a model trace's row over those, zeros
+        elsewhere, gives the same step). One call for a chunk of queries."""
         if len(block):
             self._run(t0, t0 + len(block), np.ascontiguousarray(block, np.int64), np.ascontiguousarray(cols, np.int64))
 

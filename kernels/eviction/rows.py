@@ -62,11 +62,12 @@ def model_row(t, weights, ridx, rval):
 
 @njit(cache=True)
 def given_row(i, weights, cols, ridx, rval):
-    """Row i of a block of rows over the same keys: weights[i, e] on key cols[e] (cols ascending).
-    Evaluate's chunks (backend/evaluate/deciders.py) hand the kernel the rows over the cache's
-    entries directly, so a chunk of queries is one call and no dense n-wide row is written."""
+    """Row i of a block of q rows over the same keys: weights[i, e] on key cols[e] (cols ascending,
+    the block's own q queries last). Query i saw the keys before the block and the block's first
+    i + 1, so the entries after those are not read. Evaluate's chunks (backend/evaluate/deciders.py)
+    hand the kernel the rows over the cache's entries directly: one call per chunk, no dense row."""
     cnt = 0
-    for e in range(cols.shape[0]):
+    for e in range(cols.shape[0] - weights.shape[0] + 1 + i):
         w = weights[i, e]
         if w > 0:
             ridx[cnt] = cols[e]
