@@ -4,8 +4,10 @@
      method (backend/compress's prefill_answers: one full prefill, each method compresses its copy,
      the question answered for all) against one plain prefill of the same context (a forward
      with a cache, no attentions). Goal ≤ 2×.
-  2. streaming protocol, the same cell with every evicting policy: chunks of k = 64 against
-     k = 1 (Evaluate's exact token-by-token mode). Goal ≥ 10× faster.
+  2. streaming protocol, the same cell with every evicting policy batched: chunks of k = 64 against
+     k = 1 (Evaluate's exact token-by-token mode). Goal ≥ 10× faster. Full Cache has no k (it is the
+     same chunked prefill in either mode), so it is timed on its own beside them, and the whole
+     cell's ratio with it is printed too.
   3. the whole default grid (512, 1,024, 2,048 × depths 0, .25, .5, .75, 1) in the prefill
      protocol with every method. Goal ≤ 5 minutes on 2 cores. By default ESTIMATED from one
      measured cell per length × 5 depths (every depth of a length costs the same), and each of those
@@ -77,16 +79,19 @@ def main() -> int:
     print(f"1. prefill protocol, {len(p.context_ids)} tokens, {len(methods)} methods (one cell): {ours:.2f} s; "
           f"one plain prefill {plain:.2f} s → {ours / plain:.1f}× (goal ≤ 2×)")
 
-    policies = ["full"] + [x for x in registered_policies() if x != "full"]
+    evicting = [x for x in registered_policies() if x != "full"]
     short = TASKS["pass_key"](loaded.tokenizer, args.cache_size + 80, 0.5, 0, False)
-    run_streaming(loaded, short, policies, args.cache_size, 4, 32, chunk=64)  # warm-up: Numba's kernels load
-    k64, _ = timed(lambda: run_streaming(loaded, p, policies, args.cache_size, 4, 32, chunk=64))
+    run_streaming(loaded, short, ["full"] + evicting, args.cache_size, 4, 32, chunk=64)  # warm-up: Numba's kernels
+    k64, _ = timed(lambda: run_streaming(loaded, p, evicting, args.cache_size, 4, 32, chunk=64))
+    full, _ = timed(lambda: run_streaming(loaded, p, ["full"], args.cache_size, 4, 32))
     if args.skip_k1:
-        print(f"2. streaming, {len(policies) - 1} policies: k = 64 {k64:.1f} s (k = 1 skipped)")
+        print(f"2. streaming, {len(evicting)} evicting policies batched: k = 64 {k64:.1f} s (k = 1 skipped); "
+              f"Full Cache alone {full:.1f} s")
     else:
-        k1, _ = timed(lambda: run_streaming(loaded, p, policies, args.cache_size, 4, 32, chunk=1))
-        print(f"2. streaming, {len(policies) - 1} policies batched: k = 64 {k64:.1f} s, k = 1 {k1:.1f} s → "
-              f"{k1 / k64:.1f}× faster (goal ≥ 10×)")
+        k1, _ = timed(lambda: run_streaming(loaded, p, evicting, args.cache_size, 4, 32, chunk=1))
+        print(f"2. streaming, {len(evicting)} evicting policies batched: k = 64 {k64:.1f} s, k = 1 {k1:.1f} s → "
+              f"{k1 / k64:.1f}× faster (goal ≥ 10×); Full Cache alone {full:.1f} s (no k), so the whole cell "
+              f"with it ≈ {(k1 + full) / (k64 + full):.1f}×")
 
     settings = {"cache_size": args.cache_size, "ratio": None, "sinks": 4, "window": 32, "chunk": 64, "seed": 0,
                 "chat_template": False}

@@ -32,7 +32,7 @@ def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: i
     ids, C = prompt.context_ids, cache_size
     n, units = len(ids), loaded.spec["layers"] * loaded.spec["kv_heads"]
     evicting = [p for p in policies if p != "full"]
-    full = FullPass(loaded, ids, attention_until=min(n, C + 1), logits=False)
+    full = FullPass(loaded, ids, attention_until=min(n, C + 1) if evicting else 0, logits=False)  # attention: deciders only
     deciders = PolicyDeciders(evicting, units, n, C, sinks, window, max(1, to_fixed(access_threshold))) if evicting else None
     inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
     try:
