@@ -25,7 +25,7 @@ def kv_head_rows(attentions, kv_heads: int, double: bool = True):
 
 
 class FullPass:
-    """Advance with `chunk_upto(t)`; then `logprobs(t)` for any t in the current chunk."""
+    """Advance with `upto(t)`; then `logprobs(t)` or `attention(t)` for any t in the current chunk."""
 
     def __init__(self, loaded, ids: list[int], attention_until: int, logits: bool = True):
         """logits=False: no log-probs (Retrieval needs only the cache and the first attentions)."""
