@@ -57,10 +57,8 @@ class PolicyDeciders:
             return call(*self.makers[p])
 
     def step(self, t: int, pos: np.ndarray, rows: np.ndarray) -> None:
-        """Query t's attention: pos int64 [B, units, k] (the entries it saw, t last), rows float [B, units, k]."""
-        for b, p in enumerate(self.policies):
-            self._guarded(p, lambda maker, per_head: maker.step(t, pos[b], rows[b]) if per_head
-                          else maker.step(t, pos[b][:1], rows[b].mean(axis=0, keepdims=True)))
+        """Query t's attention: pos int64 [B, units, k] (the entries it saw, ascending, t last), rows float [B, units, k]."""
+        self.step_block(t, pos, rows[:, :, None, :])
 
     def step_block(self, t0: int, pos: np.ndarray, rows: np.ndarray) -> None:
         """Queries t0 .. t0 + q − 1 over the same entries: pos int64 [B, units, k] (ascending, ending
