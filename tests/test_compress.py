@@ -184,20 +184,31 @@ def test_prefill_perplexity(demo, text_ids):
     assert all(r["kl_vs_full"] == 0.0 for r in same.values())
 
 
-def test_other_forwards_while_compressed_attention_is_on_are_the_eager_model(demo, text_ids):
-    """Another job on the same model during a compressed run gets eager attention: same logits and weights."""
+def test_other_forwards_while_compressed_attention_is_on_are_the_plain_model(demo, text_ids):
+    """Another thread's forward during a compressed run gets the model's own attention (same logits and
+    weights), while this thread's forward is masked; nothing on the model changes."""
+    import threading
+
     import torch
 
-    from backend.compress.masked_attention import compressed_attention
+    from backend.compress.masked_attention import ContextMask, compressed_attention
 
     x = torch.tensor([text_ids[:40]])
+    kv = demo.spec["kv_heads"]
+    drop_half = torch.arange(20)[None, None].expand(1, kv, -1) % 2 == 0  # every other of the first 20 keys
+    masks = [ContextMask(valid=drop_half) for _ in range(demo.spec["layers"])]
+    other = {}
     with torch.inference_mode():
         plain = demo.model(input_ids=x, output_attentions=True)
-        with compressed_attention(demo.model):
-            during = demo.model(input_ids=x, output_attentions=True)
-    assert demo.model.config._attn_implementation == "eager"
-    assert torch.equal(plain.logits, during.logits)
-    assert all(torch.equal(a, b) for a, b in zip(plain.attentions, during.attentions))
+        with compressed_attention(masks):
+            mine = demo.model(input_ids=x)
+            worker = threading.Thread(target=lambda: other.update(out=demo.model(input_ids=x, output_attentions=True)))
+            worker.start()
+            worker.join()
+    assert demo.model.config._attn_implementation == "sinkvis"
+    assert not torch.allclose(plain.logits, mine.logits)  # the tap acted in this thread
+    assert torch.equal(plain.logits, other["out"].logits)
+    assert all(torch.equal(a, b) for a, b in zip(plain.attentions, other["out"].attentions))
 
 
 def test_attention_sums_without_eager_weights_equal_the_eager_ones(demo, text_ids):

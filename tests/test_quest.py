@@ -6,7 +6,8 @@ import torch
 from test_evaluate import tiny_llama
 
 from backend.api.evaluate import bundled_eval_text
-from backend.evaluate.quest import PAGE, QuestState, attend_quest, quest_attention
+from backend.attention.seam import Call
+from backend.evaluate.quest import PAGE, QuestState, attend_quest, quest_tap
 from backend.evaluate.run import evaluate
 
 
@@ -27,8 +28,8 @@ def decode_logits(model, ids, state):
             if state is None:
                 rows.append(model(**kwargs).logits[0, -1])
             else:
-                with attend_quest(model):
-                    rows.append(model(**kwargs, quest=state).logits[0, -1])
+                with attend_quest(state):
+                    rows.append(model(**kwargs).logits[0, -1])
     return torch.stack(rows)
 
 
@@ -37,7 +38,7 @@ def test_k_covering_every_page_is_eager_decode_bit_for_bit(llama):
     assert torch.equal(decode_logits(llama.model, ids, None), decode_logits(llama.model, ids, QuestState(90 // PAGE)))
     sparse = decode_logits(llama.model, ids, QuestState(2))
     assert not torch.allclose(sparse, decode_logits(llama.model, ids, None))  # a real choice happened
-    assert llama.model.config._attn_implementation == "eager"  # switched back after each call
+    assert llama.model.config._attn_implementation == "sinkvis"  # nothing on the model changed
 
 
 def reference(query, key, value, k, groups, scaling):
@@ -72,7 +73,7 @@ def test_page_choice_and_attention_equal_the_plain_reference(llama, n):
     key = torch.randn(1, 2, n, 16, generator=gen, dtype=torch.float64)
     value = torch.randn(1, 2, n, 16, generator=gen, dtype=torch.float64)
     state = QuestState(3)
-    out, _ = quest_attention(module, query, key, value, None, scaling=0.25, quest=state)
+    out, _ = quest_tap(state)(Call(module, query, key, value, None, {"scaling": 0.25}))
     chosen, expected = reference(query.numpy(), key.numpy(), value.numpy(), 3, 2, 0.25)
     assert state.chosen[1][0].tolist() == chosen
     np.testing.assert_allclose(out[0, 0].numpy(), expected, atol=1e-6)  # softmax in float32, as eager

@@ -7,17 +7,12 @@ kvpress does per-head budgets the same way in spirit (attention_patch.py replace
 dropped keys by a key no query attends to, and refuses eager); a mask is exact on
 every implementation. Memory is therefore counted as the mean number of kept entries.
 
-Registered with transformers' AttentionInterface as "sinkvis_compressed" and switched
-on only around SinkVis's own forwards (`compressed_attention(model)`). A module without
-SinkVis's mask (another job's forward on the same model meanwhile) gets the model's own
-eager attention, with its weights, and the causal mask built here if none was, so
-nothing else breaks while it is on.
+The mask joins the model's own (causal, sliding window) and the model's own eager attention
+computes the rest, soft-caps and learned sinks included: a tap on SinkVis's attention
+function (backend/attention/seam.py) for this thread's forwards only. A layer with no
+ContextMask (a sliding-window layer, which keeps its own window) is the model's attention.
 """
-from contextlib import contextmanager
 from dataclasses import dataclass
-
-NAME = "sinkvis_compressed"
-SLOT = "_sinkvis_context_mask"
 
 
 @dataclass
@@ -28,60 +23,40 @@ class ContextMask:
     needle_share: object = None   # torch float [rows], written by the forward
 
 
-def _attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def key_mask(call, allowed):
+    """The call's additive mask with the keys not `allowed` ([B, KV, K] bool) masked too: [B, H, q, K]."""
     import torch
 
-    rows, heads, q, d = query.shape
-    kv, k_len = key.shape[1], key.shape[2]
-    group = heads // kv
-    scaling = d ** -0.5 if scaling is None else scaling
-    i = torch.arange(q, device=query.device)[:, None]
-    j = torch.arange(k_len, device=query.device)[None]
-    mask = getattr(module, SLOT, None)
-    if mask is None:  # someone else's forward meanwhile: the model's own eager attention, causal
-        from transformers.models.llama.modeling_llama import eager_attention_forward
-
-        if attention_mask is None and q > 1:  # no mask was built for this implementation: make the causal one
-            attention_mask = torch.zeros(q, k_len, dtype=query.dtype, device=query.device).masked_fill(
-                j > k_len - q + i, torch.finfo(query.dtype).min)[None, None]
-        return eager_attention_forward(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout)
-    logits = torch.matmul(query.view(rows, kv, group, q, d), key[:, :, None].transpose(-1, -2)) * scaling
-    ctx = mask.valid.shape[-1]
-    new = j - ctx  # index among the tokens appended after the context
-    causal = (j >= ctx) & (new <= k_len - ctx - q + i)  # [q, K]
-    context = torch.nn.functional.pad(mask.valid, (0, k_len - ctx))[:, :, None, None, :]  # [R, KV, 1, 1, K]
-    allowed = context | causal[None, None, None]
-    logits = logits.masked_fill(~allowed, float("-inf"))
-    probs = torch.softmax(logits, dim=-1, dtype=torch.float32).to(query.dtype)
-    if mask.needle is not None and mask.probe is not None:
-        on_needle = probs[:, :, :, mask.probe, : mask.needle.shape[-1]].float() * mask.needle[:, :, None]
-        mask.needle_share = on_needle.sum(dim=-1).mean(dim=(1, 2))  # mean over every query head
-    out = torch.matmul(probs, value[:, :, None])  # [R, KV, group, q, d]
-    return out.reshape(rows, heads, q, d).transpose(1, 2).contiguous(), None
+    heads = call.query.shape[1]
+    low = torch.finfo(call.query.dtype).min
+    extra = torch.zeros(allowed.shape, dtype=call.query.dtype, device=allowed.device).masked_fill(~allowed, low)
+    extra = extra.repeat_interleave(heads // allowed.shape[1], dim=1)[:, :, None]  # [B, H, 1, K]
+    return extra if call.mask is None else torch.minimum(call.mask[..., : allowed.shape[-1]], extra)
 
 
-def _register():
-    from transformers import AttentionInterface
+def masked_tap(masks):
+    """A seam tap: each layer's keys outside its ContextMask are masked; the needle share is recorded."""
+    import torch
 
-    AttentionInterface.register(NAME, _attention)
+    def tap(call):
+        mask = masks[call.layer] if 0 <= call.layer < len(masks) else None
+        if mask is None:
+            return call.eager()
+        ctx, k_len = mask.valid.shape[-1], call.key.shape[2]
+        allowed = torch.nn.functional.pad(mask.valid, (0, k_len - ctx), value=True)  # appended tokens: causal only
+        out, weights = call.eager(mask=key_mask(call, allowed))
+        if mask.needle is not None and mask.probe is not None:
+            heads = weights.shape[1]
+            needle = mask.needle.repeat_interleave(heads // mask.needle.shape[1], dim=1)  # [R, H, L]
+            on_needle = weights[:, :, mask.probe, :ctx].float() * needle
+            mask.needle_share = on_needle.sum(dim=-1).mean(dim=1)  # mean over every query head
+        return out, weights
+
+    return tap
 
 
-@contextmanager
-def compressed_attention(model, masks=None):
-    """SinkVis's masked attention on, with masks[layer] (ContextMask) set on each attention module."""
-    from .prefill import attention_modules
+def compressed_attention(masks):
+    """SinkVis's masked attention for this thread's forwards inside the block (masks[layer]: ContextMask or None)."""
+    from ..attention.seam import tapped
 
-    _register()
-    modules, _ = attention_modules(model)
-    config = model.config
-    before = config._attn_implementation
-    config._attn_implementation = NAME
-    for layer, module in enumerate(modules):
-        setattr(module, SLOT, None if masks is None else masks[layer])
-    try:
-        yield
-    finally:
-        config._attn_implementation = before
-        for module in modules:
-            if hasattr(module, SLOT):
-                delattr(module, SLOT)
+    return tapped(masked_tap(masks))

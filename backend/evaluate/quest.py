@@ -19,18 +19,15 @@ Choices, stated:
   budget means the same in every layer.
 - Ties in U go to the earlier page (torch.topk on the CPU is not stable, so the ranking is a sort).
 
-The attention function is registered with transformers' AttentionInterface under "sinkvis_quest";
-the state (k, the page bounds of each layer, updated as pages fill) travels in the model call's
-kwargs, which transformers hands down to the attention function. `attend_quest` switches the
-model's attention implementation to it for one call and back to eager.
+Quest is a tap on SinkVis's attention function (backend/attention/seam.py): the pages not read are
+masked out of the model's own eager attention, so a soft-cap or learned sinks stay as the model
+has them; the tap holds the state (k, the page bounds of each layer, updated as pages fill) and
+acts on this thread's forwards only. Sliding-window layers already read only their window.
 """
-from contextlib import contextmanager
-
 import numpy as np
 
 PAGE = 16
 NAME = "quest"
-ATTENTION = "sinkvis_quest"
 
 
 class QuestState:
@@ -72,44 +69,39 @@ def choose_pages(u, k: int):
     return order.sort(dim=-1).values
 
 
-def quest_attention(module, query, key, value, attention_mask, scaling, dropout=0.0, quest=None, **kwargs):
-    """Drop-in for eager attention on a one-token decode step; any other call is eager itself."""
+def quest_tap(quest: QuestState):
+    """A seam tap (backend/attention/seam.py): on a one-token decode step each full-attention layer reads
+    the top-k pages plus the current page, masked into the model's own eager attention (so soft-caps and
+    learned sinks stay the model's); any other call, and a sliding-window layer (it bounds its own
+    reads), is the model's attention itself."""
     import torch
-    from transformers.models.llama.modeling_llama import eager_attention_forward
 
-    finished = (key.shape[2] - 1) // PAGE
-    if quest is None or query.shape[2] != 1 or finished <= quest.k:  # every page is read: exactly eager
-        return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
-    groups = module.num_key_value_groups
-    mins, maxs = quest.page_bounds(module.layer_idx, key)
-    pages = choose_pages(upper_bounds(query, mins, maxs, groups), quest.k)  # [B, KV, k]
-    quest.chosen[module.layer_idx] = pages
-    tokens = (pages[..., None] * PAGE + torch.arange(PAGE, device=key.device)).flatten(2)  # [B, KV, 16k]
-    current = torch.arange(finished * PAGE, key.shape[2], device=key.device).expand(*tokens.shape[:2], -1)
-    index = torch.cat([tokens, current], dim=-1)[..., None].expand(-1, -1, -1, key.shape[-1])
-    k_read = torch.gather(key, 2, index).repeat_interleave(groups, dim=1)
-    v_read = torch.gather(value, 2, index).repeat_interleave(groups, dim=1)
-    weights = torch.softmax(torch.matmul(query, k_read.transpose(2, 3)) * scaling, dim=-1, dtype=torch.float32)
-    out = torch.matmul(weights.to(query.dtype), v_read).transpose(1, 2).contiguous()
-    return out, None
+    from ..compress.masked_attention import key_mask
 
+    def tap(call):
+        key = call.key
+        finished = (key.shape[2] - 1) // PAGE
+        if call.query.shape[2] != 1 or finished <= quest.k or call.sliding_window:  # every page is read
+            return call.eager()
+        groups = call.query.shape[1] // key.shape[1]
+        mins, maxs = quest.page_bounds(call.layer, key)
+        pages = choose_pages(upper_bounds(call.query, mins, maxs, groups), quest.k)  # [B, KV, k]
+        quest.chosen[call.layer] = pages
+        chosen = torch.zeros(*pages.shape[:2], finished + 1, dtype=torch.bool, device=key.device)
+        chosen[..., finished] = True  # the current page
+        chosen.scatter_(2, pages, True)
+        page_of = (torch.arange(key.shape[2], device=key.device) // PAGE).clamp(max=finished)  # [K]
+        read = chosen[..., page_of]  # [B, KV, K]
+        return call.eager(mask=key_mask(call, read))
 
-def _register() -> None:
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(ATTENTION, quest_attention)
+    return tap
 
 
-@contextmanager
-def attend_quest(model):
-    """Run the model's attention through quest_attention for the calls inside (then back to what it was)."""
-    _register()
-    before = model.config._attn_implementation
-    model.config._attn_implementation = ATTENTION
-    try:
-        yield
-    finally:
-        model.config._attn_implementation = before
+def attend_quest(quest: QuestState):
+    """Quest's page reads for this thread's forwards inside the block (other threads see the plain model)."""
+    from ..attention.seam import tapped
+
+    return tapped(quest_tap(quest))
 
 
 class Quest:
@@ -143,10 +135,10 @@ class Quest:
             for layer, (k, v) in enumerate(full.prefix_kv(t)):
                 self.cache.update(k, v, layer)
         device = self.loaded.device
-        with torch.inference_mode(), attend_quest(self.loaded.model):
+        with torch.inference_mode(), attend_quest(self.state):
             out = self.loaded.model(input_ids=torch.tensor([[self.ids[t]]], device=device),
                                     position_ids=torch.tensor([[t]], device=device),
-                                    past_key_values=self.cache, use_cache=True, quest=self.state)
+                                    past_key_values=self.cache, use_cache=True)
         self.read.append(self.state.k * PAGE + t + 1 - (t // PAGE) * PAGE)
         return torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
 

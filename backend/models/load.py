@@ -1,7 +1,9 @@
 """Load a causal LM for attention extraction: resolve the source, check it, load it eager.
 
 Attention weights only exist with the eager implementation (SDPA and flash kernels
-never materialise them), so every model is loaded with attn_implementation="eager".
+never materialise them), so every model is loaded with attn_implementation="eager"; a
+LoadedModel then routes it through SinkVis's attention function, which is that same eager
+attention until a job taps it (backend/attention/seam.py).
 A failed load raises UserError and leaves whatever was loaded before untouched:
 the caller swaps the new model in only after this returns.
 """

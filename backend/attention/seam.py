@@ -1,0 +1,98 @@
+"""The one place SinkVis meets a model's attention.
+
+transformers 5 calls one attention function per layer through `AttentionInterface` with the
+layer's final queries and keys (after q/k norms and rotary), its values, the mask (causal,
+sliding window), the scaling and, where the model has them, the soft-cap and learned sinks.
+`install(model)` registers SinkVis's function under NAME once, when the model loads. With
+nothing attached it *is* the model's own eager attention: the function the model's modeling
+file defines (Gemma 2's applies its soft-cap, gpt-oss's its sinks, GPT-2's its own scaling),
+so every output is the model's.
+
+A job attaches a tap with `tapped(tap)` for the forwards of its own thread only. Nothing is
+set on the shared model while a job runs, so another job's forward meanwhile (another
+thread) runs the plain model and can never pick up this job's masks or captures.
+"""
+import sys
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+NAME = "sinkvis"
+_local = threading.local()
+
+
+def own_eager(module):
+    """The eager attention of the module's own modeling file (Llama's if the file has none)."""
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    if fn is None:
+        from transformers.models.llama.modeling_llama import eager_attention_forward as fn
+    return fn
+
+
+@dataclass
+class Call:
+    """One layer's call of its attention function, as the model made it."""
+    module: object
+    query: object   # [B, H, q, d], after norms and rotary
+    key: object     # [B, KV, k, d]: every key this forward attends over (the layer's cache included)
+    value: object   # [B, KV, k, d]
+    mask: object    # additive [B, 1, q, k] (causal, sliding window, padding) or None
+    kwargs: dict    # scaling, dropout, sliding_window, softcap, s_aux, … as the layer passed them
+
+    @property
+    def layer(self) -> int:
+        return int(getattr(self.module, "layer_idx", -1))
+
+    @property
+    def sinks(self):
+        """The learned sink logit per query head (gpt-oss), or None."""
+        return self.kwargs.get("s_aux")
+
+    @property
+    def sliding_window(self):
+        return self.kwargs.get("sliding_window")
+
+    def eager(self, query=None, mask="same"):
+        """(output, weights) of the model's own eager attention, for these queries (default: all) and
+        this additive mask (default: the model's). Weights leave out a learned sink's share."""
+        query = self.query if query is None else query
+        mask = self.mask if isinstance(mask, str) else mask
+        return own_eager(self.module)(self.module, query, self.key, self.value, mask, **self.kwargs)
+
+
+def _attention(module, query, key, value, attention_mask, **kwargs):
+    call = Call(module, query, key, value, attention_mask, kwargs)
+    tap = getattr(_local, "tap", None)
+    return call.eager() if tap is None else tap(call)
+
+
+def _register() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+
+    if NAME not in AttentionInterface._global_mapping:
+        AttentionInterface.register(NAME, _attention)
+        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, eager_mask)  # the same 4-D mask eager gets
+
+
+def install(model) -> None:
+    """Route the model's attention through SinkVis's function (once, at load; exact: it is the model's
+    own eager attention until a job taps it)."""
+    _register()
+    model.set_attn_implementation(NAME)
+
+
+def installed(model) -> bool:
+    return getattr(model.config, "_attn_implementation", None) == NAME
+
+
+@contextmanager
+def tapped(tap):
+    """tap(call) → (output, weights) answers every attention call of this thread's forwards inside the
+    block; other threads' forwards are untouched. Taps nest: the inner one wins until it exits."""
+    before = getattr(_local, "tap", None)
+    _local.tap = tap
+    try:
+        yield
+    finally:
+        _local.tap = before
