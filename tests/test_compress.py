@@ -200,7 +200,7 @@ def test_other_forwards_while_compressed_attention_is_on_are_the_plain_model(dem
     other = {}
     with torch.inference_mode():
         plain = demo.model(input_ids=x, output_attentions=True)
-        with compressed_attention(masks):
+        with compressed_attention(masks, [torch.arange(20).expand(1, kv, -1)] * len(masks), 20):
             mine = demo.model(input_ids=x)
             worker = threading.Thread(target=lambda: other.update(out=demo.model(input_ids=x, output_attentions=True)))
             worker.start()
@@ -212,30 +212,28 @@ def test_other_forwards_while_compressed_attention_is_on_are_the_plain_model(dem
 
 
 def test_attention_sums_without_eager_weights_equal_the_eager_ones(demo, text_ids):
-    """LayerInputs recomputes the full attention in blocks when the forward gave no weights (non-eager)."""
+    """LayerInputs recomputes the attention in blocks (the model's own eager attention on the captured
+    queries) when the forward gave no weights."""
     import torch
 
-    from backend.compress.layer import LayerInputs
-    from backend.compress.prefill import attention_modules
+    from backend.attention.seam import tapped
+    from backend.compress.layer import CHUNK, LayerInputs
 
-    modules, rotary = attention_modules(demo.model)
     seen = {}
 
-    def hook(module, args, kwargs, output):
-        cached = kwargs["past_key_values"].layers[module.layer_idx]
-        common = (module, kwargs["hidden_states"][0], kwargs["position_embeddings"], cached.keys[0], cached.values[0])
-        seen["eager"] = LayerInputs(*common, output[1][0], rotary, 0, 1).attention_sums
-        seen["recomputed"] = LayerInputs(*common, None, rotary, 0, 1).attention_sums
+    def tap(call):
+        out, weights = call.eager()
+        if call.layer == 2:
+            seen["eager"] = LayerInputs(call, weights, None, 2, 3).attention_sums
+            seen["recomputed"] = LayerInputs(call, None, None, 2, 3).attention_sums
+        return out, weights
 
-    from transformers import DynamicCache
-
-    handle = modules[2].register_forward_hook(hook, with_kwargs=True)
-    try:
-        with torch.inference_mode():
-            demo.model(input_ids=torch.tensor([text_ids[:300 // 2]]), past_key_values=DynamicCache(), use_cache=True)
-    finally:
-        handle.remove()
-    assert torch.allclose(seen["eager"], seen["recomputed"], atol=1e-4)
+    n = CHUNK + 40  # two blocks: the second one's queries see keys the first block's did not
+    assert len(text_ids) >= n
+    with torch.inference_mode(), tapped(tap):
+        demo.model(input_ids=torch.tensor([text_ids[:n]]), use_cache=False)
+    assert torch.allclose(seen["eager"], seen["recomputed"], atol=1e-5)
+    assert abs(float(seen["eager"].sum()) - demo.spec["heads"] * n) < 1e-2  # every row's mass, once
 
 
 def test_progress_per_layer_and_cancel_stops_the_prefill(demo, text_ids):
@@ -253,10 +251,8 @@ def test_progress_per_layer_and_cancel_stops_the_prefill(demo, text_ids):
         if extra.get("layer") == 2:
             raise Cancelled()
 
-    from backend.compress.prefill import attention_modules
+    from backend.attention import seam
 
-    modules = attention_modules(demo.model)[0]
-    before = [len(m._forward_hooks) for m in modules]  # transformers keeps its own output-recording hooks
     with pytest.raises(Cancelled):
         prefill_answers(demo, ctx, q, a, ["snapkv"], cache_size=20, report=cancel)
-    assert [len(m._forward_hooks) for m in modules] == before  # ours are gone
+    assert getattr(seam._local, "tap", None) is None  # the prefill's tap is gone with the cancelled job

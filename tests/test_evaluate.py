@@ -10,7 +10,7 @@ import torch
 from helpers import ROOT, load, wait_job
 
 from backend.api.evaluate import bundled_eval_text
-from backend.evaluate.rope import rerotate, rotary_frequencies
+from backend.attention.rotary import layer_rotaries
 from backend.evaluate.run import evaluate
 from backend.models.loaded import LoadedModel
 from backend.models.spec import config_spec
@@ -103,15 +103,15 @@ def test_rerotated_keys_give_the_same_logits_as_keys_cached_there(llama):
 
     model, k, p = llama.model, 12, 37
     tokens = torch.tensor([random_ids(k + 1, seed=5)])
-    inv_freq = rotary_frequencies(model)
+    rotaries = layer_rotaries(model)
 
     def next_logits(start, shift):
         cache = DynamicCache(config=model.config)
         with torch.inference_mode():
             model(input_ids=tokens[:, :k], position_ids=torch.arange(start, start + k)[None], past_key_values=cache,
                   use_cache=True)
-            for layer in cache.layers:
-                layer.keys = rerotate(layer.keys, torch.full(layer.keys.shape[:-1], shift), inv_freq)
+            for layer, rotary in zip(cache.layers, rotaries):
+                layer.keys = rotary.rotate(layer.keys, torch.full(layer.keys.shape[:-1], shift))
             return model(input_ids=tokens[:, k:], position_ids=torch.tensor([[k]]), past_key_values=cache).logits[0, -1]
 
     at_zero = next_logits(0, 0)

@@ -1,7 +1,7 @@
-"""The shared model's forward hooks see only their own thread's forward: another job's forward
-running meanwhile (Live Stream, Evaluate) is neither scored, nor reported as progress, nor broken.
-Found in CI: the Cache Profile's Quest pass failed ('NoneType' has no attribute 'layers', then a
-shape mismatch) when another e2e job's forward ran through its hooks on the shared model."""
+"""A tap on the shared model's attention function (backend/attention/seam.py) sees only its own
+thread's forward: another job's forward running meanwhile (Live Stream, Evaluate) is neither
+scored, nor reported as progress, nor broken. Found in CI with forward hooks before the seam: the
+Cache Profile's Quest pass failed when another e2e job's forward ran through its hooks."""
 import threading
 
 import numpy as np
@@ -9,7 +9,7 @@ import torch
 
 from backend.compress.methods import METHODS
 from backend.compress.prefill import Prefill, Settings, attention_modules
-from backend.models.own_hooks import add_own_forward_hooks
+from backend.attention.seam import tapped
 
 
 def _other_thread_forward(loaded) -> dict:
@@ -29,19 +29,20 @@ def _other_thread_forward(loaded) -> dict:
     return outcome
 
 
-def test_a_hook_fires_for_its_own_threads_forward_only(demo_api):
+def test_a_tap_answers_its_own_threads_forward_only(demo_api):
     loaded = demo_api._state.model
-    modules, _ = attention_modules(loaded.model)
+    modules = attention_modules(loaded.model)
     calls = []
-    handles = add_own_forward_hooks(modules, lambda module, args, kwargs, output: calls.append(module.layer_idx))
-    try:
+
+    def tap(call):
+        calls.append(call.layer)
+        return call.eager()
+
+    with tapped(tap):
         assert "error" not in _other_thread_forward(loaded) and calls == []
         with torch.inference_mode():
             loaded.model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=False)
-        assert calls == list(range(len(modules)))
-    finally:
-        for h in handles:
-            h.remove()
+    assert calls == list(range(len(modules)))
 
 
 def test_a_prefill_is_unchanged_by_another_jobs_forward_in_the_middle(demo_api):

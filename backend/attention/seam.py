@@ -82,6 +82,16 @@ def install(model) -> None:
     model.set_attn_implementation(NAME)
 
 
+def attention_layers(model) -> list:
+    """The decoder's attention modules in layer order (every module that calls an attention function with a
+    layer index: LlamaAttention, GPTNeoXAttention, GPT2Attention, …)."""
+    found = {}
+    for m in model.modules():
+        if type(m).__name__.endswith("Attention") and isinstance(getattr(m, "layer_idx", None), int):
+            found.setdefault(m.layer_idx, m)
+    return [found[i] for i in sorted(found)]
+
+
 def installed(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) == NAME
 

@@ -34,7 +34,7 @@ def _answer_rows(loaded, prefill, rows, question_ids, answer_ids, max_new_tokens
     caches = CompressedCaches(prefill, rows, needle_span)
     tokens = list(question_ids) + list(answer_ids)
     caches.set_probe(q - 1 if needle_span is not None else None)
-    with compressed_attention(caches.masks), torch.inference_mode():
+    with compressed_attention(caches.masks, caches.positions, n), torch.inference_mode():
         out = loaded.model(input_ids=torch.tensor([tokens] * caches.rows, device=device),
                            position_ids=torch.arange(n, n + len(tokens), device=device)[None].expand(caches.rows, -1),
                            past_key_values=caches.cache, use_cache=True)

@@ -18,7 +18,7 @@ class CompressedCaches:
 
         self.rows = len(kept_sets)
         self.cache = DynamicCache()
-        self.masks, self.lengths = [], []
+        self.masks, self.lengths, self.positions = [], [], []  # positions: the kept entries' original ones
         for layer, full in enumerate(prefill.cache.layers):
             width = max(k[layer].shape[1] for k in kept_sets)
             index = np.full((self.rows, full.keys.shape[1], width), -1, dtype=np.int64)
@@ -36,6 +36,7 @@ class CompressedCaches:
             if needle_span is not None:
                 needle = valid & (idx >= needle_span[0]) & (idx < needle_span[1])
             self.masks.append(ContextMask(valid=valid, needle=needle))
+            self.positions.append(idx.clamp(min=0))
             self.lengths.append(width)
 
     def set_probe(self, probe: int | None) -> None:

@@ -1,67 +1,64 @@
-"""What a prefill scorer sees of one layer: its keys, values, queries and window attention.
+"""What a prefill scorer sees of one layer: its keys, values, queries and attention.
 
-The prefill runs once with full (eager) attention. A forward hook on every attention
-module (as kvpress's BasePress.forward_hook) hands the layer's input hidden states, its
-rotary embedding and its freshly cached keys/values to `LayerInputs`; scorers ask it for
-what they need and it computes each thing once, lazily, then the layer is dropped, so
-no more than one layer's n × n attention ever exists (the eager forward makes that one
-anyway, and it is reused rather than recomputed).
-
-Queries are recomputed from the attention input with q_proj and the rotary embedding,
-as kvpress's get_prerope_query_states + apply RoPE do; window attention is computed
-from them (softmax over every key, causal inside the window), as kvpress's
-SnapKVPress.compute_window_attention does. All scoring runs in float32.
+Everything is what the model computed, taken at its attention function (backend/attention/
+seam.py) during the one prefill: the final queries and keys (after q/k norms and rotary, on
+every architecture), the values, and the model's own attention weights (soft-caps applied; a
+learned sink's share is not on any key, so gpt-oss's rows sum to less than 1). Window rows are
+rows of those weights; when a forward gave no weights, they are recomputed block by block by
+the model's own eager attention on the captured queries, never as a hand-written softmax.
+Pre-rotary queries (Expected Attention's statistics) are the captured ones rotated back by
+the layer's own rotary (backend/attention/rotary.py); a layer without rotary has none to undo.
+All scoring runs in float32. One layer lives at a time.
 """
 from functools import cached_property
 
-from ..evaluate.rope import rotate_half
-
-CHUNK = 256  # queries per block when the full attention has to be recomputed (no eager weights)
+CHUNK = 256  # queries per block when the attention has to be recomputed (no weights from the forward)
 
 
 class LayerInputs:
-    def __init__(self, module, hidden, position_embeddings, keys, values, attention, rotary_emb,
-                 layer: int, layers: int):
-        """hidden [n, hidden]; keys/values [KV, n, d] as cached (keys rotated); attention [H, n, n] or None."""
-        self.module, self.hidden, self.position_embeddings = module, hidden, position_embeddings
-        self.keys, self.values = keys.float(), values.float()
-        self.attention, self.rotary_emb = attention, rotary_emb
+    def __init__(self, call, weights, rotary, layer: int, layers: int):
+        """call: seam.Call of the prefill (batch 1); weights [1, H, n, n] or None; rotary: LayerRotary or None."""
+        self.call, self.rotary = call, rotary
+        self.keys, self.values = call.key[0].float(), call.value[0].float()  # [KV, n, d], keys as cached
+        self.attention = None if weights is None else weights[0]
         self.layer, self.layers = layer, layers
-        self.kv_heads, self.n, self.head_dim = keys.shape
-        self.heads = module.config.num_attention_heads
+        self.kv_heads, self.n, self.head_dim = self.keys.shape
+        self.heads = call.query.shape[1]
         self.group = self.heads // self.kv_heads
-        self.scaling = float(getattr(module, "scaling", self.head_dim ** -0.5))
         self._windows = {}
+
+    def rotated_queries(self, start: int = 0):
+        """[H, n − start, d] queries as the attention used them, for positions start..n−1."""
+        return self.call.query[0, :, start:].float()
 
     def prerope_queries(self, start: int = 0):
         """[H, n − start, d] queries before the rotary embedding (kvpress's get_prerope_query_states)."""
-        module, h = self.module, self.hidden[start:]
-        q = module.q_proj(h).view(h.shape[0], self.heads, self.head_dim).transpose(0, 1)
-        norm = getattr(module, "q_norm", None)  # Qwen3 / Gemma3 normalise queries before RoPE
-        return (norm(q) if norm is not None else q).float()
-
-    def rotated_queries(self, start: int = 0):
-        """[H, n − start, d] queries as the attention used them (rotated), for positions start..n−1."""
         import torch
 
-        cos, sin = (x[0, start:].float() for x in self.position_embeddings)  # [n − start, d]
-        q = self.prerope_queries(start)
-        rot = cos.shape[-1]
-        moved = q[..., :rot] * cos + rotate_half(q[..., :rot]) * sin
-        return moved if rot == q.shape[-1] else torch.cat((moved, q[..., rot:]), dim=-1)
+        q = self.rotated_queries(start)
+        if self.rotary is None:
+            return q
+        back = -torch.arange(start, self.n, device=q.device)  # R(−p)·R(p)·q = q
+        return self.rotary.rotate(q, back.expand(q.shape[:-1])).float()
 
-    def _keys_per_head(self):
-        return self.keys.repeat_interleave(self.group, dim=0)  # [H, n, d], query head h reads KV head h // group
+    def _rows(self, a: int, b: int):
+        """[H, b − a, n]: queries a..b−1's attention over every key, by the model's own eager attention."""
+        import torch
+
+        call = self.call
+        if call.mask is not None:
+            mask = call.mask[:, :, a:b]
+        else:  # no mask was built (a one-sequence forward may skip it): the causal one
+            i, j = torch.arange(a, b)[:, None], torch.arange(self.n)[None]
+            low = torch.finfo(call.query.dtype).min
+            mask = torch.zeros(b - a, self.n, dtype=call.query.dtype).masked_fill(j > i, low)[None, None]
+        return call.eager(query=call.query[:, :, a:b], mask=mask.to(call.query.device))[1][0].float()
 
     def window_attention(self, w: int):
         """[H, w, n]: the last w queries' attention over every key (causal inside the window)."""
-        import torch
-
         if w not in self._windows:
-            q = self.rotated_queries(self.n - w)  # only the window's queries are recomputed
-            logits = torch.matmul(q, self._keys_per_head().transpose(1, 2)) * self.scaling
-            causal = torch.ones(w, self.n, dtype=torch.bool, device=q.device).triu(self.n - w + 1)
-            self._windows[w] = torch.softmax(logits.masked_fill(causal, float("-inf")), dim=-1)
+            rows = self.attention[:, self.n - w:] if self.attention is not None else self._rows(self.n - w, self.n)
+            self._windows[w] = rows.float()
         return self._windows[w]
 
     @cached_property
@@ -69,24 +66,20 @@ class LayerInputs:
         """[H, n]: attention each key received, summed over every context query (H2O's accumulated score)."""
         import torch
 
-        if self.attention is not None:  # the eager forward's own weights
+        if self.attention is not None:  # the forward's own weights
             return self.attention.float().sum(dim=1)
-        keys, queries = self._keys_per_head(), self.rotated_queries()
-        total = torch.zeros(self.heads, self.n, device=keys.device)
+        total = torch.zeros(self.heads, self.n, device=self.keys.device)
         for a in range(0, self.n, CHUNK):
-            b = min(a + CHUNK, self.n)
-            logits = torch.matmul(queries[:, a:b], keys.transpose(1, 2)) * self.scaling
-            causal = torch.ones(b - a, self.n, dtype=torch.bool, device=keys.device).triu(a + 1)
-            total += torch.softmax(logits.masked_fill(causal, float("-inf")), dim=-1).sum(dim=1)
+            total += self._rows(a, min(a + CHUNK, self.n)).sum(dim=1)
         return total
 
-    def rotation(self, start: int, count: int):
-        """cos, sin [count, d] of the rotary embedding at positions start..start+count−1."""
+    def mean_rotation(self, start: int, count: int):
+        """[d, d]: the layer's rotation averaged over positions start..start+count−1 (identity without rotary)."""
         import torch
 
-        ids = torch.arange(start, start + count, device=self.keys.device)[None]
-        cos, sin = self.rotary_emb(self.keys[None], ids)
-        return cos[0].float(), sin[0].float()
+        if self.rotary is None:
+            return torch.eye(self.head_dim, device=self.keys.device)
+        return self.rotary.mean_matrix(start, count, self.head_dim, self.keys.device)
 
     def per_kv_head(self, per_query_head):
         """[H, n] → [KV, n]: the mean over each GQA group's query heads (as kvpress aggregates)."""

@@ -7,10 +7,10 @@ kvpress does per-head budgets the same way in spirit (attention_patch.py replace
 dropped keys by a key no query attends to, and refuses eager); a mask is exact on
 every implementation. Memory is therefore counted as the mean number of kept entries.
 
-The mask joins the model's own (causal, sliding window) and the model's own eager attention
-computes the rest, soft-caps and learned sinks included: a tap on SinkVis's attention
-function (backend/attention/seam.py) for this thread's forwards only. A layer with no
-ContextMask (a sliding-window layer, which keeps its own window) is the model's attention.
+The mask joins the model's own (causal) and the model's own eager attention computes the
+rest, soft-caps and learned sinks included: a tap on SinkVis's attention function
+(backend/attention/seam.py) for this thread's forwards only. A sliding-window layer reads
+only the kept keys within its window of each query, by original position (kept_keys.py).
 """
 from dataclasses import dataclass
 
@@ -23,28 +23,20 @@ class ContextMask:
     needle_share: object = None   # torch float [rows], written by the forward
 
 
-def key_mask(call, allowed):
-    """The call's additive mask with the keys not `allowed` ([B, KV, K] bool) masked too: [B, H, q, K]."""
-    import torch
+def masked_tap(masks, positions, start: int):
+    """A seam tap: each layer's keys outside its ContextMask are masked, and a sliding-window layer
+    reads only its window, from the kept entries' original positions (kept_keys.py); the needle share
+    is recorded."""
+    from ..attention.kept_keys import KeptKeys, key_mask
 
-    heads = call.query.shape[1]
-    low = torch.finfo(call.query.dtype).min
-    extra = torch.zeros(allowed.shape, dtype=call.query.dtype, device=allowed.device).masked_fill(~allowed, low)
-    extra = extra.repeat_interleave(heads // allowed.shape[1], dim=1)[:, :, None]  # [B, H, 1, K]
-    return extra if call.mask is None else torch.minimum(call.mask[..., : allowed.shape[-1]], extra)
-
-
-def masked_tap(masks):
-    """A seam tap: each layer's keys outside its ContextMask are masked; the needle share is recorded."""
-    import torch
+    kept = KeptKeys(positions, start, [m.valid for m in masks])
 
     def tap(call):
-        mask = masks[call.layer] if 0 <= call.layer < len(masks) else None
-        if mask is None:
+        allowed = kept.allowed(call)
+        if allowed is None:
             return call.eager()
-        ctx, k_len = mask.valid.shape[-1], call.key.shape[2]
-        allowed = torch.nn.functional.pad(mask.valid, (0, k_len - ctx), value=True)  # appended tokens: causal only
         out, weights = call.eager(mask=key_mask(call, allowed))
+        mask, ctx = masks[call.layer], masks[call.layer].valid.shape[-1]
         if mask.needle is not None and mask.probe is not None:
             heads = weights.shape[1]
             needle = mask.needle.repeat_interleave(heads // mask.needle.shape[1], dim=1)  # [R, H, L]
@@ -55,8 +47,9 @@ def masked_tap(masks):
     return tap
 
 
-def compressed_attention(masks):
-    """SinkVis's masked attention for this thread's forwards inside the block (masks[layer]: ContextMask or None)."""
+def compressed_attention(masks, positions, start: int):
+    """SinkVis's masked attention for this thread's forwards inside the block (masks[layer]: ContextMask;
+    positions[layer]: the kept entries' original positions [rows, KV, L]; start: the first appended position)."""
     from ..attention.seam import tapped
 
-    return tapped(masked_tap(masks))
+    return tapped(masked_tap(masks, positions, start))

@@ -29,7 +29,7 @@ def _score_rows(loaded, prefill, rows, targets, report, done_before, total):
     caches = CompressedCaches(prefill, rows)
     feed = targets[:-1]
     out_lp = [[] for _ in rows]
-    with compressed_attention(caches.masks), torch.inference_mode():
+    with compressed_attention(caches.masks, caches.positions, n), torch.inference_mode():
         for a in range(0, len(feed), CHUNK):
             b = min(a + CHUNK, len(feed))
             out = loaded.model(input_ids=torch.tensor([feed[a:b]] * len(rows), device=device),

@@ -1,10 +1,11 @@
 """One full prefill of the context; every method scores each layer as it passes.
 
-A forward hook on every attention module (kvpress's BasePress.forward_hook does the
-same) sees the layer's input, its rotary embedding, the keys/values just cached and the
-eager attention weights; each method's scorer runs there and only its scores [KV, n]
+A tap on SinkVis's attention function (backend/attention/seam.py; kvpress uses a forward hook
+per attention module the same way) sees each layer's final queries, keys and values and the
+model's own attention weights; each method's scorer runs there and only its scores [KV, n]
 are kept, so one layer's data lives at a time. After the forward the budget rule turns
-scores into kept positions per (layer, KV head).
+scores into kept positions per (layer, KV head). Every architecture that calls its attention
+through transformers' AttentionInterface works the same way.
 """
 import time
 from dataclasses import dataclass
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import UserError
-from ..models.own_hooks import add_own_forward_hooks
 from .budgets import Budget, kept_positions
 from .layer import LayerInputs
 
@@ -25,16 +25,25 @@ class Settings:
 
 
 def attention_modules(model):
-    """The decoder layers' attention modules, for Llama-family models (q_proj + rotary)."""
-    inner = getattr(model, "model", None)
-    inner = getattr(inner, "language_model", inner)
-    layers = getattr(inner, "layers", None)
-    rotary = getattr(inner, "rotary_emb", None)
-    if layers is None or rotary is None or not all(hasattr(l.self_attn, "q_proj") for l in layers):
-        raise UserError("unsupported_model", "Compression at prefill needs a Llama-family model (q_proj and a rotary "
-                        "embedding, as kvpress supports); this one has another attention. Load e.g. SmolLM2 or the "
-                        "demo model.", "model")
-    return [l.self_attn for l in layers], rotary
+    """The decoder's attention modules, for models that call transformers' attention interface."""
+    from ..attention.seam import attention_layers, installed
+
+    modules = attention_layers(model)
+    if not modules or not installed(model):
+        raise UserError("unsupported_model", "Compression at prefill needs a model whose layers call transformers' "
+                        "attention interface (Llama, Qwen, Gemma, Mistral, gpt-oss, Phi-3, Pythia, GPT-2, …); this one "
+                        "computes attention its own way.", "model")
+    return modules
+
+
+def _rotaries(model, layers: int) -> list:
+    """Each layer's rotary (to undo it on queries), None where there is none."""
+    from ..attention.rotary import FixedPositions, layer_rotaries
+
+    try:
+        return layer_rotaries(model)
+    except FixedPositions:  # learned or no positions: the captured queries carry no rotation
+        return [None] * layers
 
 
 class Prefill:
@@ -46,8 +55,11 @@ class Prefill:
         import torch
         from transformers import DynamicCache
 
+        from ..attention.seam import tapped
+
         model = loaded.model
-        modules, rotary = attention_modules(model)
+        modules = attention_modules(model)
+        rotaries = _rotaries(model, len(modules))
         self.n, self.layers, self.settings = len(context_ids), len(modules), settings
         self.scores = {name: [None] * self.layers for name in scorers}
         self.seconds = {"forward": 0.0, "scoring": 0.0, "selection": 0.0}
@@ -55,13 +67,11 @@ class Prefill:
         for name, method in scorers.items():
             by_scorer.setdefault(method.scorer.__name__, (method.scorer, []))[1].append(name)
 
-        def hook(module, args, kwargs, output):
+        def tap(call):
+            out, weights = call.eager()  # the model's own attention: its output and weights
             tick = time.perf_counter()
-            layer = module.layer_idx
-            cached = kwargs["past_key_values"].layers[layer]
-            view = LayerInputs(module, kwargs["hidden_states"][0], kwargs["position_embeddings"], cached.keys[0],
-                               cached.values[0], output[1][0] if output[1] is not None else None, rotary,
-                               layer, self.layers)
+            layer = call.layer
+            view = LayerInputs(call, weights, rotaries[layer], layer, self.layers)
             for scorer, names in by_scorer.values():
                 s = scorer.score(view, settings).float()
                 for name in names:
@@ -70,18 +80,18 @@ class Prefill:
             if report is not None:
                 report(0.5 * (layer + 1) / self.layers, "Prefill (full attention, methods scoring each layer)",
                        layer=layer + 1, layers=self.layers)
+            return out, weights
 
-        self.cache = DynamicCache(config=model.config)
-        handles = add_own_forward_hooks(modules, hook) if by_scorer or report else []
+        self.cache = DynamicCache()  # every layer keeps all n entries (sliding ones too; their mask still slides)
         started = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                out = model(input_ids=torch.tensor([context_ids], device=loaded.device),
-                            position_ids=torch.arange(self.n, device=loaded.device)[None],
-                            past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        finally:
-            for h in handles:
-                h.remove()
+        with torch.inference_mode(), tapped(tap):
+            out = model(input_ids=torch.tensor([context_ids], device=loaded.device),
+                        position_ids=torch.arange(self.n, device=loaded.device)[None],
+                        past_key_values=self.cache, use_cache=True, logits_to_keep=1)
+        if any(s is None for scores in self.scores.values() for s in scores):
+            raise UserError("unsupported_model", "This model computes attention outside transformers' attention "
+                            "interface (e.g. Falcon), so its queries and keys cannot be taken for compression at "
+                            "prefill; load a model that uses it (Llama, Qwen, Gemma, Mistral, Phi-3, Pythia, …).", "model")
         self.seconds["forward"] = time.perf_counter() - started - self.seconds["scoring"]
         self.last_logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
 

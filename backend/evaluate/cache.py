@@ -4,24 +4,26 @@ Every policy's cache holds the same number of entries once full (C, plus the tok
 decoded), so all of them run in ONE batched cached decode step per token. Eviction drops
 entries from the cache tensors with a gather; what stays keeps the K/V it was computed
 with. `pos` remembers each entry's original position, `rot` the position its key is
-rotated to (they differ once keys were moved to in-cache positions, rope.py).
+rotated to (they differ once keys were moved to in-cache positions, by each layer's own
+rotary: backend/attention/rotary.py). Every layer holds the same entries, sliding-window layers too: a
+sliding layer reads only those within its window of the query (backend/attention/kept_keys.py).
 """
 import numpy as np
 
-from .rope import rerotate
 
 
 class PolicyCaches:
-    def __init__(self, model, layers_kv, batch: int, inv_freq):
-        """layers_kv: per layer (keys, values) [1, KV, k, d] — the Full Cache prefix they all start from."""
+    def __init__(self, layers_kv, batch: int, rotaries=None):
+        """layers_kv: per layer (keys, values) [1, KV, k, d] — the Full Cache prefix they all start from;
+        rotaries: per layer the model's LayerRotary (None: a layer without rotary), to move keys."""
         import torch
         from transformers import DynamicCache
 
-        self.cache = DynamicCache(config=model.config)
+        self.cache = DynamicCache()
         for layer, (k, v) in enumerate(layers_kv):
             self.cache.update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous(), layer)
         self.layers, self.kv_heads, k_len = len(layers_kv), layers_kv[0][0].shape[1], layers_kv[0][0].shape[2]
-        self.batch, self.inv_freq = batch, inv_freq
+        self.batch, self.rotaries = batch, rotaries
         self.pos = np.broadcast_to(np.arange(k_len), (batch, self.layers * self.kv_heads, k_len)).copy()
         self.rot = torch.from_numpy(self.pos.copy())
         self.torch = torch
@@ -58,7 +60,8 @@ class PolicyCaches:
             return
         delta = delta.view(self.batch, self.layers, self.kv_heads, -1)
         for layer, cached in enumerate(self.cache.layers):
-            cached.keys = rerotate(cached.keys, delta[:, layer], self.inv_freq)
+            if self.rotaries[layer] is not None:  # a layer without rotary (NoPE) has nothing to move
+                cached.keys = self.rotaries[layer].rotate(cached.keys, delta[:, layer])
         self.rot = target.clone()
 
     def in_cache_targets(self):

@@ -27,7 +27,7 @@ def estimate(loaded, steps: int, cache_size: int, batch: int, recompute: bool) -
     shape = (max(1, batch), spec["kv_heads"], cache_size, spec["head_dim"])
 
     def decode():
-        cache = DynamicCache(config=model.config)
+        cache = DynamicCache()
         for layer in range(spec["layers"]):
             cache.update(torch.zeros(shape, dtype=dtype, device=dev), torch.zeros(shape, dtype=dtype, device=dev), layer)
         model(input_ids=torch.zeros((shape[0], 1), dtype=torch.long, device=dev),

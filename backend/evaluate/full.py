@@ -32,7 +32,7 @@ class FullPass:
         from transformers import DynamicCache
 
         self.loaded, self.ids, self.attention_until, self.logits = loaded, ids, attention_until, logits
-        self.cache = DynamicCache(config=loaded.model.config)
+        self.cache = DynamicCache()
         self.start = self.end = 0
         self.lp = None
         self.rows = None  # [units, q, k] for the chunk, while t < attention_until

@@ -76,7 +76,7 @@ def quest_tap(quest: QuestState):
     reads), is the model's attention itself."""
     import torch
 
-    from ..compress.masked_attention import key_mask
+    from ..attention.kept_keys import key_mask
 
     def tap(call):
         key = call.key
@@ -131,7 +131,7 @@ class Quest:
             return full.logprobs(t)
         if self.cache is None:
             full.logprobs(t)  # the Full pass has keys 0..t cached now; Quest starts from 0..t−1
-            self.cache = DynamicCache(config=self.loaded.model.config)
+            self.cache = DynamicCache()
             for layer, (k, v) in enumerate(full.prefix_kv(t)):
                 self.cache.update(k, v, layer)
         device = self.loaded.device

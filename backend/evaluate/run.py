@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from ..attention.kept_keys import KeptKeys
+from ..attention.rotary import FixedPositions, layer_rotaries
 from ..errors import UserError
 from .cache import PolicyCaches
 from .decide import PolicyDeciders
@@ -29,7 +31,6 @@ from .quest import NAME as QUEST
 from .quest import Quest
 from .recompute import NAME as RECOMPUTE
 from .recompute import Recompute
-from .rope import rotary_frequencies
 
 CURVE_POINTS = 400
 POSITIONS = ("original", "in_cache")
@@ -84,13 +85,23 @@ def _check(loaded, n, policies, cache_size, sinks, window, positions, granularit
         raise UserError("bad_input", "window must be 1..cache_size−1.", "window")
 
 
+def movable_positions(loaded):
+    """(per layer its LayerRotary — None on a layer without rotary —, None) when cached keys can move to
+    other positions, else (None, why not)."""
+    try:
+        return layer_rotaries(loaded.model), None
+    except FixedPositions as exc:
+        return None, str(exc)
+
+
 def position_scheme(loaded, n: int, positions: str) -> tuple[str, int, str | None]:
     """(description, tokens evaluated, note). Decides how far the text can go."""
     context, kind = loaded.context_length, loaded.spec.get("position_scheme", "other")
-    rotary = kind == "rotary" and rotary_frequencies(loaded.model) is not None
+    rotaries, why = movable_positions(loaded)
+    rotary = rotaries is not None
     if positions == "in_cache" and not rotary:
-        raise UserError("bad_input", f"in-cache positions need a rotary model (this one has {kind} positions, baked "
-                        "into each cached K/V): use positions='original'.", "positions")
+        raise UserError("bad_input", f"in-cache positions need keys that can move to other positions, and {why}: "
+                        "use positions='original'.", "positions")
     where = ("original positions (each key keeps the position it was computed at)" if positions == "original"
              else "in-cache positions (StreamingLLM: keys re-rotated to their index in the cache after each eviction)")
     if n <= context:
@@ -127,7 +138,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
     recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
     quest = Quest(loaded, ids, C) if QUEST in policies else None  # its own path: all of Full's cache, k pages read
-    inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
+    rotaries = movable_positions(loaded)[0]
     nll = {p: np.zeros(steps) for p in policies}
     kl = {p: [] for p in policies}
     caches, started, last_report = None, time.perf_counter(), 0.0
@@ -152,17 +163,17 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 pos = np.broadcast_to(np.arange(t + 1), (len(evicting), units, t + 1))
                 masks = decide(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
                 if t == C and steps > C + 1:
-                    caches = PolicyCaches(loaded.model, full.prefix_kv(C + 1), len(evicting), inv_freq)
+                    caches = PolicyCaches(full.prefix_kv(C + 1), len(evicting), rotaries)
                     caches.keep(masks)
             for p in evicting:
                 nll[p][t] = nll["full"][t] if "full" in nll else -float(lp_full[target])
                 kl[p].append(0.0)
         elif evicting:  # one batched cached decode step for every real-cache policy
             in_cache = positions == "in_cache" or not in_context
-            if in_cache and inv_freq is not None:
+            if in_cache and rotaries is not None:
                 caches.move_keys(caches.in_cache_targets())
             q_pos = caches.length if in_cache else t
-            with torch.inference_mode():
+            with torch.inference_mode(), KeptKeys.of_units(caches.pos, t, kv_heads).attending():
                 out = loaded.model(input_ids=torch.full((len(evicting), 1), ids[t], device=loaded.device),
                                    position_ids=torch.full((len(evicting), 1), q_pos, device=loaded.device),
                                    past_key_values=caches.cache, use_cache=True, output_attentions=True)

@@ -22,33 +22,26 @@ STEPS_PER_CHUNK = 128  # queries whose bounds exist at once: [chunk, KV, G, page
 
 
 def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
-    """Per layer (rotated queries [H, n, d], rotated keys [KV, n, d]) as the attention used them, float32."""
+    """Per layer (rotated queries [H, n, d], rotated keys [KV, n, d]) as the attention used them, float32:
+    taken at the model's attention function (backend/attention/seam.py), so on every architecture."""
     import torch
-    from transformers import DynamicCache
 
-    from ..compress.layer import LayerInputs
+    from ..attention.seam import tapped
     from ..compress.prefill import attention_modules
-    from ..models.own_hooks import add_own_forward_hooks
 
-    modules, rotary = attention_modules(loaded.model)
-    got = [None] * len(modules)
+    got = [None] * len(attention_modules(loaded.model))
 
-    def hook(module, args, kwargs, output):
-        layer = module.layer_idx
-        cached = kwargs["past_key_values"].layers[layer]
-        view = LayerInputs(module, kwargs["hidden_states"][0], kwargs["position_embeddings"], cached.keys[0],
-                           cached.values[0], None, rotary, layer, len(modules))
-        got[layer] = (view.rotated_queries(), view.keys)
+    def tap(call):
+        got[call.layer] = (call.query[0].float(), call.key[0].float())
+        return call.eager()
 
-    handles = add_own_forward_hooks(modules, hook)
-    try:
-        with torch.inference_mode():
-            loaded.model(input_ids=torch.tensor([ids], device=loaded.device),
-                         position_ids=torch.arange(len(ids), device=loaded.device)[None],
-                         past_key_values=DynamicCache(config=loaded.model.config), use_cache=True, logits_to_keep=1)
-    finally:
-        for h in handles:
-            h.remove()
+    with torch.inference_mode(), tapped(tap):
+        loaded.model(input_ids=torch.tensor([ids], device=loaded.device),
+                     position_ids=torch.arange(len(ids), device=loaded.device)[None], use_cache=False,
+                     logits_to_keep=1)
+    if any(x is None for x in got):
+        raise UserError("unsupported_model", "This model computes attention outside transformers' attention interface, "
+                        "so Quest's queries and keys cannot be taken; pick another fetch rule.", "fetch_rule")
     return got
 
 

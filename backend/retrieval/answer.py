@@ -8,15 +8,18 @@ context's original ones (the question starts at position len(context)).
 """
 import numpy as np
 
+from ..attention.kept_keys import KeptKeys
+
 MAX_NEW_TOKENS = 10  # Landmark Attention's pass key answers are judged on ≤ 10 generated tokens
 
 
-def _forward(loaded, cache, tokens, start: int, attentions: bool = False):
+def _forward(loaded, cache, tokens, start: int, kept: KeptKeys, attentions: bool = False):
+    """tokens at positions start, start + 1, … after the cache (kept: its entries' original positions)."""
     import torch
 
     batch = tokens.shape[0]
     positions = torch.arange(start, start + tokens.shape[1], device=loaded.device).expand(batch, -1)
-    with torch.inference_mode():
+    with torch.inference_mode(), kept.attending():
         return loaded.model(input_ids=tokens.to(loaded.device), position_ids=positions, past_key_values=cache,
                             use_cache=True, output_attentions=attentions)
 
@@ -49,13 +52,14 @@ def answer(loaded, cache, batch: int, key_pos: np.ndarray, start: int, question_
 
     k = key_pos.shape[-1]
     q = torch.tensor([question_ids]).expand(batch, -1)
-    out = _forward(loaded, cache, q, start, attentions=True)
+    kept = KeptKeys.of_units(key_pos, start, loaded.spec["kv_heads"])  # what follows the context sits at start, …
+    out = _forward(loaded, cache, q, start, kept, attentions=True)
     share = needle_share(out.attentions, key_pos, needle_span, loaded.spec["kv_heads"])
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()
     after_question = k + len(question_ids)
     logprob = first[:, answer_ids[0]].double().numpy()
     if len(answer_ids) > 1:  # teacher-forced: the right answer's tokens, each given the ones before
-        forced = _forward(loaded, cache, torch.tensor([answer_ids[:-1]]).expand(batch, -1), start + len(question_ids))
+        forced = _forward(loaded, cache, torch.tensor([answer_ids[:-1]]).expand(batch, -1), start + len(question_ids), kept)
         lps = torch.log_softmax(forced.logits.float(), dim=-1).cpu()
         logprob = logprob + lps.gather(-1, torch.tensor([answer_ids[1:]]).expand(batch, -1)[..., None])[..., 0].double().sum(-1).numpy()
         _cut(cache, after_question)
@@ -71,7 +75,7 @@ def answer(loaded, cache, batch: int, key_pos: np.ndarray, start: int, question_
                     generated[b].append(int(token[b]))
         if done.all() or step == max_new_tokens - 1:
             break
-        out = _forward(loaded, cache, token[:, None], start + len(question_ids) + step)
+        out = _forward(loaded, cache, token[:, None], start + len(question_ids) + step, kept)
         token = out.logits[:, -1].float().argmax(-1).cpu()
     return [{"generated": generated[b], "answer_logprob": float(logprob[b]), "needle_attention": share[b]}
             for b in range(batch)]

@@ -10,10 +10,10 @@ same caches uncompressed (answer.py): the cache grows past C while they do.
 """
 import numpy as np
 
+from ..attention.kept_keys import KeptKeys
 from ..evaluate.cache import PolicyCaches
 from ..evaluate.decide import PolicyDeciders
 from ..evaluate.full import FullPass, kv_head_rows
-from ..evaluate.rope import rotary_frequencies
 from .answer import answer
 
 
@@ -34,15 +34,14 @@ def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: i
     evicting = [p for p in policies if p != "full"]
     full = FullPass(loaded, ids, attention_until=min(n, C + 1) if evicting else 0, logits=False)  # attention: deciders only
     deciders = PolicyDeciders(evicting, units, n, C, sinks, window, max(1, to_fixed(access_threshold))) if evicting else None
-    inv_freq = rotary_frequencies(loaded.model) if loaded.spec.get("position_scheme") == "rotary" else None
     try:
-        return _run(loaded, prompt, policies, evicting, full, deciders, C, inv_freq, chunk, report)
+        return _run(loaded, prompt, policies, evicting, full, deciders, C, chunk, report)
     finally:
         if deciders is not None:
             deciders.close()  # user rules' workers go back to the idle ones (remote_decider.py)
 
 
-def _run(loaded, prompt, policies, evicting, full, deciders, C, inv_freq, chunk, report) -> dict:
+def _run(loaded, prompt, policies, evicting, full, deciders, C, chunk, report) -> dict:
     ids, span = prompt.context_ids, prompt.needle_span
     n, layers, kv = len(ids), loaded.spec["layers"], loaded.spec["kv_heads"]
     units = layers * kv
@@ -60,14 +59,14 @@ def _run(loaded, prompt, policies, evicting, full, deciders, C, inv_freq, chunk,
             deciders.step_block(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
         t = end
     if evicts:
-        caches = PolicyCaches(loaded.model, full.prefix_kv(C + 1), len(evicting), inv_freq)
+        caches = PolicyCaches(full.prefix_kv(C + 1), len(evicting))  # original positions: nothing moves
         caches.keep(deciders.cached(pos))
     if caches is not None:
         import torch
 
         for a in range(C + 1, n, chunk):  # chunks of k tokens: prefill all, step every query, cut back to C
             b = min(a + chunk, n)
-            with torch.inference_mode():
+            with torch.inference_mode(), KeptKeys.of_units(caches.pos, a, kv).attending():
                 out = loaded.model(input_ids=torch.tensor([ids[a:b]], device=loaded.device).expand(len(evicting), -1),
                                    position_ids=torch.arange(a, b, device=loaded.device).expand(len(evicting), -1),
                                    past_key_values=caches.cache, use_cache=True, output_attentions=True,

@@ -13,18 +13,6 @@ FUTURE = 512
 SINKS = 4
 
 
-def _mean_rotation(layer, d: int):
-    """R averaged over positions n..n+511: R = cos·I + sin·P, P the rotate_half pairing (kvpress)."""
-    import torch
-
-    cos, sin = layer.rotation(layer.n, FUTURE)  # [FUTURE, d]
-    eye = torch.eye(d, device=cos.device)
-    p = torch.zeros(d, d, device=cos.device)
-    half = d // 2
-    p[half:, :half], p[:half, half:] = torch.eye(half), -torch.eye(half)
-    return (cos[:, :, None] * eye + sin[:, :, None] * p).mean(dim=0)
-
-
 def score(layer, settings):
     import math
 
@@ -36,7 +24,7 @@ def score(layer, settings):
     mu = q.mean(dim=1)
     centred = q - mu[:, None]
     cov = torch.einsum("hsi,hsj->hij", centred, centred) / q.shape[1]
-    r = _mean_rotation(layer, d)
+    r = layer.mean_rotation(layer.n, FUTURE)  # R averaged over positions n..n+511 (the layer's own rotary)
     mu, cov = mu @ r.T, r @ cov @ r.T
     keys = layer.keys[:, sinks:].repeat_interleave(layer.group, dim=0)  # [H, n − sinks, d]
     logits = (keys @ mu[:, :, None])[..., 0] / math.sqrt(d)
