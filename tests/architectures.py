@@ -584,9 +584,23 @@ NOT_APPLICABLE: dict[tuple[str, str], str] = {
 }
 
 
-def markdown(results: dict) -> str:
-    """results {arch: {feature: cell}} → a markdown table (✓ cells short, failures in full)."""
+def markdown(results: dict, full: bool = False) -> str:
+    """results {arch: {feature: cell}} → a markdown table. Each distinct failure is numbered (✗1, ✗2, …) and
+    spelled out once under the table; full=True writes every cell's text in the table instead."""
+    legend: dict[str, int] = {}
+
+    def short(cell: str) -> str:
+        if full or cell == "✓":
+            return cell.replace("|", "/")
+        if cell.startswith("✓"):
+            return "✓*"  # ✓ with a note (gpt-oss's sink share): the note is in the legend
+        return ("n/a" if cell.startswith("n/a: ") else "✗") + str(legend.setdefault(cell, len(legend) + 1))
+
     lines = ["| architecture | " + " | ".join(FEATURES) + " |", "|---" * (len(FEATURES) + 1) + "|"]
+    notes = []
     for arch, cells in results.items():
-        lines.append(f"| {arch} | " + " | ".join(cells.get(f, "").replace("|", "/") for f in FEATURES) + " |")
-    return "\n".join(lines)
+        lines.append(f"| {arch} | " + " | ".join(short(cells.get(f, "")) for f in FEATURES) + " |")
+        notes += [f"- ✓* {arch} × {f}: {c}" for f, c in cells.items() if c.startswith("✓") and c != "✓" and not full]
+    if legend:
+        lines += ["", *(f"{n}. {text}" for text, n in legend.items())]
+    return "\n".join(lines + ([""] + notes if notes else []))

@@ -11,7 +11,7 @@ import pytest
 
 import architectures as A
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # 48.5 s for the 385 cases on 1 thread here (61 s wall with start-up): near the 60 s line
 
 
 def _cases():
@@ -43,7 +43,7 @@ def matrix(tmp_path_factory):
     api._state.jobs.cancel_all()
 
 
-@pytest.mark.parametrize("arch, feature", _cases())
+@pytest.mark.parametrize("arch, feature", list(_cases()))
 def test_architecture_feature(matrix, arch, feature):
     cell = matrix(arch)[feature]
     assert cell.startswith(("✓", "n/a: ")), f"{arch} × {feature}: {cell}"

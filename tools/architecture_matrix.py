@@ -5,7 +5,7 @@
     .venv/bin/python tools/architecture_matrix.py --known         # also the KNOWN_FAILURES dict for today's cells
 
 Each cell is ✓ or the first line of what went wrong (error code: message, or the deviation from a plain
-transformers forward). The models and checks live in tests/architectures.py; tests/test_architectures.py is
+transformers forward); by default each distinct failure is numbered (✗n) and spelled out under the table. The models and checks live in tests/architectures.py; tests/test_architectures.py is
 the same matrix as a parametrised pytest with today's failures marked xfail(strict=True).
 """
 import argparse
@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("architectures", nargs="*", help="names from tests/architectures.py (default: all)")
     parser.add_argument("--known", action="store_true", help="also print the failing cells as a KNOWN_FAILURES dict")
+    parser.add_argument("--full", action="store_true", help="every failure's text in its cell (default: ✗n + legend)")
     args = parser.parse_args(argv)
 
     import torch
@@ -46,7 +47,7 @@ def main(argv=None) -> int:
                 print(f"{name}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
     finally:
         api._state.jobs.cancel_all()
-    print(A.markdown(results))
+    print(A.markdown(results, full=args.full))
     if args.known:
         print("\nKNOWN_FAILURES = {")
         for name, cells in results.items():
