@@ -29,7 +29,7 @@ serve: $(STAMP) smollm2
 test: $(STAMP) smollm2
 	$(PY) -m pytest
 
-# Refresh the README's screenshots (docs/screenshots/*.png) from the e2e tests; `make test` never writes them.
+# Refresh the screenshots of the README and docs/ (docs/screenshots/*.png) from the e2e tests; `make test` never writes them.
 screenshots: $(STAMP)
 	SINKVIS_SCREENSHOTS=1 $(PY) -m pytest tests/e2e -q
 

@@ -9,7 +9,7 @@ Heavy jobs (simulations, profiles, evaluations, retrieval grids, sweeps) each ho
 at most MAX_HEAVY run at once; the next ones wait in line (state "running", stage
 "Queued…", extra `queued: true, queue_position`) and start as soon as one ends; a
 queued job can be cancelled. More than MAX_WAITING in line is refused with `busy`.
-So the app's memory is at most MAX_HEAVY of the per-run peaks in the README.
+So the app's memory is at most MAX_HEAVY of the per-run peaks in docs/hardening.md.
 """
 import collections
 import gc

@@ -304,8 +304,8 @@ def test_cli_simulate_with_a_policy_file(monkeypatch, tmp_path, capsys):
     unregister_policy("h2o_decay")  # the CLI's Api offered it to Evaluate (process-wide): not to later tests
 
 
-def test_the_readme_example_is_the_shipped_h2o_decay_file():
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+def test_the_docs_example_is_the_shipped_h2o_decay_file():
+    readme = (ROOT / "docs" / "write-your-own-policy.md").read_text(encoding="utf-8")
     example = (EXAMPLES / "h2o_decay.py").read_text(encoding="utf-8")
     assert textwrap.dedent(example).strip() in readme
 

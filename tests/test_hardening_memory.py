@@ -1,7 +1,7 @@
 """Memory bounds, measured: peak RSS of a 10,000,000-step synthetic simulation (every policy but the
 oracle) and a 1,000,000-token cache profile, each in a fresh subprocess through the Api; and the
 live stream's history at the model's context length against the bound stream.py documents.
-Bounds (README, "Memory bounds"): 600 MB peak RSS for each run, the interpreter and its imports included
+Bounds (docs/hardening.md, "Memory bounds"): 600 MB peak RSS for each run, the interpreter and its imports included
 (measured 472 MB and 336 MB on a 2-core machine); the simulation runs up to MAX_THREADS policies side by
 side, each with O(n) state, so its bound grows by 120 MB per policy thread beyond two."""
 import json

@@ -93,7 +93,7 @@ def compare(kvpress: dict, sinkvis: dict, threshold: float = THRESHOLD) -> list[
 
 
 def table(rows: list[dict], threshold: float = THRESHOLD) -> str:
-    """Markdown table (it goes into the README as printed)."""
+    """Markdown table (it goes into docs/kvpress-agreement.md as printed)."""
     lines = ["| method | ratio | attention (kvpress) | kvpress ppl | SinkVis ppl | diff % | |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:

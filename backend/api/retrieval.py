@@ -4,7 +4,7 @@ from ..validate import params_dict
 from .attention import require_model
 from .policies import policy_registry
 
-# Measured (README "Retrieval"): main.py retrieval --model demo --task pass_key|needle --lengths 96,144,192
+# Measured (docs/retrieval.md): main.py retrieval --model demo --task pass_key|needle --lengths 96,144,192
 # --depths 0,0.5,1 --cache-size 32 --chunk 1 — Full Cache 0/9 on both tasks.
 DEMO_NOTE = ("The demo model (3M parameters, context 256) does not retrieve: even with Full Cache it found 0 of 9 "
              "pass keys and 0 of 9 needles (lengths 96/144/192 × depths 0/0.5/1), so every policy scores 0 here. "

@@ -60,7 +60,7 @@ def add_trace_arguments(parser) -> None:
 
 def add_policy_file_argument(parser) -> None:
     parser.add_argument("--policy-file", action="append", default=[], metavar="F",
-                        help="your eviction policy (a Python rule file, README 'Write your own policy'); repeat for "
+                        help="your eviction policy (a Python rule file, docs/write-your-own-policy.md); repeat for "
                              "several. Its code runs: naming it here is your consent. Then --policy NAME or all")
 
 

@@ -1,4 +1,4 @@
-"""User prefill methods: a policy file (#17) whose rule is `score(layer, settings)` (README "Write your own
+"""User prefill methods: a policy file (#17) whose rule is `score(layer, settings)` (docs/write-your-own-policy.md "Your own
 prefill method"). Same files, folder and trust rules as the eviction rules (custom_policies.py);
 this module turns such a file into a method of the registry (methods/__init__.py).
 

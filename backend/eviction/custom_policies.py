@@ -1,4 +1,4 @@
-"""User eviction policies: one plain Python file each (README "Write your own policy").
+"""User eviction policies: one plain Python file each (docs/write-your-own-policy.md).
 
 A file declares NAME, PROTECT_FIRST, PROTECT_RECENT and the rule, on_enter(t, run) and
 optionally on_attention(score, attention, age, t, run) (the contract is in

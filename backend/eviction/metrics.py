@@ -1,4 +1,4 @@
-"""What one policy run reports (DESIGN.md "Metrics"), the same for UI, CLI and README.
+"""What one policy run reports (DESIGN.md "Metrics"), the same for UI, CLI and docs/metrics.md.
 
     policy, label            "h2o", "H2O"
     tokens_processed         steps run (= trace length)

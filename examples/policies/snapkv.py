@@ -1,6 +1,6 @@
 """SnapKV written as a user prefill method: it keeps exactly what the built-in `snapkv` keeps.
 
-A prefill file (README "Write your own prefill method") has NAME and score(layer, settings),
+A prefill file (docs/write-your-own-policy.md "Your own prefill method") has NAME and score(layer, settings),
 which returns one score per (KV head, context position) of one layer; the top-k per head are
 kept. `layer` gives the layer's keys, values, queries and window attention
 (backend/compress/layer.py). This one follows kvpress's SnapKVPress: the last 64 queries'

@@ -1,5 +1,5 @@
-// "Your policies": eviction policies written as Python rule files (README "Write your own
-// policy"), shown beside the built-ins. Files in the policies folder load without asking;
+// "Your policies": eviction policies written as Python rule files (docs/write-your-own-policy.md),
+// shown beside the built-ins. Files in the policies folder load without asking;
 // a file anywhere else runs its code only after the user confirms in the page (trust: true),
 // like trust-remote-code.
 // Every name, path and error comes from the user's files: inserted as text (dom.js).
@@ -27,7 +27,7 @@ export function mount(onChange) {
     h("button", { class: "btn small", onclick: () => { ui.trust.classList.add("hidden"); ui.note.textContent = "Not loaded."; } }, "Cancel"));
   return h("details", { class: "user-policies", style: { overflowWrap: "anywhere" } },  // long paths wrap
     h("summary", {}, "Your policies (rule files)"),
-    h("div", { class: "hint" }, "A policy is one Python file: a name, protected keys and a score rule (README: “Write your own policy”). ",
+    h("div", { class: "hint" }, "A policy is one Python file: a name, protected keys and a score rule (docs/write-your-own-policy.md). ",
       "Loading a policy file runs its code on this machine — only load files you wrote or trust. Files in the policies folder load without asking: "),
     h("div", { class: "row" }, ui.folder, ui.reload),
     ui.list, ui.errors,

@@ -1,6 +1,6 @@
 """The prefill methods: one registry line each — (scorer module, budget rule).
 
-Scoring contract (also for user files, README "Write your own prefill method"):
+Scoring contract (also for user files, docs/write-your-own-policy.md "Your own prefill method"):
     score(layer, settings) -> torch.Tensor [KV heads, n] (float; higher = kept first)
 `layer` is a backend.compress.layer.LayerInputs (keys, values, queries, window
 attention, attention sums of one layer); `settings` has .sinks, .window, .seed.
