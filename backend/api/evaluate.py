@@ -2,6 +2,7 @@
 import hashlib
 from pathlib import Path
 
+from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
 from ..errors import UserError
 from ..eviction.params import rule_step_limit
@@ -128,11 +129,9 @@ class EvaluateMethods:
             "rule_step_limit": rule_step_limit(params),  # seconds a user rule's step may take (issue #25)
         }
         policies = _policies(params.get("policy", "all"))
-        if "quest" in policies and not isinstance(getattr(loaded.model.config, "num_key_value_heads", None), int):
-            # Quest's attention function is written for Llama-style attention (q/k/v projections, rotary, GQA)
+        if "quest" in policies and not through_interface(loaded.model):  # Quest is a tap on the attention function
             if params.get("policy", "all") not in (None, "all"):
-                raise UserError("bad_input", f"Quest needs a Llama-style model (rotary, grouped KV heads); this one is "
-                                f"{loaded.spec.get('model_type')}: pick the other policies.", "policy")
+                raise UserError("bad_input", outside_interface_message(loaded.model, "Quest"), "policy")
             policies = [p for p in policies if p != "quest"]
         return loaded, ids, policies, settings, info
 

@@ -92,6 +92,22 @@ def attention_layers(model) -> list:
     return [found[i] for i in sorted(found)]
 
 
+def through_interface(model) -> bool:
+    """Whether the model's attention layers call transformers' attention interface (and so SinkVis's
+    function): their modeling files dispatch through ALL_ATTENTION_FUNCTIONS. Falcon, for one, computes
+    attention inline and never reaches the seam."""
+    layers = attention_layers(model)
+    return bool(layers) and installed(model) and all(
+        hasattr(sys.modules.get(type(m).__module__), "ALL_ATTENTION_FUNCTIONS") for m in layers)
+
+
+def outside_interface_message(model, what: str) -> str:
+    kind = getattr(model.config, "model_type", "this model")
+    return (f"{what} needs each layer's queries and keys, taken where the model calls transformers' attention "
+            f"interface; {kind} computes its attention its own way and never calls it. Load a model that does "
+            "(Llama, Qwen, Gemma, Mistral, gpt-oss, OLMo, Phi-3, Pythia, GPT-2, …).")
+
+
 def installed(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) == NAME
 

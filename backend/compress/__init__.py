@@ -28,13 +28,14 @@ SinkVis method  ↔  kvpress press (kvpress/presses/*.py), defaults as kvpress's
     keydiff                   KeyDiffPress
     random                    RandomPress(seed=0)
 
-Where attention comes from: the prefill runs the model's own (eager) attention; h2o and
-observed_attention read that forward's attention weights for the layer (as kvpress's
-ObservedAttentionPress, which needs eager); snapkv/pyramidkv/adakv_snapkv and tova
-compute the window's attention themselves from queries recomputed from the layer input
-(q_proj + RoPE, kvpress's compute_window_attention), so they need no particular
-implementation; expected_attention, knorm, keydiff, random, streaming_llm and
-sliding_window need no attention. After compression every method's forwards run
+Where attention comes from: the prefill runs the model's own (eager) attention, taken at
+its attention function (backend/attention/seam.py) with the layer's final queries and keys;
+h2o and observed_attention read that forward's attention weights for the layer (as
+kvpress's ObservedAttentionPress, which needs eager); snapkv/pyramidkv/adakv_snapkv and
+tova read the window's rows of them (kvpress's compute_window_attention recomputes the
+same rows from the queries); expected_attention takes the captured queries rotated back
+by the layer's own rotary; knorm, keydiff, random, streaming_llm and sliding_window need
+no attention. After compression every method's forwards run
 SinkVis's masked attention (masked_attention.py), which also gives Ada-KV's per-head
 budgets on any model (kvpress's AdaKV refuses eager).
 """

@@ -26,14 +26,11 @@ class Settings:
 
 def attention_modules(model):
     """The decoder's attention modules, for models that call transformers' attention interface."""
-    from ..attention.seam import attention_layers, installed
+    from ..attention.seam import attention_layers, outside_interface_message, through_interface
 
-    modules = attention_layers(model)
-    if not modules or not installed(model):
-        raise UserError("unsupported_model", "Compression at prefill needs a model whose layers call transformers' "
-                        "attention interface (Llama, Qwen, Gemma, Mistral, gpt-oss, Phi-3, Pythia, GPT-2, …); this one "
-                        "computes attention its own way.", "model")
-    return modules
+    if not through_interface(model):
+        raise UserError("unsupported_model", outside_interface_message(model, "Compression at prefill"), "model")
+    return attention_layers(model)
 
 
 def _rotaries(model, layers: int) -> list:
@@ -88,10 +85,6 @@ class Prefill:
             out = model(input_ids=torch.tensor([context_ids], device=loaded.device),
                         position_ids=torch.arange(self.n, device=loaded.device)[None],
                         past_key_values=self.cache, use_cache=True, logits_to_keep=1)
-        if any(s is None for scores in self.scores.values() for s in scores):
-            raise UserError("unsupported_model", "This model computes attention outside transformers' attention "
-                            "interface (e.g. Falcon), so its queries and keys cannot be taken for compression at "
-                            "prefill; load a model that uses it (Llama, Qwen, Gemma, Mistral, Phi-3, Pythia, …).", "model")
         self.seconds["forward"] = time.perf_counter() - started - self.seconds["scoring"]
         self.last_logprobs = torch.log_softmax(out.logits[0, -1].float(), dim=-1).cpu()
 

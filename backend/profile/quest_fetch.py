@@ -26,10 +26,11 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
     taken at the model's attention function (backend/attention/seam.py), so on every architecture."""
     import torch
 
-    from ..attention.seam import tapped
-    from ..compress.prefill import attention_modules
+    from ..attention.seam import attention_layers, outside_interface_message, through_interface, tapped
 
-    got = [None] * len(attention_modules(loaded.model))
+    if not through_interface(loaded.model):
+        raise UserError("unsupported_model", outside_interface_message(loaded.model, "Quest's fetch rule"), "fetch_rule")
+    got = [None] * len(attention_layers(loaded.model))
 
     def tap(call):
         got[call.layer] = (call.query[0].float(), call.key[0].float())
@@ -39,9 +40,6 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
         loaded.model(input_ids=torch.tensor([ids], device=loaded.device),
                      position_ids=torch.arange(len(ids), device=loaded.device)[None], use_cache=False,
                      logits_to_keep=1)
-    if any(x is None for x in got):
-        raise UserError("unsupported_model", "This model computes attention outside transformers' attention interface, "
-                        "so Quest's queries and keys cannot be taken; pick another fetch rule.", "fetch_rule")
     return got
 
 
