@@ -72,8 +72,9 @@ def simulate(policy, trace, capacity, sinks, window, tau, plan_end=None, steps=N
         for j in accessed:
             out["accesses"] += 1
             out["hits" if j in in_cache else "misses"] += 1
-        total = bg * (t + 1) + sum(extras.values())
-        kept = sum(weight(j) for j in cached) + weight(t)
+        fixed = int(trace.fixed[t]) if t < len(trace.fixed) else 0  # a learned sink: always kept, never accessed
+        total = bg * (t + 1) + sum(extras.values()) + fixed
+        kept = sum(weight(j) for j in cached) + weight(t) + fixed
         recall = 1.0 if total == 0 else kept / total
         recall_sum += recall
         bucket += recall

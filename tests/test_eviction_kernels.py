@@ -33,8 +33,12 @@ def budgets(draw, n):
 @st.composite
 def model_cases(draw):
     n = draw(st.integers(1, 40))
-    trace = model_trace(random_attention(n, draw(st.integers(0, 2**32)), draw(st.booleans())))
-    return trace, draw(budgets(n))
+    seed = draw(st.integers(0, 2**32))
+    a = random_attention(n, seed, draw(st.booleans()))
+    if draw(st.booleans()):  # a learned sink (gpt-oss) takes part of every row: a key no policy evicts
+        share = np.random.default_rng(seed + 1).random(n) * 0.6
+        return model_trace(a * (1 - share)[:, None], share), draw(budgets(n))
+    return model_trace(a), draw(budgets(n))
 
 
 @st.composite
@@ -267,3 +271,23 @@ def test_a_second_launch_loads_the_kernels_from_numbas_disk_cache():
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
     hits, misses = out.stdout.split()[-2:]
     assert int(misses) == 0 and int(hits) >= 1, out.stdout + out.stderr
+
+
+def test_a_learned_sink_is_a_key_no_policy_evicts():
+    """gpt-oss's learned sink: its share of every row counts as kept (recall) whatever is evicted, and is
+    never an access. Every row here puts 0.4 on the learned sink and 0.6 on key 0."""
+    n = 30
+    a = np.zeros((n, n))
+    a[:, 0] = 0.6
+    a[0, 0] = 0.6
+    share = np.full(n, 0.4)
+    trace = model_trace(a, share)
+    tau = to_fixed(0.01)
+    full = run_kernel("full", trace, 4, 0, 1, tau).counters()
+    assert full["recall_sum"] == pytest.approx(n)  # nothing lost: sink + key 0 = the whole row
+    window = run_kernel("sliding_window", trace, 1, 0, 0, tau)
+    c = window.counters()
+    # key 0 leaves after step 1; then every row keeps only the learned sink's 0.4
+    assert c["recall_sum"] == pytest.approx(1.0 + 1.0 + 0.4 * (n - 2))
+    assert c["accesses"] == n - 1  # key 0 from every later query; the learned sink is no access
+    assert_same(window, ref.simulate("sliding_window", trace, 1, 0, 0, tau))

@@ -44,20 +44,22 @@ class ProfileMethods:
             raise UserError("no_model", "A model trace needs a loaded model; load one or pick the synthetic trace.", "trace")
 
         def work(progress):
-            matrix = fetch = None
+            matrix = fetch = learned_sink = None
             if req.trace == "model":
                 from ..attention.extract import attention_view
 
                 progress(0.0, "Running the model")
                 view = attention_view(loaded, req.text, req.layer, req.head, req.aggregate)
-                matrix = view["matrix"]
+                matrix, learned_sink = view["matrix"], view["learned_sink"]
                 if req.fetch_rule == "quest_bound":
                     from ..profile.quest_fetch import fetch_sets
 
                     progress(0.01, "Quest's page choice (the model's keys and queries)")
                     fetch = fetch_sets(loaded, view["token_ids"], req.k, req.block_size, view["layer"], view["head"],
                                        req.aggregate)
-            result, kept = service.run(req, progress, matrix, fetch)
+            result, kept = service.run(req, progress, matrix, fetch, learned_sink)
+            if learned_sink is not None:  # gpt-oss: part of every row goes to a learned sink, in no block
+                result["learned_sink_share"] = float(learned_sink.mean())
             state._last_profile = kept  # only a finished run replaces the layout the scrubber shows
             return result
 

@@ -22,15 +22,30 @@ def token_labels(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([i]) for i in ids]
 
 
-def _forward(loaded, ids):
+def forward_attentions(loaded, ids):
+    """(attentions per layer, whether the model gave part of each row to learned sinks)."""
     import torch
 
-    with torch.inference_mode():
+    from .seam import tapped
+
+    sinks = []
+
+    def tap(call):  # the model passes its learned sink logits (gpt-oss's s_aux) to its attention function
+        if call.sinks is not None:
+            sinks.append(call.layer)
+        return call.eager()
+
+    with torch.inference_mode(), tapped(tap):
         input_ids = torch.tensor([ids], device=loaded.device)
         out = loaded.model(input_ids=input_ids, output_attentions=True, use_cache=False)
     if out.attentions is None or any(a is None for a in out.attentions):
         raise UserError("no_attentions", "This model did not return attention weights (it may not support eager attention).")
-    return out.attentions
+    return out.attentions, bool(sinks)
+
+
+def learned_sink_share(matrix: np.ndarray) -> np.ndarray:
+    """Each row's share on the model's learned sink: what its weights over the keys leave of 1."""
+    return np.clip(1.0 - np.tril(matrix).sum(axis=-1, dtype=np.float64), 0.0, 1.0)
 
 
 def _to_numpy(attn) -> np.ndarray:
@@ -41,16 +56,20 @@ def _to_numpy(attn) -> np.ndarray:
 
 
 def attention_matrices(loaded, text: str, layers=None) -> dict:
-    """tokens + attentions as float32 [layers, heads, n, n] (only `layers` if given, in that order)."""
+    """tokens + attentions as float32 [layers, heads, n, n] (only `layers` if given, in that order);
+    learned_sinks: True when the model gives part of each row to learned sink logits (gpt-oss), so
+    rows sum to less than 1 over the keys."""
     ids = encode(loaded, text)
-    attentions = _forward(loaded, ids)
+    attentions, sinks = forward_attentions(loaded, ids)
     picked = range(len(attentions)) if layers is None else layers
     stacked = np.stack([_to_numpy(attentions[i]) for i in picked])
-    return {"token_ids": ids, "tokens": token_labels(loaded.tokenizer, ids), "attentions": stacked}
+    return {"token_ids": ids, "tokens": token_labels(loaded.tokenizer, ids), "attentions": stacked,
+            "learned_sinks": sinks}
 
 
 def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer") -> dict:
-    """One n×n matrix: a layer's head, a layer's mean over heads, or the mean over all layers and heads."""
+    """One n×n matrix: a layer's head, a layer's mean over heads, or the mean over all layers and heads;
+    learned_sink: each row's share on the model's learned sinks ([n]), or None for a model without."""
     n_layers, n_heads = loaded.spec["layers"], loaded.spec["heads"]
     if aggregate == "all_layers":
         data = attention_matrices(loaded, text)
@@ -65,5 +84,6 @@ def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str
         data = attention_matrices(loaded, text, layers=[layer])
         per_head = data["attentions"][0]
         matrix = per_head.mean(axis=0) if head is None else per_head[head]
-    return {"token_ids": data["token_ids"], "tokens": data["tokens"], "layer": layer, "head": head,
-            "matrix": matrix.astype(np.float32)}
+    matrix = matrix.astype(np.float32)
+    return {"token_ids": data["token_ids"], "tokens": data["tokens"], "layer": layer, "head": head, "matrix": matrix,
+            "learned_sink": learned_sink_share(matrix) if data["learned_sinks"] else None}

@@ -213,9 +213,10 @@ def model_sinks(matrix: np.ndarray) -> np.ndarray:
     return sink_mask(received_after(matrix), n - 1)
 
 
-def prepare(req: Request, matrix=None, fetch=None):
+def prepare(req: Request, matrix=None, fetch=None, learned_sink=None):
     """→ (n tokens, pinned per block, tiers, keyword arguments for kernels.tiers.simulate).
-    fetch: Quest's page choice per step (quest_fetch.fetch_sets), for fetch_rule 'quest_bound'."""
+    fetch: Quest's page choice per step (quest_fetch.fetch_sets), for fetch_rule 'quest_bound'.
+    learned_sink: each row's share on the model's learned sinks (gpt-oss), which lives in no block."""
     B = req.block_size
     if req.trace == "model":
         matrix = np.asarray(matrix, dtype=np.float32)
@@ -223,11 +224,12 @@ def prepare(req: Request, matrix=None, fetch=None):
             raise UserError("bad_trace", "The model trace must be square attention: finite, non-negative, rows "
                             "summing to 1.", "trace")
         # An all-zero row (or one summing far from 1) is not attention: heat and hits would mean nothing.
-        sums = np.tril(matrix).sum(axis=1, dtype=np.float64)
+        sums = np.tril(matrix).sum(axis=1, dtype=np.float64) + (0.0 if learned_sink is None else learned_sink)
         off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
         if off.size:
             what = "is all zeros" if sums[off[0]] == 0 else f"sums to {sums[off[0]]:.6g}"
-            raise UserError("bad_trace", f"Each attention row of the model trace must sum to 1; row {off[0]} {what}.", "trace")
+            raise UserError("bad_trace", f"Each attention row of the model trace must sum to 1 (with a learned sink's "
+                            f"share); row {off[0]} {what}.", "trace")
         n = matrix.shape[0]
         sink_tokens = np.flatnonzero(model_sinks(matrix))
     else:
@@ -250,10 +252,10 @@ def prepare(req: Request, matrix=None, fetch=None):
     return n, pinned, tiers, kwargs
 
 
-def run(req: Request, progress, matrix=None, fetch=None) -> tuple[dict, dict]:
+def run(req: Request, progress, matrix=None, fetch=None, learned_sink=None) -> tuple[dict, dict]:
     """→ (result for the UI/CLI, what profile_snapshot needs). progress(fraction, stage) may raise Cancelled."""
     started = time.perf_counter()
-    n, pinned, tiers, kwargs = prepare(req, matrix, fetch)
+    n, pinned, tiers, kwargs = prepare(req, matrix, fetch, learned_sink)
     n_blocks, B, steps = len(pinned), req.block_size, kwargs["snap_steps"]
     progress(0.02, "Simulating")
     out = kernel.simulate(n, B, [t["capacity_blocks"] for t in tiers], pinned,

@@ -193,8 +193,8 @@ def _trace(cells, source, settings):
 def model_trace(loaded, text: str, max_tokens: int, layer: int):
     """The model's attention on the first tokens of the text (one layer, mean over heads) as a trace."""
     import numpy as np
-    import torch
 
+    from ..attention.extract import forward_attentions, learned_sink_share
     from ..errors import UserError
     from ..eviction import traces
     from .grid import MAX_MODEL_TRACE
@@ -204,11 +204,10 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
         raise UserError("bad_input", f"layer must be between {-layers} and {layers - 1} (−1 = last).", "layer")
 
     ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][: min(max_tokens, loaded.context_length, MAX_MODEL_TRACE)]
-    with torch.inference_mode():
-        out = loaded.model(input_ids=torch.tensor([ids], device=loaded.device), output_attentions=True, use_cache=False)
+    attentions, sinks = forward_attentions(loaded, ids)
     # The same arithmetic as the Simulate tab's trace (attention_view): float32 per head, mean in NumPy.
-    matrix = out.attentions[layer][0].float().cpu().numpy().mean(axis=0).astype(np.float32)
-    return traces.from_attention(matrix)
+    matrix = attentions[layer][0].float().cpu().numpy().mean(axis=0).astype(np.float32)
+    return traces.from_attention(matrix, learned_sink_share(matrix) if sinks else None)
 
 
 def _simulate(cells, source, settings, user_policies=None):

@@ -54,7 +54,7 @@ class Simulation:
     def _run(self, t0, t1, block, cols) -> None:
         tr, st = self.trace, self.state
         run_steps(self.code, t0, t1, tr.n, self.capacity, self.sinks, self.window, self.tau,
-                  tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, self.plan_end,
+                  tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, tr.fixed, self.plan_end,
                   st.slots, st.slot_of, st.free, st.heap, st.stamp, st.queue, st.ctr, st.flt, st.tl, st.stride,
                   st.evicted_at, self.ridx, self.rval, block, cols)
         self.steps_done = t1

@@ -17,8 +17,9 @@ from .state import (ACCESSES, BUCKET_N, BUCKET_RECALL, EV_RECENT, EVICTIONS, FRE
 
 
 @njit(cache=True, _nrt=False)
-def account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt):
+def account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed):
     """Step 2 of DESIGN.md: accesses, hits, misses and recall of query t against the cache.
+    fixed[t] (if the array reaches t): the row's share on a learned sink, kept whatever is evicted.
     Key j gets bg + loc[t − j] + its explicit extra (rows.py). The recent block, ages
     1..top, is handled as a whole: EV_RECENT counts its evicted keys.
     Returns (self_extra, dstar): key t's explicit extra, and the ages 1..dstar that reach τ
@@ -74,6 +75,9 @@ def account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt):
                 ctr[HITS] += 1
             else:
                 ctr[MISSES] += 1
+    if t < fixed.shape[0]:  # the learned sink: always there, never a cache entry to hit or miss
+        total += fixed[t]
+        kept += fixed[t]
     recall = 1.0 if total == 0 else kept / total
     flt[RECALL_SUM] += recall
     flt[BUCKET_RECALL] += recall

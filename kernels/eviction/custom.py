@@ -71,13 +71,13 @@ def order_key(bits):
 
 @njit(nogil=True)
 def run_static(on_enter, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
-               kind, weights, sp, loc, loccum, heavy, slots, slot_of, free, heap, ctr, flt, tl, stride,
+               kind, weights, sp, loc, loccum, heavy, fixed, slots, slot_of, free, heap, ctr, flt, tl, stride,
                evicted_at, ridx, rval, score, score_bits, fifo, order, fault):
     span = loc.shape[0] - 1
     size = fifo.shape[0]
     for t in range(t0, t1):
         cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
-        account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt)
+        account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
         if first != first:
@@ -127,14 +127,14 @@ def fifo_to_heap(slots, heap, ctr, fifo, order):
 
 @njit(nogil=True)
 def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
-                kind, weights, sp, loc, loccum, heavy, slots, slot_of, free, ctr, flt, tl, stride,
+                kind, weights, sp, loc, loccum, heavy, fixed, slots, slot_of, free, ctr, flt, tl, stride,
                 evicted_at, ridx, rval, score, score_bits, kpos, extra, locf, fault):
     span = loc.shape[0] - 1
     nloc = loc.shape[0]  # locf[nloc] = 0: the weight past the table
     nslots = kpos.shape[0]
     for t in range(t0, t1):
         cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
-        account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt)
+        account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
         if first != first:
@@ -224,13 +224,13 @@ class CustomSimulation(Simulation):
             return
         if self.on_attention is None:
             run_static(self.on_enter, self.settings, t0, t1, tr.n, self.capacity, self.protect_first,
-                       self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy,
+                       self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, tr.fixed,
                        st.slots, st.slot_of, st.free, st.heap, st.ctr, st.flt, st.tl, st.stride, st.evicted_at,
                        self.ridx, self.rval, self.score, self.score.view(np.int64), self.fifo, self.order, self.fault)
         else:
             run_dynamic(self.on_enter, self.on_attention, self.settings, t0, t1, tr.n, self.capacity,
                         self.protect_first, self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc,
-                        self.loccum, tr.heavy, st.slots, st.slot_of, st.free, st.ctr, st.flt, st.tl, st.stride,
+                        self.loccum, tr.heavy, tr.fixed, st.slots, st.slot_of, st.free, st.ctr, st.flt, st.tl, st.stride,
                         st.evicted_at, self.ridx, self.rval, self.score, self.score.view(np.int64), self.kpos, self.extra,
                         self.locf, self.fault)
         self.steps_done = t1 if not self.fault[0] else int(self.fault[1])

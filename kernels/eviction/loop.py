@@ -24,7 +24,7 @@ POLICY_CODES = {"full": FULL, "sliding_window": SLIDING_WINDOW, "streaming_llm":
 
 @njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
 def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
-              kind, weights, sp, loc, loccum, heavy, plan_end,
+              kind, weights, sp, loc, loccum, heavy, fixed, plan_end,
               slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval,
               block, cols):
     """block: int64 [t1 − t0, len(cols)] rows given over the keys `cols` (rows.given_row),
@@ -37,7 +37,7 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
             cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
 
         # 2. Accounting (accounting.py, shared with the loop for user policies).
-        self_extra, dstar = account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt)
+        self_extra, dstar = account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
 
         # 3. The policy observes the row (cached keys only).
         if policy == H2O:

@@ -7,9 +7,11 @@ reference agree bit for bit. Row t gives key j ≤ t
 
 a background shared by all keys, a locality weight that depends only on the age t − j
 (0 past the table), and extras for a few explicit keys (sinks, heavy hitters).
-A model trace has no bg and no loc: every nonzero weight is explicit.
+A model trace has no bg and no loc: every nonzero weight is explicit. A model with learned
+sink logits (gpt-oss) gives part of every row to its learned sink, which is no cache entry:
+`fixed[t]` is row t's share there, a key that no policy can evict (always kept, never an access).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -32,6 +34,7 @@ class Trace:
     sp: np.ndarray       # synthetic parameters (int64[6]); model: zeros
     loc: np.ndarray      # synthetic: locality weight by age, non-increasing, int64; model: empty
     heavy: np.ndarray    # synthetic: sorted heavy-hitter positions, int64; model: empty
+    fixed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 [n] learned-sink share, or empty
 
     @property
     def loccum(self) -> np.ndarray:
@@ -45,12 +48,15 @@ class Trace:
         return int(self.sp[S_SYN]) + len(self.heavy) + 1
 
 
-def model_trace(attention: np.ndarray) -> Trace:
-    """A float [n, n] attention matrix (rows = queries) → fixed point, causal part only."""
+def model_trace(attention: np.ndarray, learned_sink=None) -> Trace:
+    """A float [n, n] attention matrix (rows = queries) → fixed point, causal part only;
+    learned_sink: each row's share on the model's learned sink ([n] floats), or None."""
     a = np.asarray(attention, dtype=np.float64)
     q = np.rint(np.tril(np.clip(a, 0.0, 1.0)) * ONE).astype(np.int64)
+    fixed = np.zeros(0, np.int64) if learned_sink is None else \
+        np.rint(np.clip(np.asarray(learned_sink, np.float64), 0.0, 1.0) * ONE).astype(np.int64)
     return Trace(MODEL, int(a.shape[0]), np.ascontiguousarray(q), np.zeros(6, np.int64),
-                 np.zeros(0, np.int64), np.zeros(0, np.int64))
+                 np.zeros(0, np.int64), np.zeros(0, np.int64), fixed)
 
 
 def synthetic_trace(n: int, sink_count: int = 4, sink_mass: float = 0.5, locality: float = 0.8,
