@@ -216,7 +216,7 @@ class Worker:
         self._conn = self.process.conn
         _live.add(self)
         self.busy = False  # a call was sent and has not answered: the child's state is unknown
-        self.tag = None    # what the owner keeps it for (backend/eviction/rule_workers.py: the rule's key)
+        self.tag = None    # what the owner keeps it for (backend/usercode/pool.py: the file's key)
 
     @property
     def pid(self) -> int:

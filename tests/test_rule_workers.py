@@ -15,7 +15,7 @@ import pytest
 
 from backend.api import Api
 from backend.api import app as app_module
-from backend.eviction import rule_workers
+from backend.usercode import pool as rule_workers
 from backend.jobs import MAX_HEAVY
 from helpers import ROOT, load, wait_job
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from ..envelope import public
 from ..errors import UserError
 from ..eviction.params import rule_step_limit
-from ..eviction.rule_watch import limit_for_this_thread
+from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import require_model
 from .policies import policy_registry
