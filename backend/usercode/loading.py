@@ -15,7 +15,7 @@ import types
 from pathlib import Path
 
 from ..errors import Cancelled, UserError
-from ..workers import Worker, WorkerDied
+from ..workers import Worker, WorkerDied, report
 from .errors import PolicyFileError, line_in, received
 
 MAX_FILE_BYTES = 256_000
@@ -57,6 +57,7 @@ def run_module(source: str, file: str) -> types.ModuleType:
     except BaseException as exc:  # noqa: BLE001 - sys.exit included: any way out of the user's module is theirs to fix
         raise PolicyFileError("import_error", file, line_in(exc.__traceback__, file),
                               f"running the file raised {type(exc).__name__}: {str(exc)[:200]}") from None
+    report("ran")  # the module-level code is done (load_in_worker's deadline ends; compiling may take longer)
     return module
 
 
@@ -77,10 +78,12 @@ def load_in_worker(entries, describe) -> list:
         for file, source in entries:
             if worker is None or not worker.alive:
                 worker = Worker()
-            deadline = time.monotonic() + limit
+                worker.call(int)  # started: the deadline counts the file's code, not the interpreter's start
+            deadline = [time.monotonic() + limit]
             try:
                 out.append(received(worker.call(_describe, describe, source, file,
-                                                should_stop=lambda: time.monotonic() > deadline)))
+                                                on_progress=lambda _: deadline.__setitem__(0, float("inf")),
+                                                should_stop=lambda: time.monotonic() > deadline[0])))
             except PolicyFileError as exc:
                 out.append(exc)
             except Cancelled:  # the deadline passed: the worker was killed
