@@ -223,5 +223,9 @@ def main(argv=None) -> int:
 if __name__ == "__main__":
     import multiprocessing
 
+    if sys.argv[1:2] == ["--sinkvis-worker"]:  # the frozen app as a worker process (backend/workers.py)
+        from backend.workers import child_main
+
+        sys.exit(child_main(int(sys.argv[2])))
     multiprocessing.freeze_support()  # sweep workers are spawned: in the single-file build they re-enter here
     sys.exit(main())

@@ -2,10 +2,16 @@
 
 A user's eviction rule is Numba-compiled code, and a compiled loop cannot be interrupted
 from another thread: a rule that never returns would hold its job, and its heavy-job
-slot, for good. So user code runs in a Worker: a spawned process (not forked: the app
+slot, for good. So user code runs in a Worker: a fresh interpreter (not forked: the app
 has threads and torch state a fork would copy half-way) that runs one call at a time
-and answers over a pipe. The caller waits in short polls, so it sees Cancel within
-POLL_SECONDS, and then kills the process (SIGKILL: nothing in the child has to help).
+and answers over a socket. The caller waits in short polls, so it sees Cancel within
+POLL_SECONDS, and then kills the process and its process group (SIGKILL: nothing in the
+child has to help; a subprocess the user's code started goes too).
+
+The child is `python -m backend.worker_child` (the frozen app: `sinkvis --sinkvis-worker`),
+not multiprocessing's spawn: spawn re-imports the caller's main module, so a plain script
+using the Api without `if __name__ == "__main__":` would start its work again in every
+worker (issue 31). Windows has no socketpair to hand over: there it is spawn.
 Sweeps' local workers are Workers too (backend/sweep/local.py): one mechanism.
 
     w = Worker(init, init_args)                     # starts now; init runs first, in the child
@@ -17,11 +23,19 @@ UserError raised by fn arrives as a UserError with its code, message and field; 
 sent by fail(..., stuck=True) (a stuck rule, from a watchdog thread while fn still runs)
 also kills the child, since fn will never answer. A child whose parent died exits.
 """
+import atexit
 import multiprocessing
 import os
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import traceback
+import weakref
+from multiprocessing.connection import Connection
+from pathlib import Path
 
 from .errors import Cancelled, UserError
 
@@ -106,15 +120,103 @@ class WorkerDied(RuntimeError):
     pass
 
 
-class Worker:
-    def __init__(self, init=None, init_args=()):
-        self._conn, child = _CONTEXT.Pipe()
+def child_main(fd: int) -> None:
+    """The child's side of the handshake (backend/worker_child.py): the parent's authkey (torch
+    shares tensors through multiprocessing's resource sharer, which checks it), its sys.path (the
+    functions it sends are imported by name), then the init to run; then serve calls."""
+    conn = Connection(fd)
+    multiprocessing.current_process().authkey = conn.recv_bytes()
+    sys.path[:] = conn.recv()
+    parent, init, init_args = conn.recv()
+    _serve(conn, parent, init, init_args)
+
+
+_ROOT = str(Path(__file__).resolve().parents[1])
+_live: "weakref.WeakSet[Worker]" = weakref.WeakSet()
+
+
+def _command(fd: int) -> list:
+    if getattr(sys, "frozen", False):  # main.py hands this argument to child_main
+        return [sys.executable, "--sinkvis-worker", str(fd)]
+    return [sys.executable, "-m", "backend.worker_child", str(fd)]
+
+
+class _Child:
+    """A worker interpreter started as a command, in its own process group (kill takes the group)."""
+
+    def __init__(self, init, init_args):
+        ours, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (_ROOT, os.environ.get("PYTHONPATH"))))}
+        try:
+            self.popen = subprocess.Popen(_command(theirs.fileno()), pass_fds=(theirs.fileno(),), env=env,
+                                          stdin=subprocess.DEVNULL, start_new_session=True)
+        finally:
+            theirs.close()
+        self.conn = Connection(ours.detach())
+        self.conn.send_bytes(bytes(multiprocessing.current_process().authkey))
+        self.conn.send(sys.path)
+        self.conn.send((os.getpid(), init, init_args))
+        self.pid = self.popen.pid
+
+    def is_alive(self) -> bool:
+        return self.popen.poll() is None
+
+    @property
+    def exitcode(self):
+        return self.popen.poll()
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)  # the group: what the user's code started goes too
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def join(self, timeout=None) -> None:
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+
+class _Spawned:
+    """Windows: multiprocessing's spawn (no socketpair to hand over)."""
+
+    def __init__(self, init, init_args):
+        self.conn, child = _CONTEXT.Pipe()
         self.process = _CONTEXT.Process(target=_serve, args=(child, os.getpid(), init, init_args), daemon=True,
                                         name="sinkvis-worker")
         self.process.start()
         child.close()
+        self.pid = self.process.pid
+
+    def is_alive(self) -> bool:
+        return self.process.is_alive()
+
+    @property
+    def exitcode(self):
+        return self.process.exitcode
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def join(self, timeout=None) -> None:
+        self.process.join(timeout)
+
+
+@atexit.register
+def _kill_all() -> None:
+    """The app exits: its workers (and what they started) go with it."""
+    for worker in list(_live):
+        worker.process.kill()
+
+
+class Worker:
+    def __init__(self, init=None, init_args=()):
+        self.process = (_Spawned if os.name == "nt" else _Child)(init, init_args)
+        self._conn = self.process.conn
+        _live.add(self)
         self.busy = False  # a call was sent and has not answered: the child's state is unknown
-        self.tag = None    # what the owner keeps it for (backend/eviction/rule_workers.py: the rule's key)
+        self.tag = None    # what the owner keeps it for (backend/usercode/pool.py: the file's key)
 
     @property
     def pid(self) -> int:
@@ -161,8 +263,7 @@ class Worker:
 
     def kill(self) -> None:
         """Now, whatever the child is doing; its pipe closes and the process is reaped."""
-        if self.process.is_alive():
-            self.process.kill()
+        self.process.kill()
         self.process.join(5)
         self._conn.close()
         self.busy = False

@@ -80,7 +80,7 @@ def main() -> None:
     (folder / "endless.py").write_text(ENDLESS)
     os.environ["SINKVIS_POLICY_DIR"] = str(folder)
     from backend.api import Api
-    from backend.eviction import rule_workers
+    from backend.usercode import pool as rule_workers
     from helpers import load
 
     api = Api()

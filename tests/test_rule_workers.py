@@ -15,7 +15,7 @@ import pytest
 
 from backend.api import Api
 from backend.api import app as app_module
-from backend.eviction import rule_workers
+from backend.usercode import pool as rule_workers
 from backend.jobs import MAX_HEAVY
 from helpers import ROOT, load, wait_job
 
@@ -65,9 +65,9 @@ def api(tmp_path_factory):
 
 
 def workers() -> set[int]:
-    """This process's worker children (spawned processes; not multiprocessing's resource tracker)."""
+    """This process's worker children (backend.worker_child processes; not multiprocessing's resource tracker)."""
     return {c.pid for c in psutil.Process().children(recursive=True)
-            if any("spawn_main" in part for part in _cmdline(c))}
+            if any(tag in part for part in _cmdline(c) for tag in ("spawn_main", "backend.worker_child"))}
 
 
 def rule_pids() -> set[int]:

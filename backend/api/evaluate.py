@@ -6,7 +6,7 @@ from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
 from ..errors import UserError
 from ..eviction.params import rule_step_limit
-from ..eviction.rule_watch import limit_for_this_thread
+from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import require_model
 from .policies import policy_registry

@@ -84,3 +84,30 @@ class LayerInputs:
     def per_kv_head(self, per_query_head):
         """[H, n] → [KV, n]: the mean over each GQA group's query heads (as kvpress aggregates)."""
         return per_query_head.view(self.kv_heads, self.group, -1).mean(dim=1)
+
+
+class LayerCopy(LayerInputs):
+    """What a scorer may read of a layer, as CPU copies: for user score() files, which run in a worker
+    process (backend/usercode/) and must never hold the live model or cache."""
+
+    def __init__(self, view: LayerInputs):
+        def cpu(t):
+            return t.detach().to("cpu", copy=True)
+
+        self.call = self.rotary = None
+        self.keys, self.values = cpu(view.keys), cpu(view.values)
+        self.attention = cpu(view.attention if view.attention is not None else view._rows(0, view.n))
+        self._queries, self._prerope = cpu(view.rotated_queries()), cpu(view.prerope_queries())
+        self.layer, self.layers = view.layer, view.layers
+        self.kv_heads, self.n, self.head_dim = view.kv_heads, view.n, view.head_dim
+        self.heads, self.group = view.heads, view.group
+        self._windows = {}
+
+    def rotated_queries(self, start: int = 0):
+        return self._queries[:, start:]
+
+    def prerope_queries(self, start: int = 0):
+        return self._prerope[:, start:]
+
+    def mean_rotation(self, start: int, count: int):
+        raise NotImplementedError("mean_rotation is not part of what a score() file reads")

@@ -2,11 +2,11 @@
 
 Evaluate steps every policy's decision maker once per token, next to the model. A user's
 rule must run where Cancel can kill it (backend/workers.py), so its KernelDecider lives
-in the rule's worker (backend/eviction/rule_workers.py) and this stand-in, with the same
+in the rule's worker (backend/usercode/pool.py) and this stand-in, with the same
 interface (deciders.py), sends each step there: the positions and the fixed-point
 weights go through shared memory, the pipe carries only (t, k), and the answer (which
 entries stay) comes back through shared memory too, so cached() right after step() is
-free. A step that takes longer than the rule's step limit is stopped (rule_watch.py).
+free. A step that takes longer than the rule's step limit is stopped (backend/usercode/watch.py).
 bench/evaluate_rule.py measures the cost against the built-in twin in-process.
 """
 import weakref
@@ -14,8 +14,8 @@ from multiprocessing import shared_memory
 
 import numpy as np
 
-from ..eviction.rule_watch import step_limit, watching
-from ..eviction.rule_workers import give_back, take
+from ..usercode.pool import give_back, loaded, take
+from ..usercode.watch import step_limit, watching
 from ..jobs import current_job_cancelled
 from .deciders import KernelDecider, to_fixed_row
 
@@ -100,13 +100,11 @@ _here: dict = {}
 
 
 def _open(shipment, shm_name, units, n, cache_size, sinks, window, tau, limit) -> None:
-    from ..eviction.custom_policies import load_shipped
-
-    policy = load_shipped([shipment])[shipment["name"]]
+    policy = loaded(shipment)
     shm = shared_memory.SharedMemory(name=shm_name)
     decider = KernelDecider(policy.simulation, units, n, cache_size, sinks, window, tau)
     for sim in decider.sims:
-        sim.run(0, 0)  # compiles the loop if this worker has not yet (rule_workers._load): not a step
+        sim.run(0, 0)  # compiles the loop if this worker has not yet (prepare_rule): not a step
     _here.clear()
     _here.update(policy=policy, shm=shm, views=_views(shm.buf, units, n), decider=decider, n=n,
                  limit=limit, step=None)

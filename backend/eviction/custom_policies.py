@@ -9,22 +9,25 @@ Loading a file runs its code, as trust_remote_code does for a model: the files i
 policies folder (policies_folder()) load without asking; a file or a folder anywhere
 else loads only when the caller says it trusts it. Every mistake is a PolicyFileError
 naming the file and, where there is one, the line; one bad file never stops the others.
+The code runs in worker processes only (backend/usercode): this process holds what they
+describe (describe()), and each run goes to the rule's worker.
 """
 import hashlib
 import inspect
-import linecache
 import os
 import re
 import sys
 import threading
-import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from ..compress.user import PrefillFile
 from ..errors import UserError
+from ..usercode import pool
+from ..usercode.errors import PolicyFileError, first_line, line_in  # noqa: F401 - line_in: for the callers of old
+from ..usercode.loading import load_in_worker, read_file, run_module
 from .policies import NAMES
 
-MAX_FILE_BYTES = 256_000
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 RESERVED = set(NAMES) | {"all", "sliding_window_recompute"}  # the built-ins, Evaluate's baseline
 ENTER_ARGS = ("t", "run")
@@ -41,18 +44,6 @@ def policies_folder() -> Path:
     return Path(base) / "sinkvis" / "policies"
 
 
-class PolicyFileError(UserError):
-    """A policy file that cannot be used: `code` names the mistake, `file` and `line` where."""
-
-    def __init__(self, code: str, file: str, line: int | None, message: str, field: str | None = "policy_file"):
-        where = f"{file}, line {line}" if line else file
-        super().__init__(code, f"{where}: {message}", field)
-        self.file, self.line, self.detail = file, line, message
-
-    def as_dict(self) -> dict:
-        return {"file": self.file, "line": self.line, "code": self.code, "message": self.message}
-
-
 @dataclass
 class UserPolicy:
     name: str
@@ -62,14 +53,32 @@ class UserPolicy:
     source: str
     protect_first: int | str     # an int, or "sinks" (the run's S)
     protect_recent: int | str    # an int, or "window" (the run's W)
-    on_enter: object             # Numba dispatchers (kernels/eviction/custom.compile_rule)
-    on_attention: object | None
+    rescores: bool               # has on_attention (decides per layer and KV head)
     lines: dict = field(default_factory=dict)  # function name → the line of its def
+    rule: tuple | None = field(default=None, repr=False, compare=False)  # (on_enter, on_attention) compiled here
+
+    prepare = None   # set below: what a pool worker runs to get ready (module-level, crosses the pipe by name)
+    layouts = ("simulate", "evaluate")  # the loop is compiled once per trace layout: C arrays, strided rows
+
+    def compiled(self) -> tuple:
+        """The Numba-compiled (on_enter, on_attention), compiled in this process on first use: in a
+        worker (the app's own process never calls it: its runs go to the rule's worker), a test, a bench."""
+        if self.rule is None:
+            self.rule = load_source(self.source, self.file).rule
+        return self.rule
+
+    @property
+    def on_enter(self):
+        return self.compiled()[0]
+
+    @property
+    def on_attention(self):
+        return self.compiled()[1]
 
     def listing(self) -> dict:
         return {"name": self.name, "label": self.label, "description": self.description, "needs_future": False,
                 "user": True, "file": self.file, "protect_first": self.protect_first,
-                "protect_recent": self.protect_recent, "rescores": self.on_attention is not None}
+                "protect_recent": self.protect_recent, "rescores": self.rescores}
 
     def protections(self, capacity: int, sinks: int, window: int) -> tuple[int, int]:
         first = sinks if self.protect_first == "sinks" else self.protect_first
@@ -100,8 +109,8 @@ class UserPolicy:
         in a worker already (a sweep's), right here, watched for a stuck step."""
         from ..evaluate.deciders import KernelDecider
         from ..evaluate.remote_decider import RemoteDecider
+        from ..usercode.watch import step_limit, watching
         from ..workers import in_worker
-        from .rule_watch import step_limit, watching
 
         policy = self
 
@@ -133,15 +142,6 @@ class UserPolicy:
             raise PolicyFileError("rule_nan", self.file, self.lines.get(fn),
                                   f"{fn} returned NaN at step {step} for the key at position {pos}; a score must be a "
                                   "number (NaN has no order, so no victim could be chosen).")
-
-
-def line_in(tb, file: str) -> int | None:
-    line = None
-    while tb is not None:
-        if tb.tb_frame.f_code.co_filename == file:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
 
 
 def _numba_line(message: str, file: str) -> int | None:
@@ -178,7 +178,7 @@ def _function(module, file: str, name: str, args: tuple, required: bool):
                                   f"defines no {name}({', '.join(args)}); every policy needs one.")
         return None
     if not inspect.isfunction(fn):
-        raise PolicyFileError("missing_function", file, None, f"{name} must be a function (def {name}(...)).")
+        raise PolicyFileError("missing_function", file, first_line(fn), f"{name} must be a function (def {name}(...)).")
     params = list(inspect.signature(fn).parameters)
     if len(params) != len(args):
         raise PolicyFileError("bad_signature", file, fn.__code__.co_firstlineno,
@@ -187,26 +187,14 @@ def _function(module, file: str, name: str, args: tuple, required: bool):
     return fn
 
 
-def load_source(source: str, file: str) -> UserPolicy:
-    """Run a policy file's text (its code runs: trust it first) and compile its rule."""
+def load_source(source: str, file: str):
+    """Run a policy file's text in this process and compile its rule: a worker's job (load_in_worker;
+    pool workers; a sweep's workers), a test's. A UserPolicy, or a PrefillFile for a score file."""
     from numba.core.errors import NumbaError
 
     from kernels.eviction.custom import compile_rule
 
-    try:
-        code = compile(source, file, "exec")
-    except SyntaxError as exc:
-        raise PolicyFileError("syntax_error", file, exc.lineno, f"syntax error: {exc.msg}.") from None
-    # Numba and tracebacks read the source through linecache: make this text the one they see.
-    lines = source.splitlines(keepends=True)
-    linecache.cache[file] = (len(source), None, lines, file)
-    module = types.ModuleType("sinkvis_policy_" + hashlib.sha1(file.encode()).hexdigest()[:12])
-    module.__file__ = file
-    try:
-        exec(code, module.__dict__)  # noqa: S102 - the point of a policy file; trusted by the caller
-    except Exception as exc:  # noqa: BLE001 - any failure of the user's module is theirs to fix
-        raise PolicyFileError("import_error", file, line_in(exc.__traceback__, file),
-                              f"running the file raised {type(exc).__name__}: {str(exc)[:200]}") from None
+    module = run_module(source, file)
     name = getattr(module, "NAME", None)
     if not isinstance(name, str) or not NAME_PATTERN.match(name):
         raise PolicyFileError("bad_declaration", file, None,
@@ -215,9 +203,7 @@ def load_source(source: str, file: str) -> UserPolicy:
     if name in RESERVED:
         raise PolicyFileError("name_taken", file, None, f"NAME {name!r} is a built-in policy's; pick another.")
     if callable(getattr(module, "score", None)) and not hasattr(module, "on_enter"):  # a prefill method (#22)
-        from ..compress.user import prefill_file
-
-        return prefill_file(module, name, file, source)
+        return PrefillFile.read(module, name, file, source)
     first = _declared(module, file, "PROTECT_FIRST", ("sinks",))
     recent = _declared(module, file, "PROTECT_RECENT", ("window",))
     on_enter = _function(module, file, "on_enter", ENTER_ARGS, True)
@@ -231,28 +217,32 @@ def load_source(source: str, file: str) -> UserPolicy:
     return UserPolicy(name=name, label=str(getattr(module, "LABEL", name))[:60],
                       description=str(getattr(module, "DESCRIPTION", (module.__doc__ or "").strip()))[:400],
                       file=file, source=source, protect_first=first, protect_recent=recent,
-                      on_enter=enter, on_attention=attention,
+                      rescores=on_attention is not None, rule=(enter, attention),
                       lines={"on_enter": on_enter.__code__.co_firstlineno,
                              **({"on_attention": on_attention.__code__.co_firstlineno} if on_attention else {})})
 
 
-def read_policy_file(path) -> tuple[str, str]:
-    """(absolute path, text) of a policy file; a named error when it cannot be read."""
-    file = str(path)
-    try:
-        p = Path(path).expanduser()
-        file = str(p.resolve()) if p.exists() else str(p)
-        if not p.exists():
-            raise PolicyFileError("not_found", file, None, "no such file.")
-        if not p.is_file():  # a FIFO would block the read for good; a device, a folder: not a policy
-            raise PolicyFileError("bad_file", file, None, "not a regular file (a policy file is a plain .py file).")
-        if p.suffix != ".py":
-            raise PolicyFileError("bad_file", file, None, "a policy file is a Python file ending in .py.")
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise PolicyFileError("bad_file", file, None, f"larger than {MAX_FILE_BYTES:,} bytes; a policy is a small file.")
-        return file, p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:  # a name too long, no permission, not UTF-8
-        raise PolicyFileError("bad_file", file[:300], None, f"cannot be read as UTF-8 text ({exc}).") from None
+def describe(source: str, file: str):
+    """In a worker (load_in_worker): the file loaded, without its code (what the app's process holds)."""
+    loaded = load_source(source, file)
+    return replace(loaded, rule=None) if isinstance(loaded, UserPolicy) else loaded.without_code()
+
+
+def prepare_rule(shipment, layouts) -> None:
+    """In a pool worker: compile the rule (once per process) and its loop for these trace layouts."""
+    from kernels.eviction import synthetic_trace
+
+    from ..evaluate.deciders import row_trace
+
+    policy = load_shipped([shipment])[shipment["name"]]
+    pool.keep(shipment, policy)
+    capacity = sum(v for v in (policy.protect_first, policy.protect_recent) if isinstance(v, int)) + 2
+    traces = {"simulate": lambda: synthetic_trace(4), "evaluate": lambda: row_trace(4)[0]}
+    for layout in layouts:
+        policy.simulation(traces[layout](), capacity, 0, 0, 1).run(0, 0)
+
+
+UserPolicy.prepare = staticmethod(prepare_rule)
 
 
 class PolicyRegistry:
@@ -274,11 +264,28 @@ class PolicyRegistry:
         self._lock = threading.Lock()
 
     def _load(self, path) -> UserPolicy:
-        file, source = read_policy_file(path)
-        key = (file, hashlib.sha256(source.encode()).hexdigest())
-        if key not in self._compiled:
-            self._compiled[key] = load_source(source, file)
-        return self._compiled[key]
+        loaded = self._load_all([path])[0]
+        if isinstance(loaded, PolicyFileError):
+            raise loaded
+        return loaded
+
+    def _load_all(self, paths) -> list:
+        """Each path's UserPolicy / PrefillFile, or its PolicyFileError; the files not seen before (or
+        changed) run in one worker process (backend/usercode/loading.py), never in this one."""
+        read = []
+        for path in paths:
+            try:
+                file, source = read_file(path)
+                read.append((file, source, (file, hashlib.sha256(source.encode()).hexdigest())))
+            except PolicyFileError as exc:
+                read.append(exc)
+        new = {r[2]: r[:2] for r in read if isinstance(r, tuple) and r[2] not in self._compiled}
+        for key, loaded in zip(new, load_in_worker(list(new.values()), describe)):
+            if not isinstance(loaded, PolicyFileError):
+                self._compiled[key] = loaded
+            else:
+                new[key] = loaded
+        return [r if not isinstance(r, tuple) else self._compiled.get(r[2]) or new[r[2]] for r in read]
 
     def _paths(self) -> list:
         paths = []
@@ -293,9 +300,10 @@ class PolicyRegistry:
     def reload(self) -> dict:
         with self._lock:
             policies, errors, seen = {}, [], set()
-            for path in self._paths():
+            for policy in self._load_all(self._paths()):
                 try:
-                    policy = self._load(path)
+                    if isinstance(policy, PolicyFileError):
+                        raise policy
                     if policy.name in policies:
                         raise PolicyFileError("name_taken", policy.file, None,
                                               f"NAME {policy.name!r} is already used by {policies[policy.name].file}.")
@@ -349,30 +357,26 @@ class PolicyRegistry:
         for name in self._published - set(self.policies):
             unregister_policy(name)
         for name, policy in self.policies.items():
-            register_policy(name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
+            register_policy(name, policy.evaluate_maker(), per_head=policy.rescores)
         self._published = set(self.policies)
         self._warm_workers()
 
     def _warm_workers(self) -> None:
         """Each loaded rule gets a worker process compiling it now, so its first run does not wait
-        (rule_workers.py); the workers of rules no longer loaded go."""
-        from . import rule_workers
-
-        rule_workers.keep_only({rule_workers.rule_key(p) for p in self.policies.values()})
-        for policy in list(self.policies.values())[:rule_workers.MAX_IDLE]:
-            rule_workers.warm(policy)
+        (backend/usercode/pool.py); the workers of rules no longer loaded go."""
+        pool.keep_only({pool.rule_key(p) for p in (*self.policies.values(), *self.prefill.values())})
+        for policy in list(self.policies.values())[:pool.MAX_IDLE]:
+            pool.warm(policy)
 
     def unpublish(self) -> None:
         """Take this registry's policies out of Evaluate (an Api that goes away; tests)."""
         from ..evaluate.deciders import unregister_policy
 
-        from . import rule_workers
-
         with self._lock:
             for name in self._published:
                 unregister_policy(name)
             self._published = set()
-            rule_workers.keep_only(set())
+            pool.keep_only(set())
 
     def in_folder(self, path) -> bool:
         """True for a file directly in the policies folder (those load without asking)."""
@@ -423,7 +427,7 @@ def load_shipped(entries) -> dict:
             key = (entry["file"], hashlib.sha256(entry["source"].encode()).hexdigest())
             if key not in _shipped:
                 policy = load_source(entry["source"], entry["file"])
-                register_policy(policy.name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
+                register_policy(policy.name, policy.evaluate_maker(), per_head=policy.rescores)
                 _shipped[key] = policy
             out[entry["name"]] = _shipped[key]
     return out

@@ -5,7 +5,7 @@ from pathlib import Path
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
 from .policies import NAMES, NEEDS_FUTURE
-from .rule_watch import MAX_LIMIT as MAX_RULE_STEP_LIMIT
+from ..usercode.watch import MAX_LIMIT as MAX_RULE_STEP_LIMIT
 
 MAX_LENGTH = 20_000_000   # synthetic steps; 10M runs in well under a minute per policy
 MAX_CACHE = 1_000_000
@@ -57,7 +57,7 @@ class SimParams:
     head: int | None = None
     aggregate: str = "layer"
     user_policies: dict = field(default_factory=dict)  # name → UserPolicy (custom_policies.py) for those chosen
-    rule_step_limit: float | None = None  # seconds a user rule's step may take (None: rule_watch.step_limit())
+    rule_step_limit: float | None = None  # seconds a user rule's step may take (None: usercode.watch.step_limit())
 
 
 def parse(params, user_policies: dict | None = None) -> SimParams:
@@ -106,7 +106,7 @@ def parse(params, user_policies: dict | None = None) -> SimParams:
 
 
 def rule_step_limit(p: dict) -> float | None:
-    """The seconds a user rule's step may take (rule_watch.py), if the caller set it."""
+    """The seconds a user rule's step may take (backend/usercode/watch.py), if the caller set it."""
     if p.get("rule_step_limit") in (None, ""):
         return None
     return number(p, "rule_step_limit", lo=0.01, hi=MAX_RULE_STEP_LIMIT)

@@ -3,7 +3,7 @@
 The kernels release the GIL, so the policies run side by side on a few threads (Compare
 All on two cores takes about half as long); progress is reported under a lock so the
 fraction only grows, and a cancel stops every thread at its next chunk. A user's rule
-runs in a worker process instead (rule_workers.py), which Cancel or a stuck step kills
+runs in a worker process instead (backend/usercode/pool.py), which Cancel or a stuck step kills
 (issue #25); the thread that waits for it looks at Cancel every 50 ms.
 """
 import os
@@ -20,8 +20,9 @@ from ..workers import in_worker
 from .metrics import result
 from .params import SimParams
 from .policies import LABELS
-from .rule_watch import current_step, step_limit, watching
-from .rule_workers import simulate_rule
+from ..usercode import pool
+from ..usercode.watch import current_step, step_limit, watching
+from ..workers import report
 
 CHUNK = 100_000  # steps between progress reports (≈ 0.02–0.2 s of kernel time)
 MAX_LISTED = 4096
@@ -69,7 +70,7 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
                             "access_threshold")
 
     def run_rule_in_worker(user) -> dict:
-        """A user's rule runs in a worker process (rule_workers.py): Cancel kills it, whatever the rule does."""
+        """A user's rule runs in a worker process (backend/usercode/pool.py): Cancel kills it, whatever the rule does."""
         tracker.report(f"{user.label}: starting its worker (the first run compiles the rule)")
         done = [0]
 
@@ -129,3 +130,29 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
     if failed:
         out["failed"] = failed
     return out
+
+
+def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit, on_steps,
+                  should_stop) -> dict:
+    """One user policy's whole Simulate run, in its worker: its result dict (metrics.result).
+    on_steps(steps) as chunks finish; should_stop() raises Cancelled to stop (the worker is killed)."""
+    worker = pool.take(user, "simulate", should_stop)
+    try:
+        return worker.call(_simulate_child, user.shipment(), trace, capacity, sinks, window, tau, record, sink_keys,
+                           heavy, step_limit(limit), on_progress=on_steps, should_stop=should_stop)
+    finally:
+        pool.give_back(worker, user)
+
+
+def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit) -> dict:
+    user = pool.loaded(shipment)
+    sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
+    sim.run(0, 0)  # compiles the loop if this worker has not yet (prepare_rule): not part of the time
+    report(0)  # compiled: the run starts
+    started = time.perf_counter()
+    with watching(user, lambda: current_step(sim), sim.settings, limit):
+        for t0, t1 in chunks(trace.n):
+            sim.run(t0, t1)
+            user.check(sim)  # a NaN score: rule_nan, the run stops
+            report(t1 - t0)
+    return result(user.name, user.label, sim, sink_keys, heavy, time.perf_counter() - started, with_evictions=record)

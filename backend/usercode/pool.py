@@ -1,21 +1,23 @@
-"""User rules run in worker processes (issue #25): each run of a rule takes a worker that
-holds the compiled rule, so Cancel (or a stuck step, rule_watch.py) kills the process
+"""User files run in worker processes (issue #25): each run of a rule or a prefill file's score
+takes a worker that holds the loaded file, so Cancel (or a stuck step, watch.py) kills the process
 and the job, its slot and the app are free at once. Built-in policies stay in-process.
 
-A worker compiles its rule once (Numba: seconds, and the loop once more for each trace
-layout); it then goes back to a short list of idle workers and the next run of the same
-rule takes it warm. A worker killed mid-run is replaced by a fresh one warming up in the
-background, and PolicyRegistry starts one per rule when a file loads (warm()), so a first
-run, or a run after a Cancel once the replacement is warm, does not wait for the compile.
+A worker loads its file once (a rule: Numba compiles it, seconds, and the loop once more for
+each trace layout); it then goes back to a short list of idle workers and the next run of the
+same file takes it warm. A worker killed mid-run is replaced by a fresh one warming up in the
+background, and the registry starts one per file when it loads (warm()), so a first run, or a
+run after a Cancel once the replacement is warm, does not wait for the compile.
 
-    out = simulate_rule(user, trace, ...)     # Simulate: the whole run of one rule, in its worker
-    w = take(user); ...; give_back(w)          # Evaluate's decider (backend/evaluate/remote_decider.py)
+What a worker does to get ready is the file's own `prepare(shipment, layouts)` (a module-level
+function of the service that owns the file: this package imports none of them); it keeps what
+it loaded with keep(), and the calls that follow find it with loaded().
+
+    w = take(user, "simulate", should_stop); w.call(fn, ...); give_back(w, user)
 """
 import threading
 import time
 
-from ..workers import POLL_SECONDS, Worker, report
-from .rule_watch import current_step, step_limit, watching
+from ..workers import POLL_SECONDS, Worker
 
 MAX_IDLE = 4  # idle warm workers kept (each holds numpy + Numba: ~75 MB of its own, 165 MB resident)
 
@@ -28,26 +30,30 @@ _lock = threading.Lock()
 
 
 def rule_key(user) -> tuple:
+    return rule_key_of(user.shipment())
+
+
+def _prepare(prepare, shipment, layouts) -> None:
+    prepare(shipment, layouts)
+
+
+_here: dict = {}  # in a worker: rule key → what its prepare loaded
+
+
+def keep(shipment, loaded) -> None:
+    """In a worker: what prepare loaded for this file, for the calls that follow."""
+    _here[rule_key_of(shipment)] = loaded
+
+
+def loaded(shipment):
+    """In a worker: what prepare kept for this file."""
+    return _here[rule_key_of(shipment)]
+
+
+def rule_key_of(shipment) -> tuple:
     import hashlib
 
-    return user.file, hashlib.sha256(user.source.encode()).hexdigest()
-
-
-LAYOUTS = ("simulate", "evaluate")  # the loop is compiled once per trace layout: C arrays, strided rows
-
-
-def _load(shipment, layouts) -> None:
-    """Child side: compile the rule (once per process) and its loop for these trace layouts."""
-    from kernels.eviction import synthetic_trace
-
-    from ..evaluate.deciders import row_trace
-    from .custom_policies import load_shipped
-
-    policy = load_shipped([shipment])[shipment["name"]]
-    capacity = sum(v for v in (policy.protect_first, policy.protect_recent) if isinstance(v, int)) + 2
-    traces = {"simulate": lambda: synthetic_trace(4), "evaluate": lambda: row_trace(4)[0]}
-    for layout in layouts:
-        policy.simulation(traces[layout](), capacity, 0, 0, 1).run(0, 0)
+    return shipment["file"], hashlib.sha256(shipment["source"].encode()).hexdigest()
 
 
 def take(user, layout: str, should_stop=None) -> Worker:
@@ -89,7 +95,7 @@ def give_back(worker: Worker, user=None) -> None:
             warm(user)
 
 
-def warm(user, layouts=LAYOUTS) -> None:
+def warm(user, layouts=None) -> None:
     """Start a worker for this rule in the background (compiling takes seconds), unless one is
     idle or warming already. A run compiles a layout it lacks itself."""
     key = rule_key(user)
@@ -105,7 +111,7 @@ def warm(user, layouts=LAYOUTS) -> None:
             worker.tag = key
             with _lock:
                 _starting.add(worker)
-            worker.call(_load, user.shipment(), tuple(layouts))
+            worker.call(_prepare, user.prepare, user.shipment(), tuple(layouts or user.layouts))
         except Exception as exc:  # noqa: BLE001 - the run that waits for it says so
             if worker is not None:
                 worker.kill()
@@ -145,33 +151,3 @@ def pids() -> dict:
     with _lock:
         return {"idle": {w.pid for w in _idle}, "busy": {w.pid for w in _busy},
                 "starting": {w.pid for w in _starting}}
-
-
-def simulate_rule(user, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit, on_steps,
-                  should_stop) -> dict:
-    """One user policy's whole Simulate run, in a worker: its result dict (metrics.result).
-    on_steps(steps) as chunks finish; should_stop() raises Cancelled to stop (the worker is killed)."""
-    worker = take(user, "simulate", should_stop)
-    try:
-        return worker.call(_simulate_child, user.shipment(), trace, capacity, sinks, window, tau, record, sink_keys,
-                           heavy, step_limit(limit), on_progress=on_steps, should_stop=should_stop)
-    finally:
-        give_back(worker, user)
-
-
-def _simulate_child(shipment, trace, capacity, sinks, window, tau, record, sink_keys, heavy, limit) -> dict:
-    from .custom_policies import load_shipped
-    from .metrics import result
-    from .run import chunks
-
-    user = load_shipped([shipment])[shipment["name"]]
-    sim = user.simulation(trace, capacity, sinks, window, tau, record_evictions=record)
-    sim.run(0, 0)  # compiles the loop if this worker has not yet (_load): not part of the time
-    report(0)  # compiled: the run starts
-    started = time.perf_counter()
-    with watching(user, lambda: current_step(sim), sim.settings, limit):
-        for t0, t1 in chunks(trace.n):
-            sim.run(t0, t1)
-            user.check(sim)  # a NaN score: rule_nan, the run stops
-            report(t1 - t0)
-    return result(user.name, user.label, sim, sink_keys, heavy, time.perf_counter() - started, with_evictions=record)

@@ -1,4 +1,4 @@
-"""A user rule stuck in one step is named and stopped: error `rule_timeout` (issue #25).
+"""User code stuck in one step is named and stopped: `rule_timeout`, `score_timeout` (issue #25).
 
 Inside a worker process (backend/workers.py) every run of a user rule is watched: one
 thread looks at the step each run is on every TICK_SECONDS; a step that takes longer
@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..workers import can_fail_calls, fail
+from .errors import PolicyFileError
 
 DEFAULT_LIMIT = 2.0     # seconds one step of a user rule may take
 MAX_LIMIT = 3600.0
@@ -64,8 +65,8 @@ def current_step(sim) -> int:
 
 
 class _Watch:
-    def __init__(self, policy, step_of, settings, limit: float):
-        self.policy, self.step_of, self.settings, self.limit = policy, step_of, settings, limit
+    def __init__(self, step_of, limit: float, stuck):
+        self.step_of, self.limit, self.stuck = step_of, limit, stuck
         self.step, self.since = None, time.monotonic()
 
 
@@ -74,16 +75,22 @@ _lock = threading.Lock()
 _thread: threading.Thread | None = None
 
 
-@contextmanager
 def watching(policy, step_of, settings, limit: float):
+    """A user rule's run, watched (below): a stuck step is rule_timeout, naming the function."""
+    return watching_steps(step_of, limit, lambda step, took: timeout_error(
+        policy, step, took, limit, _stuck_function(policy, step, settings, limit)))
+
+
+@contextmanager
+def watching_steps(step_of, limit: float, stuck):
     """While the block runs, a step (step_of(): the step in progress, None between steps) that
-    takes longer than `limit` seconds ends the worker's call with rule_timeout. Outside a Worker,
-    nothing is watched (nothing could stop the rule there; a sweep's pool worker stops on Cancel)."""
+    takes longer than `limit` seconds ends the worker's call with stuck(step, seconds taken). Outside
+    a Worker, nothing is watched (nothing could stop the code there; a sweep's pool worker stops on Cancel)."""
     global _thread
     if not can_fail_calls():
         yield
         return
-    watch = _Watch(policy, step_of, settings, limit)
+    watch = _Watch(step_of, limit, stuck)
     with _lock:
         _watches.add(watch)
         if _thread is None:
@@ -109,25 +116,23 @@ def _loop() -> None:
             elif step is not None and now - w.since > w.limit:
                 with _lock:
                     _watches.discard(w)
-                fail(timeout_error(w.policy, step, now - w.since, w.limit, _stuck_function(w)), stuck=True)
+                fail(w.stuck(step, now - w.since), stuck=True)
 
 
-def _stuck_function(w: _Watch) -> str:
-    if w.policy.on_attention is None:
+def _stuck_function(policy, step, settings, limit) -> str:
+    if not policy.rescores:
         return "on_enter"
     done = threading.Event()
 
     def probe():
-        w.policy.on_enter(w.step, w.settings)
+        policy.on_enter(step, settings)
         done.set()
 
     threading.Thread(target=probe, daemon=True).start()  # if on_enter never returns, neither does this
-    return "on_attention" if done.wait(min(PROBE_SECONDS, w.limit)) else "on_enter"
+    return "on_attention" if done.wait(min(PROBE_SECONDS, limit)) else "on_enter"
 
 
 def timeout_error(policy, step: int, took: float, limit: float, function: str) -> UserError:
-    from .custom_policies import PolicyFileError
-
     return PolicyFileError(
         "rule_timeout", policy.file, policy.lines.get(function),
         f"{function} of {policy.name} was stopped at step {step}: that step had taken {took:.1f} s and not "
