@@ -344,6 +344,17 @@ def check_eval_evicting(api, ids, positions: str) -> str:
     quiet = [p for p in STREAMING_POLICIES if by[p]["evictions"] == 0]
     if quiet:
         raise CellFailed(f"{quiet} evicted nothing")
+    if positions == "in_cache":
+        # Sliding Window moves every kept key down by one per eviction: each query-key distance is unchanged, so
+        # in-cache positions must give original positions' numbers (each layer's own rotary, none on NoPE layers).
+        ppl = {}
+        for where in ("original", "in_cache"):
+            run = _job(api, api.evaluate({"text": TEXT, "max_tokens": len(ids), "policy": ["sliding_window"],
+                                          "cache_size": CACHE, "sinks": 2, "window": 4, "positions": where}))
+            ppl[where] = next(r["perplexity"] for r in run["results"] if r["policy"] == "sliding_window")
+        if abs(ppl["in_cache"] / ppl["original"] - 1) > TOL:
+            raise CellFailed(f"window attention in-cache {ppl['in_cache']:.8g} ≠ original {ppl['original']:.8g} "
+                             f"(distances unchanged)")
     return "✓"
 
 
@@ -459,128 +470,28 @@ def run(api, name: str, folder: Path) -> dict:
 # ---- what fails today -------------------------------------------------------------------------------------------
 # (architecture, feature) → the cell's text today. tests/test_architectures.py: xfail(strict=True) on these.
 _PREFILL_CELLS = ["prefill_full"] + [f"prefill_{m}" for m in PREFILL_METHODS]
-_NOT_LLAMA = ("unsupported_model: Compression at prefill needs a Llama-family model (q_proj and a rotary embedding, "
-              "as kvpress supports); this one has another attention. Load e.g. SmolLM2 or the demo model.")
-_SLIDING_PREFILL = "internal: Unexpected error (IndexError): index out of range in self"
 
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    # mistral
-    **{('mistral', f): _SLIDING_PREFILL for f in _PREFILL_CELLS},
-    ('mistral', 'profile_quest'):
-        "internal: Unexpected error (RuntimeError): unflatten: Provided sizes [5, 16] don't multiply up to the size of dim 1 (7) in the input tensor",
-    ('mistral', 'eval_original'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('mistral', 'eval_in_cache'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('mistral', 'retrieval_streaming'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('mistral', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (6) must match the size of tensor b (91) at non-singleton dimension 1',
-    # gemma2
-    **{('gemma2', f): _SLIDING_PREFILL for f in _PREFILL_CELLS},
-    ('gemma2', 'profile_quest'):
-        "internal: Unexpected error (RuntimeError): unflatten: Provided sizes [5, 16] don't multiply up to the size of dim 1 (7) in the input tensor",
-    ('gemma2', 'eval_original'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gemma2', 'eval_in_cache'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gemma2', 'quest'):
-        "internal: Unexpected error (RuntimeError): shape '[1, 2, 2, 28, 35]' is invalid for input of size 10304",
-    ('gemma2', 'retrieval_streaming'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gemma2', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (6) must match the size of tensor b (91) at non-singleton dimension 1',
-    # gemma3_text
-    **{('gemma3_text', f): _SLIDING_PREFILL for f in _PREFILL_CELLS},
-    ('gemma3_text', 'profile_quest'):
-        "internal: Unexpected error (RuntimeError): unflatten: Provided sizes [5, 16] don't multiply up to the size of dim 1 (7) in the input tensor",
-    ('gemma3_text', 'eval_original'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gemma3_text', 'eval_in_cache'):
-        "bad_input: in-cache positions need a rotary model (this one has rotary positions, baked into each cached K/V): use positions='original'.",
-    ('gemma3_text', 'quest'):
-        "internal: Unexpected error (RuntimeError): shape '[1, 2, 2, 28, 35]' is invalid for input of size 10304",
-    ('gemma3_text', 'retrieval_streaming'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gemma3_text', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (6) must match the size of tensor b (91) at non-singleton dimension 1',
-    # gpt_oss
-    **{('gpt_oss', f): _SLIDING_PREFILL for f in _PREFILL_CELLS},
-    ('gpt_oss', 'simulate'):
-        'bad_trace: Each attention row must sum to 1 over keys 0..t; row 0 sums to 0.381053 (87 rows off by more than 0.001).',
-    ('gpt_oss', 'profile'):
-        'bad_trace: Each attention row of the model trace must sum to 1; row 0 sums to 0.495359.',
-    ('gpt_oss', 'profile_quest'):
-        "internal: Unexpected error (RuntimeError): unflatten: Provided sizes [5, 16] don't multiply up to the size of dim 1 (7) in the input tensor",
-    ('gpt_oss', 'eval_original'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gpt_oss', 'eval_in_cache'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gpt_oss', 'quest'):
-        "internal: Unexpected error (RuntimeError): shape '[1, 2, 2, 28, 35]' is invalid for input of size 10304",
-    ('gpt_oss', 'retrieval_streaming'):
-        'internal: Unexpected error (IndexError): index 7 is out of bounds for axis 2 with size 7',
-    ('gpt_oss', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (6) must match the size of tensor b (91) at non-singleton dimension 1',
-    # olmo2
-    ('olmo2', 'profile_quest'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_snapkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_pyramidkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_adakv_snapkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_expected_attention'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_adakv_expected_attention'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'prefill_tova'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    ('olmo2', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (64) must match the size of tensor b (16) at non-singleton dimension 2',
-    # cohere
-    ('cohere', 'profile_quest'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (92) at non-singleton dimension 1',
-    ('cohere', 'prefill_snapkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (64) at non-singleton dimension 1',
-    ('cohere', 'prefill_pyramidkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (64) at non-singleton dimension 1',
-    ('cohere', 'prefill_adakv_snapkv'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (64) at non-singleton dimension 1',
-    ('cohere', 'prefill_expected_attention'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (65) at non-singleton dimension 1',
-    ('cohere', 'prefill_adakv_expected_attention'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (65) at non-singleton dimension 1',
-    ('cohere', 'retrieval_prefill'):
-        'internal: Unexpected error (RuntimeError): The size of tensor a (4) must match the size of tensor b (64) at non-singleton dimension 1',
-    # phi3
-    **{('phi3', f): _NOT_LLAMA for f in _PREFILL_CELLS + ['profile_quest', 'retrieval_prefill']},
-    # gpt_neox
-    **{('gpt_neox', f): _NOT_LLAMA for f in _PREFILL_CELLS + ['profile_quest', 'retrieval_prefill']},
-    ('gpt_neox', 'quest'):
-        'bad_input: Quest needs a Llama-style model (rotary, grouped KV heads); this one is gpt_neox: pick the other policies.',
-    # falcon
-    **{('falcon', f): _NOT_LLAMA for f in _PREFILL_CELLS + ['profile_quest', 'retrieval_prefill']},
-    ('falcon', 'quest'):
-        'bad_input: Quest needs a Llama-style model (rotary, grouped KV heads); this one is falcon: pick the other policies.',
-    # gpt2
-    **{('gpt2', f): _NOT_LLAMA for f in _PREFILL_CELLS + ['profile_quest', 'retrieval_prefill']},
-    ('gpt2', 'quest'):
-        'bad_input: Quest needs a Llama-style model (rotary, grouped KV heads); this one is gpt2: pick the other policies.',
-    # opt
-    **{('opt', f): _NOT_LLAMA for f in _PREFILL_CELLS + ['profile_quest', 'retrieval_prefill']},
-    ('opt', 'quest'):
-        'bad_input: Quest needs a Llama-style model (rotary, grouped KV heads); this one is opt: pick the other policies.',
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
-}
 
-# Refusals the design asks for (not failures): the cell shows "n/a: <the refusal>" and passes while the Api
-# answers exactly this. DESIGN.md: in-cache positions re-rotate keys, so learned absolute positions cannot.
+# Refusals by name where a feature is undefined (not failures): the cell shows "n/a: <the refusal>" and passes
+# while the Api answers exactly this.
+def _outside_interface(what: str) -> str:
+    return (f"{what} needs each layer's queries and keys, taken where the model calls transformers' attention "
+            "interface; falcon computes its attention its own way and never calls it. Load a model that does "
+            "(Llama, Qwen, Gemma, Mistral, gpt-oss, OLMo, Phi-3, Pythia, GPT-2, …).")
+
+
 NOT_APPLICABLE: dict[tuple[str, str], str] = {
-    (arch, "eval_in_cache"): "bad_input: in-cache positions need a rotary model (this one has learned_absolute "
-                             "positions, baked into each cached K/V): use positions='original'."
-    for arch in ("gpt2", "opt")
+    # DESIGN.md: in-cache positions re-rotate keys, so learned absolute positions cannot move.
+    **{(arch, "eval_in_cache"): "bad_input: in-cache positions need keys that can move to other positions, and this "
+                                "model has no rotary embedding: its positions are baked into each cached K/V: use "
+                                "positions='original'." for arch in ("gpt2", "opt")},
+    # Falcon computes attention inline, never through AttentionInterface: nothing to capture queries and keys from.
+    **{("falcon", f): "unsupported_model: " + _outside_interface("Compression at prefill")
+       for f in _PREFILL_CELLS + ["retrieval_prefill"]},
+    ("falcon", "profile_quest"): "unsupported_model: " + _outside_interface("Quest's fetch rule"),
+    ("falcon", "quest"): "bad_input: " + _outside_interface("Quest"),
 }
 
 
