@@ -289,8 +289,13 @@ def check_attention(api, ref, spec) -> str:
             got = _ok(api.attention({"text": TEXT, "layer": layer, "head": head}))
             _rows_close(f"layer {layer} head {head}", got["matrix"], want)
             shortfall = 1.0 - np.asarray(got["matrix"]).sum(axis=1)
-            if shortfall.max() > 1e-4:  # learned sinks (gpt-oss) take part of each row
-                note = f" (rows sum short of 1 by up to {shortfall.max():.3f}: the learned sinks' share)"
+            if shortfall.max() > 1e-4:  # learned sinks (gpt-oss) take part of each row: the view says how much
+                if got["learned_sink"] is None or not np.allclose(got["learned_sink"], shortfall, atol=1e-5):
+                    raise CellFailed(f"rows sum short of 1 by up to {shortfall.max():.3f} and learned_sink does not "
+                                     "account for it")
+                note = f" (rows sum short of 1 by up to {shortfall.max():.3f}: the learned sinks' share, shown)"
+            elif got["learned_sink"] is not None:
+                raise CellFailed("learned_sink reported on a model without learned sinks")
     return "✓" + note
 
 

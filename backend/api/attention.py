@@ -42,6 +42,9 @@ class AttentionMethods:
         scores = mean_received(received_after(matrix), matrix.shape[0] - 1)
         sinks = [{"position": j, "token": view["tokens"][j], "score": round(float(scores[j]), 6)}
                  for j in sinks_in_matrix(matrix, threshold)]
+        learned = view["learned_sink"]  # gpt-oss: each row's share on the model's learned sink logit
         return {"tokens": view["tokens"], "token_ids": view["token_ids"], "layer": view["layer"], "head": view["head"],
                 "n": int(matrix.shape[0]), "matrix": np.round(matrix, 6).tolist(), "sinks": sinks,
+                "learned_sink": None if learned is None else np.round(learned, 6).tolist(),
+                "learned_sink_mean": None if learned is None else round(float(learned.mean()), 6),
                 "seconds": round(time.perf_counter() - started, 4)}

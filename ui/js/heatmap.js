@@ -2,13 +2,16 @@
 // offscreen image that is scaled up (no smoothing) into the visible canvas, so an
 // n×n matrix never becomes n² DOM nodes and a live stream appends one row at a time.
 // Pink vertical lines mark sinks, blue ones heavy hitters; an optional per-key
-// `evictedAt` step dims a key's cells from the step it was evicted on.
+// `evictedAt` step dims a key's cells from the step it was evicted on. A model with learned
+// sink logits (gpt-oss) gives part of every row to no key at all: `learnedSink` draws that
+// share as one more column right of the keys, so each row visibly adds up to 1.
 import { LUT, scaler, cssColor } from "./colormap.js";
 import { tokenLabel } from "./format.js";
 import { h } from "./dom.js";
 
 const MARGIN = { left: 78, top: 12, right: 46, bottom: 70 };
 const MAX_CELL = 26;       // px; a 10-token prompt should not fill the screen
+const LEARNED_SINK_WIDTH = 18;  // px: the learned-sink column (12) and the gap before it
 const DIM = 0.22;          // brightness of cells whose key was already evicted
 const MASKED = [11, 14, 19];  // above the diagonal (future keys): page background, not "zero"
 
@@ -41,8 +44,9 @@ export class Heatmap {
   }
 
   /** Replace everything. rows[t] = attention of query t over keys 0..t (longer rows are cut at t). */
-  setData({ tokens, rows, sinks = [], heavy = [], evictedAt = null }) {
+  setData({ tokens, rows, sinks = [], heavy = [], evictedAt = null, learnedSink = null }) {
     this.tokens = tokens.map(String);
+    this.learnedSink = learnedSink ? Float32Array.from(learnedSink) : null;
     this.rows = rows.map((r, t) => Float32Array.from(r.slice(0, t + 1)));
     this.sinks = new Set(sinks);
     this.heavy = new Set(heavy);
@@ -126,9 +130,11 @@ export class Heatmap {
     const n = Math.max(1, this.tokens.length, this.rows.length);
     const width = this.root.clientWidth;
     const maxHeight = typeof this.maxHeight === "function" ? this.maxHeight() : this.maxHeight;
-    const avail = Math.min(width - MARGIN.left - MARGIN.right, maxHeight - MARGIN.top - MARGIN.bottom);
+    const strip = this.learnedSink ? LEARNED_SINK_WIDTH : 0;  // the learned-sink column and its gap
+    const avail = Math.min(width - MARGIN.left - MARGIN.right - strip, maxHeight - MARGIN.top - MARGIN.bottom);
     const size = Math.max(40, Math.min(avail, n * MAX_CELL));
-    return { n, size, cell: size / n, width: Math.min(width, MARGIN.left + size + MARGIN.right), height: MARGIN.top + size + MARGIN.bottom };
+    return { n, size, cell: size / n, strip, width: Math.min(width, MARGIN.left + size + strip + MARGIN.right),
+             height: MARGIN.top + size + MARGIN.bottom };
   }
 
   render() {
@@ -154,9 +160,30 @@ export class Heatmap {
     ctx.imageSmoothingEnabled = false;
     ctx.drawImage(this.img, 0, 0, g.n, this.rows.length, L, T, g.size, this.rows.length * g.cell);
 
+    this.drawLearnedSink(ctx, g);
     this.drawMarkers(ctx, g);
     this.drawLabels(ctx, g);
     this.drawColorbar(ctx, g);
+  }
+
+  drawLearnedSink(ctx, g) {
+    if (!this.learnedSink) return;
+    const { left: L, top: T } = MARGIN;
+    const x = L + g.size + 4;
+    const f = scaler(this.scale);
+    for (let t = 0; t < this.rows.length; t++) {
+      ctx.fillStyle = cssColor(f(Math.max(0, Math.min(1, this.learnedSink[t] || 0))));
+      ctx.fillRect(x, T + t * g.cell, LEARNED_SINK_WIDTH - 6, Math.max(1, g.cell));
+    }
+    ctx.save();
+    ctx.translate(x + (LEARNED_SINK_WIDTH - 6) / 2, T + g.size + 5);
+    ctx.rotate(-Math.PI / 2);
+    ctx.textAlign = "right";
+    ctx.textBaseline = "middle";
+    ctx.fillStyle = css("--sink");
+    ctx.font = `10px ${css("--mono")}`;
+    ctx.fillText("learned sink", 0, 0);
+    ctx.restore();
   }
 
   drawMarkers(ctx, g) {
@@ -229,7 +256,7 @@ export class Heatmap {
   }
 
   drawColorbar(ctx, g) {
-    const x = MARGIN.left + g.size + 10;
+    const x = MARGIN.left + g.size + g.strip + 10;
     const T = MARGIN.top;
     for (let y = 0; y < g.size; y++) {
       ctx.fillStyle = cssColor(1 - y / g.size);
@@ -253,6 +280,11 @@ export class Heatmap {
     const y = ev.clientY - rect.top - MARGIN.top;
     const q = Math.floor(y / g.cell);
     const k = Math.floor(x / g.cell);
+    if (this.learnedSink && x >= g.size + 4 && x < g.size + g.strip && y >= 0 && q < this.rows.length) {
+      this.showTip(ev, [`query ${q}  ${JSON.stringify(this.tokens[q] ?? "")}`,
+        `learned sink ${this.learnedSink[q].toFixed(4)}`, "the model's own sink logit: no key, never evicted"]);
+      return;
+    }
     if (x < 0 || y < 0 || q >= this.rows.length || k >= g.n || k > q) {
       this.tip.classList.add("hidden");
       return;
@@ -267,6 +299,10 @@ export class Heatmap {
     if (this.heavy.has(k)) lines.push("key is a heavy hitter");
     const ev2 = this.evictedAt ? this.evictedAt[k] : null;
     if (ev2 != null && ev2 >= 0) lines.push(this.maskWhy || `key evicted at step ${ev2}`);
+    this.showTip(ev, lines);
+  }
+
+  showTip(ev, lines) {
     this.tip.textContent = lines.join("\n");
     this.tip.classList.remove("hidden");
     const left = ev.clientX - this.root.getBoundingClientRect().left + 14;

@@ -445,10 +445,11 @@ async function getAttention() {
   lastAttention = res;
   attentionModel = app.model && app.model.source;
   const sinks = (res.sinks || []).map((s) => s.position);
-  ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks });
+  ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks, learnedSink: res.learned_sink });
   const sinkText = (res.sinks || []).map((s) => `${s.position}:${JSON.stringify(s.token)} ${fmt.fixed(s.score, 2)}`).join("  ");
   ui.attnInfo.textContent = `${res.n} tokens · layer ${res.layer} · ${res.head == null ? "mean over heads" : "head " + res.head} · ${fmt.secs(res.seconds)}`
-    + (sinkText ? ` · sinks ${sinkText}` : " · no sinks above threshold");
+    + (sinkText ? ` · sinks ${sinkText}` : " · no sinks above threshold")
+    + (res.learned_sink ? ` · learned sink ${fmt.fixed(res.learned_sink_mean, 2)} of each row (mean)` : "");
 }
 
 function showAttentionError(res) {
@@ -467,8 +468,9 @@ function markAttentionStale(why) {
 
 function exportMatrix() {
   if (!lastAttention) return;
-  const { tokens, token_ids, layer, head, n, matrix, sinks } = lastAttention;
-  saveJSON("attention-matrix", { model: app.model && app.model.source, tokens, token_ids, layer, head, n, matrix, sinks });
+  const { tokens, token_ids, layer, head, n, matrix, sinks, learned_sink } = lastAttention;
+  saveJSON("attention-matrix", { model: app.model && app.model.source, tokens, token_ids, layer, head, n, matrix, sinks,
+                                 learned_sink });
 }
 
 /** For tests and debugging: the heatmap behind the Quick Attention Test. */
