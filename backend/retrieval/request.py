@@ -99,7 +99,7 @@ def parse(loaded, params: dict) -> dict:
     depths = _list(params, "depths", d["depths"], lambda p, n: number(p, n), "numbers in 0..1")
     for x in depths:
         if not 0.0 <= x <= 1.0:
-            raise UserError("retrieval_depth_out_of_range", f"Depth {x:g} is outside 0..1 (0 = the needle at the "
+            raise UserError("retrieval_depth_out_of_range", f"Depth {x!r} is outside 0..1 (0 = the needle at the "
                             "context's start, 1 = at its end): give depths between 0 and 1.", "depths")
     if len(lengths) * len(depths) > MAX_CELLS:
         raise UserError("bad_input", f"The grid has {len(lengths) * len(depths)} cells; at most {MAX_CELLS}: "
