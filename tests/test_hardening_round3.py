@@ -254,3 +254,94 @@ def test_api_sweep_files_that_are_not_results_files_are_named_errors(demo):
         assert status["state"] == "error" and status["error"]["code"] == "bad_file", status
         assert status["error"]["field"] == "out" and words in status["error"]["message"], status
     still_works(demo)
+
+
+# 9. Edges ----------------------------------------------------------------------------------------------------
+
+def test_prefill_evaluate_with_one_continuation_token(demo):
+    from backend.compress import prefill_perplexity
+
+    out = demo.evaluate({"protocol": "prefill", "text": TEXT, "context_tokens": 40, "continuation_tokens": 1,
+                         "ratio": 0.5, "policy": ["knorm"]})
+    named(out, "bad_input", "continuation_tokens", "at least 2", "prefill")
+    # The protocol itself (a sweep cell can end up there): token 1 is the prefill's, the same for every method.
+    loaded = demo._state.model
+    ids = loaded.tokenizer(TEXT, add_special_tokens=True)["input_ids"]
+    got = prefill_perplexity(loaded, ids, 40, 1, ["full", "knorm", "snapkv"], ratio=0.5)
+    assert got["full"]["perplexity"] == got["knorm"]["perplexity"] == got["snapkv"]["perplexity"] > 1
+    assert got["knorm"]["kl_vs_full"] == 0.0
+    still_works(demo)
+
+
+@pytest.mark.parametrize("ratio, shown", [(1e-7, "1e-07"), (0.9999999, "0.9999999"), (1.0, "1.0"), (0.0, "0.0")])
+def test_sweep_ratios_are_checked_as_they_run(demo, ratio, shown):
+    out = demo.sweep_start({"out": "ratios.jsonl", "kind": "prefill", "models": ["demo"], "ratios": [0.5, ratio]})
+    message = named(out, "ratio_out_of_range", "ratios", f"ratio {shown}")
+    assert ("rounded" in message) == (ratio in (1e-7, 0.9999999))
+
+
+def test_sweep_ratio_rounding_keeps_what_is_checked():
+    from backend.sweep.spec import _ratios
+
+    assert _ratios([0.1234567, 0.5]) == [0.123457, 0.5]
+    assert _ratios("0.0000006,0.9999994") == [1e-06, 0.999999]  # in range once rounded, as the cells run them
+
+
+def test_quest_below_one_page_in_evaluate_is_refused_or_left_out_and_said(demo):
+    named(demo.evaluate({"policy": ["quest"], "cache_size": 8}), "bad_input", "cache_size", "pages of 16",
+          "at least 16")
+    estimate = demo.evaluate_estimate({"cache_size": 8})
+    assert estimate["ok"] and "quest" not in estimate["policies"], estimate
+    assert any("Quest is left out" in w for w in estimate["warnings"])
+    at_a_page = demo.evaluate_estimate({"cache_size": 16})
+    assert "quest" in at_a_page["policies"] and not any("Quest" in w for w in at_a_page["warnings"])
+    still_works(demo)
+
+
+def test_depths_outside_0_1_are_printed_as_given(demo):
+    message = named(demo.retrieval({"depths": [0.5, 1.0000001]}), "retrieval_depth_out_of_range", "depths")
+    assert "Depth 1.0000001 is outside" in message
+    out = demo.sweep_start({"out": "depths.jsonl", "kind": "retrieval", "models": ["demo"],
+                            "retrieval": {"lengths": [96], "depths": [0, -1e-9]}})
+    named(out, "retrieval_depth_out_of_range", "depths", "-1e-09")
+
+
+def test_a_ratio_that_would_keep_nothing_keeps_one_and_says_so(demo):
+    short = "The Jargon File is a glossary of hacker slang. It was started in 1975."
+    status = wait_job(demo, demo.prefill_kept({"text": short, "methods": ["knorm", "snapkv"], "ratio": 0.99})["job_id"])
+    assert status["state"] == "done", status
+    n = status["result"]["n"]
+    assert int(n * (1 - 0.99)) == 0  # kvpress's rounding would keep nothing at this length
+    for m in status["result"]["methods"]:
+        assert m["memory_tokens"] == 1.0 and len(m["kept"]) == 1, m
+        assert "keeps 1" in m["note"] and "always keeps 0" not in m["note"], m["note"]
+    still_works(demo)
+
+
+def _scorer(result):
+    import types
+
+    module = types.ModuleType("odd_scores")
+    module.score = lambda layer, settings: result(layer)
+    module.protected = lambda settings: 0
+    return module
+
+
+@pytest.mark.parametrize("result, words", [
+    (lambda layer: __import__("torch").ones(layer.kv_heads, layer.n, device="meta"), "a tensor on meta"),
+    (lambda layer: [[1.0] * layer.n] * layer.kv_heads, "returned list"),
+    (lambda layer: __import__("torch").ones(layer.kv_heads, layer.n, dtype=__import__("torch").complex64),
+     "complex64"),
+    (lambda layer: __import__("torch").ones(layer.n), "shape ["),
+])
+def test_scores_that_are_not_real_tensors_are_named(demo, monkeypatch, result, words):
+    from backend.compress.methods import METHODS, Method
+
+    monkeypatch.setitem(METHODS, "odd_scores", Method(_scorer(result), "uniform", "(test)"))
+    status = wait_job(demo, demo.prefill_kept({"text": TEXT, "methods": ["odd_scores"], "cache_size": 8})["job_id"])
+    assert status["state"] == "error", status
+    error = status["error"]
+    assert error["code"] == "bad_score" and error["field"] == "policy", error
+    assert "'odd_scores'" in error["message"] and words in error["message"] and "shape [" in error["message"], error
+    monkeypatch.undo()
+    still_works(demo)
