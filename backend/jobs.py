@@ -5,7 +5,7 @@ A job is a function `work(progress)` run on a daemon thread. It reports with
 cancelled, so a job stops at its next report and leaves the app as it was.
 The UI polls `job_status(id)`; both fronts (window and --serve) work the same.
 
-Heavy jobs (simulations, profiles, evaluations, retrieval grids, sweeps) each hold hundreds of MB:
+Heavy jobs (simulations, profiles, evaluations, retrieval grids, sweeps, prefill_kept) each hold hundreds of MB:
 at most MAX_HEAVY run at once; the next ones wait in line (state "running", stage
 "Queued…", extra `queued: true, queue_position`) and start as soon as one ends; a
 queued job can be cancelled. More than MAX_WAITING in line is refused with `busy`.
@@ -22,7 +22,8 @@ from .envelope import error_from_exception
 from .errors import Cancelled, UserError
 
 _KEEP_FINISHED = 32  # finished jobs whose results stay readable
-HEAVY_KINDS = frozenset({"simulate", "profile", "evaluate", "retrieval", "sweep"})
+# prefill_kept is one full prefill with every method's scores (16 at once passed 9.6 GB): heavy too.
+HEAVY_KINDS = frozenset({"simulate", "profile", "evaluate", "retrieval", "sweep", "prefill_kept"})
 MAX_HEAVY = 2        # heavy jobs running at once (a 20M-step simulation alone peaks at ~830 MB)
 MAX_WAITING = 8      # heavy jobs waiting in line; more are refused
 

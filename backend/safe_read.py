@@ -40,6 +40,7 @@ LIMITS = {
     "tokenizer": 128 * MiB,       # tokenizer.json, tokenizer.model, vocab.*, merges.txt
     "gguf_header": 256 * MiB,     # a GGUF file's metadata (vocabulary included); tensors are read elsewhere
     "weights": None,              # size checked against the config (backend/models/config_check.py)
+    "results": 256 * MiB,         # a sweep's JSON Lines results file (~1 KB a cell: 250,000 cells)
 }
 # Files transformers reads from a model folder, by kind (anything else in the folder is left alone).
 FOLDER_FILES = {
@@ -61,6 +62,7 @@ class FileRefused(UserError):
         super().__init__("bad_file", f"{Path(path).name[:120]} in the model folder {why}; "
                          "re-download the model or fix the folder.", field)
         self.path = str(path)
+        self.why = why        # "is a pipe, not a regular file", …: for callers that word the message for another file
         self.reason = reason  # missing | permission | not_regular | too_large | unopenable | not_text | not_json
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
 from ..errors import UserError
+from ..evaluate.quest import PAGE as QUEST_PAGE
 from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
@@ -84,6 +85,10 @@ def _prefill_request(params, loaded, defaults) -> tuple[list[int], dict, dict]:
         raise UserError("bad_input", "the prefill protocol needs a text of at least 3 tokens.", "text")
     n = integer(params, "context_tokens", max(2, usable * 3 // 4), lo=2, hi=usable - 1)
     m = integer(params, "continuation_tokens", usable - n, lo=1, hi=usable - n)
+    if m < 2:  # the first continuation token is predicted by the uncompressed prefill, the same for every method
+        raise UserError("bad_input", "continuation_tokens must be at least 2: the first continuation token is predicted "
+                        "by the uncompressed prefill, the same for every method, so one token cannot tell them apart. "
+                        "Give 2 or more (with fewer context_tokens, or a longer text).", "continuation_tokens")
     if params.get("cache_size") is not None:
         budget = {"cache_size": integer(params, "cache_size", None, lo=1, hi=n), "ratio": None}
     else:
@@ -133,6 +138,12 @@ class EvaluateMethods:
             if params.get("policy", "all") not in (None, "all"):
                 raise UserError("bad_input", outside_interface_message(loaded.model, "Quest"), "policy")
             policies = [p for p in policies if p != "quest"]
+        if "quest" in policies and cache_size < QUEST_PAGE:  # it would read one whole page, more than C
+            if params.get("policy", "all") not in (None, "all"):
+                raise UserError("bad_input", f"Quest reads whole pages of {QUEST_PAGE} tokens, so at cache_size "
+                                f"{cache_size} it would read a page, more than the cache: use a cache_size of at "
+                                f"least {QUEST_PAGE}, or leave Quest out.", "cache_size")
+            policies = [p for p in policies if p != "quest"]  # _warnings says so
         return loaded, ids, policies, settings, info
 
     @staticmethod
@@ -141,6 +152,10 @@ class EvaluateMethods:
         if len(ids) <= settings["cache_size"] + 1:
             out.append(f"The text ({len(ids)} tokens) is not longer than the cache ({settings['cache_size']}): nothing "
                        "is evicted and every policy equals Full Cache. Use a longer text or a smaller cache.")
+        if settings["cache_size"] < QUEST_PAGE and "quest" in _known_policies() and \
+                isinstance(getattr(loaded.model.config, "num_key_value_heads", None), int):
+            out.append(f"Quest is left out: it reads whole pages of {QUEST_PAGE} tokens, more than the cache "
+                       f"({settings['cache_size']}). Use a cache_size of at least {QUEST_PAGE} to compare it.")
         if len(ids) > loaded.context_length and loaded.spec.get("position_scheme") != "rotary":
             out.append(f"The text goes past the context ({loaded.context_length} tokens); this model's learned "
                        "positions cannot, so the run stops there.")

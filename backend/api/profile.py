@@ -5,6 +5,18 @@ from ..profile import hardware, kv_bytes, presets, scenario, service
 from ..validate import integer, params_dict
 
 
+def _check_quest_k(k: int, context_length: int) -> None:
+    """Quest fetches finished pages: a text within the model's context has at most context/16 of them, and a
+    larger k would only size the page arrays (k = 65,536 took 6.7 GB on the demo model) for nothing."""
+    from ..evaluate.quest import PAGE
+
+    pages = -(-context_length // PAGE)
+    if k > pages:
+        raise UserError("bad_input", f"k = {k:,} is more than the {pages:,} pages of {PAGE} tokens that the model's "
+                        f"context ({context_length:,} tokens) holds, so Quest could never fetch that many: use k "
+                        f"up to {pages:,}.", "k")
+
+
 class ProfileMethods:
     @public
     def profile_presets(self, params=None):
@@ -42,6 +54,8 @@ class ProfileMethods:
         service.precheck(req)
         if req.trace == "model" and loaded is None:
             raise UserError("no_model", "A model trace needs a loaded model; load one or pick the synthetic trace.", "trace")
+        if req.fetch_rule == "quest_bound":
+            _check_quest_k(req.k, loaded.context_length)
 
         def work(progress):
             matrix = fetch = learned_sink = None
@@ -54,9 +68,10 @@ class ProfileMethods:
                 if req.fetch_rule == "quest_bound":
                     from ..profile.quest_fetch import fetch_sets
 
-                    progress(0.01, "Quest's page choice (the model's keys and queries)")
+                    stage = "Quest's page choice (the model's keys and queries)"
+                    progress(0.01, stage)
                     fetch = fetch_sets(loaded, view["token_ids"], req.k, req.block_size, view["layer"], view["head"],
-                                       req.aggregate)
+                                       req.aggregate, check=lambda: progress(0.01, stage))  # Cancel stops it here
             result, kept = service.run(req, progress, matrix, fetch, learned_sink)
             if learned_sink is not None:  # gpt-oss: part of every row goes to a learned sink, in no block
                 result["learned_sink_share"] = float(learned_sink.mean())

@@ -43,7 +43,8 @@ def _haystack(value: str | None) -> str | None:
 
 def table(result: dict) -> str:
     """Per policy: depth (rows) × length (columns), ✓/✗ and the answer's log-probability."""
-    lines = []
+    built = ", ".join(f"{L} → {n}" for L, n in zip(result["lengths"], result.get("context_tokens") or []))
+    lines = [f"context tokens built (length asked → tokens): {built}"] if built else []
     for s in result["summary"]:
         p = s["policy"]
         lines.append(f"{p}: accuracy {s['accuracy']:.2f}, mean log p(answer) {s['mean_logprob']:.2f}")

@@ -93,9 +93,9 @@ def run(args, api) -> int:
 
         summary = run_sweep(spec, args.out, runner, report)
         keys = {c.key for c in plan(spec, args.out)["cells"]}
+        rows = [r for r in read_rows(args.out) if r["key"] in keys]
     except UserError as exc:
         raise CliError({"error": {"message": exc.message, "field": exc.field}}) from None
-    rows = [r for r in read_rows(args.out) if r["key"] in keys]
     if args.json:
         emit({"summary": summary, "rows": rows})
         return 0

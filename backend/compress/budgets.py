@@ -1,7 +1,7 @@
 """Budget rules: from one layer's scores [KV, n] to the positions each KV head keeps.
 
 - uniform: every head of every layer keeps k = C (or int(n·(1 − ratio)), kvpress's
-  ScorerPress rounding) — its top-k.
+  ScorerPress rounding, but at least 1: a cache of nothing is not a cache) — its top-k.
 - pyramid: PyramidKV's k for this layer (methods/pyramidkv.py), top-k per head.
 - adaptive: Ada-KV's per-head counts inside the layer (methods/adakv.py); the layer's
   total is KV·k, the heads differ.
@@ -19,13 +19,15 @@ class Budget:
     n: int          # context tokens
     kept: int       # uniform tokens kept per (layer, head)
     ratio: float    # fraction removed (given, or 1 − C/n), for PyramidKV's formula
+    floored: bool = False  # the ratio's int(n·(1 − r)) was 0, so 1 is kept (the note says so)
 
     @classmethod
     def of(cls, n: int, cache_size: int | None, ratio: float | None) -> "Budget":
         if cache_size is not None:
             kept = min(int(cache_size), n)
             return cls(n, kept, 1.0 - kept / n)
-        return cls(n, int(n * (1 - ratio)), float(ratio))
+        kept = int(n * (1 - ratio))
+        return cls(n, max(1, kept), float(ratio), kept < 1)  # int(n·(1 − r)) = 0 would keep nothing
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

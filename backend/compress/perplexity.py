@@ -71,7 +71,8 @@ def prefill_perplexity(loaded, ids, context_tokens, continuation_tokens, methods
     out = {}
     for x in methods:
         lp = lps[row_of[x]]
-        nll = [-float(first[targets[0]])] + (-lp.gather(1, tgt[:, None])[:, 0]).tolist()
+        later = (-lp.gather(1, tgt[:, None])[:, 0]).tolist() if len(tgt) else []  # m = 1: only the prefill's token
+        nll = [-float(first[targets[0]])] + later
         kl = (full_lp.exp() * (full_lp - lp)).sum(dim=-1).tolist() if len(tgt) else []
         out[x] = {"perplexity": float(math.exp(np.mean(nll))), "kl_vs_full": float(np.mean([0.0] + kl)),
                   "memory_tokens": per_method[x]["memory_tokens"], "note": per_method[x]["note"]}

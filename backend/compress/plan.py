@@ -55,7 +55,10 @@ def _note(name: str, method, budget: Budget, settings: Settings, layers: int) ->
                      f"{pyramidkv.BETA * pyramidkv.WINDOW} kept tokens)")
     if method.budget == "pyramid":
         smallest = min(pyramidkv.layer_budget(budget.n, budget.ratio, i, layers) for i in range(layers))
-    if protect >= smallest:
+    if budget.floored:
+        notes.append(f"ratio {budget.ratio:g} would keep int(n·(1 − r)) = 0 of the {budget.n} context tokens; each "
+                     "head keeps 1 (a cache holds at least one entry)")
+    if protect > 0 and protect >= smallest:  # a method that protects nothing is never "filled" by it
         notes.append(f"{name} always keeps {protect} positions (its observation window or protected tokens) but "
                      f"the {'smallest layer ' if method.budget == 'pyramid' else ''}budget is {smallest} per head: the "
                      "protected positions alone fill the cache (the earliest of them are kept), so its scores "

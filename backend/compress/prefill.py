@@ -24,6 +24,28 @@ class Settings:
     seed: int = 0
 
 
+def checked_scores(scores, view: LayerInputs, name: str):
+    """A method's scores as the budget rules need them: a real-valued torch tensor [KV heads, n] on the layer's
+    device. Anything else (a meta tensor, a list, complex numbers, another shape) would fail deep inside
+    top-k or .item() with a message about torch, not about the method: it is named here."""
+    import torch
+
+    want = f"[{view.kv_heads}, {view.n}] (KV heads, positions) on {view.keys.device}"
+    if not isinstance(scores, torch.Tensor):
+        got = type(scores).__name__
+    elif scores.device != view.keys.device:
+        got = f"a tensor on {scores.device}"
+    elif scores.dtype.is_complex or scores.dtype == torch.bool:
+        got = f"a {str(scores.dtype).replace('torch.', '')} tensor"
+    elif tuple(scores.shape) != (view.kv_heads, view.n):
+        got = f"shape {list(scores.shape)}"
+    else:
+        return scores
+    raise UserError("bad_score", f"Prefill method {name!r} returned {got} in layer {view.layer}; its scores must be "
+                    f"a real-valued torch tensor of shape {want}: compute them from the layer's keys and queries, "
+                    "or pick another method.", "policy")
+
+
 def attention_modules(model):
     """The decoder's attention modules, for models that call transformers' attention interface."""
     from ..attention.seam import attention_layers, outside_interface_message, through_interface
@@ -70,7 +92,7 @@ class Prefill:
             layer = call.layer
             view = LayerInputs(call, weights, rotaries[layer], layer, self.layers)
             for scorer, names in by_scorer.values():
-                s = scorer.score(view, settings).float()
+                s = checked_scores(scorer.score(view, settings), view, names[0]).float()
                 for name in names:
                     self.scores[name][layer] = s
             self.seconds["scoring"] += time.perf_counter() - tick

@@ -21,9 +21,10 @@ from ..evaluate.quest import PAGE, choose_pages, upper_bounds
 STEPS_PER_CHUNK = 128  # queries whose bounds exist at once: [chunk, KV, G, pages, d] floats
 
 
-def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
+def queries_and_keys(loaded, ids: list[int], wanted=None) -> list[tuple]:
     """Per layer (rotated queries [H, n, d], rotated keys [KV, n, d]) as the attention used them, float32:
-    taken at the model's attention function (backend/attention/seam.py), so on every architecture."""
+    taken at the model's attention function (backend/attention/seam.py), so on every architecture; None for
+    a layer not in `wanted` (None: every layer), so one layer's trace holds one layer's tensors."""
     import torch
 
     from ..attention.seam import attention_layers, outside_interface_message, through_interface, tapped
@@ -33,7 +34,8 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
     got = [None] * len(attention_layers(loaded.model))
 
     def tap(call):
-        got[call.layer] = (call.query[0].float(), call.key[0].float())
+        if wanted is None or call.layer in wanted:
+            got[call.layer] = (call.query[0].float(), call.key[0].float())
         return call.eager()
 
     with torch.inference_mode(), tapped(tap):
@@ -43,11 +45,11 @@ def queries_and_keys(loaded, ids: list[int]) -> list[tuple]:
     return got
 
 
-def page_choices(queries, keys, k: int):
+def page_choices(queries, keys, k: int, check=lambda: None):
     """Quest's finished pages per (KV head, step): int64 [KV, n, k] ascending, −1 pads (fewer than k finished).
 
     queries [H, n, d], keys [KV, n, d]. Step t ranks the t // 16 finished pages; the others score −inf
-    so they sort last and are cut."""
+    so they sort last and are cut. check() runs before each chunk of steps (the job's Cancel raises there)."""
     import torch
 
     heads, n, _ = queries.shape
@@ -59,6 +61,7 @@ def page_choices(queries, keys, k: int):
     blocks = keys[:, : pages * PAGE].unflatten(1, (pages, PAGE))
     mins, maxs = blocks.amin(dim=2)[None], blocks.amax(dim=2)[None]  # [1, KV, P, d]
     for a in range(0, n, STEPS_PER_CHUNK):
+        check()
         b = min(n, a + STEPS_PER_CHUNK)
         q = queries[:, a:b].transpose(0, 1)[:, :, None]  # [steps, H, 1, d]: one batch entry per step
         u = upper_bounds(q, mins, maxs, heads // kv)  # [steps, KV, P]
@@ -70,12 +73,20 @@ def page_choices(queries, keys, k: int):
     return out
 
 
-def vote(choices: np.ndarray, k: int, n_blocks: int) -> np.ndarray:
-    """[heads, n, k] choices → [n, k]: per step the k pages chosen by the most heads (ties → the earlier page)."""
-    heads, n, _ = choices.shape
-    counts = np.zeros((n, n_blocks + 1), np.int64)  # column n_blocks collects the −1 pads
-    rows = np.broadcast_to(np.arange(n)[None, :, None], choices.shape)
+def add_votes(counts: np.ndarray, choices: np.ndarray) -> None:
+    """Adds [heads, n, k] choices into counts [n, n_blocks + 1] (the last column collects the −1 pads)."""
+    n_blocks = counts.shape[1] - 1
+    rows = np.broadcast_to(np.arange(choices.shape[1])[None, :, None], choices.shape)
     np.add.at(counts, (rows.ravel(), np.where(choices < 0, n_blocks, choices).ravel()), 1)
+
+
+def vote(choices: np.ndarray, k: int, n_blocks: int, counts: np.ndarray | None = None) -> np.ndarray:
+    """[heads, n, k] choices → [n, k]: per step the k pages chosen by the most heads (ties → the earlier page).
+    counts: votes already added (add_votes), for choices given layer by layer; then choices may be None."""
+    if counts is None:
+        counts = np.zeros((choices.shape[1], n_blocks + 1), np.int64)
+        add_votes(counts, choices)
+    n = counts.shape[0]
     counts = counts[:, :n_blocks]
     order = np.argsort(-counts, axis=1, kind="stable")[:, :k]  # most votes first, the earlier page on ties
     picked = np.where(np.take_along_axis(counts, order, axis=1) > 0, order, n_blocks)
@@ -84,20 +95,28 @@ def vote(choices: np.ndarray, k: int, n_blocks: int) -> np.ndarray:
 
 
 def fetch_sets(loaded, ids: list[int], k: int, block_size: int, layer: int | None, head: int | None,
-               aggregate: str) -> np.ndarray:
-    """int64 [n, k]: the blocks the profile's top-k fetch reads at each step under Quest's choice."""
+               aggregate: str, check=lambda: None) -> np.ndarray:
+    """int64 [n, min(k, pages)]: the blocks the profile's top-k fetch reads at each step under Quest's choice.
+
+    A step can fetch at most every finished page, so k past the text's pages changes nothing and is cut
+    to them: the arrays stay [KV, n, pages] at most, and votes are added layer by layer (not one
+    [layers·KV, n, k] stack). check() runs between layers and chunks of steps (Cancel raises there)."""
     if block_size != PAGE:  # service.parse refuses this first, with the same code
         raise UserError("page_size_mismatch", f"Quest's pages are {PAGE} tokens; the block size is {block_size}.",
                         "block_size")
-    layers = queries_and_keys(loaded, ids)
+    n_layers = loaded.spec["layers"]
+    picked = range(n_layers) if aggregate == "all_layers" else [layer % n_layers]
+    layers = queries_and_keys(loaded, ids, set(picked))
     n = len(ids)
     n_blocks = -(-n // PAGE)
-    picked = range(len(layers)) if aggregate == "all_layers" else [layer % len(layers)]
-    choices = []
+    k = min(k, max(1, n // PAGE))  # the finished pages a step can rank (page_choices pads with −1 past them)
+    counts = np.zeros((n, n_blocks + 1), np.int64)
     for i in picked:
+        check()
         q, keys = layers[i]
-        c = page_choices(q, keys, k).numpy()
+        layers[i] = None  # this layer's tensors go once its votes are in
+        c = page_choices(q, keys, k, check).numpy()
         if aggregate != "all_layers" and head is not None:
             c = c[head // (q.shape[0] // keys.shape[0])][None]  # the KV head that query head reads
-        choices.append(c)
-    return vote(np.concatenate(choices), k, n_blocks)
+        add_votes(counts, c)
+    return vote(None, k, n_blocks, counts)

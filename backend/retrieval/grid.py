@@ -40,7 +40,7 @@ def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: lis
     """settings: cache_size, ratio, sinks, window, chunk, seed, chat_template, access_threshold."""
     started = time.perf_counter()
     pairs = [(L, d) for L in lengths for d in depths]
-    cells, failed = [], {}
+    cells, failed, built = [], {}, {}
     report(0.0, "Preparing", cells_done=0, cells=len(pairs))
     for i, (length, depth) in enumerate(pairs):
         def inner(fraction, i=i, length=length, depth=depth):
@@ -52,6 +52,7 @@ def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: lis
 
         inner(0.0)
         prompt = TASKS[task](loaded.tokenizer, length, depth, settings["seed"], settings["chat_template"], **(custom or {}))
+        built[length] = max(built.get(length, 0), len(prompt.context_ids))
         if protocol == "streaming":
             results = run_streaming(loaded, prompt, policies, settings["cache_size"], settings["sinks"],
                                     settings["window"], settings["chunk"], settings.get("access_threshold", 0.01), inner)
@@ -66,4 +67,6 @@ def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: lis
             "settings": dict(settings), "seconds": round(time.perf_counter() - started, 3), "cells": cells,
             "summary": summary(cells, policies), "chunk": settings["chunk"] if protocol == "streaming" else None,
             "policies": list(policies),
+            # The contexts really built (whole sentences up to each length), per length: what C is compared with.
+            "context_tokens": [built.get(L) for L in lengths],
             **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}

@@ -5,7 +5,8 @@ Named errors (code: when):
       lacks a part, or its answer is not in its needle (custom.py);
   retrieval_context_too_long: a length (plus the question and the answer) exceeds the model's context;
   retrieval_depth_out_of_range: a depth outside 0..1;
-  retrieval_budget_not_below_context: cache_size at or above a context length (nothing would be evicted there).
+  retrieval_budget_not_below_context: cache_size at or above a context length, or at or above the tokens the
+      shortest length's context really holds (nothing would be evicted there).
 """
 from ..errors import UserError
 from ..evaluate.deciders import registered_policies
@@ -58,13 +59,24 @@ def _policies(value, known: list[str]) -> list[str]:
     return ["full"] + [p for p in dict.fromkeys(names) if p != "full"]  # Full Cache: the reference for "why it missed"
 
 
-def check_fits(loaded, task: str, lengths: list[int], seed: int, chat_template: bool, custom: dict | None) -> None:
-    """The shortest context holds the prompt; the longest, with its question and answer, fits the model's context."""
+def check_fits(loaded, task: str, lengths: list[int], seed: int, chat_template: bool, custom: dict | None,
+               cache_size: int | None = None) -> None:
+    """The shortest context holds the prompt and more than cache_size tokens; the longest, with its question and
+    answer, fits the model's context."""
     shortest, longest = min(lengths), max(lengths)
     if longest > loaded.context_length:  # before any prompt is built: a haystack of 2^31 tokens would take hours
         raise UserError("retrieval_context_too_long", f"A {longest}-token context is longer than the model's context "
                         f"({loaded.context_length}): use lengths below {loaded.context_length}.", "lengths")
-    TASKS[task](loaded.tokenizer, shortest, 0.5, seed, chat_template, **(custom or {}))  # raises if it cannot
+    built = len(TASKS[task](loaded.tokenizer, shortest, 0.5, seed, chat_template, **(custom or {})).context_ids)
+    # The context is whole sentences up to the length asked, so it can be far shorter (a custom haystack of one
+    # long sentence gives just the needle). Filling is greedy, so the shortest length builds the shortest context.
+    if cache_size is not None and cache_size >= built:
+        cause = (" (the haystack's sentences do not fit: give a haystack of shorter sentences)"
+                 if custom and built < shortest // 2 else "")
+        raise UserError("retrieval_budget_not_below_context", f"The {shortest}-token length builds a context of only "
+                        f"{built} tokens{cause}, and cache_size {cache_size} keeps all of them, so nothing would be "
+                        f"evicted and every policy would equal Full Cache: use a cache_size below {built}.",
+                        "haystack" if cause else "cache_size")
     prompt = TASKS[task](loaded.tokenizer, longest, 0.5, seed, chat_template, **(custom or {}))
     need = longest + len(prompt.question_ids) + max(len(prompt.answer_ids), MAX_NEW_TOKENS)
     if need > loaded.context_length:
@@ -87,7 +99,7 @@ def parse(loaded, params: dict) -> dict:
     depths = _list(params, "depths", d["depths"], lambda p, n: number(p, n), "numbers in 0..1")
     for x in depths:
         if not 0.0 <= x <= 1.0:
-            raise UserError("retrieval_depth_out_of_range", f"Depth {x:g} is outside 0..1 (0 = the needle at the "
+            raise UserError("retrieval_depth_out_of_range", f"Depth {x!r} is outside 0..1 (0 = the needle at the "
                             "context's start, 1 = at its end): give depths between 0 and 1.", "depths")
     if len(lengths) * len(depths) > MAX_CELLS:
         raise UserError("bad_input", f"The grid has {len(lengths) * len(depths)} cells; at most {MAX_CELLS}: "
@@ -124,6 +136,6 @@ def parse(loaded, params: dict) -> dict:
     if task == "custom":
         custom = {k: text(params, k, "", allow_empty=True) for k in ("haystack", "needle", "question", "answer")}
         check_custom(**custom)
-    check_fits(loaded, task, lengths, settings["seed"], settings["chat_template"], custom)
+    check_fits(loaded, task, lengths, settings["seed"], settings["chat_template"], custom, cache_size)
     return {"task": task, "protocol": protocol, "policies": policies, "lengths": lengths, "depths": depths,
             "settings": settings, "custom": custom}

@@ -59,23 +59,26 @@ def _finite(value):
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def run_task(task: dict, settings: dict) -> list[dict]:
+def run_task(task: dict, settings: dict, report=None) -> list[dict]:
     """task: {"cells": [cell dicts sharing all but the policy], "source": the text or synthetic settings}.
-    settings: device, precision. Returns one row per cell (without the driver's bookkeeping)."""
+    settings: device, precision. Returns one row per cell (without the driver's bookkeeping).
+    report(fraction, stage, **extra): the run's progress, called often; in this process (workers: 0) it raises
+    Cancelled once the sweep is cancelled, so Cancel stops a cell within a report, not at its end."""
     from ..eviction.custom_policies import load_shipped
 
     cells = task["cells"]
     first = cells[0]
     started = time.perf_counter()
     user = load_shipped(task.get("user_policies"))  # user rule files (#17), also registered with Evaluate here
+    report = report or (lambda *a, **k: None)
     if first["kind"] == "evaluate":
-        rows, facts = _evaluate(cells, task["source"], settings)
+        rows, facts = _evaluate(cells, task["source"], settings, report)
     elif first["kind"] == "retrieval":
-        rows, facts = _retrieval(cells, task["source"], settings)
+        rows, facts = _retrieval(cells, task["source"], settings, report)
     elif first["kind"] == "prefill":
-        rows, facts = _prefill(cells, task["source"], settings)
+        rows, facts = _prefill(cells, task["source"], settings, report)
     else:
-        rows, facts = _simulate(cells, task["source"], settings, user)
+        rows, facts = _simulate(cells, task["source"], settings, user, report)
     elapsed = time.perf_counter() - started
     out = []
     for cell, metrics in zip(cells, rows):
@@ -90,7 +93,7 @@ def _eval_ids(loaded, text: str, max_tokens: int) -> list[int]:
     return loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]  # as the Evaluate Api does
 
 
-def _evaluate(cells, source, settings):
+def _evaluate(cells, source, settings, report):
     import json
 
     from ..evaluate.run import evaluate
@@ -107,14 +110,14 @@ def _evaluate(cells, source, settings):
     # One call for every policy of this cache size: they share the Full Cache reference pass and,
     # on the real KV cache, one batched decode step per token.
     out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"],
-                   positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"))
+                   positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"), report=report)
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS + (QUEST_METRICS if p == QUEST else ())}
             | {"seconds": by_policy[p].get("seconds")} for p in policies]
     return rows, _facts(loaded, int(out.get("tokens", len(ids))))  # tokens evaluated (learned positions stop at the context)
 
 
-def _prefill(cells, source, settings):
+def _prefill(cells, source, settings, report):
     """kvpress's protocol, as Evaluate's `protocol: "prefill"` runs it: the first cache_size tokens (the context)
     compressed once at this ratio by every method, the rest of the usable text scored after it."""
     import json
@@ -128,14 +131,14 @@ def _prefill(cells, source, settings):
     n = first["cache_size"]
     started = time.perf_counter()
     out = prefill_perplexity(loaded, ids, n, len(ids) - n, [c["policy"] for c in cells], ratio=first["ratio"],
-                             sinks=first["sinks"], window=first["window"])
+                             sinks=first["sinks"], window=first["window"], report=report)
     share = round((time.perf_counter() - started) / len(cells), 3)  # one compressing prefill for all methods
     rows = [{k: out[c["policy"]][k] for k in PREFILL_METRICS} | {"tokens": len(ids) - n, "seconds": share}
             for c in cells]
     return rows, _facts(loaded, n) | {"continuation_tokens": len(ids) - n}
 
 
-def _retrieval(cells, source, settings):
+def _retrieval(cells, source, settings, report):
     """One retrieval grid (backend/retrieval) for every policy of this cache size; per policy its accuracy
     and mean answer log-probability over the grid. `tokens` is the grid's mean context length."""
     import json
@@ -151,7 +154,7 @@ def _retrieval(cells, source, settings):
     grid = {"cache_size": first["cache_size"], "ratio": None, "sinks": first["sinks"], "window": first["window"],
             "chunk": r["chunk"], "seed": r["seed"], "chat_template": r["chat_template"],
             "access_threshold": s["access_threshold"]}
-    out = run_grid(loaded, r["task"], r["protocol"], policies, r["lengths"], r["depths"], grid)
+    out = run_grid(loaded, r["task"], r["protocol"], policies, r["lengths"], r["depths"], grid, None, report)
     by_policy = {x["policy"]: x for x in out["summary"]}
     rows = [{k: by_policy[p][k] for k in RETRIEVAL_METRICS} | {"seconds": round(out["seconds"] / len(policies), 3)}
             for p in policies]
@@ -210,7 +213,7 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
     return traces.from_attention(matrix, learned_sink_share(matrix) if sinks else None)
 
 
-def _simulate(cells, source, settings, user_policies=None):
+def _simulate(cells, source, settings, user_policies=None, report=lambda *a, **k: None):
     from ..eviction import parse, simulate
 
     trace, facts = _trace(cells, source, settings)
@@ -226,7 +229,7 @@ def _simulate(cells, source, settings, user_policies=None):
     p = parse(params)
     p.policies = [c["policy"] for c in cells]
     p.user_policies = {name: rule for name, rule in (user_policies or {}).items() if name in p.policies}
-    out = simulate(p, trace)
+    out = simulate(p, trace, report)
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = []
     for c in cells:

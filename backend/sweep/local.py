@@ -38,10 +38,15 @@ class LocalRunner:
         workers = self.workers or (1 if any(t.get("user_policies") for t in tasks) else 0)
         if workers == 0:
             init_worker(spec.models, spec.device, spec.precision, threads=None)  # this process keeps its threads
+
+            def check(*_, **__):  # each progress report of a cell: Cancel stops it there, not at the cell's end
+                if should_stop():
+                    raise Cancelled()
+
             for task in tasks:
                 if should_stop():
                     return
-                yield [dict(r, node=self.node) for r in run_task(task, settings)]
+                yield [dict(r, node=self.node) for r in run_task(task, settings, check)]
             return
         todo, done, stop = queue.SimpleQueue(), queue.SimpleQueue(), threading.Event()
         for task in tasks:

@@ -178,8 +178,10 @@ def _retrieval(value) -> dict:
     if not isinstance(depths, list) or not depths or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
                                                             for x in depths):
         raise UserError("bad_input", "retrieval.depths must be a list of numbers in 0..1.", "depths")
-    if any(not 0 <= x <= 1 for x in depths):
-        raise UserError("retrieval_depth_out_of_range", "retrieval.depths must lie in 0..1.", "depths")
+    outside = [x for x in depths if not 0 <= x <= 1]
+    if outside:
+        raise UserError("retrieval_depth_out_of_range", f"retrieval.depths must lie in 0..1; {outside[0]!r} does not.",
+                        "depths")
     if len(lengths) * len(depths) > MAX_CELLS:
         raise UserError("bad_input", f"retrieval grid: at most {MAX_CELLS} lengths × depths.", "lengths")
     return {"task": task, "protocol": choice(v, "protocol", PROTOCOLS, "streaming"),
@@ -200,11 +202,13 @@ def _ratios(value) -> list:
     if not isinstance(value, list) or not value or len(value) > MAX_SIZES or \
             not all(isinstance(r, (int, float)) and not isinstance(r, bool) for r in value):
         raise UserError("bad_input", f"ratios must be 1 to {MAX_SIZES} numbers like 0.25,0.5,0.75.", "ratios")
-    bad = [r for r in value if not 0 < r < 1]
+    used = {r: round(float(r), 6) for r in value}  # what the cells run: the range check is on these
+    bad = [r for r in value if not 0 < used[r] < 1]
     if bad:
-        raise UserError("ratio_out_of_range", f"ratio {bad[0]} is outside (0, 1): it is the fraction of the context "
-                        "removed (0.5 keeps half).", "ratios")
-    return sorted({round(float(r), 6) for r in value})
+        rounded = f" (rounded to 6 decimals, as cells run it: {used[bad[0]]:g})" if used[bad[0]] != bad[0] else ""
+        raise UserError("ratio_out_of_range", f"ratio {bad[0]!r}{rounded} is outside (0, 1): it is the fraction of "
+                        "the context removed (0.5 keeps half); give ratios from 0.000001 to 0.999999.", "ratios")
+    return sorted(set(used.values()))
 
 
 def _prefill_methods() -> tuple:
