@@ -101,7 +101,7 @@ class UserPolicy:
         from ..evaluate.deciders import KernelDecider
         from ..evaluate.remote_decider import RemoteDecider
         from ..workers import in_worker
-        from .rule_watch import step_limit, watching
+        from .rule_watch import current_step, step_limit, watching
 
         policy = self
 
@@ -111,6 +111,19 @@ class UserPolicy:
             def step(self, t, positions, weights):
                 with watching(policy, lambda: t, self.sims[0].settings, self.limit):
                     super().step(t, positions, weights)
+                for sim in self.sims:
+                    policy.check(sim)
+
+            def step_block(self, t0, positions, weights):
+                # A chunk is q steps of each unit in turn: the watch follows the step of the unit
+                # running now (the first one short of the chunk's last step), so a step, not the chunk, is timed.
+                last = t0 + weights.shape[1] - 1
+
+                def step_now():
+                    return next((s for s in map(current_step, self.sims) if s < last), last)
+
+                with watching(policy, step_now, self.sims[0].settings, self.limit):
+                    super().step_block(t0, positions, weights)
                 for sim in self.sims:
                     policy.check(sim)
 
