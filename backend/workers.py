@@ -15,8 +15,10 @@ Sweeps' local workers are Workers too (backend/sweep/local.py): one mechanism.
 In the child, fn reports with workers.report(payload) (→ on_progress(payload) here). A
 UserError raised by fn arrives as a UserError with its code, message and field; one
 sent by fail(..., stuck=True) (a stuck rule, from a watchdog thread while fn still runs)
-also kills the child, since fn will never answer. A child whose parent died exits.
+also kills the child, since fn will never answer. Any other exception arrives as WorkerDied
+with its one line ("Type: message"); its traceback goes to the log. A child whose parent died exits.
 """
+import logging
 import multiprocessing
 import os
 import threading
@@ -25,6 +27,7 @@ import traceback
 
 from .errors import Cancelled, UserError
 
+log = logging.getLogger("sinkvis")
 POLL_SECONDS = 0.05   # how often a waiting caller looks at Cancel (the issue asks for ≤ 1 s)
 _CONTEXT = multiprocessing.get_context("spawn")
 
@@ -84,7 +87,7 @@ def _serve(conn, parent: int, init, init_args) -> None:
     except UserError as exc:
         broken = ("error", exc.code, exc.message, exc.field, False)
     except BaseException as exc:  # noqa: BLE001 - every call will say so
-        broken = ("crash", f"{type(exc).__name__}: {exc}")
+        broken = ("crash", f"{type(exc).__name__}: {str(exc)[:500]}", traceback.format_exc(limit=8)[-3000:])
     while True:
         try:
             fn, args = conn.recv()
@@ -98,7 +101,7 @@ def _serve(conn, parent: int, init, init_args) -> None:
         except UserError as exc:
             out = ("error", exc.code, exc.message, exc.field, False)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            out = ("crash", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)[-1500:]}")
+            out = ("crash", f"{type(exc).__name__}: {str(exc)[:500]}", traceback.format_exc(limit=8)[-3000:])
         _send(out)
 
 
@@ -152,6 +155,8 @@ class Worker:
                     self.busy = bool(stuck)  # a stuck call never ends: the child is killed below
                     raise UserError(code, text, field)
                 self.busy = False
+                # the error's one line is the message; its traceback is for the log, not the UI
+                log.info("a worker call failed: %s\n%s", message[1], message[2])
                 raise WorkerDied(f"the worker failed: {message[1]}")
         except (EOFError, OSError) as exc:
             raise WorkerDied(f"the worker process ended ({exc})") from None

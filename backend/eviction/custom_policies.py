@@ -130,6 +130,7 @@ class UserPolicy:
         def make(units, n, cache_size, sinks, window, tau):
             if in_worker():
                 decider = RuleDecider(policy.simulation, units, n, cache_size, sinks, window, tau)
+                decider.sims[0].run(0, 0)  # Numba compiles the loop for this rule once per process: not a step to time
                 decider.limit = step_limit()
                 return decider
             return RemoteDecider(policy, units, n, cache_size, sinks, window, tau)
