@@ -398,8 +398,9 @@ class PolicyRegistry:
     def get(self, name: str) -> UserPolicy | None:
         return self.policies.get(name)
 
-    def snapshot(self) -> dict:
-        return dict(self.policies)
+    def snapshot(self, prefill: bool = False) -> dict:
+        """name → loaded file: the eviction rules, and with prefill=True the prefill files too (a sweep ships both)."""
+        return {**self.policies, **(self.prefill if prefill else {})}
 
     def listing(self) -> dict:
         return {"policies": [p.listing() for p in self.policies.values()], "errors": list(self.errors),
@@ -428,7 +429,8 @@ _shipped_lock = threading.Lock()
 def load_shipped(entries) -> dict:
     """Worker side of a sweep: the rule files that came with a task (their text, from the driver,
     which the user trusted), compiled once per process and offered to Evaluate here too.
-    Returns name → UserPolicy."""
+    Returns name → UserPolicy (or PrefillFile: a score file, offered to the prefill methods here)."""
+    from ..compress import user as prefill_user
     from ..evaluate.deciders import register_policy
 
     out = {}
@@ -437,7 +439,10 @@ def load_shipped(entries) -> dict:
             key = (entry["file"], hashlib.sha256(entry["source"].encode()).hexdigest())
             if key not in _shipped:
                 policy = load_source(entry["source"], entry["file"])
-                register_policy(policy.name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
+                if getattr(policy, "prefill", False):
+                    prefill_user.add(policy)
+                else:
+                    register_policy(policy.name, policy.evaluate_maker(), per_head=policy.on_attention is not None)
                 _shipped[key] = policy
             out[entry["name"]] = _shipped[key]
     return out
