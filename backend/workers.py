@@ -34,6 +34,7 @@ _CONTEXT = multiprocessing.get_context("spawn")
 # Child side: the pipe to the parent, once this process is a worker.
 _conn = None
 _contained = False  # a sweep's Ray actor: killed on Cancel (ray_runner.py), but no pipe of ours
+_contained_call = None  # the actor's running call_contained: (done event, answer box)
 _send_lock = threading.Lock()
 
 
@@ -43,8 +44,8 @@ def in_worker() -> bool:
 
 
 def can_fail_calls() -> bool:
-    """True inside a Worker, whose running call a watchdog can end with fail()."""
-    return _conn is not None
+    """True inside a Worker, or a Ray actor's call_contained, whose running call a watchdog can end with fail()."""
+    return _conn is not None or _contained_call is not None
 
 
 def mark_contained() -> None:
@@ -67,7 +68,37 @@ def report(payload) -> None:
 def fail(error: UserError, stuck: bool = False) -> None:
     """Answer the running call with an error from another thread (a watchdog); stuck: the call
     itself will never return, so the caller kills this process."""
+    call = _contained_call
+    if _conn is None and call is not None:  # a Ray actor: call_contained raises it; the driver kills the actor
+        call[1]["error"] = error
+        call[0].set()
+        return
     _send(("error", error.code, error.message, error.field, stuck))
+
+
+def call_contained(fn, *args):
+    """A Ray actor's call (ray_runner.py): fn runs on a thread, so that a watchdog's fail() can answer
+    for a user rule stuck in compiled code (the thread stays stuck until the driver kills the actor)."""
+    global _contained_call
+    done, box = threading.Event(), {}
+
+    def run():
+        try:
+            box["out"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the actor's own thread
+            box.setdefault("error", exc)
+        finally:
+            done.set()
+
+    _contained_call = (done, box)
+    try:
+        threading.Thread(target=run, name="sweep task", daemon=True).start()
+        done.wait()
+    finally:
+        _contained_call = None
+    if "error" in box:
+        raise box["error"]
+    return box["out"]
 
 
 def _watch_parent(parent: int) -> None:

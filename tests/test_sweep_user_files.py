@@ -36,6 +36,17 @@ def on_enter(t, run):
         raise ValueError("boom at step 20")
     return float(t)
 '''
+STUCK = '''NAME = "stuck_rule"
+PROTECT_FIRST = "sinks"
+PROTECT_RECENT = 0
+
+
+def on_enter(t, run):
+    s = 1.0
+    while t == 20 and s > 0.0:  # never ends (inf > 0), and Numba cannot prove it
+        s = s * 1.0000001 + 1.0
+    return float(t)
+'''
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +145,23 @@ def test_the_api_job_and_the_cli_show_the_named_error(api, tmp_path, monkeypatch
                  "--out", str(tmp_path / "cli.jsonl")])
     err = capsys.readouterr().err
     assert code != 0 and "ValueError: boom at step 20" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["local", "ray"])
+def test_a_rule_stuck_in_a_step_is_stopped_with_rule_timeout(where, request, tmp_path):
+    """The step watch (backend/eviction/rule_watch.py) in a local worker and, since issue #33, in a Ray actor."""
+    import time
+
+    from backend.errors import UserError
+    from backend.eviction.custom_policies import PolicyRegistry
+
+    (tmp_path / "stuck.py").write_text(STUCK)
+    registry = PolicyRegistry(tmp_path / "none", publish=False)
+    registry.trust_file(tmp_path / "stuck.py")
+    spec = parse_spec({"kind": "evaluate", "models": ["demo"], "texts": [{"name": "j", "text": TEXT}], "sinks": 4,
+                       "cache_sizes": [16], "max_tokens": 40, "policies": ["stuck_rule"]}, registry.snapshot())
+    started = time.monotonic()
+    with pytest.raises(UserError) as stopped:
+        run_sweep(spec, tmp_path / "x.jsonl", runner_for(where, request))
+    assert stopped.value.code == "rule_timeout" and "stuck_rule was stopped at step 20" in stopped.value.message
+    assert time.monotonic() - started < 120  # the default limit is 2 s a step: not a hang

@@ -34,10 +34,11 @@ def _actor_class(ray):
         def run(self, task, settings):
             from backend.errors import UserError as Refused
             from backend.sweep.cells import run_task
+            from backend.workers import call_contained
 
             node = ray.get_runtime_context().get_node_id()
-            try:
-                return [dict(r, node=node) for r in run_task(task, settings)]
+            try:  # on a thread: a rule stuck past its step limit ends the call with rule_timeout (rule_watch.py)
+                return [dict(r, node=node) for r in call_contained(run_task, task, settings)]
             except Refused as exc:  # bad settings are not worth a retry: hand the message back as data
                 return {"error": {"code": exc.code, "message": exc.message, "field": exc.field}}
             except Exception as exc:  # noqa: BLE001 - the task's own error (Ray retries dead actors, not these)
