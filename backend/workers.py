@@ -21,9 +21,11 @@ Sweeps' local workers are Workers too (backend/sweep/local.py): one mechanism.
 In the child, fn reports with workers.report(payload) (→ on_progress(payload) here). A
 UserError raised by fn arrives as a UserError with its code, message and field; one
 sent by fail(..., stuck=True) (a stuck rule, from a watchdog thread while fn still runs)
-also kills the child, since fn will never answer. A child whose parent died exits.
+also kills the child, since fn will never answer. Any other exception arrives as WorkerDied
+with its one line ("Type: message"); its traceback goes to the log. A child whose parent died exits.
 """
 import atexit
+import logging
 import multiprocessing
 import os
 import signal
@@ -39,12 +41,14 @@ from pathlib import Path
 
 from .errors import Cancelled, UserError
 
+log = logging.getLogger("sinkvis")
 POLL_SECONDS = 0.05   # how often a waiting caller looks at Cancel (the issue asks for ≤ 1 s)
 _CONTEXT = multiprocessing.get_context("spawn")
 
 # Child side: the pipe to the parent, once this process is a worker.
 _conn = None
 _contained = False  # a sweep's Ray actor: killed on Cancel (ray_runner.py), but no pipe of ours
+_contained_call = None  # the actor's running call_contained: (done event, answer box)
 _send_lock = threading.Lock()
 
 
@@ -54,8 +58,8 @@ def in_worker() -> bool:
 
 
 def can_fail_calls() -> bool:
-    """True inside a Worker, whose running call a watchdog can end with fail()."""
-    return _conn is not None
+    """True inside a Worker, or a Ray actor's call_contained, whose running call a watchdog can end with fail()."""
+    return _conn is not None or _contained_call is not None
 
 
 def mark_contained() -> None:
@@ -78,7 +82,37 @@ def report(payload) -> None:
 def fail(error: UserError, stuck: bool = False) -> None:
     """Answer the running call with an error from another thread (a watchdog); stuck: the call
     itself will never return, so the caller kills this process."""
+    call = _contained_call
+    if _conn is None and call is not None:  # a Ray actor: call_contained raises it; the driver kills the actor
+        call[1]["error"] = error
+        call[0].set()
+        return
     _send(("error", error.code, error.message, error.field, stuck))
+
+
+def call_contained(fn, *args):
+    """A Ray actor's call (ray_runner.py): fn runs on a thread, so that a watchdog's fail() can answer
+    for a user rule stuck in compiled code (the thread stays stuck until the driver kills the actor)."""
+    global _contained_call
+    done, box = threading.Event(), {}
+
+    def run():
+        try:
+            box["out"] = fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised below, in the actor's own thread
+            box.setdefault("error", exc)
+        finally:
+            done.set()
+
+    _contained_call = (done, box)
+    try:
+        threading.Thread(target=run, name="sweep task", daemon=True).start()
+        done.wait()
+    finally:
+        _contained_call = None
+    if "error" in box:
+        raise box["error"]
+    return box["out"]
 
 
 def _watch_parent(parent: int) -> None:
@@ -98,7 +132,7 @@ def _serve(conn, parent: int, init, init_args) -> None:
     except UserError as exc:
         broken = ("error", exc.code, exc.message, exc.field, False)
     except BaseException as exc:  # noqa: BLE001 - every call will say so
-        broken = ("crash", f"{type(exc).__name__}: {exc}")
+        broken = ("crash", f"{type(exc).__name__}: {str(exc)[:500]}", traceback.format_exc(limit=8)[-3000:])
     while True:
         try:
             fn, args = conn.recv()
@@ -112,7 +146,7 @@ def _serve(conn, parent: int, init, init_args) -> None:
         except UserError as exc:
             out = ("error", exc.code, exc.message, exc.field, False)
         except BaseException as exc:  # noqa: BLE001 - reported to the caller
-            out = ("crash", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)[-1500:]}")
+            out = ("crash", f"{type(exc).__name__}: {str(exc)[:500]}", traceback.format_exc(limit=8)[-3000:])
         _send(out)
 
 
@@ -254,6 +288,8 @@ class Worker:
                     self.busy = bool(stuck)  # a stuck call never ends: the child is killed below
                     raise UserError(code, text, field)
                 self.busy = False
+                # the error's one line is the message; its traceback is for the log, not the UI
+                log.info("a worker call failed: %s\n%s", message[1], message[2])
                 raise WorkerDied(f"the worker failed: {message[1]}")
         except (EOFError, OSError) as exc:
             raise WorkerDied(f"the worker process ended ({exc})") from None

@@ -11,6 +11,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 # Measured hardware (backend/profile/hardware.py) is cached here, not in the user's ~/.cache/sinkvis.
 os.environ.setdefault("SINKVIS_CACHE_DIR", tempfile.mkdtemp(prefix="sinkvis-cache-"))
+# Exports (save_export, sweep results) of a test that does not pick its own folder: never ~/SinkVis-exports.
+os.environ.setdefault("SINKVIS_EXPORT_DIR", tempfile.mkdtemp(prefix="sinkvis-exports-"))
 
 from backend.api import Api  # noqa: E402
 from backend.models.load import DEMO_MODEL_DIR  # noqa: E402

@@ -66,3 +66,21 @@ def test_no_arguments_is_fine_too():
     for method in PUBLIC:
         check_envelope(getattr(api, method)())
     api._state.jobs.cancel_all(wait=30)
+
+
+def test_exports_go_to_sinkvis_export_dir_and_default_to_the_home_folder(api, tmp_path):
+    """The tests' exports (an e2e CSV export included) land in conftest's temporary folder, never in
+    ~/SinkVis-exports; a user without the variable gets ~/SinkVis-exports."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    saved = api.save_export({"filename": "contract.csv", "content": "a,b\n1,2\n"})
+    assert saved["ok"], saved
+    assert Path(saved["path"]).parent == Path(os.environ["SINKVIS_EXPORT_DIR"]) != Path.home() / "SinkVis-exports"
+    env = {k: v for k, v in os.environ.items() if k != "SINKVIS_EXPORT_DIR"} | {"HOME": str(tmp_path)}
+    code = "import backend.api.app as a; print(a.EXPORT_DIR)"
+    default = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
+    assert default == str(tmp_path / "SinkVis-exports")

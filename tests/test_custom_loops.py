@@ -53,3 +53,36 @@ def test_the_rescoring_pass_vectorises(examples):
         [ir] = [ir for signature, ir in run_dynamic.inspect_llvm().items() if signature not in before]
         # the per-slot weight bg + extra (and the rule's own sums) as vector adds of doubles
         assert re.search(r"fadd (?:fast )?<\d+ x double>", ir), f"{name}: the rescoring pass is scalar"
+
+
+def test_a_rule_takes_rows_given_over_the_cached_keys_as_it_takes_the_trace(examples):
+    """Evaluate's and Retrieval's chunks hand a rule the rows over the cache's entries (Simulation.run_rows);
+    its steps are the ones run() takes on the dense trace (a sweep's Evaluate cell used to die here:
+    the rule's Simulation ran the built-ins' loop, which it has no policy code for)."""
+    import numpy as np
+
+    from kernels.eviction import ONE, model_trace
+
+    rng = np.random.default_rng(3)
+    n = 70
+    a = np.tril(rng.random((n, n)) ** 3)
+    trace = model_trace(a / a.sum(axis=1, keepdims=True))
+    for name in ("sliding_window_rule", "streaming_llm_rule", "h2o_rule", "lru_rule", "tova_rule", "h2o_decay"):
+        want = examples.get(name).simulation(trace, 16, 4, 8, TAU, record_evictions=True)
+        want.run(0, n)
+        for block in (1, 5):
+            sim = examples.get(name).simulation(trace, 16, 4, 8, TAU, record_evictions=True)
+            for t0 in range(0, n, block):
+                t1 = min(t0 + block, n)
+                rows = trace.weights[t0:t1, :t1]
+                earlier = np.nonzero((rows[:, :t0] > 0).any(axis=0))[0]
+                cols = np.concatenate([earlier, np.arange(t0, t1)])
+                given = rows[:, cols].copy()
+                q = t1 - t0
+                given[:, len(earlier):][np.triu(np.ones((q, q), bool), 1)] = ONE  # the future: never read
+                sim.run_rows(t0, given, cols)
+            assert sim.counters() == want.counters(), (name, block)
+            assert sim.kept().tolist() == want.kept().tolist(), (name, block)
+            assert sim.evicted_at.tolist() == want.evicted_at.tolist(), (name, block)
+            assert sim.timeline().tolist() == want.timeline().tolist(), (name, block)
+        assert want.counters()["evictions"] == n - 16

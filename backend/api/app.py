@@ -1,6 +1,7 @@
 """App-wide Api methods: what this machine offers, jobs (status, cancel), exports."""
 import base64
 import binascii
+import os
 import re
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from ..envelope import public
 from ..errors import UserError
 from ..validate import choice, params_dict, text
 
-EXPORT_DIR = Path.home() / "SinkVis-exports"
+# Exports and sweep results; $SINKVIS_EXPORT_DIR moves them (the tests keep theirs in a temporary folder).
+EXPORT_DIR = Path(os.environ.get("SINKVIS_EXPORT_DIR") or Path.home() / "SinkVis-exports").expanduser()
 _SAFE_NAME = re.compile(r"^[\w.\- ]{1,120}\.(png|json|csv|txt)$")
 
 

@@ -59,7 +59,7 @@ class SweepMethods:
             p["models"] = [loaded.source if loaded is not None else "demo"]
         from .policies import policy_registry
 
-        spec = parse_spec(p, policy_registry(self._state).snapshot())  # user rule files beside the built-ins
+        spec = parse_spec(p, policy_registry(self._state).snapshot(prefill=True))  # user rule and prefill files
         ray = _ray_address(p.get("ray"))
         workers = integer(p, "workers", None, lo=0, hi=64, allow_none=True)
 

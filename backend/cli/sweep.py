@@ -81,7 +81,7 @@ def run(args, api) -> int:
 
     load_policy_files(api, args)  # --policy-file: then usable by NAME in --policy, and sent to the workers
     try:
-        spec = parse_spec(spec_params(args), policy_registry(api._state).snapshot())
+        spec = parse_spec(spec_params(args), policy_registry(api._state).snapshot(prefill=True))
         runner = make_runner(args.ray, args.workers)
 
         def report(s):

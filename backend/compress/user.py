@@ -102,6 +102,10 @@ class PrefillFile:
     def protected(self, settings) -> int:
         return self.protect
 
+    def shipment(self) -> dict:
+        """What a sweep sends to its workers (local processes or Ray) so they can load this file."""
+        return {"name": self.name, "file": self.file, "source": self.source}
+
     def listing(self) -> dict:
         return {"name": self.name, "label": self.label, "description": self.description, "user": True,
                 "file": self.file, "prefill": True, "budget": self.budget, "protect": self.protect}
@@ -156,6 +160,11 @@ def _score_in_worker(shipment, layer, settings, limit):
 
 def user_methods() -> dict:
     return dict(_USER)
+
+
+def add(file: PrefillFile) -> None:
+    """One more prefill method: a sweep worker's shipped file (custom_policies.load_shipped)."""
+    _USER[file.name] = Method(file, file.budget, "(user file)")
 
 
 def publish(files: dict) -> None:

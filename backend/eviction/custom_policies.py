@@ -109,7 +109,7 @@ class UserPolicy:
         in a worker already (a sweep's), right here, watched for a stuck step."""
         from ..evaluate.deciders import KernelDecider
         from ..evaluate.remote_decider import RemoteDecider
-        from ..usercode.watch import step_limit, watching
+        from ..usercode.watch import current_step, step_limit, watching
         from ..workers import in_worker
 
         policy = self
@@ -123,9 +123,23 @@ class UserPolicy:
                 for sim in self.sims:
                     policy.check(sim)
 
+            def step_block(self, t0, positions, weights):
+                # A chunk is q steps of each unit in turn: the watch follows the step of the unit
+                # running now (the first one short of the chunk's last step), so a step, not the chunk, is timed.
+                last = t0 + weights.shape[1] - 1
+
+                def step_now():
+                    return next((s for s in map(current_step, self.sims) if s < last), last)
+
+                with watching(policy, step_now, self.sims[0].settings, self.limit):
+                    super().step_block(t0, positions, weights)
+                for sim in self.sims:
+                    policy.check(sim)
+
         def make(units, n, cache_size, sinks, window, tau):
             if in_worker():
                 decider = RuleDecider(policy.simulation, units, n, cache_size, sinks, window, tau)
+                decider.sims[0].run(0, 0)  # Numba compiles the loop for this rule once per process: not a step to time
                 decider.limit = step_limit()
                 return decider
             return RemoteDecider(policy, units, n, cache_size, sinks, window, tau)
@@ -388,8 +402,9 @@ class PolicyRegistry:
     def get(self, name: str) -> UserPolicy | None:
         return self.policies.get(name)
 
-    def snapshot(self) -> dict:
-        return dict(self.policies)
+    def snapshot(self, prefill: bool = False) -> dict:
+        """name → loaded file: the eviction rules, and with prefill=True the prefill files too (a sweep ships both)."""
+        return {**self.policies, **(self.prefill if prefill else {})}
 
     def listing(self) -> dict:
         return {"policies": [p.listing() for p in self.policies.values()], "errors": list(self.errors),
@@ -418,7 +433,8 @@ _shipped_lock = threading.Lock()
 def load_shipped(entries) -> dict:
     """Worker side of a sweep: the rule files that came with a task (their text, from the driver,
     which the user trusted), compiled once per process and offered to Evaluate here too.
-    Returns name → UserPolicy."""
+    Returns name → UserPolicy (or PrefillFile: a score file, offered to the prefill methods here)."""
+    from ..compress import user as prefill_user
     from ..evaluate.deciders import register_policy
 
     out = {}
@@ -427,7 +443,10 @@ def load_shipped(entries) -> dict:
             key = (entry["file"], hashlib.sha256(entry["source"].encode()).hexdigest())
             if key not in _shipped:
                 policy = load_source(entry["source"], entry["file"])
-                register_policy(policy.name, policy.evaluate_maker(), per_head=policy.rescores)
+                if getattr(policy, "prefill", False):
+                    prefill_user.add(policy)
+                else:
+                    register_policy(policy.name, policy.evaluate_maker(), per_head=policy.rescores)
                 _shipped[key] = policy
             out[entry["name"]] = _shipped[key]
     return out

@@ -4,6 +4,7 @@ to a runner (local or Ray), write each finished cell once, report progress.
 import time
 from datetime import datetime, timezone
 
+from ..errors import UserError
 from .grid import build_cells, group_tasks
 from .results import ResultsWriter, read_rows
 from .spec import QUEST, SweepSpec
@@ -85,6 +86,17 @@ def run_sweep(spec: SweepSpec, out, runner, report=lambda summary: None, should_
     summary.update(out=str(out), written=written, notes=p["notes"], runner=runner.where,
                    cancelled=bool(should_stop()) and summary["cells_done"] < summary["cells_todo"])
     return summary
+
+
+def task_failed(task: dict, detail: str) -> UserError:
+    """A task that raised (not a bad setting) in a worker or a Ray actor: the error the UI and CLI show,
+    naming the cells and the error's one line (its traceback is in the worker's log)."""
+    first = task["cells"][0]
+    size = f"ratio {first['ratio']}" if first.get("ratio") is not None else f"C = {first['cache_size']}"
+    policies = ", ".join(c["policy"] for c in task["cells"])
+    return UserError("sweep_task_failed", f"A sweep task ({first['kind']}, {first['model']}, {first['text']}, {size}; "
+                     f"{policies}) failed: {detail[:400]}. The cells finished before it are in the results file; "
+                     "rerun without the failing policy, or fix it, to resume.", "policies")
 
 
 def _key(raw: dict) -> str:

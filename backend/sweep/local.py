@@ -7,15 +7,18 @@ stops at once instead of at its end, and so does a user's rule that never return
 (issue #25: a sweep with a user rule always runs in workers, `workers: 0` included; a
 step stuck past the rule's step limit ends the sweep with rule_timeout).
 """
+import logging
 import os
 import queue
 import socket
 import threading
 
-from ..errors import Cancelled
-from ..workers import Worker
+from ..errors import Cancelled, UserError
+from ..workers import Worker, WorkerDied
 from .cells import init_worker, run_task
+from .driver import task_failed
 
+log = logging.getLogger("sinkvis")
 POLL_SECONDS = 0.05
 MAX_DEFAULT_WORKERS = 4  # each worker holds its own copy of every model of the sweep
 
@@ -46,7 +49,14 @@ class LocalRunner:
             for task in tasks:
                 if should_stop():
                     return
-                yield [dict(r, node=self.node) for r in run_task(task, settings, check)]
+                try:
+                    rows = run_task(task, settings, check)
+                except (UserError, Cancelled):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - as a worker's would be: named, the traceback logged
+                    log.info("sweep task failed", exc_info=True)
+                    raise task_failed(task, f"{type(exc).__name__}: {exc}") from None
+                yield [dict(r, node=self.node) for r in rows]
             return
         todo, done, stop = queue.SimpleQueue(), queue.SimpleQueue(), threading.Event()
         for task in tasks:
@@ -63,6 +73,8 @@ class LocalRunner:
                     done.put(("rows", worker.call(run_task, task, settings, should_stop=stop.is_set)))
             except Cancelled:
                 pass
+            except WorkerDied as exc:  # an exception in the task (not a bad setting): named, not a traceback
+                done.put(("error", task_failed(task, str(exc).removeprefix("the worker failed: "))))
             except BaseException as exc:  # noqa: BLE001 - the driver raises it
                 done.put(("error", exc))
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
+from .driver import task_failed
 
 ROOT = Path(__file__).resolve().parents[2]
 IN_FLIGHT = 2  # per actor: one running, one queued, so an actor never waits for the driver
@@ -33,12 +34,18 @@ def _actor_class(ray):
         def run(self, task, settings):
             from backend.errors import UserError as Refused
             from backend.sweep.cells import run_task
+            from backend.workers import call_contained
 
             node = ray.get_runtime_context().get_node_id()
-            try:
-                return [dict(r, node=node) for r in run_task(task, settings)]
+            try:  # on a thread: a rule stuck past its step limit ends the call with rule_timeout (rule_watch.py)
+                return [dict(r, node=node) for r in call_contained(run_task, task, settings)]
             except Refused as exc:  # bad settings are not worth a retry: hand the message back as data
                 return {"error": {"code": exc.code, "message": exc.message, "field": exc.field}}
+            except Exception as exc:  # noqa: BLE001 - the task's own error (Ray retries dead actors, not these)
+                import traceback
+
+                traceback.print_exc()  # the actor's log keeps the traceback; the driver shows the one line
+                return {"failed": f"{type(exc).__name__}: {str(exc)[:300]}"}
 
         def where(self):
             return {"node": ray.get_runtime_context().get_node_id(), "pid": os.getpid()}
@@ -134,6 +141,8 @@ class RayRunner:
                     except ray.exceptions.RayError as exc:
                         raise UserError("ray_failed", f"A sweep task failed on the cluster after {RETRIES} retries "
                                         f"({_last_line(exc)}); rerun to resume.", "ray") from None
+                    if isinstance(rows, dict) and "failed" in rows:
+                        raise task_failed(task, rows["failed"])
                     if isinstance(rows, dict):
                         raise UserError(**rows["error"])
                     feed()

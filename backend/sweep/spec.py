@@ -212,17 +212,19 @@ def _ratios(value) -> list:
 
 
 def _prefill_methods() -> tuple:
-    """The built-in prefill methods (backend/compress), Full Cache first. User prefill files are not sent to
-    workers, so a sweep runs the built-ins."""
+    """The built-in prefill methods (backend/compress), Full Cache first; the user's prefill files are added
+    from parse_spec's user_policies (their text travels to the workers, as a rule file's does)."""
     from ..compress.plan import METHODS
 
     return ("full",) + tuple(m for m in METHODS if m != "full")
 
 
 def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
-    """`user_policies`: the loaded user policies (name → custom_policies.UserPolicy), offered beside the built-ins."""
+    """`user_policies`: the loaded user files (name → custom_policies.UserPolicy, an eviction rule, or
+    compress.user.PrefillFile, a prefill method), offered beside the built-ins of the kinds they fit."""
     p = params_dict(params)
-    user = dict(user_policies or {})
+    rules = {n: u for n, u in (user_policies or {}).items() if not getattr(u, "prefill", False)}
+    scorers = {n: u for n, u in (user_policies or {}).items() if getattr(u, "prefill", False)}
     kind = choice(p, "kind", KINDS, "evaluate")
     models = _string_list(p.get("models", p.get("model", "demo")), "models", MAX_MODELS)
     if SYNTHETIC in models and (len(models) > 1 or kind != "simulate"):
@@ -232,12 +234,10 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
         raise UserError("bad_input", f"A {kind} sweep needs a model, not 'synthetic'.", "models")
     if kind == "prefill" and p.get("cache_sizes", "auto") not in (None, "auto"):
         raise UserError("bad_input", "A prefill sweep's x is ratios (the fraction removed), not cache_sizes.", "cache_sizes")
-    if retrieval is not None and retrieval["protocol"] == "prefill":
-        from ..retrieval.request import protocol_policies
-
-        allowed, user = tuple(protocol_policies("prefill")), {}  # the prefill methods (backend/compress)
-    elif kind == "prefill":
-        allowed, user = _prefill_methods(), {}
+    prefill_kind = kind == "prefill" or (retrieval is not None and retrieval["protocol"] == "prefill")
+    user, other = (scorers, rules) if prefill_kind else (rules, scorers)  # a file runs where its kind of method does
+    if prefill_kind:
+        allowed = _prefill_methods()  # backend/compress; retrieval's prefill protocol runs the same methods
     elif kind == "evaluate":
         allowed = EVALUATE_POLICIES + (QUEST,)
     elif kind == "retrieval":
@@ -253,6 +253,11 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     else:
         policies = _string_list(raw, "policies", 32)
         bad = [x for x in policies if x not in allowed]
+        if bad and bad[0] in other:
+            what = ("a prefill method (a score file): it runs in prefill sweeps and retrieval's prefill protocol"
+                    if bad[0] in scorers else "an eviction rule: it runs in simulate, evaluate and retrieval "
+                    "(streaming) sweeps")
+            raise UserError("bad_input", f"policy {bad[0]!r} is {what}, not in this {kind} sweep.", "policies")
         if bad:
             raise UserError("bad_input", f"policy {bad[0]!r} is not one of {', '.join(allowed)} for this sweep.", "policies")
         policies = [x for x in allowed if x in policies]  # one order everywhere

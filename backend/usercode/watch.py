@@ -1,10 +1,11 @@
 """User code stuck in one step is named and stopped: `rule_timeout`, `score_timeout` (issue #25).
 
-Inside a worker process (backend/workers.py) every run of a user rule is watched: one
+Inside a worker process (backend/workers.py), or a sweep's Ray actor (workers.call_contained),
+every run of a user rule is watched: one
 thread looks at the step each run is on every TICK_SECONDS; a step that takes longer
 than the limit fails the call with rule_timeout, naming the file, the function, the
 step and how long it had taken, and the caller kills the process (a compiled loop
-cannot be stopped any other way). The limit is rule_step_limit (Simulate and Evaluate
+cannot be stopped any other way; Ray's driver kills the actor). The limit is rule_step_limit (Simulate and Evaluate
 take it as a setting), else $SINKVIS_RULE_STEP_LIMIT, else DEFAULT_LIMIT seconds. A
 built-in policy's step takes microseconds (about a millisecond at C = 1,000,000), so the
 default is thousands of times what any fair rule needs.

@@ -49,7 +49,9 @@ class Simulation:
         Query t0 + i is read over cols[: len(cols) − q + 1 + i] (a model trace's row over those, zeros
         elsewhere, gives the same step). One call for a chunk of queries."""
         if len(block):
-            self._run(t0, t0 + len(block), np.ascontiguousarray(block, np.int64), np.ascontiguousarray(cols, np.int64))
+            # contiguous and writeable, as run()'s empty ones: a read-only view (np.broadcast_to) would be another
+            # type to Numba, compiled again on the first chunk (seconds for a user rule, inside its step watch)
+            self._run(t0, t0 + len(block), np.require(block, np.int64, "CW"), np.require(cols, np.int64, "CW"))
 
     def _run(self, t0, t1, block, cols) -> None:
         tr, st = self.trace, self.state

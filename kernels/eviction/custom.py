@@ -34,7 +34,7 @@ from numba import float64, int64, njit, typeof
 
 from . import Simulation
 from .accounting import account, admit, drop, timeline_point
-from .rows import row
+from .rows import given_row, row
 from .state import HEAP, HEAP_N, KEY, NCACHED, State, heap_pop, heap_push
 from .trace import ONE, Trace
 
@@ -69,14 +69,23 @@ def order_key(bits):
     return bits ^ ((bits >> 63) & NO_KEY)
 
 
+@njit(inline="always")
+def step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols):
+    """Row t: from `block` (rows given over the keys `cols`, Simulation.run_rows) when it has rows,
+    else the trace's own; the built-ins' loop (loop.run_steps) reads rows the same way."""
+    if block.shape[0] > 0:
+        return given_row(t - t0, block, cols, ridx, rval)
+    return row(kind, t, weights, sp, heavy, ridx, rval)
+
+
 @njit(nogil=True)
 def run_static(on_enter, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
                kind, weights, sp, loc, loccum, heavy, fixed, slots, slot_of, free, heap, ctr, flt, tl, stride,
-               evicted_at, ridx, rval, score, score_bits, fifo, order, fault):
+               evicted_at, ridx, rval, score, score_bits, fifo, order, fault, block, cols):
     span = loc.shape[0] - 1
     size = fifo.shape[0]
     for t in range(t0, t1):
-        cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
+        cnt, bg = step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols)
         account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
@@ -128,12 +137,12 @@ def fifo_to_heap(slots, heap, ctr, fifo, order):
 @njit(nogil=True)
 def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
                 kind, weights, sp, loc, loccum, heavy, fixed, slots, slot_of, free, ctr, flt, tl, stride,
-                evicted_at, ridx, rval, score, score_bits, kpos, extra, locf, fault):
+                evicted_at, ridx, rval, score, score_bits, kpos, extra, locf, fault, block, cols):
     span = loc.shape[0] - 1
     nloc = loc.shape[0]  # locf[nloc] = 0: the weight past the table
     nslots = kpos.shape[0]
     for t in range(t0, t1):
-        cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
+        cnt, bg = step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols)
         account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
@@ -218,7 +227,8 @@ class CustomSimulation(Simulation):
         self.loccum = trace.loccum
         self.steps_done = 0
 
-    def run(self, t0: int, t1: int) -> None:
+    def _run(self, t0: int, t1: int, block, cols) -> None:
+        """Simulation's one loop entry (run, run_rows): the rule's loops in place of the built-ins'."""
         tr, st = self.trace, self.state
         if self.fault[0]:
             return
@@ -226,11 +236,12 @@ class CustomSimulation(Simulation):
             run_static(self.on_enter, self.settings, t0, t1, tr.n, self.capacity, self.protect_first,
                        self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc, self.loccum, tr.heavy, tr.fixed,
                        st.slots, st.slot_of, st.free, st.heap, st.ctr, st.flt, st.tl, st.stride, st.evicted_at,
-                       self.ridx, self.rval, self.score, self.score.view(np.int64), self.fifo, self.order, self.fault)
+                       self.ridx, self.rval, self.score, self.score.view(np.int64), self.fifo, self.order, self.fault,
+                       block, cols)
         else:
             run_dynamic(self.on_enter, self.on_attention, self.settings, t0, t1, tr.n, self.capacity,
                         self.protect_first, self.protect_recent, self.tau, tr.kind, tr.weights, tr.sp, tr.loc,
                         self.loccum, tr.heavy, tr.fixed, st.slots, st.slot_of, st.free, st.ctr, st.flt, st.tl, st.stride,
                         st.evicted_at, self.ridx, self.rval, self.score, self.score.view(np.int64), self.kpos, self.extra,
-                        self.locf, self.fault)
+                        self.locf, self.fault, block, cols)
         self.steps_done = t1 if not self.fault[0] else int(self.fault[1])
