@@ -40,6 +40,7 @@ CACHE = 16  # Evaluate's budget C; the text is ~4× longer, so every evicting po
 RETRIEVAL_LENGTH = 96  # a pass-key context (tokens) that holds the needle and fits with its question in CONTEXT
 
 STREAMING_POLICIES = ["streaming_llm", "h2o", "tova"]
+SLIDING_ARCHITECTURES = {"mistral", "gemma2", "gemma3_text", "gpt_oss"}  # layers with a sliding window (SLIDING)
 PREFILL_METHODS = ["snapkv", "pyramidkv", "adakv_snapkv", "expected_attention", "adakv_expected_attention", "knorm",
                    "keydiff", "tova", "h2o", "observed_attention", "streaming_llm"]
 
@@ -342,10 +343,13 @@ def check_eval_full(api, ids, ref) -> str:
     return "✓"
 
 
-def check_eval_evicting(api, ids, positions: str) -> str:
+def check_eval_evicting(api, ids, positions: str, name: str) -> str:
     out = _job(api, api.evaluate({"text": TEXT, "max_tokens": len(ids), "policy": STREAMING_POLICIES,
                                   "cache_size": CACHE, "sinks": 2, "window": 4, "positions": positions}))
     by = _finite_policies(out["results"], ["full"] + STREAMING_POLICIES)
+    sliding = out["model"]["sliding_window_note"]
+    if (sliding is not None) != (name in SLIDING_ARCHITECTURES):
+        raise CellFailed(f"the result's sliding-window note is {sliding!r}")
     quiet = [p for p in STREAMING_POLICIES if by[p]["evictions"] == 0]
     if quiet:
         raise CellFailed(f"{quiet} evicted nothing")
@@ -460,8 +464,8 @@ def run(api, name: str, folder: Path) -> dict:
     cells["profile"] = _cell(lambda: check_profile(api, quest=False))
     cells["profile_quest"] = _cell(lambda: check_profile(api, quest=True))
     cells["eval_full"] = _cell(lambda: check_eval_full(api, ids, ref))
-    cells["eval_original"] = _cell(lambda: check_eval_evicting(api, ids, "original"))
-    cells["eval_in_cache"] = _cell(lambda: check_eval_evicting(api, ids, "in_cache"))
+    cells["eval_original"] = _cell(lambda: check_eval_evicting(api, ids, "original", name))
+    cells["eval_in_cache"] = _cell(lambda: check_eval_evicting(api, ids, "in_cache", name))
     cells.update(check_prefill(api, ids, ref))
     cells["quest"] = _cell(lambda: check_quest(api, ids))
     cells["retrieval_streaming"] = _cell(lambda: check_retrieval(api, "streaming", ref, loaded.tokenizer))

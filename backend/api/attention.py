@@ -11,6 +11,15 @@ from ..validate import choice, integer, number, params_dict, text
 MAX_MATRIX_TOKENS = 1024  # n×n floats cross the bridge once; beyond this the JSON gets heavy
 
 
+def model_facts(loaded) -> dict:
+    """What every result says of the model it came from (and what its attention layers do)."""
+    from ..attention.seam import sliding_note
+
+    return {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
+            "context_length": loaded.context_length, "layers": loaded.spec["layers"],
+            "kv_heads": loaded.spec["kv_heads"], "sliding_window_note": sliding_note(loaded.model)}
+
+
 def require_model(state):
     loaded = state.model
     if loaded is None:

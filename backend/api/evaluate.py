@@ -9,7 +9,7 @@ from ..evaluate.quest import PAGE as QUEST_PAGE
 from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
-from .attention import require_model
+from .attention import model_facts, require_model
 from .policies import policy_registry
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
@@ -194,8 +194,7 @@ class EvaluateMethods:
                 result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
                                   settings["access_threshold"], guarded, positions=settings["positions"],
                                   granularity=settings["granularity"], text_info=info)
-            result["model"] = {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
-                               "context_length": loaded.context_length}
+            result["model"] = model_facts(loaded)
             return result
 
         job = state.jobs.start("evaluate", work, exclusive=True)
@@ -222,8 +221,7 @@ class EvaluateMethods:
                                      sinks=settings["sinks"], window=settings["window"], report=guarded)
             return {"protocol": "prefill", "settings": settings, "text": info,
                     "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r} for m, r in out.items()],
-                    "model": {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
-                              "context_length": loaded.context_length}}
+                    "model": model_facts(loaded)}
 
         job = state.jobs.start("evaluate", work, exclusive=True)
         return {"job_id": job.id, "protocol": "prefill", "policies": methods, "settings": settings, "text": info}

@@ -1,7 +1,7 @@
 """Public Api methods for Retrieval: pass-key and needle grids under eviction (backend/retrieval)."""
 from ..envelope import public
 from ..validate import params_dict
-from .attention import require_model
+from .attention import model_facts, require_model
 from .policies import policy_registry
 
 # Measured (docs/retrieval.md): main.py retrieval --model demo --task pass_key|needle --lengths 96,144,192
@@ -47,9 +47,7 @@ class RetrievalMethods:
 
             result = run_grid(loaded, request["task"], request["protocol"], request["policies"], request["lengths"],
                               request["depths"], request["settings"], request["custom"], guarded)
-            result["model"] = {"source": loaded.source, "model_type": loaded.spec.get("model_type"),
-                               "context_length": loaded.context_length, "layers": loaded.spec["layers"],
-                               "kv_heads": loaded.spec["kv_heads"]}
+            result["model"] = model_facts(loaded)
             return result
 
         job = state.jobs.start("retrieval", work, exclusive=True)

@@ -108,6 +108,22 @@ def outside_interface_message(model, what: str) -> str:
             "(Llama, Qwen, Gemma, Mistral, gpt-oss, OLMo, Phi-3, Pythia, GPT-2, …).")
 
 
+def sliding_windows(model) -> list:
+    """Per attention layer its sliding window (tokens), or None for a full-attention layer."""
+    return [getattr(m, "sliding_window", None) or None for m in attention_layers(model)]
+
+
+def sliding_note(model) -> str | None:
+    """What an eviction budget means on a model with sliding-window layers (None: it has none)."""
+    windows = sliding_windows(model)
+    sliding = [w for w in windows if w]
+    if not sliding:
+        return None
+    return (f"{len(sliding)} of {len(windows)} layers attend within a sliding window of {max(sliding):,} tokens. A "
+            "policy keeps the same entries in every layer; a sliding layer reads only the kept entries within its "
+            "window of each query (by original position), so it never needs more than its window, whatever C is.")
+
+
 def installed(model) -> bool:
     return getattr(model.config, "_attn_implementation", None) == NAME
 

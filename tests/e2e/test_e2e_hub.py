@@ -1,4 +1,7 @@
 """The shell and the Model Hub in headless Chromium against the real Api (browser mode)."""
+import json
+import os
+
 import pytest
 
 from e2e_helpers import load_model_by_clicking
@@ -68,7 +71,8 @@ def test_exports_show_the_saved_path(loaded_page):
     with p.expect_download() as dl:
         p.click(".hub-attention >> text=Matrix JSON")
     assert dl.value.suggested_filename.startswith("attention-matrix-")
-    p.wait_for_function("() => document.getElementById('st-note').textContent.includes('SinkVis-exports')")
+    folder = os.environ["SINKVIS_EXPORT_DIR"]  # tests/conftest.py: a temporary folder, not ~/SinkVis-exports
+    p.wait_for_function(f"() => document.getElementById('st-note').textContent.includes({json.dumps(folder)})")
 
 
 def test_injected_markup_renders_as_text(loaded_page):

@@ -283,6 +283,8 @@ function render() {
     h("div", {}, h("b", {}, "Positions: "), last.position_scheme || "—"),
     h("div", {}, h("b", {}, "Eviction: "), last.eviction_mode || "—"),
     last.note ? h("div", { class: "warn" }, h("b", {}, "Stopped: "), last.note) : null,
+    last.model && last.model.sliding_window_note
+      ? h("div", {}, h("b", {}, "Sliding-window layers: "), last.model.sliding_window_note) : null,
     full && full.note ? h("div", { class: "warn" }, h("b", {}, "Full Cache: "), full.note) : null,
     rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
   ui.note.classList.remove("hidden");

@@ -282,7 +282,8 @@ function render() {
     + (last.chunk != null ? ` k=${last.chunk}` : ""), s.cache_size != null ? `C=${s.cache_size}` : null,
   s.ratio != null ? `ratio ${s.ratio}` : null, s.sinks != null ? `S=${s.sinks}` : null, s.window != null ? `W=${s.window}` : null,
   s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, `${fmt.secs(last.seconds)}`]
-    .filter(Boolean).join(" · ");
+    .filter(Boolean).join(" · ")
+    + (last.model && last.model.sliding_window_note ? `\n${last.model.sliding_window_note}` : "");
   ui.grids.setMode(ui.mode.value);
   ui.grids.set(last);
   fill(ui.tableBody, (last.summary || []).map((r) => {
