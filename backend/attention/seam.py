@@ -14,6 +14,7 @@ thread) runs the plain model and can never pick up this job's masks or captures.
 """
 import sys
 import threading
+import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -108,9 +109,27 @@ def outside_interface_message(model, what: str) -> str:
             "(Llama, Qwen, Gemma, Mistral, gpt-oss, OLMo, Phi-3, Pythia, GPT-2, …).")
 
 
+_windows = weakref.WeakKeyDictionary()  # model → per layer its sliding window, as its attention calls say
+
+
 def sliding_windows(model) -> list:
-    """Per attention layer its sliding window (tokens), or None for a full-attention layer."""
-    return [getattr(m, "sliding_window", None) or None for m in attention_layers(model)]
+    """Per attention layer the sliding window it passes to its attention function (tokens), or None for a
+    full-attention layer: read off one 2-token forward (models name it differently: Mistral passes its
+    config's, Gemma each layer's), once per model."""
+    if model not in _windows:
+        import torch
+
+        seen = {}
+
+        def tap(call):
+            seen[call.layer] = call.sliding_window or None
+            return call.eager()
+
+        device = next(model.parameters()).device
+        with torch.inference_mode(), tapped(tap):
+            model(input_ids=torch.zeros((1, 2), dtype=torch.long, device=device), use_cache=False, logits_to_keep=1)
+        _windows[model] = [seen.get(i) for i in range(len(attention_layers(model)))]
+    return _windows[model]
 
 
 def sliding_note(model) -> str | None:
