@@ -256,3 +256,36 @@ def test_progress_per_layer_and_cancel_stops_the_prefill(demo, text_ids):
     with pytest.raises(Cancelled):
         prefill_answers(demo, ctx, q, a, ["snapkv"], cache_size=20, report=cancel)
     assert getattr(seam._local, "tap", None) is None  # the prefill's tap is gone with the cancelled job
+
+
+def test_prerope_queries_are_the_projection_before_the_rotary(demo, text_ids):
+    """Expected Attention's pre-rotary queries: the captured queries rotated back by the layer's own rotary
+    equal q_proj's output (taken by a hook on q_proj), to float precision."""
+    import torch
+
+    from backend.attention.rotary import layer_rotaries
+    from backend.attention.seam import attention_layers, tapped
+    from backend.compress.layer import LayerInputs
+
+    module = attention_layers(demo.model)[1]
+    heads, d = demo.spec["heads"], demo.spec["head_dim"]
+    projected, got = {}, {}
+    handle = module.q_proj.register_forward_hook(lambda m, args, out: projected.update(q=out[0]))
+
+    def tap(call):
+        out, weights = call.eager()
+        if call.layer == 1:
+            view = LayerInputs(call, weights, layer_rotaries(demo.model)[1], 1, 3)
+            got["all"], got["tail"] = view.prerope_queries(), view.prerope_queries(40)
+            got["rotated"] = view.rotated_queries()
+        return out, weights
+
+    try:
+        with torch.inference_mode(), tapped(tap):
+            demo.model(input_ids=torch.tensor([text_ids[:120]]), use_cache=False)
+    finally:
+        handle.remove()
+    want = projected["q"].view(120, heads, d).transpose(0, 1).float()
+    torch.testing.assert_close(got["all"], want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got["tail"], want[:, 40:], atol=1e-5, rtol=1e-5)
+    assert (got["rotated"] - want).abs().max() > 1e-2  # the rotation was there to undo

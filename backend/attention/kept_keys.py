@@ -32,10 +32,15 @@ class KeptKeys:
         self.positions, self.start, self.valid = positions, int(start), valid
 
     @classmethod
-    def of_units(cls, positions: np.ndarray, start: int, kv_heads: int) -> "KeptKeys":
-        """From [B, layers·KV, k0] original positions (the eviction deciders' units)."""
+    def of_units(cls, positions: np.ndarray, start: int, kv_heads: int, model) -> "KeptKeys | None":
+        """From [B, layers·KV, k0] original positions (the eviction deciders' units); None when no layer of
+        the model has a sliding window (then the model's own mask is already exact: nothing to tap)."""
         import torch
 
+        from .seam import sliding_windows
+
+        if not any(sliding_windows(model)):
+            return None
         pos = torch.from_numpy(np.ascontiguousarray(positions))
         pos = pos.view(pos.shape[0], -1, kv_heads, pos.shape[-1])
         return cls([pos[:, layer] for layer in range(pos.shape[1])], start)
@@ -70,3 +75,10 @@ class KeptKeys:
         from .seam import tapped
 
         return tapped(self.tap)
+
+
+def attending(kept: "KeptKeys | None"):
+    """kept's tap for the forwards inside the block, or nothing when there is no kept set to apply."""
+    from contextlib import nullcontext
+
+    return nullcontext() if kept is None else kept.attending()

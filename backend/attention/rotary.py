@@ -29,9 +29,14 @@ class LayerRotary:
         return cos.float() / self.scale, sin.float() / self.scale
 
     def rotate(self, x, positions):
-        """x [..., n, d] each row rotated by its own offset positions [..., n] (broadcast over x's leading dims)."""
+        """x [..., n, d] each row rotated by its own offset positions [..., n] (broadcast over x's leading dims);
+        1-D positions [n]: the same offsets for every leading index (one cos/sin for all heads)."""
         import torch
 
+        if positions.dim() == 1 and x.dim() == 3 and positions.shape[0] == x.shape[1]:
+            cos, sin = self.cos_sin(positions, x)  # [1, n, d_rot]
+            moved, _ = self.apply(x[None].float(), x[None, :1].float(), cos, sin)
+            return moved[0].to(x.dtype)
         shape = x.shape
         offsets = positions.expand(shape[:-1]).reshape(-1)
         cos, sin = self.cos_sin(offsets, x)  # [1, M, d_rot]

@@ -38,8 +38,8 @@ class LayerInputs:
         q = self.rotated_queries(start)
         if self.rotary is None:
             return q
-        back = -torch.arange(start, self.n, device=q.device)  # R(−p)·R(p)·q = q
-        return self.rotary.rotate(q, back.expand(q.shape[:-1])).float()
+        back = -torch.arange(start, self.n, device=q.device)  # R(−p)·R(p)·q = q, the same p for every head
+        return self.rotary.rotate(q, back).float()
 
     def _rows(self, a: int, b: int):
         """[H, b − a, n]: queries a..b−1's attention over every key, by the model's own eager attention."""

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ..attention.kept_keys import KeptKeys
+from ..attention.kept_keys import KeptKeys, attending
 from ..attention.rotary import FixedPositions, layer_rotaries
 from ..errors import UserError
 from .cache import PolicyCaches
@@ -173,7 +173,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             if in_cache and rotaries is not None:
                 caches.move_keys(caches.in_cache_targets())
             q_pos = caches.length if in_cache else t
-            with torch.inference_mode(), KeptKeys.of_units(caches.pos, t, kv_heads).attending():
+            with torch.inference_mode(), attending(KeptKeys.of_units(caches.pos, t, kv_heads, loaded.model)):
                 out = loaded.model(input_ids=torch.full((len(evicting), 1), ids[t], device=loaded.device),
                                    position_ids=torch.full((len(evicting), 1), q_pos, device=loaded.device),
                                    past_key_values=caches.cache, use_cache=True, output_attentions=True)

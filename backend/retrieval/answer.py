@@ -8,18 +8,18 @@ context's original ones (the question starts at position len(context)).
 """
 import numpy as np
 
-from ..attention.kept_keys import KeptKeys
+from ..attention.kept_keys import KeptKeys, attending
 
 MAX_NEW_TOKENS = 10  # Landmark Attention's pass key answers are judged on ≤ 10 generated tokens
 
 
-def _forward(loaded, cache, tokens, start: int, kept: KeptKeys, attentions: bool = False):
+def _forward(loaded, cache, tokens, start: int, kept: KeptKeys | None, attentions: bool = False):
     """tokens at positions start, start + 1, … after the cache (kept: its entries' original positions)."""
     import torch
 
     batch = tokens.shape[0]
     positions = torch.arange(start, start + tokens.shape[1], device=loaded.device).expand(batch, -1)
-    with torch.inference_mode(), kept.attending():
+    with torch.inference_mode(), attending(kept):
         return loaded.model(input_ids=tokens.to(loaded.device), position_ids=positions, past_key_values=cache,
                             use_cache=True, output_attentions=attentions)
 
@@ -52,7 +52,7 @@ def answer(loaded, cache, batch: int, key_pos: np.ndarray, start: int, question_
 
     k = key_pos.shape[-1]
     q = torch.tensor([question_ids]).expand(batch, -1)
-    kept = KeptKeys.of_units(key_pos, start, loaded.spec["kv_heads"])  # what follows the context sits at start, …
+    kept = KeptKeys.of_units(key_pos, start, loaded.spec["kv_heads"], loaded.model)  # after the context: start, …
     out = _forward(loaded, cache, q, start, kept, attentions=True)
     share = needle_share(out.attentions, key_pos, needle_span, loaded.spec["kv_heads"])
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).cpu()

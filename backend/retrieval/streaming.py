@@ -10,7 +10,7 @@ same caches uncompressed (answer.py): the cache grows past C while they do.
 """
 import numpy as np
 
-from ..attention.kept_keys import KeptKeys
+from ..attention.kept_keys import KeptKeys, attending
 from ..evaluate.cache import PolicyCaches
 from ..evaluate.decide import PolicyDeciders
 from ..evaluate.full import FullPass, kv_head_rows
@@ -66,7 +66,7 @@ def _run(loaded, prompt, policies, evicting, full, deciders, C, chunk, report) -
 
         for a in range(C + 1, n, chunk):  # chunks of k tokens: prefill all, step every query, cut back to C
             b = min(a + chunk, n)
-            with torch.inference_mode(), KeptKeys.of_units(caches.pos, a, kv).attending():
+            with torch.inference_mode(), attending(KeptKeys.of_units(caches.pos, a, kv, loaded.model)):
                 out = loaded.model(input_ids=torch.tensor([ids[a:b]], device=loaded.device).expand(len(evicting), -1),
                                    position_ids=torch.arange(a, b, device=loaded.device).expand(len(evicting), -1),
                                    past_key_values=caches.cache, use_cache=True, output_attentions=True,
