@@ -69,23 +69,18 @@ def order_key(bits):
     return bits ^ ((bits >> 63) & NO_KEY)
 
 
-@njit(inline="always")
-def step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols):
-    """Row t: from `block` (rows given over the keys `cols`, Simulation.run_rows) when it has rows,
-    else the trace's own; the built-ins' loop (loop.run_steps) reads rows the same way."""
-    if block.shape[0] > 0:
-        return given_row(t - t0, block, cols, ridx, rval)
-    return row(kind, t, weights, sp, heavy, ridx, rval)
-
-
 @njit(nogil=True)
 def run_static(on_enter, run, t0, t1, n, capacity, protect_first, protect_recent, tau,
                kind, weights, sp, loc, loccum, heavy, fixed, slots, slot_of, free, heap, ctr, flt, tl, stride,
                evicted_at, ridx, rval, score, score_bits, fifo, order, fault, block, cols):
     span = loc.shape[0] - 1
     size = fifo.shape[0]
+    given = block.shape[0] > 0  # rows given over the cached keys (Simulation.run_rows), else the trace's
     for t in range(t0, t1):
-        cnt, bg = step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols)
+        if given:
+            cnt, bg = given_row(t - t0, block, cols, ridx, rval)
+        else:
+            cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
         account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
@@ -141,8 +136,12 @@ def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first,
     span = loc.shape[0] - 1
     nloc = loc.shape[0]  # locf[nloc] = 0: the weight past the table
     nslots = kpos.shape[0]
+    given = block.shape[0] > 0  # rows given over the cached keys (Simulation.run_rows), else the trace's
     for t in range(t0, t1):
-        cnt, bg = step_row(t, t0, kind, weights, sp, heavy, ridx, rval, block, cols)
+        if given:
+            cnt, bg = given_row(t - t0, block, cols, ridx, rval)
+        else:
+            cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
         account(t, cnt, bg, ridx, rval, loc, loccum, tau, slot_of, ctr, flt, fixed)
         s = admit(t, slots, slot_of, free, ctr)
         first = on_enter(t, run)
