@@ -289,3 +289,48 @@ def test_prerope_queries_are_the_projection_before_the_rotary(demo, text_ids):
     torch.testing.assert_close(got["all"], want, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(got["tail"], want[:, 40:], atol=1e-5, rtol=1e-5)
     assert (got["rotated"] - want).abs().max() > 1e-2  # the rotation was there to undo
+
+
+@pytest.mark.parametrize("ratio", [0.3, 0.5])
+def test_compressed_caches_score_as_the_full_cache_with_the_dropped_keys_masked(demo, text_ids, ratio):
+    """The continuation over each method's compacted cache (rows of different widths per layer: PyramidKV's
+    budgets, Ada-KV's heads, other methods' rows) equals a plain forward over the whole text in which every
+    query after the context is kept from the keys the method dropped (index = position there, nothing
+    compacted). Found by tools/kvpress_check.py: the model's mask, built for one layer's width, was cut
+    to another layer's."""
+    import torch
+
+    from backend.attention.seam import tapped
+    from backend.compress.plan import check, compress
+    from backend.compress.prefill import Settings
+
+    ids, c, m = text_ids[:250], 200, 50
+    methods = ["full", "pyramidkv", "snapkv", "adakv_snapkv", "knorm"]
+    got = prefill_perplexity(demo, ids, c, m, methods, ratio=ratio, sinks=4, window=32)
+    budget = check(demo, c, methods, None, ratio, 4, 32, m)
+    _, per_method = compress(demo, ids[:c], methods, budget, Settings(sinks=4, window=32))
+    layers = range(len(per_method["full"]["kept"]))
+    widths = [max(int((per_method[x]["kept"][i] >= 0).sum(-1).max()) for x in methods[1:]) for i in layers]
+    assert len(set(widths)) > 1  # the batch's compacted layers hold different counts
+    total = c + m - 1
+    for method in methods:
+        kept = per_method[method]["kept"]  # per layer [KV, k] positions, −1 pads
+
+        def tap(call, kept=kept):
+            heads, kv = call.query.shape[1], call.key.shape[1]
+            keep = torch.zeros(kv, total, dtype=torch.bool)
+            for h in range(kv):
+                row = kept[call.layer][h]
+                keep[h, row[row >= 0]] = True
+            keep[:, c:] = True  # the continuation is never compressed
+            i, j = torch.arange(total)[:, None], torch.arange(total)[None]
+            allowed = (j <= i) & ((i < c) | keep[:, None, :])  # [KV, T, T]: the context's own prefill is full
+            allowed = allowed.repeat_interleave(heads // kv, dim=0)[None]
+            mask = torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
+            return call.eager(mask=mask)
+
+        with torch.inference_mode(), tapped(tap):
+            logits = demo.model(input_ids=torch.tensor([ids[:total]]), use_cache=False).logits[0]
+        lp = torch.log_softmax(logits[c - 1:].double(), dim=-1)
+        nll = -lp.gather(1, torch.tensor(ids[c:c + m])[:, None])[:, 0]
+        assert got[method]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5), method

@@ -14,16 +14,27 @@ import numpy as np
 
 def key_mask(call, allowed):
     """The call's additive mask with the keys not `allowed` masked too: allowed [B, KV, K] or
-    [B, KV, q, K] bool → an additive mask [B, H, q or 1, K] in the query's dtype."""
+    [B, KV, q, K] bool → an additive mask [B, H, q, K] in the query's dtype.
+
+    transformers builds one mask per forward from one layer's cache length; a compressed cache's
+    layers hold different counts (PyramidKV's budgets, Ada-KV's heads, rows of other methods), so
+    where the model's mask does not have this layer's width the causal part is made here, by index:
+    the forward's q queries are the last q entries."""
     import torch
 
+    k_len, q = call.key.shape[2], call.query.shape[2]
     if allowed.dim() == 3:
         allowed = allowed[:, :, None]
+    model_mask = call.mask if call.mask is not None and call.mask.shape[-1] == k_len else None
+    if model_mask is None and q > 1:
+        i = torch.arange(q, device=allowed.device)[:, None]
+        causal = torch.arange(k_len, device=allowed.device)[None] <= k_len - q + i  # [q, K]
+        allowed = allowed & causal
     heads = call.query.shape[1]
     low = torch.finfo(call.query.dtype).min
     extra = torch.zeros(allowed.shape, dtype=call.query.dtype, device=allowed.device).masked_fill(~allowed, low)
     extra = extra.repeat_interleave(heads // allowed.shape[1], dim=1)
-    return extra if call.mask is None else torch.minimum(call.mask[..., : allowed.shape[-1]], extra)
+    return extra if model_mask is None else torch.minimum(model_mask, extra)
 
 
 class KeptKeys:
