@@ -236,6 +236,21 @@ def test_scenario_llama_3_1_8b_sizes_and_hbm_exhaustion(api):
     assert "default synthetic shape" in s["shape_source"]  # no model loaded: said so
 
 
+def test_scenario_says_quests_fetch_rule_is_not_replayed(api):
+    """The replay is a synthetic trace: no keys or queries to rank Quest's pages by. The result says so
+    (issue 33, item 11) instead of silently fetching by attention mass."""
+    results = {}
+    for rule in ("attention", "quest_bound"):
+        started = api.profile_scenario({"model": "Llama-3.1-8B", "context": 16_384, "gpu": "H100", "policy": "topk",
+                                        "k": 4, "window": 4, "fetch_rule": rule})
+        assert started["ok"], started
+        results[rule] = wait_job(api, started["job_id"], timeout=120)["result"]
+    assert "note" not in results["attention"]
+    assert "not Quest's page choice" in results["quest_bound"]["note"]
+    same = [{k: v for k, v in results[r]["replay"].items() if k != "seconds"} for r in ("quest_bound", "attention")]
+    assert same[0] == same[1]  # what ran is the attention rule
+
+
 def test_scenario_at_a_million_tokens_spills_and_says_where(demo_api):
     """The demo model's measured attention shape replayed at 1M tokens of Llama-3.1-8B on an L4."""
     started = demo_api.profile_scenario({"model": "Llama-3.1-8B", "context": 1_000_000, "gpu": "L4", "policy": "lru"})

@@ -125,7 +125,13 @@ class ProfileMethods:
             result, _ = service.run(replay, lambda f, stage: progress(0.05 + 0.95 * f, stage))
             for tier, note in zip(result["summary"]["tiers"], scenario.tier_notes(plan)):
                 tier["note"] = note
-            return {"scenario": plan, "replay": result["summary"], "timeline": result["timeline"]}
+            out = {"scenario": plan, "replay": result["summary"], "timeline": result["timeline"]}
+            if p.get("policy") == "topk" and p.get("fetch_rule") == "quest_bound":
+                # Quest's pages come from the model's own keys and queries at this length; the replay has none
+                out["note"] = ("The scenario replays a synthetic trace shaped like the model's attention, with no keys "
+                               "or queries to rank pages by, so its top-k fetch uses the attention rule, not Quest's "
+                               "page choice; run the profile itself on a model trace for Quest's.")
+            return out
 
         job = state.jobs.start("profile", work, exclusive=True)
         return {"job_id": job.id}

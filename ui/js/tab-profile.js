@@ -418,6 +418,7 @@ async function runScenario() {
     ["bytes moved", `${fmt.bytes(r.bytes_moved)} (${r.moved_over_kv.toFixed(2)}× the KV)`],
     ["read / step (mean)", `${fmt.secs(r.read_seconds_per_step)} vs ${fmt.secs(r.read_seconds_all_hbm)} all in HBM`],
     ["trace shape", s.shape_source],
+    ...(res.result.note ? [["fetch rule", res.result.note]] : []),
   ];
   fill(ui.scOut, h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))])));
 }
