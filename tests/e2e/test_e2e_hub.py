@@ -49,6 +49,7 @@ def test_load_by_clicking_and_quick_attention(page, served, model_dir):
     api, _ = served
     load_model_by_clicking(page, model_dir, api)
     assert page.locator(".loaded-model dd").count() > 8  # the spec table is filled
+    assert "Type a text" in page.locator(".hub-attention .empty-viz").inner_text()  # no "Load a model" once loaded
     text = "The quick brown fox jumps over the lazy dog."
     page.fill(".hub-attention textarea", text)
     page.press(".hub-attention textarea", "Enter")  # Enter submits

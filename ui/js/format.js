@@ -20,6 +20,8 @@ export function count(n) {
   return String(Math.round(n));
 }
 
+/** "1 sink", "3 sinks": n and the word, plural unless n is 1. */
+export function plural(n, word, many = word + "s") { return `${int(n)} ${n === 1 ? word : many}`; }
 export function int(n) { return n == null || !isFinite(n) ? "—" : Math.round(n).toLocaleString("en-US"); }
 export function pct(x, digits = 1) { return x == null || !isFinite(x) ? "—" : (x * 100).toFixed(digits) + "%"; }
 export function fixed(x, digits = 3) { return x == null || !isFinite(x) ? "—" : Number(x).toFixed(digits); }

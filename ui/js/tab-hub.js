@@ -33,6 +33,8 @@ export function init(panel) {
   on("model", renderLoaded);
   on("model", (model) => {
     if (lastAttention && model && model.source !== attentionModel) markAttentionStale("from the previous model");
+    ui.heatmap.empty.textContent = model ? "Type a text and press Get Attention to draw the heatmap."
+      : "Load a model, then Get Attention to draw the heatmap.";
   });
 }
 

@@ -266,7 +266,7 @@ async function step(n) {
     massHistory.push({ step: last.position, mass: res.sink_mass_by_layer });
     renderMassChart();
     ui.info.textContent = `token ${last.position + 1}${ui.total ? " / " + ui.total : ""} · ${JSON.stringify(last.token)}${last.generated ? " (generated)" : ""}`
-      + ` · step ${fmt.secs(last.step_seconds)} · ${res.sinks.length} sinks · ${res.heavy_hitters.length} heavy hitters${ui.cutNote || ""}`;
+      + ` · step ${fmt.secs(last.step_seconds)} · ${fmt.plural(res.sinks.length, "sink")} · ${fmt.plural(res.heavy_hitters.length, "heavy hitter")}${ui.cutNote || ""}`;
   }
   if (++stepsSinceState >= 8) { stepsSinceState = 0; await refreshState(); }
   if (res.done) {
