@@ -70,12 +70,13 @@ def test_every_block_runs_or_says_why_not():
     assert len(runnable) >= 2 and any(b[3] == "saved as" for b in ALL)
 
 
-NOT_RUN = [b for b in ALL if b[3] == "not run"]
-
-
-@pytest.mark.parametrize("block", NOT_RUN, ids=lambda b: f"{b[0].relative_to(ROOT)}:{b[1]}")
-def test_blocks_not_run_are_reported_with_their_reason(block):
-    pytest.skip(f"{block[0].relative_to(ROOT)}:{block[1]} not run: {block[4]}")  # listed by `pytest -ra`, never silent
+def test_blocks_not_run_point_at_tests_that_exist():
+    """A block not run here says why, and the tests it names as covering it are real files."""
+    not_run = [b for b in ALL if b[3] == "not run"]
+    assert not_run
+    for path, line, lang, kind, text, code in not_run:
+        for named in re.findall(r"tests/[\w/]+\.py", text):
+            assert (ROOT / named).is_file(), f"{path.relative_to(ROOT)}:{line} names {named}, which does not exist"
 
 
 def test_the_policy_file_block_is_the_shipped_example():
