@@ -1,7 +1,7 @@
 """The README's and docs/'s examples run (issue 33): every ```sh/```bash/```python block in README.md and
 docs/*.md either runs here or says why not in an HTML comment on the line before it:
 
-    <!-- not run: reason -->       the block is not run (the reason is required and reported)
+    <!-- not run: reason -->       the block is not run (the reason is required; tests it names must exist)
     <!-- saved as: NAME -->        the block is a file (a policy file), written as NAME into the run's folder
 
 Every other block is run, line by line (`\\` continues a line), each line a `main.py` command run in this
