@@ -13,8 +13,9 @@ from backend.cli import SUBCOMMANDS
 from backend.cli.profile import BLOCK_ARRAYS
 
 TEXT = "The quick brown fox jumps over the lazy dog. Sinks hold attention."
+# Wall-clock fields: two runs differ in them (a sweep row's `finished` is a timestamp to the second).
 TIMING = {"seconds", "step_seconds", "tokens_per_second", "seconds_per_batched_step", "cells_per_minute",
-          "seconds_left", "elapsed", "task_seconds", "done_at", "written_at"}
+          "seconds_left", "elapsed", "task_seconds", "done_at", "written_at", "finished"}
 
 
 def scrub(obj, vary=frozenset()):
