@@ -34,7 +34,7 @@ def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):
     assert f"{policy_dir / 'broken.py'}:2 syntax_error" in error
     assert "runs its code" in box.inner_text()
     # Evaluate and the Sweep section offer it too.
-    assert p.locator("#tab-eviction .sweep-policies input[value='h2o_decay']").is_checked()
+    assert p.locator("#tab-sweep .sweep-policies input[value='h2o_decay']").is_checked()
     p.wait_for_function("() => [...document.querySelectorAll('#tab-eviction option')].some(o => o.value === 'h2o_decay' "
                         "&& o.textContent.includes('Full Cache'))")  # Evaluate's policy list
     retrieval = p.locator("#tab-retrieval .retrieval-policies label:has(input[value='h2o_decay'])")  # and Retrieval

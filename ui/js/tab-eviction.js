@@ -2,13 +2,14 @@
 // budget (definitions in DESIGN.md; the backend computes every metric, we only show
 // them). Synthetic traces need no model; the model-trace settings are covered by the
 // "Model required" overlay until a model is loaded. Below them, the Evaluate section
-// (tab-evaluate.js): perplexity of the loaded model with each policy's cache applied.
+// (tab-evaluate.js): perplexity of the loaded model with each policy's cache applied. A row
+// at the top names both sections and jumps to them; Sweeps have their own tab (tab-sweep.js).
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on, emit } from "./state.js";
-import { requireModel, onShown } from "./tabs.js";
+import { requireModel, onShown, showTab } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
@@ -78,9 +79,25 @@ const KEPT_FIELDS = {
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("eviction-layout");
-  panel.append(settingsCard(), resultsCard(), evaluateView.mount());
+  const evaluateSection = evaluateView.mount();
+  panel.append(sectionNav(evaluateSection), settingsCard(), resultsCard(), evaluateSection);
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
   on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
+}
+
+// Simulation and Evaluate answer different questions on one tab (they share the policies, the
+// user's rule files and the budget vocabulary): this row says so and jumps to Evaluate, which
+// sits below the fold; the prefill heatmap ("Keys kept by") dims the simulated trace, so it stays
+// with the Simulation results.
+function sectionNav(evaluateSection) {
+  const jump = (target) => () => target.scrollIntoView({ behavior: "smooth", block: "start" });
+  return h("nav", { class: "section-nav" },
+    h("button", { class: "btn small", onclick: jump(ui.panel) }, "Simulation"),
+    h("span", { class: "hint" }, "hit rate and recall of each policy on a trace (synthetic, or the model's attention) · heatmap of the keys kept"),
+    h("button", { class: "btn small", onclick: jump(evaluateSection) }, "Evaluate ↓"),
+    h("span", { class: "hint" }, "perplexity on the model's real KV cache"),
+    h("span", { class: "spacer" }),
+    h("button", { class: "btn small", onclick: () => showTab("sweep") }, "Sweeps →"));
 }
 
 export async function start() {

@@ -246,6 +246,8 @@ function modelCard() {
     h("span", { class: "hint" }, "Quick actions:"),
     h("button", { class: "btn small", onclick: () => showTab("stream") }, "Live Stream →"),
     h("button", { class: "btn small", onclick: () => showTab("eviction") }, "Eviction Sim →"),
+    h("button", { class: "btn small", onclick: () => showTab("retrieval") }, "Retrieval →"),
+    h("button", { class: "btn small", onclick: () => showTab("sweep") }, "Sweeps →"),
     h("button", { class: "btn small", onclick: () => showTab("profile") }, "Cache Profile →"));
 
   return h("div", { class: "card hub-model" },

@@ -1,9 +1,9 @@
-// Sweep (a section at the foot of the Eviction Sim tab): every policy × cache sizes × texts ×
+// Sweeps (their own tab): every policy × cache sizes × texts ×
 // models, each cell one Simulate or Evaluate run, on this machine or an existing Ray cluster.
 // The chart is the frontier people expect: x = KV memory (bytes = the model's KV bytes per
 // token × C) or the compression ratio, y = perplexity / KL / hit rate / recall, a line per
-// policy. The backend computes every number (backend/sweep); we only draw them. It mounts
-// itself after the tab's own content (index.html loads it after main.js).
+// policy. The backend computes every number (backend/sweep); we only draw them. main.js mounts
+// it into the Sweeps tab.
 import { call } from "./bridge.js";
 import { h, fill, field, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
@@ -45,7 +45,7 @@ export function mount() {
     h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
   on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
   on("policies", showUserPolicies);
-  onShown("eviction", () => ui.chart.resize());
+  onShown("sweep", () => ui.chart.resize());
   return ui.section;
 }
 
@@ -422,8 +422,9 @@ function exportJSON() {
 // For tests and the devtools console.
 export const debug = { get rows() { return rows; }, get lastJobId() { return lastJobId; }, ui };
 
-const panel = document.getElementById("tab-eviction");
-if (panel) {
+/** Build the Sweeps tab in `panel` (main.js). */
+export function init(panel) {
+  panel.classList.add("sweep-layout");
   panel.append(mount());
   listFiles();
   window.sinkvisSweep = debug;
