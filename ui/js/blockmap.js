@@ -20,11 +20,11 @@ function statusCode(s) {
 }
 
 export class BlockMap {
-  constructor(container, { maxHeight = 420 } = {}) {
+  constructor(container, { maxHeight = 420, empty = "Run a profile to place the KV blocks." } = {}) {
     this.maxHeight = maxHeight;
     this.canvas = h("canvas", { class: "blockmap" });
     this.tip = h("div", { class: "tooltip hidden" });
-    this.empty = h("div", { class: "empty-viz" }, "Refresh to place the KV blocks.");
+    this.empty = h("div", { class: "empty-viz" }, empty);
     this.root = h("div", { class: "viz blockmap-viz" }, this.canvas, this.tip, this.empty);
     container.appendChild(this.root);
     this.n = 0;
