@@ -65,3 +65,50 @@ def test_stream_header_grid_tooltip_scale_and_steady_buttons(loaded_page, served
     p.evaluate("() => window.sinkvis.stream.sinkGrid().set(window.sinkvis.stream.sinkGrid().values)")  # new values
     tip.wait_for(state="hidden")  # the card described the old ones: it does not stay behind
     p.click("#tab-stream button[data-action=reset]")
+
+
+def test_hub_local_load_skips_downloading_and_explains_the_memory_need(fresh_page):
+    """A local model downloads nothing: its Downloading stage is struck through, not green (done).
+    The memory need says why it is more than the weights: × 1.2."""
+    import re
+    from backend.models.bundled import CACHE_DIR as SMOLLM2_DIR
+
+    p = fresh_page
+    p.wait_for_selector(".hub-local li.selected[data-source='demo']")
+    p.click("text=Load model")
+    p.wait_for_selector("#model-badge.loaded", timeout=120_000)
+    download = p.locator(".hub-model .stages span[data-stage='Downloading']")
+    assert download.get_attribute("class") == "skipped"
+    assert p.locator(".hub-model .stages span[data-stage='Loading weights']").get_attribute("class") == "done"
+    assert "Nothing to download" in download.get_attribute("title")
+
+    if not any(SMOLLM2_DIR.glob("*.gguf")):
+        pytest.skip(f"no SmolLM2 GGUF in {SMOLLM2_DIR} (tools/fetch_smollm2.py)")
+    p.click(".hub-local li:has(.tag.gguf)")
+    need = p.locator("#tab-hub .memory-need")
+    need.wait_for(state="visible", timeout=30_000)
+    m = re.search(r"needs ([\d.]+) MiB \(([\d.]+) MiB of weights at 4 B/parameter × 1\.2 for", need.inner_text())
+    assert m, need.inner_text()
+    assert float(m.group(1)) == pytest.approx(float(m.group(2)) * 1.2, abs=0.1)
+
+
+def test_trust_remote_code_is_a_question_not_an_error(fresh_page, tmp_path):
+    import json
+
+    folder = tmp_path / "own-code"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+                                                    "auto_map": {"AutoConfig": "configuration_x.XConfig"}}))
+    (folder / "model.safetensors").write_bytes(b"")  # never read: the question comes first
+    p = fresh_page
+    p.fill(".hub-local input.mono", str(folder))
+    p.click(".hub-local >> text=Use folder")
+    p.wait_for_selector(".hub-local li.selected[data-source='folder']")
+    p.click("text=Load model")
+    detail = p.locator("#tab-hub .load-detail.question")
+    detail.wait_for(state="visible", timeout=60_000)
+    assert "Trust remote code" in detail.inner_text() and detail.locator("text=Trust remote code and load").is_visible()
+    assert p.locator("#st-error").inner_text() == ""  # not a red error in the status bar …
+    note = p.locator("#st-note")
+    assert "question" in note.get_attribute("class") and note.inner_text().startswith("? ")  # … a question
+    assert p.locator("#tab-hub .invalid").count() == 0
