@@ -364,18 +364,20 @@ function policyLabel(name) { const p = policies.find((q) => q.name === name); re
 
 function renderResults() {
   const rows = last.results;
+  // The best of a column as it is shown: every row that reads the same ("0.000 s") gets the star,
+  // not the one whose unshown digits happened to be smaller.
   const best = {};
-  for (const [key, , , dir] of COLUMNS) {
+  for (const [key, , f, dir] of COLUMNS) {
     if (!dir || rows.length < 2) continue;
     const vals = rows.map((r) => numeric(r[key])).filter((v) => v != null);
-    if (vals.length) best[key] = dir === "max" ? Math.max(...vals) : Math.min(...vals);
+    if (vals.length) best[key] = f(dir === "max" ? Math.max(...vals) : Math.min(...vals));
   }
   fill(ui.tableBody, rows.map((r) => {
     const tr = h("tr", { class: r.policy === selectedPolicy ? "selected" : "", onclick: () => selectPolicy(r.policy) },
       h("td", { title: r.policy }, policyLabel(r.policy)),
       COLUMNS.map(([key, , f]) => {
         const v = numeric(r[key]);
-        return h("td", { class: best[key] != null && v != null && Math.abs(v - best[key]) < 1e-12 ? "best" : "" }, f(r[key]));
+        return h("td", { class: best[key] != null && v != null && f(v) === best[key] ? "best" : "", dataset: { key } }, f(r[key]));
       }));
     tr.dataset.policy = r.policy;
     return tr;
