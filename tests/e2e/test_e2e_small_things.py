@@ -134,3 +134,60 @@ def test_every_row_that_reads_best_gets_the_star(page):
         assert all(s for text, s in columns[key] if text in starred), (key, columns[key])  # … starred wherever it is shown
     zeros = [s for text, s in columns["seconds"] if text == "0.000"]
     assert len(zeros) >= 2, columns["seconds"]  # the case the issue saw
+
+
+def _labelled_x_ticks(p):
+    """The frontier's labelled x ticks: value, label, left and right edge in pixels."""
+    return p.evaluate("""() => { const c = window.sinkvisSweep.ui.chart, x = c.scales.x, ctx = c.ctx;
+        ctx.save(); ctx.font = Chart.helpers.toFont(x.options.ticks.font).string;
+        const out = x.ticks.filter(t => t.label).map(t => { const px = x.getPixelForValue(t.value), w = ctx.measureText(t.label).width;
+            return [t.value, t.label, px - w / 2, px + w / 2]; });
+        ctx.restore(); return out; }""")
+
+
+def test_sweep_table_fits_ticks_do_not_overlap_and_a_file_brings_its_settings(page, tmp_path, monkeypatch):
+    import math
+
+    import backend.api.app as app_module
+
+    monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
+    p = page
+    p.tab("sweep")
+    for name, value in {"models": "synthetic", "workers": "0", "out": "older.jsonl", "cache_sizes": "16,64,256,1024,4096",
+                        "sinks": "2", "window": "8"}.items():
+        p.fill(f"#tab-sweep [data-field='sweep.{name}']", value)
+    p.select_option("#tab-sweep [data-field='sweep.kind']", "simulate")
+    for policy in ("lru", "tova"):
+        p.uncheck(f"#tab-sweep .sweep-policies input[value='{policy}']")
+    p.click("#tab-sweep >> text=Run Sweep")
+    p.wait_for_function("() => window.sinkvisSweep.lastJobId !== null", timeout=300_000)
+    assert p.locator("#tab-sweep .sweep-table tbody tr").count() == 1 + 3 * 5  # Full once; three policies × five sizes
+
+    # The cells table is whole at 1,500 px: no column cut off behind a scroll bar.
+    wrap = p.evaluate("() => { const w = document.querySelector('#tab-sweep .sweep-table-wrap'); return [w.scrollWidth, w.clientWidth]; }")
+    assert wrap[0] <= wrap[1], wrap
+
+    # Frontier ticks: powers of two, labels apart (x = KV tokens here: a synthetic trace has no bytes).
+    for axis in ("kv_tokens", "kv_bytes"):
+        p.select_option("#tab-sweep .sweep-results select >> nth=1", axis)
+        ticks = _labelled_x_ticks(p)
+        assert 3 <= len(ticks) <= 8, ticks
+        assert all(math.log2(v).is_integer() for v, *_ in ticks), ticks
+        assert all(a[3] + 4 <= b[2] for a, b in zip(ticks, ticks[1:])), ticks  # no two labels touch
+
+    # Change the panel, then open the older file: the panel shows that file's settings again.
+    p.select_option("#tab-sweep [data-field='sweep.kind']", "evaluate")
+    for name, value in {"models": "demo", "cache_sizes": "7", "sinks": "9", "window": "3", "out": "newer.jsonl"}.items():
+        p.fill(f"#tab-sweep [data-field='sweep.{name}']", value)
+    p.check("#tab-sweep .sweep-policies input[value='lru']")
+    p.uncheck("#tab-sweep .sweep-policies input[value='h2o']")
+    p.evaluate("() => window.sinkvis.sweep.listFiles()")
+    p.wait_for_selector("#tab-sweep select.sweep-files option[value='older.jsonl']", state="attached")
+    p.select_option("#tab-sweep select.sweep-files", "older.jsonl")
+    p.wait_for_function("() => document.querySelector('#tab-sweep .sweep-progress').textContent.includes('this file')")
+    got = {name: p.input_value(f"#tab-sweep [data-field='sweep.{name}']")
+           for name in ("kind", "models", "cache_sizes", "sinks", "window", "out")}
+    assert got == {"kind": "simulate", "models": "synthetic", "cache_sizes": "16, 64, 256, 1024, 4096", "sinks": "2",
+                   "window": "8", "out": "older.jsonl"}
+    checked = p.evaluate("() => [...document.querySelectorAll('#tab-sweep .sweep-policies:not(.hidden) input:checked')].map(i => i.value)")
+    assert sorted(checked) == ["full", "h2o", "sliding_window", "streaming_llm"]
