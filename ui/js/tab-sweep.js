@@ -290,6 +290,9 @@ function resultsCard() {
   ui.chart.options.interaction = { mode: "nearest", intersect: false };
   ui.chart.options.elements.point.radius = 3;
   ui.chart.options.plugins.tooltip.callbacks = { title: () => "", label: tooltipLines };
+  // The same x ticks before any sweep is drawn (Chart.js's own read 1.00, 1.10, 1.20 …).
+  ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel("kv_bytes", v), autoSkip: false, maxRotation: 0 };
+  ui.chart.options.scales.x.afterBuildTicks = powerOfTwoTicks;
   ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: 9, class: "hint" }, "Run a sweep or open an earlier one.")));
   return h("div", { class: "sweep-results" },
     h("div", { class: "card" }, h("h2", {}, "Frontier", h("span", { class: "spacer" }),
