@@ -236,6 +236,21 @@ def test_scenario_llama_3_1_8b_sizes_and_hbm_exhaustion(api):
     assert "default synthetic shape" in s["shape_source"]  # no model loaded: said so
 
 
+def test_scenario_carries_its_block_map_and_the_scrubber_walks_it(api):
+    """The Cache Profile draws the replay like a profile (issue 33, item 8): one tier, status and access
+    count per block, the snapshot steps, and profile_snapshot answering for the replay's blocks."""
+    started = api.profile_scenario({"model": "SmolLM2-135M", "context": 40_000, "gpu": "L4", "policy": "lru"})
+    out = wait_job(api, started["job_id"], timeout=120)["result"]
+    replay = out["replay"]
+    assert out["n_tokens"] == replay["n_tokens"] == 40_000 and out["block_size"] == 16
+    assert len(out["tier"]) == len(out["status"]) == len(out["access_count"]) == replay["n_blocks"] == 2_500
+    assert [out["tier"].count(i) for i in range(4)] == [t["blocks"] for t in replay["tiers"]]
+    last = api.profile_snapshot({"index": len(out["snapshot_steps"]) - 1})
+    assert last["step"] == out["snapshot_steps"][-1] and last["tiers"] == out["tier"]
+    first = api.profile_snapshot({"index": 0})
+    assert len(first["tiers"]) == replay["n_blocks"] and first["step"] == 0
+
+
 def test_scenario_says_quests_fetch_rule_is_not_replayed(api):
     """The replay is a synthetic trace: no keys or queries to rank Quest's pages by. The result says so
     (issue 33, item 11) instead of silently fetching by attention mass."""
