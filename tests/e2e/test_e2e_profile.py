@@ -113,6 +113,11 @@ def test_block_map_hover_shows_the_backend_values(page):
     assert f"accesses {result['access_count'][b]:,}" in text
     tiers = ["GPU HBM", "GPU L2 (modelled)", "System RAM", "Disk"]
     assert f"tier {tiers[result['tier'][b]]}" in text
+    # A block at the map's right edge: the card flips to the pointer's left, inside the window.
+    page.mouse.move(box["x"] + box["width"] - 2, box["y"] + 3)
+    page.wait_for_function(f"() => window.sinkvis.profile.blockmap().hovered !== {b}")
+    card = tip.bounding_box()
+    assert card["x"] >= 0 and card["x"] + card["width"] <= page.viewport_size["width"]
 
 
 def test_model_trace_is_sized_from_its_sequence(loaded_page):
