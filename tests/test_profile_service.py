@@ -20,6 +20,16 @@ def _profile(api, **params):
     return status["result"]
 
 
+def test_constrained_ratio_is_the_same_for_every_model(api):
+    """What the Cache Profile's headline says beside its "N× slower": the Constrained tiers are shares of
+    the sequence's KV, so a model's bytes per token cancel out of the ratio (GPT-2 small's 36 KiB and
+    Llama-3.1-8B's 128 KiB per token give one ratio), while the times themselves scale with them."""
+    runs = [_profile(api, trace="synthetic", length=8_000, preset="constrained", policy="lru", bytes_per_token=bpt)["summary"]
+            for bpt in (36 * 1024, 128 * 1024)]
+    assert runs[0]["read_time_ratio"] == pytest.approx(runs[1]["read_time_ratio"], rel=1e-12)
+    assert runs[1]["read_seconds_per_step"] == pytest.approx(runs[0]["read_seconds_per_step"] * 128 / 36, rel=1e-9)
+
+
 def test_presets_describe_this_machine_and_fill_for_the_length(api):
     out = api.profile_presets({"length": 50_000, "block_size": 16})
     assert out["ok"], out
