@@ -116,7 +116,7 @@ function fillPolicies(res) {
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
     (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
   if (res.ok) userPolicies.render(res.user_policies, res.policies);
-  emit("policies", policies);  // the Sweep section offers the user's rule files too
+  emit("policies", policies);  // the Sweeps tab offers the user's rule files too
 }
 
 // After a Reload in "Your policies" (policies.js): the list changed, the settings did not.
