@@ -119,7 +119,8 @@ def profile_scenario(api, capsys, tmp_path):
                                                    "dtype": "fp16", "block_size": 16, "fetch_config": False,
                                                    **{k: PROFILE[k] for k in ("policy", "reuse", "window", "k",
                                                                              "margin", "patience")}}))
-    return printed, direct
+    assert not set(BLOCK_ARRAYS) & set(printed)  # as for a profile: the block map's arrays only with --blocks
+    return printed, {k: v for k, v in direct.items() if k not in BLOCK_ARRAYS}
 
 
 def stream(api, capsys, tmp_path):

@@ -98,6 +98,8 @@ def test_model_info_size_parameters_memory_and_card(hub_api, hub_env):
     memory = out["memory"]
     assert memory["device"] == "cpu" and memory["bytes_per_element"] == 4
     assert memory["needed_bytes"] == int(out["parameters"] * 4 * 1.2)
+    # The parts of the need, which the Hub card spells out ("… of weights at 4 B/parameter × 1.2 …").
+    assert memory["weights_bytes"] == out["parameters"] * 4 and memory["overhead"] == 1.2
     assert memory["verdict"] == "fits" and memory["available_bytes"] > 0
     assert out["card_excerpt"] == "Tiny GPT-2 A tiny random GPT-2 for tests."  # markup and HTML gone
 

@@ -20,6 +20,16 @@ def _profile(api, **params):
     return status["result"]
 
 
+def test_constrained_ratio_is_the_same_for_every_model(api):
+    """What the Cache Profile's headline says beside its "N× slower": the Constrained tiers are shares of
+    the sequence's KV, so a model's bytes per token cancel out of the ratio (GPT-2 small's 36 KiB and
+    Llama-3.1-8B's 128 KiB per token give one ratio), while the times themselves scale with them."""
+    runs = [_profile(api, trace="synthetic", length=8_000, preset="constrained", policy="lru", bytes_per_token=bpt)["summary"]
+            for bpt in (36 * 1024, 128 * 1024)]
+    assert runs[0]["read_time_ratio"] == pytest.approx(runs[1]["read_time_ratio"], rel=1e-12)
+    assert runs[1]["read_seconds_per_step"] == pytest.approx(runs[0]["read_seconds_per_step"] * 128 / 36, rel=1e-9)
+
+
 def test_presets_describe_this_machine_and_fill_for_the_length(api):
     out = api.profile_presets({"length": 50_000, "block_size": 16})
     assert out["ok"], out
@@ -234,6 +244,21 @@ def test_scenario_llama_3_1_8b_sizes_and_hbm_exhaustion(api):
     replay = status["result"]["replay"]
     assert replay["n_tokens"] == 131_072 and replay["tiers"][0]["blocks"] == replay["n_blocks"]  # it all fits
     assert "default synthetic shape" in s["shape_source"]  # no model loaded: said so
+
+
+def test_scenario_carries_its_block_map_and_the_scrubber_walks_it(api):
+    """The Cache Profile draws the replay like a profile (issue 33, item 8): one tier, status and access
+    count per block, the snapshot steps, and profile_snapshot answering for the replay's blocks."""
+    started = api.profile_scenario({"model": "SmolLM2-135M", "context": 40_000, "gpu": "L4", "policy": "lru"})
+    out = wait_job(api, started["job_id"], timeout=120)["result"]
+    replay = out["replay"]
+    assert out["n_tokens"] == replay["n_tokens"] == 40_000 and out["block_size"] == 16
+    assert len(out["tier"]) == len(out["status"]) == len(out["access_count"]) == replay["n_blocks"] == 2_500
+    assert [out["tier"].count(i) for i in range(4)] == [t["blocks"] for t in replay["tiers"]]
+    last = api.profile_snapshot({"index": len(out["snapshot_steps"]) - 1})
+    assert last["step"] == out["snapshot_steps"][-1] and last["tiers"] == out["tier"]
+    first = api.profile_snapshot({"index": 0})
+    assert len(first["tiers"]) == replay["n_blocks"] and first["step"] == 0
 
 
 def test_scenario_says_quests_fetch_rule_is_not_replayed(api):

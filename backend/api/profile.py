@@ -88,7 +88,8 @@ class ProfileMethods:
 
     @public
     def profile_scenario(self, params=None):
-        """"What would it cost at scale?" → {job_id}; the result: sizes, the HBM-exhaustion length and a replay."""
+        """"What would it cost at scale?" → {job_id}; the result: sizes, the HBM-exhaustion length and a replay
+        (its summary, timeline and per-block arrays, as a profile has; the scrubber then walks the replay)."""
         state = self._state
         loaded = state.model
         p = params_dict(params)
@@ -122,10 +123,13 @@ class ProfileMethods:
             replay.synthetic.update({k: shape[k] for k in replay.synthetic if k in shape})
             if replay.synthetic["local_mass"] <= 0:
                 replay.synthetic["local_mass"] = 1e-6
-            result, _ = service.run(replay, lambda f, stage: progress(0.05 + 0.95 * f, stage))
+            result, kept = service.run(replay, lambda f, stage: progress(0.05 + 0.95 * f, stage))
             for tier, note in zip(result["summary"]["tiers"], scenario.tier_notes(plan)):
                 tier["note"] = note
-            out = {"scenario": plan, "replay": result["summary"], "timeline": result["timeline"]}
+            # The tab draws the replay in its block map and charts like a profile, scrubber included.
+            state._last_profile = kept
+            out = {"scenario": plan, "replay": result["summary"], "timeline": result["timeline"],
+                   **{k: result[k] for k in service.BLOCK_FIELDS}}
             if p.get("policy") == "topk" and p.get("fetch_rule") == "quest_bound":
                 # Quest's pages come from the model's own keys and queries at this length; the replay has none
                 out["note"] = ("The scenario replays a synthetic trace shaped like the model's attention, with no keys "

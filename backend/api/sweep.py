@@ -1,4 +1,4 @@
-"""Public Api methods for sweeps (the Sweep panel of the Eviction tab).
+"""Public Api methods for sweeps (the Sweeps tab).
 
 sweep_start runs a sweep as a job, locally (worker processes) or on an existing Ray
 cluster; its results file lives under ~/SinkVis-exports/sweeps (a plain file name

@@ -68,7 +68,7 @@ def _scenario(args, api) -> int:
             params["text"] = read_text(args)
     result = wait_job(api, check(api.profile_scenario(params))["job_id"], quiet=args.json)
     if args.json:
-        emit_result(result)
+        emit_result(result, leave_out=() if args.blocks else BLOCK_ARRAYS)
         return 0
     s = result["scenario"]
     print(f"{s['model']['name']} ({s['model']['source']}): {s['bytes_per_token']:,} bytes of KV per token ({s['dtype']})")
@@ -86,7 +86,7 @@ def _print_summary(s: dict) -> None:
     print(f"  placement: {s['policy']} {s['policy_settings']}")
     for t in s["tiers"]:
         print(f"  {t['name']:<18} {t['blocks']:>9,} blocks {_size(t['bytes']):>10}  {t['hits']:>12,} hits"
-              f"  (capacity {t['capacity_blocks']:,} blocks, {t['bandwidth_bps'] / 1e9:,.0f} GB/s)")
+              f"  (capacity {t['capacity_blocks']:,} blocks, {_size(t['bandwidth_bps'])}/s)")
     print(f"  promotions {s['promotions']:,}, demotions {s['demotions']:,}, moved {_size(s['bytes_moved'])} "
           f"({s['moved_over_kv']:.2f}x the KV)")
     if s["policy"] == "topk":
@@ -97,7 +97,7 @@ def _print_summary(s: dict) -> None:
 
 
 def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):  # binary units, as the UI's (ui/js/format.js)
+        if abs(n) < 1024 or unit == "TiB":
             return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
-        n /= 1000
+        n /= 1024

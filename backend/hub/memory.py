@@ -46,7 +46,9 @@ def estimate_memory(parameters: int | None, device: str = "auto", precision: str
         return {**out, "needed_bytes": None, "available_bytes": available, "verdict": None,
                 "reason": "The Hub does not give this model's parameter count."}
     needed = int(parameters * per_element * OVERHEAD)
-    return {**out, "needed_bytes": needed, "available_bytes": available, "verdict": verdict(needed, available)}
+    # The parts of the need, so the UI can say why it is more than the weights.
+    return {**out, "weights_bytes": parameters * per_element, "overhead": OVERHEAD, "needed_bytes": needed,
+            "available_bytes": available, "verdict": verdict(needed, available)}
 
 
 def verdict(needed: int, available: int) -> str:

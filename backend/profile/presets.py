@@ -84,7 +84,7 @@ def detected(weights_bytes: int = 0, measured: dict | None = None) -> dict:
     ram = psutil.virtual_memory().available
     disk = shutil.disk_usage(Path.home()).free
     hbm = max(0, g["memory"] - weights_bytes)
-    weights = f" minus {weights_bytes / GB:.2f} GB of weights" if weights_bytes else ""
+    weights = f" minus {weights_bytes / 2**30:.2f} GiB of weights" if weights_bytes else ""  # binary, as the UI shows sizes
     return {"name": "detected", "label": "Detected hardware",
             "description": f"{g['name']}{weights}; available RAM; free disk space"
                            + (" (no GPU found: GPU tiers modelled)" if g["modelled"] else ""),

@@ -191,9 +191,10 @@ def plan(p: dict, arch: dict, shape: dict, shape_source: str) -> dict:
 
 def tier_notes(plan: dict) -> list[str]:
     g = plan["gpu"]
-    return [f"{g['name']} minus {plan['weights_bytes'] / GB:.1f} GB of weights", "GPU L2 (modelled)",
+    gib = 2**30  # sizes in binary units, as the UI shows them (ui/js/format.js)
+    return [f"{g['name']} minus {plan['weights_bytes'] / gib:.1f} GiB of weights", "GPU L2 (modelled)",
             "no separate RAM: unified memory" if g.get("unified") else
-            f"host RAM for offload ({g['host_ram'] / GB:.0f} GB assumed), over {g['link_name']}",
+            f"host RAM for offload ({g['host_ram'] / gib:.0f} GiB assumed), over {g['link_name']}",
             "NVMe Gen4 (public spec)"]
 
 

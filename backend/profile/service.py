@@ -252,6 +252,10 @@ def prepare(req: Request, matrix=None, fetch=None, learned_sink=None):
     return n, pinned, tiers, kwargs
 
 
+# What a block map needs besides the summary: one number per block, and the steps the scrubber walks.
+BLOCK_FIELDS = ("n_tokens", "block_size", "bytes_per_token", "tier", "access_count", "status", "snapshot_steps")
+
+
 def run(req: Request, progress, matrix=None, fetch=None, learned_sink=None) -> tuple[dict, dict]:
     """→ (result for the UI/CLI, what profile_snapshot needs). progress(fraction, stage) may raise Cancelled."""
     started = time.perf_counter()

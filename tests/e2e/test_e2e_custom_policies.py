@@ -34,7 +34,7 @@ def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):
     assert f"{policy_dir / 'broken.py'}:2 syntax_error" in error
     assert "runs its code" in box.inner_text()
     # Evaluate and the Sweep section offer it too.
-    assert p.locator("#tab-eviction .sweep-policies input[value='h2o_decay']").is_checked()
+    assert p.locator("#tab-sweep .sweep-policies input[value='h2o_decay']").is_checked()
     p.wait_for_function("() => [...document.querySelectorAll('#tab-eviction option')].some(o => o.value === 'h2o_decay' "
                         "&& o.textContent.includes('Full Cache'))")  # Evaluate's policy list
     retrieval = p.locator("#tab-retrieval .retrieval-policies label:has(input[value='h2o_decay'])")  # and Retrieval
@@ -58,6 +58,9 @@ def test_user_policies_in_the_eviction_tab(policy_dir, fresh_page, tmp_path):
     trust = box.locator(".user-policy-trust")
     trust.wait_for(state="visible")
     assert "runs its Python code" in trust.inner_text()
+    # A question, not an error: the status bar says so in its note, not in red (issue 33, item 9).
+    assert p.locator("#st-error").inner_text() == ""
+    assert "question" in p.locator("#st-note").get_attribute("class")
     assert p.locator("#tab-eviction select[data-field='policy'] option[value='tova_rule']").count() == 0
     p.shot("custom-policies-trust")
     trust.locator("text=I trust it: load").click()

@@ -23,8 +23,8 @@ CANVAS_COLOURS = """(sel) => {
 def test_shell_renders_and_tabs_switch(page):
     assert page.title() == "SinkVis"
     tabs = page.locator(".tabbar button").all_inner_texts()
-    assert tabs == ["Model Hub", "Live Stream", "Eviction Sim", "Retrieval", "Cache Profile"]
-    for name in ("stream", "eviction", "retrieval", "profile", "hub"):
+    assert tabs == ["Model Hub", "Live Stream", "Eviction Sim", "Retrieval", "Sweeps", "Cache Profile"]
+    for name in ("stream", "eviction", "retrieval", "sweep", "profile", "hub"):
         page.tab(name)
         assert page.locator(f"#tab-{name}").is_visible()
         assert page.locator(".tab-panel.active").count() == 1

@@ -481,12 +481,12 @@ def test_small_window_nothing_wraps_or_overlaps(browser, served, loaded_page):
         heights = p.evaluate("() => [...document.querySelectorAll('.tabbar button')].map(b => b.getClientRects().length && "
                              "document.createRange && (() => { const r = document.createRange(); r.selectNodeContents(b); "
                              "return r.getClientRects().length; })())")
-        assert heights == [1, 1, 1, 1, 1], heights  # each tab name on one line
+        assert heights == [1] * 6, heights  # each tab name on one line
         badge = p.evaluate("() => { const b = document.getElementById('model-badge'); return [b.scrollWidth, b.clientWidth]; }")
         assert badge[0] <= badge[1], badge
         c = p.evaluate(CONTRAST)
         assert min(c.values()) >= 4.5, c
-        for tab in ("hub", "stream", "eviction", "retrieval", "profile"):
+        for tab in ("hub", "stream", "eviction", "retrieval", "sweep", "profile"):
             p.tab(tab)
             p.wait_for_timeout(150)
             bad = p.evaluate(OVERLAPS, f"#tab-{tab}") + p.evaluate(OVERLAPS, ".topbar")

@@ -16,7 +16,7 @@ def test_topk_fetch_with_quests_page_choice(loaded_page):
     p.fill("#tab-profile input[data-field='k']", "3")
     p.select_option("#tab-profile select[data-field='fetch_rule']", "quest_bound")
     assert "upper bound" in p.locator("#tab-profile .fetch-rule-hint").inner_text()
-    p.click("#tab-profile >> text=Refresh")
+    p.click("#tab-profile >> text=Run profile")
     p.wait_for_function("() => { const r = window.sinkvis.profile.result(); "
                         "return r && r.summary.policy_settings.fetch_rule === 'quest_bound'; }", timeout=120_000)
     s = p.evaluate("() => window.sinkvis.profile.result().summary")

@@ -189,31 +189,31 @@ def test_retrieval_grid_hover_why_csv_cancel(loaded_page, served, tmp_path, monk
 
 
 def test_sweep_kind_retrieval_plots_accuracy_against_memory(page, served, tmp_path, monkeypatch):
-    """The Sweep section (Eviction tab) with kind retrieval: every (policy, C) cell runs the grid; y = accuracy."""
+    """The Sweeps tab with kind retrieval: every (policy, C) cell runs the grid; y = accuracy."""
     import backend.api.app as app_module
     from backend.sweep import read_rows
 
     monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
     p = page
-    p.tab("eviction")
-    p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
-    p.select_option("#tab-eviction [data-field='sweep.kind']", "retrieval")
-    assert p.locator("#tab-eviction [data-field='sweep.lengths']").is_visible()
-    assert not p.locator("#tab-eviction [data-field='sweep.texts']").is_visible()
+    p.tab("sweep")
+    p.locator("#tab-sweep .sweep-section").scroll_into_view_if_needed()
+    p.select_option("#tab-sweep [data-field='sweep.kind']", "retrieval")
+    assert p.locator("#tab-sweep [data-field='sweep.lengths']").is_visible()
+    assert not p.locator("#tab-sweep [data-field='sweep.texts']").is_visible()
     for name, value in {"models": "demo", "lengths": "96", "depths": "0, 2", "chunk": "64", "cache_sizes": "16,32",
                         "workers": "0", "out": "retrieval.jsonl"}.items():
-        p.fill(f"#tab-eviction [data-field='sweep.{name}']", value)
-    p.click("#tab-eviction >> text=Run Sweep")  # depth 2 is refused at once, on its own input
-    p.wait_for_selector("#tab-eviction [data-field='sweep.depths'].invalid", timeout=30_000)
-    p.fill("#tab-eviction [data-field='sweep.depths']", "0, 1")
-    p.click("#tab-eviction >> text=Run Sweep")
+        p.fill(f"#tab-sweep [data-field='sweep.{name}']", value)
+    p.click("#tab-sweep >> text=Run Sweep")  # depth 2 is refused at once, on its own input
+    p.wait_for_selector("#tab-sweep [data-field='sweep.depths'].invalid", timeout=30_000)
+    p.fill("#tab-sweep [data-field='sweep.depths']", "0, 1")
+    p.click("#tab-sweep >> text=Run Sweep")
     p.wait_for_function("() => window.sinkvisSweep.lastJobId !== null", timeout=300_000)
     rows = read_rows(tmp_path / "sweeps" / "retrieval.jsonl")
     evicting = [r for r in rows if r["cell"]["policy"] != "full"]
     assert {r["cell"]["kind"] for r in rows} == {"retrieval"} and len(rows) == 1 + len(evicting)
     assert {r["cell"]["cache_size"] for r in evicting} == {16, 32}
     assert all(r["metrics"]["cells"] == 2 and 0 <= r["metrics"]["accuracy"] <= 1 for r in rows)
-    assert p.locator("#tab-eviction .sweep-results select").nth(2).input_value() == "accuracy"
+    assert p.locator("#tab-sweep .sweep-results select").nth(2).input_value() == "accuracy"
     datasets = p.evaluate("""() => window.sinkvisSweep.ui.chart.data.datasets.map(d => ({y: d.data.map(q => q.y),
                           keys: d.data.map(q => q.row.key)}))""")
     by_key = {r["key"]: r["metrics"]["accuracy"] for r in rows}

@@ -4,6 +4,7 @@
 // a few ms), and hover finds the block by arithmetic, not by DOM nodes.
 import { h } from "./dom.js";
 import * as fmt from "./format.js";
+import { placeTip, hideTipWhenAway } from "./tooltip.js";
 
 export const TIERS = ["GPU HBM", "GPU L2 (modelled)", "System RAM", "Disk"];
 const TIER_RGB = [[61, 220, 132], [34, 211, 238], [242, 201, 76], [251, 146, 60]];
@@ -20,16 +21,16 @@ function statusCode(s) {
 }
 
 export class BlockMap {
-  constructor(container, { maxHeight = 420 } = {}) {
+  constructor(container, { maxHeight = 420, empty = "Run a profile to place the KV blocks." } = {}) {
     this.maxHeight = maxHeight;
     this.canvas = h("canvas", { class: "blockmap" });
     this.tip = h("div", { class: "tooltip hidden" });
-    this.empty = h("div", { class: "empty-viz" }, "Refresh to place the KV blocks.");
+    this.empty = h("div", { class: "empty-viz" }, empty);
     this.root = h("div", { class: "viz blockmap-viz" }, this.canvas, this.tip, this.empty);
     container.appendChild(this.root);
     this.n = 0;
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
-    this.canvas.addEventListener("mouseleave", () => this.tip.classList.add("hidden"));
+    this.hideTip = hideTipWhenAway(this.tip, this.canvas);
     new ResizeObserver(() => this.render()).observe(this.root);
   }
 
@@ -40,6 +41,7 @@ export class BlockMap {
     this.status = Uint8Array.from(status || [], statusCode);
     this.access = access || [];
     Object.assign(this, { blockSize, nTokens, bytesPerToken });
+    this.hideTip();  // it described the old layout
     this.render();
   }
 
@@ -118,10 +120,7 @@ export class BlockMap {
     const d = this.describe(b);
     this.tip.textContent = [`block ${d.block}`, `tokens ${d.tokens}`, `tier ${d.tier}`,
       `size ${fmt.bytes(d.bytes)}`, `accesses ${d.access == null ? "—" : fmt.int(d.access)}`, `status ${d.status}`].join("\n");
-    this.tip.classList.remove("hidden");
-    const box = this.root.getBoundingClientRect();
-    this.tip.style.left = Math.min(ev.clientX - box.left + 14, this.root.clientWidth - 200) + "px";
-    this.tip.style.top = ev.clientY - box.top + 14 + "px";
+    placeTip(this.tip, this.root, ev);
     this.hovered = b;
   }
 }

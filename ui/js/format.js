@@ -1,7 +1,8 @@
 // Number formatting shared by every tab, so a byte count or a rate reads the same everywhere.
 
-// Sizes in binary units (KiB, MiB, GiB: what memory is counted in); rates in decimal units
-// (GB/s: what bandwidth specs are quoted in, e.g. NVMe Gen4 "7 GB/s").
+// One unit family everywhere, sizes and rates alike: binary (KiB, MiB, GiB: what memory is
+// counted in), so a size and the rate it moves at read in the same units (NVMe Gen4's "7 GB/s"
+// reads 6.52 GiB/s).
 function scaled(n, base, units) {
   if (n == null || !isFinite(n)) return "—";
   let i = 0;
@@ -31,7 +32,8 @@ export function secs(s) {
   if (s < 1) return (s * 1e3).toFixed(1) + " ms";
   return s.toFixed(2) + " s";
 }
-export function rate(bps) { return scaled(bps, 1000, ["B", "kB", "MB", "GB", "TB"]) + (bps == null || !isFinite(bps) ? "" : "/s"); }
+export function rate(bps) { return bytes(bps) + (bps == null || !isFinite(bps) ? "" : "/s"); }
+export const GiB = 2 ** 30, MiB = 2 ** 20;
 
 /** A token as a label: visible whitespace, bounded length. */
 export function tokenLabel(tok, max = 10) {

@@ -8,6 +8,7 @@ import * as stream from "./tab-stream.js";
 import * as eviction from "./tab-eviction.js";
 import * as profile from "./tab-profile.js";
 import * as retrieval from "./tab-retrieval.js";
+import * as sweep from "./tab-sweep.js";
 
 function renderBadge(model) {
   const badge = document.getElementById("model-badge");
@@ -30,6 +31,7 @@ async function boot() {
   eviction.init(document.getElementById("tab-eviction"));
   profile.init(document.getElementById("tab-profile"));
   retrieval.init(document.getElementById("tab-retrieval"));
+  sweep.init(document.getElementById("tab-sweep"));
   setModel(null);
 
   const act = status.begin("Connecting to the backend…");
@@ -45,5 +47,5 @@ async function boot() {
 }
 
 // For tests and debugging in the devtools console.
-window.sinkvis = { call, app, hub, stream, eviction, profile, retrieval, tabs };
+window.sinkvis = { call, app, hub, stream, eviction, profile, retrieval, sweep, tabs };
 boot();

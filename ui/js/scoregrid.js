@@ -1,15 +1,17 @@
 // A small matrix of scores (e.g. layers × heads sink scores) as coloured cells on a
 // canvas, same colormap as the heatmap, with a hover readout. Values may be null.
 // Options for other grids (Retrieval's lengths × depths): named rows/columns instead of
-// "L0", "H0"; a linear colour scale; a click handler and a marked cell.
+// "L0", "H0"; a linear colour scale; a click handler and a marked cell; a colour scale under
+// the grid (`legend`: what the colour measures).
 import { cssColor, scaler } from "./colormap.js";
 import { h } from "./dom.js";
+import { placeTip, hideTipWhenAway } from "./tooltip.js";
 
 function css(name) { return getComputedStyle(document.documentElement).getPropertyValue(name).trim(); }
 
 export class ScoreGrid {
   constructor(container, { rowLabel = "L", colLabel = "H", maxCell = 26, vmax = 1, describe = null,
-    rowNames = null, colNames = null, scale = "sqrt", left = 28, onPick = null } = {}) {
+    rowNames = null, colNames = null, scale = "sqrt", left = 28, onPick = null, legend = null } = {}) {
     Object.assign(this, { rowLabel, colLabel, maxCell, vmax, describe, rowNames, colNames, left, onPick });
     this.scaleFn = scaler(scale);
     this.marked = null;
@@ -17,9 +19,12 @@ export class ScoreGrid {
     this.tip = h("div", { class: "tooltip hidden" });
     this.root = h("div", { class: "viz scoregrid" }, this.canvas, this.tip);
     container.appendChild(this.root);
+    this.legend = legend ? h("div", { class: "grid-legend hidden" }, h("span", { class: "grid-legend-title" }, legend),
+      h("div", { class: "grid-legend-bar" }), h("div", { class: "grid-legend-ticks" })) : null;
+    if (this.legend) container.appendChild(this.legend);
     this.values = [];
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
-    this.canvas.addEventListener("mouseleave", () => this.tip.classList.add("hidden"));
+    this.hideTip = hideTipWhenAway(this.tip, this.canvas);
     if (onPick) {
       this.canvas.style.cursor = "pointer";
       this.canvas.addEventListener("click", (ev) => { const at = this.cellAt(ev); if (at) onPick(at.r, at.c); });
@@ -27,7 +32,8 @@ export class ScoreGrid {
     new ResizeObserver(() => this.render()).observe(this.root);
   }
 
-  set(values, vmax = this.vmax) { this.values = values || []; this.vmax = vmax; this.render(); }
+  /** New values: the card under the pointer described the old ones, so it goes until the next move. */
+  set(values, vmax = this.vmax) { this.values = values || []; this.vmax = vmax; this.hideTip(); this.render(); }
 
   /** Outline one cell (null: none). */
   mark(r, c) { this.marked = r == null ? null : { r, c }; this.render(); }
@@ -46,7 +52,19 @@ export class ScoreGrid {
     return { rows, cols, left, top, cell, width: left + cols * cell + 4, height: top + rows * cell + 4 };
   }
 
+  /** The colour scale: the colormap from 0 to vmax, ticks placed where the display scale puts them. */
+  renderLegend() {
+    if (!this.legend) return;
+    this.legend.classList.toggle("hidden", !this.values.length);
+    const stops = Array.from({ length: 11 }, (_, i) => `${cssColor(i / 10)} ${i * 10}%`);
+    this.legend.querySelector(".grid-legend-bar").style.background = `linear-gradient(to right, ${stops.join(", ")})`;
+    const ticks = [0, 0.1, 0.25, 0.5, 1].map((f) => f * this.vmax);
+    this.legend.querySelector(".grid-legend-ticks").replaceChildren(...ticks.map((v) =>
+      h("span", { style: { left: `${this.scaleFn(v / this.vmax) * 100}%` }, dataset: { value: String(v) } }, String(+v.toPrecision(2)))));
+  }
+
   render() {
+    this.renderLegend();
     const g = this.geometry();
     if (!g.rows || !this.root.clientWidth) { this.canvas.width = 0; return; }
     const dpr = window.devicePixelRatio || 1;
@@ -90,8 +108,6 @@ export class ScoreGrid {
     const { r, c } = at;
     const v = this.values[r][c];
     this.tip.textContent = this.describe ? this.describe(r, c, v) : `${this.rowName(r)} ${this.colName(c)}: ${v == null ? "—" : v.toFixed(3)}`;
-    this.tip.classList.remove("hidden");
-    this.tip.style.left = Math.min(ev.clientX - this.root.getBoundingClientRect().left + 12, this.root.clientWidth - 180) + "px";
-    this.tip.style.top = ev.clientY - this.root.getBoundingClientRect().top + 12 + "px";
+    placeTip(this.tip, this.root, ev);
   }
 }

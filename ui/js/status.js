@@ -33,9 +33,19 @@ export function error(message) {
 }
 
 export function note(message) {
+  noteNode().classList.remove("question");
   noteNode().textContent = message || "";
   noteNode().title = message || "";
 }
+
+/** A question the page is asking (run this file's code?): said as one, not as an error. */
+export function question(message) {
+  note("? " + message);
+  noteNode().classList.add("question");
+}
+
+// Refusals that are questions to the user (the page asks them beside the control): not errors.
+const QUESTIONS = new Set(["needs_trust", "needs_remote_code"]);
 
 // Routine calls that fail in the normal course of things (polling, optional probes)
 // do not deserve the error slot; everything else does.
@@ -52,6 +62,7 @@ export function init() {
     // A later action that worked makes the old error stale: clear it rather than leave it next to good news.
     if (envelope.ok) { if (!READS.has(method)) error(""); return; }
     if (envelope.error && envelope.error.code === "cancelled") return;
+    if (envelope.error && QUESTIONS.has(envelope.error.code)) { question(envelope.error.message); return; }
     error(`${method}: ${envelope.error ? envelope.error.message : "failed"}`);
   });
   render();

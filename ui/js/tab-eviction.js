@@ -2,13 +2,14 @@
 // budget (definitions in DESIGN.md; the backend computes every metric, we only show
 // them). Synthetic traces need no model; the model-trace settings are covered by the
 // "Model required" overlay until a model is loaded. Below them, the Evaluate section
-// (tab-evaluate.js): perplexity of the loaded model with each policy's cache applied.
+// (tab-evaluate.js): perplexity of the loaded model with each policy's cache applied. A row
+// at the top names both sections and jumps to them; Sweeps have their own tab (tab-sweep.js).
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on, emit } from "./state.js";
-import { requireModel, onShown } from "./tabs.js";
+import { requireModel, onShown, showTab } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
@@ -78,9 +79,25 @@ const KEPT_FIELDS = {
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("eviction-layout");
-  panel.append(settingsCard(), resultsCard(), evaluateView.mount());
+  const evaluateSection = evaluateView.mount();
+  panel.append(sectionNav(evaluateSection), settingsCard(), resultsCard(), evaluateSection);
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
   on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
+}
+
+// Simulation and Evaluate answer different questions on one tab (they share the policies, the
+// user's rule files and the budget vocabulary): this row says so and jumps to Evaluate, which
+// sits below the fold; the prefill heatmap ("Keys kept by") dims the simulated trace, so it stays
+// with the Simulation results.
+function sectionNav(evaluateSection) {
+  const jump = (target) => () => target.scrollIntoView({ behavior: "smooth", block: "start" });
+  return h("nav", { class: "section-nav" },
+    h("button", { class: "btn small", onclick: jump(ui.panel) }, "Simulation"),
+    h("span", { class: "hint" }, "hit rate and recall of each policy on a trace (synthetic, or the model's attention) · heatmap of the keys kept"),
+    h("button", { class: "btn small", onclick: jump(evaluateSection) }, "Evaluate ↓"),
+    h("span", { class: "hint" }, "perplexity on the model's real KV cache"),
+    h("span", { class: "spacer" }),
+    h("button", { class: "btn small", onclick: () => showTab("sweep") }, "Sweeps →"));
 }
 
 export async function start() {
@@ -99,7 +116,7 @@ function fillPolicies(res) {
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
     (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
   if (res.ok) userPolicies.render(res.user_policies, res.policies);
-  emit("policies", policies);  // the Sweep section offers the user's rule files too
+  emit("policies", policies);  // the Sweeps tab offers the user's rule files too
 }
 
 // After a Reload in "Your policies" (policies.js): the list changed, the settings did not.
@@ -347,18 +364,20 @@ function policyLabel(name) { const p = policies.find((q) => q.name === name); re
 
 function renderResults() {
   const rows = last.results;
+  // The best of a column as it is shown: every row that reads the same ("0.000 s") gets the star,
+  // not the one whose unshown digits happened to be smaller.
   const best = {};
-  for (const [key, , , dir] of COLUMNS) {
+  for (const [key, , f, dir] of COLUMNS) {
     if (!dir || rows.length < 2) continue;
     const vals = rows.map((r) => numeric(r[key])).filter((v) => v != null);
-    if (vals.length) best[key] = dir === "max" ? Math.max(...vals) : Math.min(...vals);
+    if (vals.length) best[key] = f(dir === "max" ? Math.max(...vals) : Math.min(...vals));
   }
   fill(ui.tableBody, rows.map((r) => {
     const tr = h("tr", { class: r.policy === selectedPolicy ? "selected" : "", onclick: () => selectPolicy(r.policy) },
       h("td", { title: r.policy }, policyLabel(r.policy)),
       COLUMNS.map(([key, , f]) => {
         const v = numeric(r[key]);
-        return h("td", { class: best[key] != null && v != null && Math.abs(v - best[key]) < 1e-12 ? "best" : "" }, f(r[key]));
+        return h("td", { class: best[key] != null && v != null && f(v) === best[key] ? "best" : "", dataset: { key } }, f(r[key]));
       }));
     tr.dataset.policy = r.policy;
     return tr;

@@ -246,6 +246,8 @@ function modelCard() {
     h("span", { class: "hint" }, "Quick actions:"),
     h("button", { class: "btn small", onclick: () => showTab("stream") }, "Live Stream →"),
     h("button", { class: "btn small", onclick: () => showTab("eviction") }, "Eviction Sim →"),
+    h("button", { class: "btn small", onclick: () => showTab("retrieval") }, "Retrieval →"),
+    h("button", { class: "btn small", onclick: () => showTab("sweep") }, "Sweeps →"),
     h("button", { class: "btn small", onclick: () => showTab("profile") }, "Cache Profile →"));
 
   return h("div", { class: "card hub-model" },
@@ -278,7 +280,7 @@ function renderInfo(errorMessage) {
       else if (mem) {
         fill(ui.infoMemory, h("span", {}, "memory after dequantization "),
           h("span", { class: "verdict " + (mem.verdict || "unknown") }, mem.verdict ? mem.verdict.replace(/_/g, " ") : (mem.reason || "unknown")),
-          h("span", { class: "hint" }, ` needs ${fmt.bytes(mem.needed_bytes)} (${mem.bytes_per_element} B/parameter) of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`));
+          h("span", { class: "hint memory-need" }, memoryNeed(mem)));
       }
     }
     ui.infoCard.classList.add("hidden");
@@ -296,12 +298,20 @@ function renderInfo(errorMessage) {
       fill(ui.infoMemory, h("span", {}, "memory "),
         // verdict is null when the size is unknown (docs/api.md): say so instead of throwing.
         h("span", { class: "verdict " + (mem.verdict || "unknown") }, mem.verdict ? mem.verdict.replace(/_/g, " ") : (mem.reason || "unknown")),
-        h("span", { class: "hint" }, ` needs ${fmt.bytes(mem.needed_bytes)} of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`));
+        h("span", { class: "hint memory-need" }, memoryNeed(mem)));
     }
     ui.infoCard.textContent = i.card_excerpt || "";
     ui.infoCard.classList.toggle("hidden", !i.card_excerpt);
   }
   fill(ui.infoKv, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))]));
+}
+
+/** "needs 615.8 MiB (513.1 MiB of weights at 4 B/parameter × 1.2 …) of 12.0 GiB on cpu": why it is more than the weights. */
+function memoryNeed(mem) {
+  const parts = mem.weights_bytes != null
+    ? ` (${fmt.bytes(mem.weights_bytes)} of weights at ${mem.bytes_per_element} B/parameter × ${mem.overhead} for the runtime's buffers, activations and a short KV cache)`
+    : "";
+  return ` needs ${fmt.bytes(mem.needed_bytes)}${parts} of ${fmt.bytes(mem.available_bytes)} on ${mem.device}`;
 }
 
 // ---------- device, precision, token ----------
@@ -343,6 +353,7 @@ async function load(jobId) {
   ui.cancelBtn.classList.remove("hidden");
   ui.progress.classList.remove("hidden");
   ui.stages.classList.remove("hidden");
+  delete ui.stages.dataset.downloaded;  // this load has not downloaded anything yet
   ui.loadDetail.textContent = "";
   const act = status.begin(`Loading ${selected.id}…`);
   const onProgress = (st) => showProgress(st, act);
@@ -354,6 +365,7 @@ async function load(jobId) {
   act.end();
   ui.loadBtn.disabled = false;
   ui.cancelBtn.classList.add("hidden");
+  if (!res.ok && res.error.code === "needs_remote_code") return askTrust(res.error.message);
   markField(ui.panel, res);
   if (!res.ok) {
     ui.progress.classList.add("hidden");
@@ -368,11 +380,26 @@ async function load(jobId) {
   status.note(`Loaded ${selected.id}`);
 }
 
+/** The model ships its own code: a question for the user (run it?), not an error. */
+function askTrust(message) {
+  ui.progress.classList.add("hidden");
+  ui.stages.classList.add("hidden");
+  status.question(message);
+  fill(ui.loadDetail, h("span", {}, message + " "),
+    h("button", { class: "btn small danger", onclick: () => { ui.trust.checked = true; ui.trustWarn.classList.remove("hidden"); load(); } },
+      "Trust remote code and load"));
+  ui.loadDetail.className = "hint load-detail question";
+}
+
 function showProgress(st, act) {
   ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
   const idx = STAGES.indexOf(st.stage);
+  if (st.stage === "Downloading") ui.stages.dataset.downloaded = "1";
+  // A local model (a folder, a GGUF file) never downloads: its Downloading stage is skipped, not done (green).
+  const skipped = (name) => name === "Downloading" && !ui.stages.dataset.downloaded;
   ui.stages.querySelectorAll("span").forEach((s, i) => {
-    s.className = idx < 0 ? "" : i < idx ? "done" : i === idx ? "current" : "";
+    s.className = idx < 0 ? "" : skipped(STAGES[i]) ? "skipped" : i < idx ? "done" : i === idx ? "current" : "";
+    s.title = skipped(STAGES[i]) && idx > i ? "Nothing to download: the model is on this machine" : "";
   });
   let detail = st.stage || "";
   if (st.stage === "Downloading" && st.bytes_total) {

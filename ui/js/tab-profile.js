@@ -15,7 +15,7 @@ import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
 const TIER_COLORS = ["#3ddc84", "#22d3ee", "#f2c94c", "#fb923c"];  // = the --tier-* colours in app.css
-const GB = 1e9;
+const GiB = fmt.GiB;  // the tier table edits capacities and bandwidths in GiB and GiB/s: the unit every figure here uses
 const POLICY_LABELS = { lru: "LRU offload (vLLM swap, LMCache, Dynamo)", topk: "Offload + top-k fetch (Quest, InfiniGen)",
   heat: "Heat with hysteresis" };
 const GPUS = [["H100", "H100 80GB"], ["H200", "H200 141GB"], ["A100", "A100 80GB"], ["L4", "L4 24GB"], ["Apple-M", "Apple M-series (unified)"]];
@@ -24,7 +24,7 @@ const MODELS = ["Llama-3.1-8B", "Qwen2.5-7B", "Mistral-7B", "SmolLM2-135M"];
 const ui = {};
 let presets = {};      // name → {tiers: [{capacity_bytes, bandwidth_bps, ...}]}
 let policyRules = {};  // policy → the rule in words (from profile_presets)
-let last = null;       // the last profile result
+let last = null;       // what the map and charts show: the last profile, or the last scenario's replay (last.source)
 let scrubbed = null;   // the snapshot the scrubber shows (null: the final layout)
 let jobId = null;
 let scrubTimer = null;
@@ -113,7 +113,7 @@ function settingsCard() {
     h("div", { class: "form-grid" }, field("Attention", ui.aggregate), field("Layer", ui.layer)),
     h("div", { class: "hint" }, "Blocks get the model's real attention per token; the Constrained tiers are sized from the profiled sequence, not from Length."));
   ui.modelOverlay = requireModel(ui.model, "A model trace uses the loaded model's attention and its KV size.");
-  ui.refresh = h("button", { class: "btn primary", onclick: refresh }, "Refresh");
+  ui.refresh = h("button", { class: "btn primary", onclick: refresh }, "Run profile");
   ui.cancel = h("button", { class: "btn danger hidden", onclick: () => jobId && call("cancel_job", { job_id: jobId }) }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
   ui.progressText = h("div", { class: "hint mono progress-text" });
@@ -135,7 +135,7 @@ function settingsCard() {
     h("h2", { class: "sub" }, "Tiers", h("span", { class: "spacer" }), field("Preset", ui.preset, "field inline")),
     ui.presetInfo, ui.gpuNote,
     h("table", { class: "data tier-table" },
-      h("thead", {}, h("tr", {}, h("th", {}, "tier"), h("th", {}, "capacity GB"), h("th", {}, "read GB/s"))), ui.tierRows),
+      h("thead", {}, h("tr", {}, h("th", {}, "tier"), h("th", {}, "capacity GiB"), h("th", {}, "read GiB/s"))), ui.tierRows),
     h("div", { class: "hint l2-note" }, "GPU L2 is a modelled tier: no real system pages KV blocks into L2. Only the heat rule uses it; LRU offload and top-k fetch leave it empty, as serving systems do."),
     h("div", { class: "row" }, ui.refresh, ui.cancel), ui.progress, ui.progressText,
     h("h2", { class: "sub" }, "Detected hardware", h("span", { class: "spacer" }), ui.hwButton), ui.hw);
@@ -179,8 +179,8 @@ function applyPreset() {
     const edited = (ev) => { ev.target.dataset.edited = "1"; };
     return h("tr", { title: t.note || "" },
       h("td", {}, h("span", { class: "chip", style: { color: TIER_COLORS[i] } }, name)),
-      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "cap", oninput: edited, dataset: { field: `tiers.${i}.capacity_bytes` }, value: cap == null ? "" : String(+(cap / GB).toPrecision(4)) })),
-      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "bw", oninput: edited, dataset: { field: `tiers.${i}.bandwidth_bps` }, value: bw == null ? "" : String(+(bw / GB).toPrecision(4)) }),
+      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "cap", oninput: edited, dataset: { field: `tiers.${i}.capacity_bytes` }, value: cap == null ? "" : String(+(cap / GiB).toPrecision(4)) })),
+      h("td", {}, h("input", { type: "number", step: "any", min: "0", class: "bw", oninput: edited, dataset: { field: `tiers.${i}.bandwidth_bps` }, value: bw == null ? "" : String(+(bw / GiB).toPrecision(4)) }),
         src ? h("div", { class: "hint tier-src" }, src) : null));
   }));
 }
@@ -190,8 +190,8 @@ function tiersFromTable() {
   return [...ui.tierRows.querySelectorAll("tr")].map((tr) => {
     const out = {};
     const cap = tr.querySelector(".cap"), bw = tr.querySelector(".bw");
-    if (cap.dataset.edited) out.capacity_bytes = Math.round(Number(cap.value) * GB);
-    if (bw.dataset.edited) out.bandwidth_bps = Math.round(Number(bw.value) * GB);
+    if (cap.dataset.edited) out.capacity_bytes = Math.round(Number(cap.value) * GiB);
+    if (bw.dataset.edited) out.bandwidth_bps = Math.round(Number(bw.value) * GiB);
     return out;
   });
 }
@@ -199,7 +199,7 @@ function tiersFromTable() {
 // ---------- measured hardware ----------
 async function loadHardware(measure) {
   ui.hwButton.disabled = true;
-  if (measure) ui.hw.textContent = "Measuring RAM, disk (a 256 MB temporary file) and host→GPU copy…";
+  if (measure) ui.hw.textContent = "Measuring RAM, disk (a 256 MiB temporary file) and host→GPU copy…";
   const res = await call("profile_hardware", { measure });
   ui.hwButton.disabled = false;
   if (!res.ok) { ui.hw.textContent = res.error.message; return; }
@@ -247,7 +247,7 @@ async function refresh() {
     return;
   }
   ui.progressText.classList.remove("err");
-  last = { ...res.result, params };
+  last = { ...res.result, params, source: "profile" };
   scrubbed = null;
   ui.progressText.textContent = `${fmt.int(blockCount())} blocks of ${last.block_size} tokens · ${POLICY_LABELS[last.summary.policy]}`;
   render();
@@ -261,20 +261,23 @@ function mapCard() {
   ui.scrubLabel = h("span", { class: "mono scrub-label" }, "final layout");
   const body = h("div");
   ui.costCanvas = h("canvas");
+  ui.mapSource = h("div", { class: "hint map-source" });
   const card = h("div", { class: "card profile-map" },
     h("h2", {}, "KV block map", h("span", { class: "spacer" }),
       h("span", { class: "legend-inline" }, TIERS.map((t, i) => h("span", { class: "chip", style: { color: TIER_COLORS[i] } }, t)),
         h("span", { class: "chip sink" }, "sink border"), h("span", { class: "chip heavy" }, "heavy-hitter border")),
       h("button", { class: "btn small", onclick: () => savePNG("block-map", ui.map.canvas) }, "PNG")),
-    h("div", { class: "row" }, h("span", { class: "hint" }, "Step"), ui.scrub, ui.scrubLabel), body,
+    ui.mapSource, h("div", { class: "row" }, h("span", { class: "hint" }, "Step"), ui.scrub, ui.scrubLabel), body,
     h("h2", { class: "sub" }, "Cost per decode step over the run", h("span", { class: "spacer" }),
       h("button", { class: "btn small", onclick: () => savePNG("cost-over-steps", ui.costCanvas) }, "PNG")),
     h("div", { class: "chart-box cost-chart" }, ui.costCanvas),
     h("div", { class: "hint" }, "Each point is the mean over a stretch of steps (at most 512 points). Dense attention reads every block where it lives; top-k fetch reads the sinks, the window and k blocks."));
-  ui.map = new BlockMap(body, { maxHeight: 340 });
-  ui.costChart = lineChart(ui.costCanvas, { xTitle: "decode step", yTitle: "KV read time (ms / step)" });
+  ui.map = new BlockMap(body, { maxHeight: 340, empty: "Run profile (left) or a scenario at scale (right) to place the KV blocks." });
+  // A linear step axis: round ticks (0, 5,000, 10,000), not the buckets' midpoints (3418, 6738) as labels.
+  ui.costChart = lineChart(ui.costCanvas, { xTitle: "decode step", yTitle: "KV read time (ms / step)",
+    scales: { x: { type: "linear", beginAtZero: true, ticks: { maxTicksLimit: 9, includeBounds: false } } } });
   // A right-hand axis for bytes moved (charts.js themes x and y only).
-  ui.costChart.options.scales.y1 = { position: "right", beginAtZero: true, title: { display: true, text: "moved (MB / step)" },
+  ui.costChart.options.scales.y1 = { position: "right", beginAtZero: true, title: { display: true, text: "moved (MiB / step)" },
     grid: { drawOnChartArea: false } };
   return card;
 }
@@ -319,8 +322,42 @@ function tierRows() {
     capacity_bytes: t.capacity_bytes, bandwidth_bps: t.bandwidth_bps }));
 }
 
+/** Which run the map and charts show, in words (the profile's sequence or the scenario's). */
+function sourceLine() {
+  if (last.source === "scenario") {
+    const sc = last.scenario;
+    return `Scale scenario: ${sc.model.name}, ${fmt.int(sc.context)} tokens on ${sc.gpu.name} (${fmt.int(blockCount())} blocks of ${last.block_size} tokens)`;
+  }
+  const p = last.params;
+  const what = p.trace === "model" ? `model trace (${fmt.int(last.n_tokens)} tokens)` : `synthetic trace, ${fmt.int(last.n_tokens)} tokens`;
+  return `Profile: ${what}, ${presetLabel(last.summary.preset)} preset (${fmt.int(blockCount())} blocks of ${last.block_size} tokens)`;
+}
+
+function presetLabel(name) { return (presets[name] && presets[name].label) || name; }
+
+/**
+ * Where the "N× slower" comes from. The Constrained preset sizes every tier as a share of this
+ * sequence's KV, so bytes per token cancel out of the ratio: it is the same for every model.
+ */
+function headlineSource() {
+  const s = last.summary;
+  if (last.source === "scenario") {
+    const sc = last.scenario;
+    return `From the scale scenario: ${sc.model.name} on ${sc.gpu.name}, HBM after ${fmt.bytes(sc.weights_bytes)} of weights, `
+      + "then host RAM and disk: this model's and this GPU's figure.";
+  }
+  const desc = (presets[s.preset] && presets[s.preset].description) || "";
+  if (s.preset === "constrained") {
+    return `From the Constrained preset (${desc}). Every tier is a share of the KV, so the model's size cancels out: `
+      + `this ratio is the same for every model${s.trace === "model" ? " (only the trace's attention moves it)" : ""}. `
+      + "For a real GPU: the Detected hardware preset, or “What would it cost at scale?”.";
+  }
+  return `From the ${presetLabel(s.preset)} preset (${desc}): real capacities, so it changes with the model's KV size.`;
+}
+
 function render() {
   const s = last.summary;
+  ui.mapSource.textContent = sourceLine();
   ui.map.setData({ tier: last.tier, status: last.status, access: last.access_count, blockSize: last.block_size,
     nTokens: last.n_tokens, bytesPerToken: last.bytes_per_token });
   const steps = last.snapshot_steps || [];
@@ -338,11 +375,13 @@ function render() {
   setData(ui.hitChart, TIERS, [{ label: "hits", data: rows.map((r) => r.hits || 0), colors: TIER_COLORS }], "bar");
 
   const tl = last.timeline;
-  const xs = tl.first_step.map((a, i) => Math.round((a + tl.last_step[i]) / 2));
-  setData(ui.costChart, xs, [
-    { label: `KV read time (${s.policy})`, data: tl.read_seconds.map((v) => v * 1e3), color: "#f2c94c" },
-    { label: "all in HBM", data: tl.all_hbm_seconds.map((v) => v * 1e3), color: "#3ddc84", borderDash: [4, 3] },
-    { label: "bytes moved (MB / step)", data: tl.moved_bytes.map((v) => v / 1e6), color: "#e5e7eb", yAxisID: "y1" },
+  const xs = tl.first_step.map((a, i) => (a + tl.last_step[i]) / 2);
+  const points = (values, scale) => values.map((v, i) => ({ x: xs[i], y: v * scale }));
+  ui.costChart.options.scales.x.max = last.n_tokens;
+  setData(ui.costChart, [], [
+    { label: `KV read time (${s.policy})`, data: points(tl.read_seconds, 1e3), color: "#f2c94c" },
+    { label: "all in HBM", data: points(tl.all_hbm_seconds, 1e3), color: "#3ddc84", borderDash: [4, 3] },
+    { label: "bytes moved (MiB / step)", data: points(tl.moved_bytes, 1 / fmt.MiB), color: "#e5e7eb", yAxisID: "y1" },
   ]);
   renderHeadline();
   const stats = [
@@ -366,6 +405,7 @@ function renderHeadline() {
     h("div", { class: "hint" }, "KV read time per decode step — mean over all steps of the run"),
     h("div", { class: "mono" }, `all in HBM (mean): ${fmt.secs(s.read_seconds_all_hbm)}`,
       h("span", { class: "ratio" }, ` · ${s.read_time_ratio.toFixed(2)}× ${s.read_time_ratio >= 1 ? "slower" : "faster"}`)),
+    h("div", { class: "hint headline-source" }, headlineSource()),
     at ? h("div", { class: "mono headline-step" }, `at step ${fmt.int(at.step)} (scrubbed): ${fmt.secs(at.read_seconds)} vs ${fmt.secs(at.all_hbm_seconds)} all in HBM; moved ${fmt.bytes(at.moved_bytes)} that step`)
       : h("div", { class: "hint headline-step" }, "Drag the step scrubber to see the cost at one step."));
 }
@@ -410,6 +450,11 @@ async function runScenario() {
   ui.scOut.classList.remove("err");
   scenarioLast = res.result;
   const s = res.result.scenario, r = res.result.replay;
+  // Drawn like a profile (block map, scrubber, tiers, hits, cost over the steps): the backend keeps
+  // the replay's snapshots for profile_snapshot.
+  last = { ...res.result, summary: r, params: { ...params, trace: "synthetic" }, source: "scenario" };
+  scrubbed = null;
+  render();
   const rows = [
     ["model", `${s.model.name} (${s.model.source})`], ["KV / token", `${fmt.bytes(s.bytes_per_token)} (${s.dtype})`],
     ["KV at context", fmt.bytes(s.kv_bytes)], ["weights", fmt.bytes(s.weights_bytes)], ["GPU", s.gpu.name],
@@ -420,7 +465,8 @@ async function runScenario() {
     ["trace shape", s.shape_source],
     ...(res.result.note ? [["fetch rule", res.result.note]] : []),
   ];
-  fill(ui.scOut, h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))])));
+  fill(ui.scOut, h("div", { class: "hint" }, "Drawn in the block map and the charts; the sizes:"),
+    h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", { title: String(v) }, String(v))])));
 }
 
 /** For tests: the block map, the last result, the last scenario, the cost chart. */

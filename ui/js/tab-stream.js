@@ -69,7 +69,8 @@ function controlsCard() {
   ui.stopBtn = h("button", { class: "btn", onclick: stop, disabled: true, dataset: { action: "stop" }, title: "Pause; Start resumes" }, "❚❚ Stop");
   ui.stepBtn = h("button", { class: "btn", onclick: stepOnce, dataset: { action: "step" } }, "Step");
   ui.resetBtn = h("button", { class: "btn danger", onclick: reset, dataset: { action: "reset" }, title: "Forget this stream; Start then begins at token 1" }, "Reset");
-  ui.settingsNote = h("div", { class: "hint settings-note hidden" }, "The prompt and these settings belong to the running stream: Reset to change them.");
+  // Always takes its line (shown or not), so the buttons below do not jump when it appears.
+  ui.settingsNote = h("div", { class: "hint settings-note off" }, "The prompt and these settings belong to the running stream: Reset to change them.");
   onEnter(ui.prompt, startOrResume);
 
   return h("div", { class: "card stream-controls" },
@@ -97,7 +98,7 @@ function lockSettings() {
   for (const input of [ui.prompt, ui.generate, ui.temperature, ui.threshold, ui.heavy, ui.sinkCount]) {
     input.disabled = locked;
   }
-  ui.settingsNote.classList.toggle("hidden", !locked);
+  ui.settingsNote.classList.toggle("off", !locked);
   ui.startBtn.textContent = locked && !running ? "▶ Resume" : "▶ Start";
   ui.startBtn.title = locked ? "Resume where the stream paused" : "Start from the first token";
 }
@@ -130,7 +131,8 @@ function sideCard() {
       h("button", { class: "btn small", onclick: () => savePNG("stream-sink-grid", ui.grid.canvas) }, "PNG")), ui.gridBox, ui.recommended),
     h("div", { class: "card" }, h("h2", {}, "Sinks in this view"),
       h("table", { class: "data sink-table" }, h("thead", {}, h("tr", {}, h("th", {}, "pos"), h("th", { class: "left" }, "token"), h("th", {}, "score"), h("th", {}, "since step"))), ui.sinkTable)));
-  ui.grid = new ScoreGrid(ui.gridBox, { describe: (l, hd, v) => `layer ${l} head ${hd}\nmean attention on token 0: ${v == null ? "—" : v.toFixed(3)}` });
+  ui.grid = new ScoreGrid(ui.gridBox, { describe: (l, hd, v) => `layer ${l} head ${hd}\nmean attention on token 0: ${v == null ? "—" : v.toFixed(3)}`,
+    legend: "colour = mean attention on token 0 (sqrt scale)" });
   ui.chart = lineChart(ui.chartCanvas, { xTitle: "step", yTitle: "mass on first k", scales: { y: { max: 1 } } });
   return card;
 }
@@ -160,6 +162,7 @@ function view() {
 }
 
 function clearViews(message) {
+  ui.lastStep = null;
   ui.heatmap.clear();
   massHistory = [];
   setData(ui.chart, [], []);
@@ -178,6 +181,7 @@ function changeView() {
     if (!res.ok) return;
     ui.heatmap.setData({ tokens: res.tokens, rows: res.rows, sinks: res.sinks.map((s) => s.position), heavy: res.heavy_hitters });
     renderSinkTable(res.sinks);
+    if (ui.lastStep) renderInfo(ui.lastStep, res.sinks, res.heavy_hitters);  // this view's counts, not the previous one's
   });
 }
 
@@ -265,17 +269,25 @@ async function step(n) {
     const last = res.steps[res.steps.length - 1];
     massHistory.push({ step: last.position, mass: res.sink_mass_by_layer });
     renderMassChart();
-    ui.info.textContent = `token ${last.position + 1}${ui.total ? " / " + ui.total : ""} · ${JSON.stringify(last.token)}${last.generated ? " (generated)" : ""}`
-      + ` · step ${fmt.secs(last.step_seconds)} · ${fmt.plural(res.sinks.length, "sink")} · ${fmt.plural(res.heavy_hitters.length, "heavy hitter")}${ui.cutNote || ""}`;
+    ui.lastStep = last;
+    renderInfo(last, res.sinks, res.heavy_hitters);
   }
   if (++stepsSinceState >= 8) { stepsSinceState = 0; await refreshState(); }
   if (res.done) {
     finished = true;
-    ui.info.textContent += " · " + (res.message || "done") + " · Start streams it again from the first token";
+    ui.doneNote = (res.message || "done") + " · Start streams it again from the first token";
+    ui.info.textContent += " · " + ui.doneNote;
     lockSettings();
     return false;
   }
   return true;
+}
+
+/** The header: where the stream is, and the sinks and heavy hitters of the view on screen. */
+function renderInfo(last, sinks, heavy) {
+  ui.info.textContent = `token ${last.position + 1}${ui.total ? " / " + ui.total : ""} · ${JSON.stringify(last.token)}${last.generated ? " (generated)" : ""}`
+    + ` · step ${fmt.secs(last.step_seconds)} · ${fmt.plural(sinks.length, "sink")} · ${fmt.plural(heavy.length, "heavy hitter")}${ui.cutNote || ""}`
+    + (finished ? ` · ${ui.doneNote}` : "");
 }
 
 async function refreshState() {
@@ -331,7 +343,8 @@ async function exportJSON() {
   if (res.ok) { const { ok, ...data } = res; saveJSON("stream", data); }
 }
 
-/** For tests: the stream heatmap and whether the timer runs. */
+/** For tests: the stream heatmap, the sink grid and whether the timer runs. */
+export function sinkGrid() { return ui.grid; }
 export function heatmap() { return ui.heatmap; }
 export function isRunning() { return running; }
 export function massChart() { return ui.chart; }

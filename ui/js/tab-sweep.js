@@ -1,9 +1,9 @@
-// Sweep (a section at the foot of the Eviction Sim tab): every policy × cache sizes × texts ×
+// Sweeps (their own tab): every policy × cache sizes × texts ×
 // models, each cell one Simulate or Evaluate run, on this machine or an existing Ray cluster.
 // The chart is the frontier people expect: x = KV memory (bytes = the model's KV bytes per
 // token × C) or the compression ratio, y = perplexity / KL / hit rate / recall, a line per
-// policy. The backend computes every number (backend/sweep); we only draw them. It mounts
-// itself after the tab's own content (index.html loads it after main.js).
+// policy. The backend computes every number (backend/sweep); we only draw them. main.js mounts
+// it into the Sweeps tab.
 import { call } from "./bridge.js";
 import { h, fill, field, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
@@ -45,7 +45,7 @@ export function mount() {
     h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
   on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
   on("policies", showUserPolicies);
-  onShown("eviction", () => ui.chart.resize());
+  onShown("sweep", () => ui.chart.resize());
   return ui.section;
 }
 
@@ -235,9 +235,47 @@ async function openFile() {
   if (!res.ok) { status.error(res.error.message); return; }
   rows = res.rows;
   ui.out.value = file;
+  const lost = await restoreSettings(rows);
   ui.progressText.classList.remove("err");
-  ui.progressText.textContent = `${file}: ${fmt.int(res.rows_total)} cells`;
+  ui.progressText.textContent = `${file}: ${fmt.int(res.rows_total)} cells · the settings above are this file's`
+    + (lost.length ? ` (not stored in it: ${lost.join(", ")})` : "");
   render();
+}
+
+/**
+ * The settings panel takes the opened file's settings (its cells name them), so Run resumes that
+ * sweep rather than mixing the file with whatever the panel held before. What a cell does not store
+ * (a text's content, the retrieval grid) is returned, to say so.
+ */
+async function restoreSettings(fileRows) {
+  const cells = fileRows.map((r) => r.cell);
+  if (!cells.length) return [];
+  const distinct = (f, list = cells) => [...new Set(list.map(f))];
+  ui.kind.value = cells[0].kind;
+  await kindChanged();  // the policy boxes and fields of that kind (prefill's methods are fetched)
+  ui.models.value = distinct((c) => c.model).join(", ");
+  ui.models.dataset.edited = "1";  // a model loaded later must not overwrite the file's
+  const policies = new Set(distinct((c) => c.policy));
+  const boxes = ui.kind.value === "prefill" ? ui.prefillBoxes : ui.policyBoxes;
+  boxes.querySelectorAll("input").forEach((box) => { box.checked = policies.has(box.value); });
+  const evicting = cells.filter((c) => c.policy !== "full");
+  if (ui.kind.value === "prefill") ui.ratios.value = distinct((c) => c.ratio, evicting).sort((a, b) => a - b).join(", ");
+  else ui.sizes.value = distinct((c) => c.cache_size, evicting).sort((a, b) => a - b).join(", ");
+  const sinks = distinct((c) => c.sinks);
+  if (sinks.length === 1) ui.sinks.value = String(sinks[0]);
+  const halves = evicting.every((c) => c.window === Math.floor(c.cache_size / 2));  // the default, W = C/2
+  const windows = distinct((c) => c.window, evicting);
+  ui.window.value = halves || windows.length !== 1 ? "" : String(windows[0]);
+  const maxTokens = distinct((c) => JSON.parse(c.settings || "{}").max_tokens).filter((v) => v != null);
+  if (maxTokens.length === 1) ui.maxTokens.value = String(maxTokens[0]);
+  const lost = [];
+  if (ui.kind.value === "retrieval") {
+    if ([...ui.rTask.options].some((o) => o.value === cells[0].text)) ui.rTask.value = cells[0].text;
+    lost.push("the grid's lengths and depths");
+  } else if (!distinct((c) => c.model).includes("synthetic")) {
+    lost.push(`the text itself (the file names it: ${distinct((c) => c.text).join(", ")})`);
+  }
+  return lost;
 }
 
 // ---------- results ----------
@@ -252,6 +290,9 @@ function resultsCard() {
   ui.chart.options.interaction = { mode: "nearest", intersect: false };
   ui.chart.options.elements.point.radius = 3;
   ui.chart.options.plugins.tooltip.callbacks = { title: () => "", label: tooltipLines };
+  // The same x ticks before any sweep is drawn (Chart.js's own read 1.00, 1.10, 1.20 …).
+  ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel("kv_bytes", v), autoSkip: false, maxRotation: 0 };
+  ui.chart.options.scales.x.afterBuildTicks = powerOfTwoTicks;
   ui.tableBody = h("tbody", {}, h("tr", {}, h("td", { colspan: 9, class: "hint" }, "Run a sweep or open an earlier one.")));
   return h("div", { class: "sweep-results" },
     h("div", { class: "card" }, h("h2", {}, "Frontier", h("span", { class: "spacer" }),
@@ -306,7 +347,8 @@ function render() {
   ui.chart.data.datasets = datasets.map((d) => ({ borderColor: d.color, backgroundColor: d.color, ...d }));
   ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
   ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
-  ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel(xKey, v) };
+  ui.chart.options.scales.x.ticks = { callback: (v) => tickLabel(xKey, v), autoSkip: false, maxRotation: 0 };
+  ui.chart.options.scales.x.afterBuildTicks = xKey === "compression_ratio" ? undefined : powerOfTwoTicks;
   // Perplexity spans orders of magnitude (a window without sinks explodes): log y, as in StreamingLLM's plots.
   ui.chart.options.scales.y.type = yKey === "perplexity" ? "logarithmic" : "linear";
   ui.chart.options.scales.y.title = { display: true, text: (metrics.find(([k]) => k === yKey)?.[1] || yKey) + (yKey === "perplexity" ? " (log)" : "") };
@@ -315,12 +357,30 @@ function render() {
   renderPicks();
 }
 
-/** Log axes label only 1, 2 and 5 × a power of ten (Chart.js hands us every minor tick). */
+const MAX_X_TICKS = 8;
+
+/**
+ * The log x axis ticks at powers of two (the cache sizes people pick: 64, 128 … tokens; 1 KiB,
+ * 2 KiB … of KV), every 2nd or 4th one when the range is wide, so labels never overlap (Chart.js's
+ * own log ticks put 1 to 9 × 10^k, labelled or not, side by side).
+ */
+function powerOfTwoTicks(scale) {
+  const lo = Math.ceil(Math.log2(scale.min)), hi = Math.floor(Math.log2(scale.max));
+  if (!isFinite(lo) || !isFinite(hi) || hi < lo) return;
+  const every = Math.max(1, Math.ceil((hi - lo + 1) / MAX_X_TICKS));
+  const ticks = [];
+  for (let e = hi; e >= lo; e -= every) ticks.unshift({ value: 2 ** e });  // the largest always labelled
+  scale.ticks = ticks;
+}
+
+/** A power of two reads as one: "512", "4 KiB", "1 MiB" (no "4.00 KiB"). */
 function tickLabel(xKey, v) {
   if (xKey === "compression_ratio") return fmt.pct(v, 0);
-  const mantissa = Math.round(v / 10 ** Math.floor(Math.log10(v)));
-  if (![1, 2, 5].includes(mantissa)) return "";
-  return xKey === "kv_bytes" ? fmt.bytes(v) : fmt.count(v);
+  if (xKey !== "kv_bytes") return fmt.count(v);
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) { v /= 1024; i++; }
+  return `${+v.toPrecision(3)} ${units[i]}`;
 }
 
 function tooltipLines(ctx) {
@@ -422,8 +482,9 @@ function exportJSON() {
 // For tests and the devtools console.
 export const debug = { get rows() { return rows; }, get lastJobId() { return lastJobId; }, ui };
 
-const panel = document.getElementById("tab-eviction");
-if (panel) {
+/** Build the Sweeps tab in `panel` (main.js). */
+export function init(panel) {
+  panel.classList.add("sweep-layout");
   panel.append(mount());
   listFiles();
   window.sinkvisSweep = debug;
