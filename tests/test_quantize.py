@@ -10,7 +10,8 @@ from backend.api.evaluate import bundled_eval_text
 from backend.errors import UserError
 from backend.evaluate.cache import PolicyCaches
 from backend.evaluate.run import evaluate
-from backend.quantize import QuantizedKVCache, kv_format
+from backend.quantize import kv_format
+from backend.quantize.layer import QuantizedKVCache
 
 GGUF = ["q8_0", "q5_1", "q5_0", "q4_1", "q4_0"]
 
@@ -270,3 +271,44 @@ def test_smollm2_q8_0_costs_little_and_fewer_bits_cost_more(smollm2_api):
     assert abs(ppl["q8_0"] / full - 1) < 0.01, (full, ppl)  # llama.cpp: +0.005 on an 8B model
     assert ppl["q4_0"] > ppl["q8_0"] and ppl["int2"] > ppl["q4_0"], (full, ppl)
     assert ppl["int2"] > 1.05 * full, (full, ppl)
+
+
+def test_prefill_protocol_composes_every_method_with_a_format(demo):
+    from backend.compress import prefill_perplexity
+
+    ids = demo.tokenizer(bundled_eval_text())["input_ids"][:120]
+    methods = ["full", "snapkv", "pyramidkv", "knorm"]  # pyramidkv: layers keep different counts (padding)
+    plain = prefill_perplexity(demo, ids, 90, 30, methods, ratio=0.5)
+    wide = prefill_perplexity(demo, ids, 90, 30, methods, ratio=0.5, kv_format=kv_format("kivi-2-r256"))
+    assert {m: wide[m]["perplexity"] for m in methods} == {m: plain[m]["perplexity"] for m in methods}
+    assert wide["full_unquantized"]["perplexity"] == plain["full"]["perplexity"]
+    q4 = prefill_perplexity(demo, ids, 90, 30, methods, ratio=0.5, kv_format=kv_format("q4_0"))
+    assert q4["full_unquantized"]["perplexity"] == plain["full"]["perplexity"]
+    assert q4["full"]["perplexity"] != plain["full"]["perplexity"] and q4["full"]["kl_vs_full"] > 0
+    assert q4["snapkv"]["memory_tokens"] == plain["snapkv"]["memory_tokens"]
+
+
+def test_api_and_cli_take_a_format_and_report_its_bytes(demo_api):
+    from helpers import ROOT, wait_job
+
+    started = demo_api.evaluate({"max_tokens": 70, "cache_size": 32, "policy": ["streaming_llm"],
+                                 "kv_format_k": "q8_0", "kv_format_v": "q4_0", "intact_sinks": 2})
+    assert started["ok"], started
+    assert started["settings"]["kv_format"] == "K q8_0 / V q4_0" and started["settings"]["intact_sinks"] == 2
+    result = wait_job(demo_api, started["job_id"])["result"]
+    assert [r["bytes_per_token"] for r in result["results"]] == [6 * 2 * 32 * (8.5 + 4.5) / 8] * 2
+    assert result["kv_format"] == "K q8_0 / V q4_0" and result["unquantized_full_perplexity"] > 0
+    bad = demo_api.evaluate({"max_tokens": 70, "kv_format": "q3_k"})
+    assert not bad["ok"] and bad["error"]["field"] == "kv_format" and "q4_0" in bad["error"]["message"]
+    lonely = demo_api.evaluate({"max_tokens": 70, "intact_sinks": 4})
+    assert not lonely["ok"] and lonely["error"]["field"] == "intact_sinks"
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "main.py", "evaluate", "--model", "demo", "--max-tokens", "60",
+                          "--cache-size", "24", "--policy", "h2o", "--kv-format", "int4", "--json"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["kv_format"] == "int4" and doc["results"][1]["bytes_per_token"] == 6 * 2 * 32 * 2 * 5 / 8

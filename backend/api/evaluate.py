@@ -10,6 +10,7 @@ from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import model_facts, require_model
+from .kv_format import kv_format_params
 from .policies import policy_registry
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
@@ -133,7 +134,13 @@ class EvaluateMethods:
             "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
             "rule_step_limit": rule_step_limit(params),  # seconds a user rule's step may take (issue #25)
         }
+        fmt, named = kv_format_params(params, loaded)
+        settings.update(named)
         policies = _policies(params.get("policy", "all"))
+        if fmt is not None:  # Quest and the re-computation baseline read no stored cache: a format is not theirs
+            if params.get("policy", "all") in (None, "all"):
+                policies = [p for p in policies if p not in ("quest", RECOMPUTE)]
+            settings["format"] = fmt
         if "quest" in policies and not through_interface(loaded.model):  # Quest is a tap on the attention function
             if params.get("policy", "all") not in (None, "all"):
                 raise UserError("bad_input", outside_interface_message(loaded.model, "Quest"), "policy")
@@ -193,11 +200,13 @@ class EvaluateMethods:
             with limit_for_this_thread(settings["rule_step_limit"]):  # for the user rules' deciders
                 result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
                                   settings["access_threshold"], guarded, positions=settings["positions"],
-                                  granularity=settings["granularity"], text_info=info)
+                                  granularity=settings["granularity"], text_info=info,
+                                  kv_format=settings.get("format"), intact_sinks=settings["intact_sinks"])
             result["model"] = model_facts(loaded)
             return result
 
         job = state.jobs.start("evaluate", work, exclusive=True)
+        settings = {k: v for k, v in settings.items() if k != "format"}
         return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
                 "warnings": self._warnings(loaded, ids, settings)}
 
@@ -207,6 +216,8 @@ class EvaluateMethods:
         loaded = require_model(self._state)
         ids, methods, settings = _prefill_request(params, loaded, _defaults(loaded))
         info, state = settings.pop("text"), self._state
+        fmt, named = kv_format_params(params, loaded)
+        settings.update(named)
 
         def work(report):
             from ..compress import prefill_perplexity
@@ -218,9 +229,14 @@ class EvaluateMethods:
 
             out = prefill_perplexity(loaded, ids, settings["context_tokens"], settings["continuation_tokens"], methods,
                                      cache_size=settings["cache_size"], ratio=settings["ratio"],
-                                     sinks=settings["sinks"], window=settings["window"], report=guarded)
-            return {"protocol": "prefill", "settings": settings, "text": info,
-                    "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r} for m, r in out.items()],
+                                     sinks=settings["sinks"], window=settings["window"], report=guarded,
+                                     kv_format=fmt, intact_sinks=settings["intact_sinks"])
+            from ..quantize.formats import kv_bytes
+
+            kv = kv_bytes(loaded, fmt)
+            return {"protocol": "prefill", "settings": settings, "text": info, **kv,
+                    "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r,
+                                 **(kv if m != "full_unquantized" else kv_bytes(loaded, None))} for m, r in out.items()],
                     "model": model_facts(loaded)}
 
         job = state.jobs.start("evaluate", work, exclusive=True)

@@ -23,6 +23,7 @@ import numpy as np
 from ..attention.kept_keys import KeptKeys, attending
 from ..attention.rotary import FixedPositions, layer_rotaries
 from ..errors import UserError
+from ..quantize.formats import kv_bytes
 from .cache import PolicyCaches
 from .decide import PolicyDeciders
 from .deciders import policy_entry, registered_policies
@@ -128,19 +129,6 @@ def _check_format(loaded, kv_format, policies, intact_sinks) -> None:
                         "does not apply to it: leave it out of a quantized run.", "policy")
 
 
-def _kv_bytes(loaded, kv_format, intact_sinks) -> dict:
-    """The format's name, bits per value (K, V) and bytes per token; None: the model's own dtype."""
-    spec = loaded.spec
-    if kv_format is None:
-        import torch
-
-        bits = torch.finfo(next(loaded.model.parameters()).dtype).bits
-        return {"kv_format": None, "kv_bits": [bits, bits], "bytes_per_token":
-                spec["layers"] * spec["kv_heads"] * spec["head_dim"] * 2 * bits / 8}
-    return {"kv_format": kv_format.name, "kv_bits": list(kv_format.bits()),
-            "bytes_per_token": kv_format.bytes_per_token(spec["layers"], spec["kv_heads"], spec["head_dim"])}
-
-
 def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks: int, window: int,
              access_threshold: float = 0.01, report=lambda *a, **k: None, keep_trace: bool = False,
              positions: str = "original", granularity: str = "per_head", text_info: dict | None = None,
@@ -169,7 +157,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     if kv_format is None:
         full = reference = FullPass(loaded, ids, attention_until=min(steps, C + 1))
     else:  # Full Cache in the format (and the policies' shared prefix, exactly C + 1 entries at t = C)
-        from ..quantize import QuantizedKVCache
+        from ..quantize.layer import QuantizedKVCache
 
         full = FullPass(loaded, ids, attention_until=min(steps, C + 1), split_at=C + 1,
                         cache=QuantizedKVCache(kv_format, intact_sinks))
@@ -254,7 +242,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     failed = deciders.failed
     seconds = round(time.perf_counter() - started, 3)
     results = []
-    kv = _kv_bytes(loaded, kv_format, intact_sinks)
+    kv = kv_bytes(loaded, kv_format)
     for p in [p for p in policies if p not in failed]:
         extra = {"evictions": 0, "granularity": "—", **kv}
         if p == "full":

@@ -96,3 +96,16 @@ def kv_format(name: str | None, key: str | None = None, value: str | None = None
                             "(or int8/4/2 with -token/-channel and -gN, kivi-2/-4 with -rN).", "kv_format") from None
     label = key if key == value else f"K {key} / V {value}"
     return KVFormat(label, *sides)
+
+
+def kv_bytes(loaded, fmt: KVFormat | None) -> dict:
+    """What a result says about its cache: the format's name, bits per value (K, V) and bytes per token
+    (None: the model's own dtype, unquantized)."""
+    spec = loaded.spec
+    shape = (spec["layers"], spec["kv_heads"], spec["head_dim"])
+    if fmt is None:
+        import torch
+
+        bits = torch.finfo(next(loaded.model.parameters()).dtype).bits
+        return {"kv_format": None, "kv_bits": [bits, bits], "bytes_per_token": shape[0] * shape[1] * shape[2] * bits / 4}
+    return {"kv_format": fmt.name, "kv_bits": list(fmt.bits()), "bytes_per_token": fmt.bytes_per_token(*shape)}

@@ -33,23 +33,27 @@ class QuantizingLayer(DynamicLayer):
         self.insert(key_states, value_states, positions)
         return self.keys, self.values
 
-    def insert(self, keys, values, positions) -> None:
-        """Append entries at `positions` (long [n], or [B, KV, n] when rows differ, as compressed caches do)."""
+    def insert(self, keys, values, positions, exact=None) -> None:
+        """Append entries at `positions` (long [n], or [B, KV, n] when rows differ, as compressed caches do);
+        exact: bool [B, KV, n], entries stored as they are (a compressed cache's padding, never read)."""
         if not self.is_initialized:
             self.lazy_initialization(keys, values)
         n, start = keys.shape[-2], 0
         while start < n:  # pieces that end where a residual block completes
             stop = min([n] + [start + side.residual - (self.inserted % side.residual)
                               for side in (self.format.key, self.format.value) if side.residual])
-            self._append(keys[:, :, start:stop], values[:, :, start:stop], positions[..., start:stop])
+            self._append(keys[:, :, start:stop], values[:, :, start:stop], positions[..., start:stop],
+                         None if exact is None else exact[..., start:stop])
             start = stop
         if n:
             self.next_position = max(self.next_position, int(positions.max()) + 1)
 
-    def _append(self, keys, values, positions) -> None:
+    def _append(self, keys, values, positions, exact=None) -> None:
         import torch
 
         intact = (positions < self.intact).expand(keys.shape[:-1])
+        if exact is not None:
+            intact = intact | exact
         self.inserted += keys.shape[-2]
         stored = []
         for kind, x, side, old in (("k", keys, self.format.key, self.keys), ("v", values, self.format.value, self.values)):
@@ -67,6 +71,15 @@ class QuantizingLayer(DynamicLayer):
                 stored.append(torch.cat([old, torch.where(intact[..., None], x, q)], dim=-2))
         self.keys, self.values = stored
 
+    def cut(self, length: int) -> None:
+        """Keep the first `length` entries (answers are teacher-forced, then cut back to the question). A block
+        quantized meanwhile keeps the values it got."""
+        removed = self.keys.shape[-2] - length
+        self.keys, self.values = self.keys[:, :, :length], self.values[:, :, :length]
+        self.pending = {kind: None if m is None else m[..., :length] for kind, m in self.pending.items()}
+        self.inserted -= removed
+        self.next_position -= removed
+
     def gathered(self, index) -> None:
         """Eviction kept entries `index` [B, KV, k] of every row (the caller gathered keys and values)."""
         import torch
@@ -75,13 +88,9 @@ class QuantizingLayer(DynamicLayer):
             if mask is not None:
                 self.pending[kind] = torch.gather(mask, -1, index)
 
-    def adopt(self, other: "QuantizingLayer") -> None:
-        """Share another layer's calibration (the same model pass's fp8 scales)."""
-        self.state = {kind: dict(s) for kind, s in other.state.items()}
-
 
 class QuantizedKVCache(DynamicCache):
-    """A DynamicCache whose layers are QuantizingLayers; `like`: a cache whose calibration every layer adopts."""
+    """A DynamicCache whose layers are QuantizingLayers."""
 
     def __init__(self, kv_format, intact: int = 0):
         super().__init__()
@@ -99,18 +108,23 @@ class QuantizedKVCache(DynamicCache):
             copy.pending = {kind: None if m is None else m.expand(batch, -1, -1).contiguous()
                             for kind, m in layer.pending.items()}
             copy.inserted, copy.next_position = layer.inserted, layer.next_position
-            copy.adopt(layer)
+            copy.state = {kind: dict(s) for kind, s in layer.state.items()}  # the same calibration (fp8 scales)
             out.layers.append(copy)
         return out
 
-    def fill(self, layers_kv, positions=None, like=None) -> None:
-        """Insert per layer (keys, values) at `positions` (default 0..k−1), calibrated as `like`'s layers."""
+    def insert(self, layer: int, keys, values, positions=None, exact=None) -> None:
+        """Entries into `layer` at `positions` (default the next ones; [B, KV, k] when rows differ);
+        exact: bool [B, KV, k], entries stored unquantized (a compressed cache's padding, never read)."""
         import torch
 
+        while len(self.layers) <= layer:
+            self.layers.append(self.layer_class_to_replicate())
+        target = self.layers[layer]
+        if positions is None:
+            positions = torch.arange(target.next_position, target.next_position + keys.shape[-2], device=keys.device)
+        target.insert(keys, values, positions, exact)
+
+    def fill(self, layers_kv) -> None:
+        """Per layer (keys, values) inserted at positions 0..k−1."""
         for layer, (k, v) in enumerate(layers_kv):
-            while len(self.layers) <= layer:
-                self.layers.append(self.layer_class_to_replicate())
-            if like is not None:
-                self.layers[layer].adopt(like.layers[layer])
-            at = torch.arange(k.shape[-2], device=k.device) if positions is None else positions[layer]
-            self.layers[layer].insert(k, v, at)
+            self.insert(layer, k, v)
