@@ -312,3 +312,26 @@ def test_api_and_cli_take_a_format_and_report_its_bytes(demo_api):
     assert out.returncode == 0, out.stderr
     doc = json.loads(out.stdout)
     assert doc["kv_format"] == "int4" and doc["results"][1]["bytes_per_token"] == 6 * 2 * 32 * 2 * 5 / 8
+
+
+@pytest.mark.parametrize("protocol", ["streaming", "prefill"])
+def test_retrieval_takes_a_format_in_both_protocols(demo_api, protocol):
+    from helpers import wait_job
+
+    base = {"task": "pass_key", "protocol": protocol, "lengths": [96], "depths": [0.5], "cache_size": 32,
+            "policy": ["full", "streaming_llm"] + (["h2o"] if protocol == "streaming" else ["snapkv"])}
+    if protocol == "streaming":
+        base["chunk"] = 8
+
+    def logprobs(**fmt):
+        job = demo_api.retrieval({**base, **fmt})
+        assert job["ok"], job
+        result = wait_job(demo_api, job["job_id"])["result"]
+        return {c["policy"]: c["answer_logprob"] for c in result["cells"]}, result
+
+    plain, _ = logprobs()
+    wide, result = logprobs(kv_format="kivi-2-r512")  # nothing reaches a full block: every cache is unchanged
+    assert wide == plain and result["kv_format"] == "kivi-2-r512"
+    q4, result = logprobs(kv_format="q4_0", intact_sinks=4)
+    assert all(q4[p] != plain[p] for p in plain), (q4, plain)
+    assert result["settings"]["intact_sinks"] == 4 and result["bytes_per_token"] == 6 * 2 * 32 * 2 * 4.5 / 8

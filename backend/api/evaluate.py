@@ -10,7 +10,7 @@ from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import model_facts, require_model
-from .kv_format import kv_format_params
+from ..quantize.params import kv_format_params
 from .policies import policy_registry
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"

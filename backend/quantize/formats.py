@@ -40,6 +40,12 @@ class KVFormat:
     name: str
     key: Side
     value: Side
+    key_name: str = ""  # each side's own name: kv_format(None, key_name, value_name) builds it again
+    value_name: str = ""
+
+    def settings(self) -> dict:
+        """JSON-able, enough to rebuild it (a sweep's cell, a worker process)."""
+        return {"kv_format": self.name, "kv_format_k": self.key_name, "kv_format_v": self.value_name}
 
     def bits(self) -> tuple[float, float]:
         return self.key.codec.bits, self.value.codec.bits
@@ -87,15 +93,18 @@ def kv_format(name: str | None, key: str | None = None, value: str | None = None
     if not key and not value:
         return None
     key, value = key or "f16", value or "f16"
+    if not isinstance(key, str) or not isinstance(value, str):
+        raise UserError("bad_input", f"a KV format is a name such as {', '.join(EXAMPLES[:6])}.", "kv_format")
     sides = []
+    key, value = key.strip().lower(), value.strip().lower()
     for given, for_keys in ((key, True), (value, False)):
         try:
-            sides.append(_side(given.strip().lower(), for_keys))
+            sides.append(_side(given, for_keys))
         except (ValueError, AttributeError):
             raise UserError("bad_input", f"unknown KV format {given!r}: use one of {', '.join(EXAMPLES)} "
                             "(or int8/4/2 with -token/-channel and -gN, kivi-2/-4 with -rN).", "kv_format") from None
     label = key if key == value else f"K {key} / V {value}"
-    return KVFormat(label, *sides)
+    return KVFormat(label, *sides, key, value)
 
 
 def kv_bytes(loaded, fmt: KVFormat | None) -> dict:

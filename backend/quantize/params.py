@@ -6,7 +6,7 @@ from ..validate import integer
 
 def kv_format_params(params: dict, loaded) -> tuple[object, dict]:
     """(the KVFormat or None, the settings to echo: names and intact_sinks)."""
-    from ..quantize import kv_format
+    from .formats import kv_format
 
     names = {}
     for name in ("kv_format", "kv_format_k", "kv_format_v"):
@@ -23,4 +23,5 @@ def kv_format_params(params: dict, loaded) -> tuple[object, dict]:
                         "kv_format too, or set intact_sinks to 0.", "intact_sinks")
     if fmt is not None:
         fmt.check(loaded.spec["head_dim"])
-    return fmt, {"kv_format": None if fmt is None else fmt.name, "intact_sinks": intact}
+    named = fmt.settings() if fmt is not None else {"kv_format": None, "kv_format_k": None, "kv_format_v": None}
+    return fmt, {**named, "intact_sinks": intact}
