@@ -335,3 +335,44 @@ def test_retrieval_takes_a_format_in_both_protocols(demo_api, protocol):
     q4, result = logprobs(kv_format="q4_0", intact_sinks=4)
     assert all(q4[p] != plain[p] for p in plain), (q4, plain)
     assert result["settings"]["intact_sinks"] == 4 and result["bytes_per_token"] == 6 * 2 * 32 * 2 * 4.5 / 8
+
+
+def test_a_sweeps_format_axis_gives_the_cells_own_numbers_at_the_formats_bytes(demo_api, tmp_path, capsys):
+    """A point is policy × budget × format; each row's metrics are the single Evaluate's with that format, and its
+    x (kv_bytes) is C × the format's bytes per token. Unquantized cells keep the keys they had before formats."""
+    from helpers import wait_job
+
+    from backend.cli.sweep import print_frontier
+    from backend.sweep import LocalRunner, parse_spec, read_rows, run_sweep
+
+    text = bundled_eval_text()[:3000]
+    common = {"kind": "evaluate", "models": ["demo"], "texts": [{"name": "j", "text": text}], "cache_sizes": [24],
+              "sinks": 4, "max_tokens": 64, "policies": ["full", "streaming_llm"]}
+    plain = parse_spec(common)
+    spec = parse_spec({**common, "kv_formats": ["none", "q4_0"], "intact_sinks": 2})
+    run_sweep(spec, tmp_path / "q.jsonl", LocalRunner(0))
+    rows = read_rows(tmp_path / "q.jsonl")
+    assert len(rows) == 4
+    from backend.sweep.grid import build_cells
+
+    assert {c.key for c in build_cells(plain)[0]} < {r["key"] for r in rows}  # unquantized keys unchanged
+    for r in rows:
+        params = {"text": text, "max_tokens": 64, "cache_size": 24, "sinks": 4, "window": 12,
+                  "policy": ["streaming_llm"]}
+        if r["kv_format"]:
+            params.update(kv_format="q4_0", intact_sinks=2)
+        job = demo_api.evaluate(params)
+        single = {x["policy"]: x for x in wait_job(demo_api, job["job_id"])["result"]["results"]}
+        assert r["metrics"]["perplexity"] == pytest.approx(single[r["cell"]["policy"]]["perplexity"], rel=1e-9)
+        per = single["full"]["bytes_per_token"]
+        assert r["kv_bytes_per_token"] == per
+        if r["cell"]["policy"] != "full":
+            assert r["kv_bytes"] == 24 * per
+    assert {r["kv_bytes_per_token"] for r in rows} == {6 * 2 * 32 * 2 * 4, 6 * 2 * 32 * 2 * 4.5 / 8}
+    print_frontier(rows, "evaluate")
+    printed = capsys.readouterr().out
+    assert "streaming_llm @ q4_0" in printed and "@ q4_0: KV 432 bytes/token" in printed
+    with pytest.raises(UserError, match="simulate sweep"):
+        parse_spec({**common, "kind": "simulate", "policies": ["h2o"], "kv_formats": ["q8_0"]})
+    with pytest.raises(UserError, match="unknown KV format"):
+        parse_spec({**common, "kv_formats": ["q3"]})
