@@ -376,3 +376,29 @@ def test_a_sweeps_format_axis_gives_the_cells_own_numbers_at_the_formats_bytes(d
         parse_spec({**common, "kind": "simulate", "policies": ["h2o"], "kv_formats": ["q8_0"]})
     with pytest.raises(UserError, match="unknown KV format"):
         parse_spec({**common, "kv_formats": ["q3"]})
+
+
+def test_the_error_picture_shows_where_the_error_is_and_intact_sinks_remove_theirs(demo_api):
+    from helpers import wait_job
+
+    def picture(**fmt):
+        job = demo_api.quantization_error({"max_tokens": 96, **fmt})
+        assert job["ok"], job
+        status = wait_job(demo_api, job["job_id"])
+        assert status["state"] == "done", status
+        return status["result"]
+
+    q4 = picture(kv_format="q4_0")
+    spec = demo_api.model_info()["spec"]
+    assert q4["tokens"] == 96 and np.array(q4["key_error"]).shape == (spec["layers"], spec["kv_heads"])
+    assert len(q4["key_error_by_position"]) == 96 and len(q4["outlier_channels"][0][0]) == 4
+    assert 0 < min(map(min, q4["key_error"])) and max(map(max, q4["key_error"])) < 0.5
+    assert 0 in q4["sinks"]  # the demo model's first token is a sink (DESIGN: 1–13× uniform by layer)
+    q8 = picture(kv_format="q8_0")
+    assert np.all(np.array(q8["key_error"]) < np.array(q4["key_error"]))  # more bits, less error, everywhere
+    intact = picture(kv_format="q4_0", intact_sinks=1)
+    assert intact["key_error_by_position"][0] == 0.0 and q4["key_error_by_position"][0] > 0
+    assert intact["key_error_by_position"][1:] == q4["key_error_by_position"][1:]
+    assert np.all(np.array(intact["sink_error_share"])[:, :] <= np.array(q4["sink_error_share"]) + 1e-12)
+    none = demo_api.quantization_error({"max_tokens": 96})
+    assert not none["ok"] and none["error"]["field"] == "kv_format"

@@ -210,6 +210,32 @@ class EvaluateMethods:
         return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
                 "warnings": self._warnings(loaded, ids, settings)}
 
+    @public
+    def quantization_error(self, params=None):
+        """The picture of why a KV format hurts (backend/quantize/error.py): K and V error per layer × KV head and
+        per position, sinks and outlier channels marked. Params: text | bundled_text, max_tokens=256 (2..2048),
+        kv_format | kv_format_k / kv_format_v (required), intact_sinks=0."""
+        params = params_dict(params)
+        loaded = require_model(self._state)
+        defaults = {**_defaults(loaded), "max_tokens": 256}
+        ids, info = _text_ids({**params, "max_tokens": integer(params, "max_tokens", 256, lo=2, hi=2048)}, loaded,
+                              defaults)
+        ids = ids[: loaded.context_length] if loaded.spec.get("position_scheme") != "rotary" else ids
+        fmt, named = kv_format_params(params, loaded)
+        if fmt is None:
+            raise UserError("bad_input", "give a kv_format (or kv_format_k / kv_format_v) to see its error, e.g. q4_0.",
+                            "kv_format")
+        state = self._state
+
+        def work(report):
+            from ..quantize.error import quantization_error
+
+            out = quantization_error(loaded, ids, fmt, named["intact_sinks"], report)
+            return {**out, "settings": named, "text": info, "model": model_facts(loaded)}
+
+        job = state.jobs.start("quantization_error", work, exclusive=True)
+        return {"job_id": job.id, "tokens": len(ids), "settings": named, "text": info}
+
     def _evaluate_prefill(self, params):
         """protocol "prefill": kvpress's — the context compressed once at prefill, the continuation scored after."""
         params = params_dict(params)
