@@ -10,6 +10,7 @@ from dataclasses import dataclass
 class Cast:
     name: str  # f16 or bf16
     block_tokens: int = 0
+    stateless = True  # no calibration: K and V can go through one call
 
     @property
     def bits(self) -> float:

@@ -14,6 +14,7 @@ BLOCK = 32
 class GgufBlocks:
     name: str  # q8_0, q5_1, q5_0, q4_1, q4_0
     block_tokens: int = 0  # each token is quantized as it enters (its blocks lie within its own row)
+    stateless = True  # no calibration: K and V can go through one call
 
     @property
     def qtype(self):

@@ -25,6 +25,10 @@ class Integer:
         return f"int{self.nbits}-{self.axis}-g{self.group}"
 
     @property
+    def stateless(self) -> bool:  # per token: no calibration, so K and V can go through one call
+        return self.axis == "token"
+
+    @property
     def block_tokens(self) -> int:
         return self.group if self.axis == "channel" else 0
 

@@ -55,6 +55,13 @@ class QuantizingLayer(DynamicLayer):
         if exact is not None:
             intact = intact | exact
         self.inserted += keys.shape[-2]
+        key, value = self.format.key, self.format.value
+        if not key.residual and not value.residual and key.codec == value.codec and not bool(intact.any()) and \
+                getattr(key.codec, "stateless", False):  # one call for K and V: a decode step's cost is per call
+            both = key.codec.roundtrip(torch.cat([keys, values]), {})
+            self.keys = torch.cat([self.keys, both[: keys.shape[0]]], dim=-2)
+            self.values = torch.cat([self.values, both[keys.shape[0]:]], dim=-2)
+            return
         stored = []
         for kind, x, side, old in (("k", keys, self.format.key, self.keys), ("v", values, self.format.value, self.values)):
             if side.residual:  # full precision until its block is complete
