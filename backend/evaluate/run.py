@@ -10,6 +10,10 @@ Until the cache first overflows (steps t ≤ C) every cache is Full Cache's, so 
 steps are taken from the Full pass (full.py) itself: with C ≥ the text every policy
 gives Full Cache's numbers exactly.
 
+With a KV format (backend/quantize) every cache stores its entries quantized, Full Cache's too: the Full
+pass runs over a quantized cache (its state after C + 1 tokens is where the policies start), and a second,
+plain Full pass is the reference that KL is measured against.
+
 Positions: by default each key keeps its original position (as H2O evaluates); with
 positions="in_cache" a rotary model's keys are re-rotated to their index in the cache
 after each eviction (StreamingLLM). Past the context a rotary model continues with
