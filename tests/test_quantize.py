@@ -402,3 +402,19 @@ def test_the_error_picture_shows_where_the_error_is_and_intact_sinks_remove_thei
     assert np.all(np.array(intact["sink_error_share"])[:, :] <= np.array(q4["sink_error_share"]) + 1e-12)
     none = demo_api.quantization_error({"max_tokens": 96})
     assert not none["ok"] and none["error"]["field"] == "kv_format"
+
+
+def test_the_cache_profile_takes_a_formats_bytes_per_token(api):
+    from helpers import wait_job
+
+    def profile(**extra):
+        job = api.profile({"length": 4000, "block_size": 16, **extra})
+        assert job["ok"], job
+        return wait_job(api, job["job_id"])["result"]
+
+    plain, q4 = profile(), profile(kv_format="q4_0")
+    assert plain["bytes_per_token"] == 2 * 12 * 12 * 64 * 2  # GPT-2 small in fp16, no model loaded
+    assert q4["bytes_per_token"] == 12 * 12 * 64 * 2 * 18 // 32  # 18 bytes per block of 32 values
+    assert q4["summary"]["n_blocks"] == plain["summary"]["n_blocks"]
+    bad = api.profile({"length": 4000, "kv_format": "q9"})
+    assert not bad["ok"] and bad["error"]["field"] == "kv_format"

@@ -50,7 +50,9 @@ class ProfileMethods:
         """Start a profile job → {job_id}; its result is the summary, per-block arrays, timeline and snapshot steps."""
         state = self._state
         loaded = state.model
-        req = service.parse(params, *kv_bytes.for_loaded(loaded), kv_bytes.weights_bytes(loaded))
+        fmt = _kv_format(params, loaded)
+        per_token = kv_bytes.for_loaded(loaded) if fmt is None else kv_bytes.for_format(loaded, fmt)
+        req = service.parse(params, *per_token, kv_bytes.weights_bytes(loaded))
         service.precheck(req)
         if req.trace == "model" and loaded is None:
             raise UserError("no_model", "A model trace needs a loaded model; load one or pick the synthetic trace.", "trace")
@@ -135,3 +137,16 @@ class ProfileMethods:
 
         job = state.jobs.start("profile", work, exclusive=True)
         return {"job_id": job.id}
+
+
+def _kv_format(params, loaded):
+    """The profile's `kv_format` (a quantized cache's bytes per token, backend/quantize), or None."""
+    from ..quantize import kv_format
+
+    value = params.get("kv_format") if isinstance(params, dict) else None
+    if value in (None, "", "none"):
+        return None
+    fmt = kv_format(value)
+    if loaded is not None:
+        fmt.check(loaded.spec["head_dim"])
+    return fmt
