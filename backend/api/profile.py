@@ -139,14 +139,9 @@ class ProfileMethods:
         return {"job_id": job.id}
 
 
+
 def _kv_format(params, loaded):
     """The profile's `kv_format` (a quantized cache's bytes per token, backend/quantize), or None."""
-    from ..quantize import kv_format
+    from ..quantize.params import kv_format_params
 
-    value = params.get("kv_format") if isinstance(params, dict) else None
-    if value in (None, "", "none"):
-        return None
-    fmt = kv_format(value)
-    if loaded is not None:
-        fmt.check(loaded.spec["head_dim"])
-    return fmt
+    return kv_format_params(params_dict(params), loaded)[0]

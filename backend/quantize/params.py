@@ -5,7 +5,7 @@ from ..validate import integer
 
 
 def kv_format_params(params: dict, loaded) -> tuple[object, dict]:
-    """(the KVFormat or None, the settings to echo: names and intact_sinks)."""
+    """(the KVFormat or None, the settings to echo: names and intact_sinks). loaded: None checks the names only."""
     from .formats import kv_format
 
     names = {}
@@ -17,11 +17,11 @@ def kv_format_params(params: dict, loaded) -> tuple[object, dict]:
                                 name)
             names[name] = value
     fmt = kv_format(names.get("kv_format"), names.get("kv_format_k"), names.get("kv_format_v"))
-    intact = integer(params, "intact_sinks", 0, lo=0, hi=loaded.context_length)
+    intact = integer(params, "intact_sinks", 0, lo=0, hi=loaded.context_length if loaded is not None else 1 << 20)
     if fmt is None and intact:
         raise UserError("bad_input", "intact_sinks keeps the first tokens out of a quantized cache: give a "
                         "kv_format too, or set intact_sinks to 0.", "intact_sinks")
-    if fmt is not None:
+    if fmt is not None and loaded is not None:
         fmt.check(loaded.spec["head_dim"])
     named = fmt.settings() if fmt is not None else {"kv_format": None, "kv_format_k": None, "kv_format_v": None}
     return fmt, {**named, "intact_sinks": intact}
