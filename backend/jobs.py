@@ -23,7 +23,7 @@ from .errors import Cancelled, UserError
 
 _KEEP_FINISHED = 32  # finished jobs whose results stay readable
 # prefill_kept is one full prefill with every method's scores (16 at once passed 9.6 GB): heavy too.
-HEAVY_KINDS = frozenset({"simulate", "profile", "evaluate", "retrieval", "sweep", "prefill_kept"})
+HEAVY_KINDS = frozenset({"simulate", "profile", "evaluate", "retrieval", "sweep", "prefill_kept", "quantization_error"})
 MAX_HEAVY = 2        # heavy jobs running at once (a 20M-step simulation alone peaks at ~830 MB)
 MAX_WAITING = 8      # heavy jobs waiting in line; more are refused
 

@@ -10,6 +10,7 @@ from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
 from ..validate import choice, integer, number, params_dict, text
 from .attention import model_facts, require_model
+from ..quantize.params import kv_format_params
 from .policies import policy_registry
 
 EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
@@ -133,7 +134,13 @@ class EvaluateMethods:
             "granularity": choice(params, "granularity", ("per_head", "shared"), "per_head"),
             "rule_step_limit": rule_step_limit(params),  # seconds a user rule's step may take (issue #25)
         }
+        fmt, named = kv_format_params(params, loaded)
+        settings.update(named)
         policies = _policies(params.get("policy", "all"))
+        if fmt is not None:  # Quest and the re-computation baseline read no stored cache: a format is not theirs
+            if params.get("policy", "all") in (None, "all"):
+                policies = [p for p in policies if p not in ("quest", RECOMPUTE)]
+            settings["format"] = fmt
         if "quest" in policies and not through_interface(loaded.model):  # Quest is a tap on the attention function
             if params.get("policy", "all") not in (None, "all"):
                 raise UserError("bad_input", outside_interface_message(loaded.model, "Quest"), "policy")
@@ -193,13 +200,41 @@ class EvaluateMethods:
             with limit_for_this_thread(settings["rule_step_limit"]):  # for the user rules' deciders
                 result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
                                   settings["access_threshold"], guarded, positions=settings["positions"],
-                                  granularity=settings["granularity"], text_info=info)
+                                  granularity=settings["granularity"], text_info=info,
+                                  kv_format=settings.get("format"), intact_sinks=settings["intact_sinks"])
             result["model"] = model_facts(loaded)
             return result
 
         job = state.jobs.start("evaluate", work, exclusive=True)
+        settings = {k: v for k, v in settings.items() if k != "format"}
         return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
                 "warnings": self._warnings(loaded, ids, settings)}
+
+    @public
+    def quantization_error(self, params=None):
+        """The picture of why a KV format hurts (backend/quantize/error.py): K and V error per layer × KV head and
+        per position, sinks and outlier channels marked. Params: text | bundled_text, max_tokens=256 (2..2048),
+        kv_format | kv_format_k / kv_format_v (required), intact_sinks=0."""
+        params = params_dict(params)
+        loaded = require_model(self._state)
+        defaults = {**_defaults(loaded), "max_tokens": 256}
+        ids, info = _text_ids({**params, "max_tokens": integer(params, "max_tokens", 256, lo=2, hi=2048)}, loaded,
+                              defaults)
+        ids = ids[: loaded.context_length] if loaded.spec.get("position_scheme") != "rotary" else ids
+        fmt, named = kv_format_params(params, loaded)
+        if fmt is None:
+            raise UserError("bad_input", "give a kv_format (or kv_format_k / kv_format_v) to see its error, e.g. q4_0.",
+                            "kv_format")
+        state = self._state
+
+        def work(report):
+            from ..quantize.error import quantization_error
+
+            out = quantization_error(loaded, ids, fmt, named["intact_sinks"], report)
+            return {**out, "settings": named, "text": info, "model": model_facts(loaded)}
+
+        job = state.jobs.start("quantization_error", work, exclusive=True)
+        return {"job_id": job.id, "tokens": len(ids), "settings": named, "text": info}
 
     def _evaluate_prefill(self, params):
         """protocol "prefill": kvpress's — the context compressed once at prefill, the continuation scored after."""
@@ -207,6 +242,8 @@ class EvaluateMethods:
         loaded = require_model(self._state)
         ids, methods, settings = _prefill_request(params, loaded, _defaults(loaded))
         info, state = settings.pop("text"), self._state
+        fmt, named = kv_format_params(params, loaded)
+        settings.update(named)
 
         def work(report):
             from ..compress import prefill_perplexity
@@ -218,9 +255,14 @@ class EvaluateMethods:
 
             out = prefill_perplexity(loaded, ids, settings["context_tokens"], settings["continuation_tokens"], methods,
                                      cache_size=settings["cache_size"], ratio=settings["ratio"],
-                                     sinks=settings["sinks"], window=settings["window"], report=guarded)
-            return {"protocol": "prefill", "settings": settings, "text": info,
-                    "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r} for m, r in out.items()],
+                                     sinks=settings["sinks"], window=settings["window"], report=guarded,
+                                     kv_format=fmt, intact_sinks=settings["intact_sinks"])
+            from ..quantize.formats import kv_bytes
+
+            kv = kv_bytes(loaded, fmt)
+            return {"protocol": "prefill", "settings": settings, "text": info, **kv,
+                    "results": [{"policy": m, "tokens": settings["continuation_tokens"], **r,
+                                 **(kv if m != "full_unquantized" else kv_bytes(loaded, None))} for m, r in out.items()],
                     "model": model_facts(loaded)}
 
         job = state.jobs.start("evaluate", work, exclusive=True)

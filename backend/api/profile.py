@@ -50,7 +50,9 @@ class ProfileMethods:
         """Start a profile job → {job_id}; its result is the summary, per-block arrays, timeline and snapshot steps."""
         state = self._state
         loaded = state.model
-        req = service.parse(params, *kv_bytes.for_loaded(loaded), kv_bytes.weights_bytes(loaded))
+        fmt = _kv_format(params, loaded)
+        per_token = kv_bytes.for_loaded(loaded) if fmt is None else kv_bytes.for_format(loaded, fmt)
+        req = service.parse(params, *per_token, kv_bytes.weights_bytes(loaded))
         service.precheck(req)
         if req.trace == "model" and loaded is None:
             raise UserError("no_model", "A model trace needs a loaded model; load one or pick the synthetic trace.", "trace")
@@ -139,3 +141,11 @@ class ProfileMethods:
 
         job = state.jobs.start("profile", work, exclusive=True)
         return {"job_id": job.id}
+
+
+
+def _kv_format(params, loaded):
+    """The profile's `kv_format` (a quantized cache's bytes per token, backend/quantize), or None."""
+    from ..quantize.params import kv_format_params
+
+    return kv_format_params(params_dict(params), loaded)[0]

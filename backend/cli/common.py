@@ -64,6 +64,21 @@ def add_policy_file_argument(parser) -> None:
                              "several. Its code runs: naming it here is your consent. Then --policy NAME or all")
 
 
+def add_kv_format_arguments(parser) -> None:
+    """Quantized KV caches (backend/quantize): a format for K and V, or one each, and IntactKV's sinks."""
+    parser.add_argument("--kv-format", help="store K and V in a format: f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0 "
+                        "(llama.cpp), int8/int4/int2 (per token; -channel: per channel), kivi-2, kivi-4 (-rN: the "
+                        "full-precision window, default 128), fp8-e4m3, fp8-e5m2 (-head: a scale per KV head)")
+    parser.add_argument("--kv-format-k", help="keys' format (overrides --kv-format for K), as llama.cpp's --cache-type-k")
+    parser.add_argument("--kv-format-v", help="values' format (overrides --kv-format for V)")
+    parser.add_argument("--intact-sinks", type=int, help="IntactKV: keep the first N positions in full precision")
+
+
+def kv_format_params(args) -> dict:
+    return {name: getattr(args, name) for name in ("kv_format", "kv_format_k", "kv_format_v", "intact_sinks")
+            if getattr(args, name, None) is not None}
+
+
 def load_policy_files(api, args) -> list[str]:
     """Load each --policy-file (trusted: the user named it); returns their policy names."""
     return [check(api.load_policy_file({"path": f, "trust": True}))["policy"]["name"]

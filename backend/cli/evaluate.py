@@ -1,7 +1,7 @@
 """Perplexity of the model on a text with each eviction policy's real KV cache applied."""
 import sys
 
-from .common import (add_model_arguments, add_policy_file_argument, check, emit_result, load, load_policy_files,
+from .common import (add_kv_format_arguments, add_model_arguments, kv_format_params, add_policy_file_argument, check, emit_result, load, load_policy_files,
                      read_text, wait_job)
 
 
@@ -28,6 +28,7 @@ def add_arguments(parser) -> None:
                         "or give --cache-size)")
     parser.add_argument("--context-tokens", type=int, help="prefill: default 3/4 of the text")
     parser.add_argument("--continuation-tokens", type=int, help="prefill: default the rest")
+    add_kv_format_arguments(parser)
     add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true")
 
@@ -35,7 +36,7 @@ def add_arguments(parser) -> None:
 def run_prefill(args, api) -> int:
     """--protocol prefill (backend/compress via Api.evaluate): one row per method."""
     params = {"protocol": "prefill", "text": read_text(args) if args.text_file else None,
-              "policy": args.policy if args.policy == "all" else args.policy.split(",")}
+              "policy": args.policy if args.policy == "all" else args.policy.split(","), **kv_format_params(args)}
     for name in ("bundled_text", "max_tokens", "cache_size", "sinks", "window", "ratio", "context_tokens",
                  "continuation_tokens"):
         if getattr(args, name) is not None:
@@ -49,6 +50,7 @@ def run_prefill(args, api) -> int:
     budget = f"C={s['cache_size']}" if s["cache_size"] is not None else f"ratio={s['ratio']}"
     print(f"{result['model']['source']} · {result['text']['name']} · prefill protocol: {s['context_tokens']} context "
           f"tokens compressed ({budget}), next {s['continuation_tokens']} scored")
+    print(f"KV format: {result['kv_format'] or 'unquantized'} ({result['bytes_per_token']:.0f} bytes per token)")
     print(f"{'method':26} {'perplexity':>11} {'KL vs full':>11} {'kept/head':>10}")
     for r in result["results"]:
         print(f"{r['policy']:26} {r['perplexity']:11.3f} {r['kl_vs_full']:11.4f} {r['memory_tokens']:10.1f}")
@@ -64,7 +66,8 @@ def run(args, api) -> int:
     if args.protocol == "prefill":
         return run_prefill(args, api)
     params = {"text": read_text(args) if args.text_file else None, "policy": args.policy if args.policy == "all"
-              else args.policy.split(","), "positions": args.positions, "granularity": args.granularity}
+              else args.policy.split(","), "positions": args.positions, "granularity": args.granularity,
+              **kv_format_params(args)}
     for name in ("bundled_text", "max_tokens", "cache_size", "sinks", "window"):
         if getattr(args, name) is not None:
             params[name] = getattr(args, name)
@@ -83,6 +86,9 @@ def run(args, api) -> int:
     print(f"{result['model']['source']} · {text['name']} ({text['tokens']} tokens, sha256 {text['sha256']}) · "
           f"C={s['cache_size']} S={s['sinks']} W={s['window']} · {result['granularity']}")
     print(f"positions: {result['position_scheme']}")
+    if result.get("kv_format"):
+        print(f"KV format: {result['kv_format']} ({rows[0]['bytes_per_token']:.0f} bytes per token; intact sinks "
+              f"{result['intact_sinks']}); Full Cache unquantized: perplexity {result['unquantized_full_perplexity']:.2f}")
     print(f"{'policy':26} {'perplexity':>11} {'KL vs full':>11} {'tokens':>7} {'seconds':>8}")
     for r in rows:
         kl = "—" if r["kl_vs_full"] is None else f"{r['kl_vs_full']:.4f}"

@@ -1,8 +1,8 @@
 """`main.py retrieval`: pass-key / needle grids under eviction (lengths × depths, every policy)."""
 import sys
 
-from .common import (CliError, add_model_arguments, add_policy_file_argument, check, emit_result, load,
-                     load_policy_files, wait_job)
+from .common import (CliError, add_kv_format_arguments, add_model_arguments, add_policy_file_argument, check,
+                     emit_result, kv_format_params, load, load_policy_files, wait_job)
 
 
 def add_arguments(parser) -> None:
@@ -22,6 +22,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--chat-template", action="store_true", help="wrap the prompt in the model's chat template")
     for name in ("haystack", "needle", "question", "answer"):
         parser.add_argument(f"--{name}", help=f"custom task: the {name}" + (" (a file path or the text)" if name == "haystack" else ""))
+    add_kv_format_arguments(parser)
     add_policy_file_argument(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON (the Api's keys)")
 
@@ -62,7 +63,7 @@ def run(args, api) -> int:
     load_policy_files(api, args)
     load(api, args, quiet=args.json)
     params = {"task": args.task, "protocol": args.protocol, "seed": args.seed, "chat_template": args.chat_template,
-              "policy": args.policy if args.policy == "all" else args.policy.split(",")}
+              "policy": args.policy if args.policy == "all" else args.policy.split(","), **kv_format_params(args)}
     if args.lengths:
         params["lengths"] = _numbers(args.lengths, int, "lengths")
     if args.depths:
@@ -81,7 +82,8 @@ def run(args, api) -> int:
     budget = f"C={s['cache_size']}" if s.get("cache_size") is not None else f"ratio={s['ratio']}"
     print(f"{result['model']['source']} · {result['task']} · {result['protocol']}"
           + (f" (k={result['chunk']})" if result["chunk"] else "") + f" · {budget} S={s['sinks']} W={s['window']}"
-          f" · chat template {'on' if s['chat_template'] else 'off'} · {result['seconds']:.1f} s")
+          f" · chat template {'on' if s['chat_template'] else 'off'} · {result['seconds']:.1f} s"
+          + (f" · KV {result['kv_format']} ({result['bytes_per_token']:.0f} B/token)" if result.get("kv_format") else ""))
     print(table(result))
     for c in result["cells"]:
         if c.get("note"):

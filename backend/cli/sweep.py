@@ -37,6 +37,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="local worker processes (default: one per core, "
                         "at most 4 — each holds a copy of the models; 0 = in this process)")
     add_policy_file_argument(parser)
+    parser.add_argument("--kv-formats", default="none", help="evaluate, prefill, retrieval: KV formats, a point per "
+                        "policy × size × format (none = unquantized; e.g. none,q8_0,q4_0,kivi-2; docs/quantization.md)")
+    parser.add_argument("--intact-sinks", type=int, default=0, help="with --kv-formats: the first N positions unquantized")
     parser.add_argument("--json", action="store_true", help="print the summary and the sweep's rows as JSON")
 
 
@@ -62,7 +65,9 @@ def spec_params(args) -> dict:
             "cache_sizes": args.cache_sizes, "sinks": args.sinks, "window": args.window, "max_tokens": args.max_tokens,
             "access_threshold": args.access_threshold, "layer": args.layer, "device": args.device,
             "precision": args.precision, "retrieval": _retrieval(args) if args.kind == "retrieval" else None,
-            **({"ratios": args.ratios} if args.kind == "prefill" else {})}
+            **({"ratios": args.ratios} if args.kind == "prefill" else {}),
+            "kv_formats": [f.strip() for f in args.kv_formats.split(",") if f.strip()] or ["none"],
+            "intact_sinks": args.intact_sinks}
 
 
 def _retrieval(args) -> dict:
@@ -115,17 +120,31 @@ def print_frontier(rows: list[dict], kind: str) -> None:
         groups.setdefault((r["cell"]["model"], r["cell"]["text"]), []).append(r)
     for (model, text), group in groups.items():
         sizes = sorted({r["cell"][x] for r in group if r["cell"]["policy"] != "full"})
-        full = [r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"]
-        by = {(r["cell"]["policy"], r["cell"][x]): r["metrics"][metric] for r in group}
-        per_token = group[0].get("kv_bytes_per_token")
+        full = {_series(r, "full"): r["metrics"][metric] for r in group if r["cell"]["policy"] == "full"}
+        by = {(_series(r), r["cell"][x]): r["metrics"][metric] for r in group}
+        per_token = next((r.get("kv_bytes_per_token") for r in group if not r.get("kv_format")), None)
         tokens = (f"{group[0]['tokens']}-token context + {group[0]['continuation_tokens']} scored" if kind == "prefill"
                   else f"{group[0]['tokens']} tokens")
         print(f"\n{model} · {text} · {tokens} · {metric}"
               + (f" · KV {per_token:,} bytes/token" if per_token else ""))
         head = "r=" if x == "ratio" else "C="
         print(f"{'policy':26}" + "".join(f"{head + str(c):>10}" for c in sizes) + (f"{'full':>10}" if full else ""))
-        for policy in dict.fromkeys(r["cell"]["policy"] for r in group if r["cell"]["policy"] != "full"):
-            print(f"{policy:26}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(full[0]) if full else ""))
+        for policy in dict.fromkeys(_series(r) for r in group if r["cell"]["policy"] != "full"):
+            same = full.get(_series({"cell": {"policy": "full"}, "kv_format": _format_of(policy)}, "full"))
+            print(f"{policy:26}" + "".join(_fmt(by.get((policy, c))) for c in sizes) + (_fmt(same) if full else ""))
+        formats = {r["kv_format"]: r["kv_bytes_per_token"] for r in group if r.get("kv_format")}
+        for name, per in formats.items():
+            print(f"  @ {name}: KV {per:,.0f} bytes/token")
+
+
+def _series(row: dict, policy: str | None = None) -> str:
+    """A frontier line: the policy, and its KV format when quantized (policy × format, issue 34)."""
+    policy = policy or row["cell"]["policy"]
+    return f"{policy} @ {row['kv_format']}" if row.get("kv_format") else policy
+
+
+def _format_of(series: str):
+    return series.split(" @ ", 1)[1] if " @ " in series else None
 
 
 def _fmt(v) -> str:

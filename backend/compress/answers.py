@@ -27,11 +27,12 @@ def _eos_ids(loaded) -> set:
     return ids
 
 
-def _answer_rows(loaded, prefill, rows, question_ids, answer_ids, max_new_tokens, needle_span, eos):
+def _answer_rows(loaded, prefill, rows, question_ids, answer_ids, max_new_tokens, needle_span, eos, kv_format=None,
+                 intact=0):
     import torch
 
     n, q, device = prefill.n, len(question_ids), loaded.device
-    caches = CompressedCaches(prefill, rows, needle_span)
+    caches = CompressedCaches(prefill, rows, needle_span, kv_format, intact)
     tokens = list(question_ids) + list(answer_ids)
     caches.set_probe(q - 1 if needle_span is not None else None)
     with compressed_attention(caches.masks, caches.positions, n), torch.inference_mode():
@@ -62,8 +63,10 @@ def _answer_rows(loaded, prefill, rows, question_ids, answer_ids, max_new_tokens
 
 
 def prefill_answers(loaded, context_ids, question_ids, answer_ids, methods, *, cache_size=None, ratio=None,
-                    sinks=4, window=32, max_new_tokens=10, needle_span=None, report=None) -> dict:
-    """See BRIEF's contract (backend/compress/__init__.py): one entry per method."""
+                    sinks=4, window=32, max_new_tokens=10, needle_span=None, report=None, kv_format=None,
+                    intact_sinks=0) -> dict:
+    """See BRIEF's contract (backend/compress/__init__.py): one entry per method. kv_format: every compressed
+    cache stores that format (backend/quantize), the question and answer too, as they enter."""
     report = report or (lambda *a, **k: None)
     if not question_ids:
         raise UserError("bad_input", "the question must be at least one token.", "question")
@@ -82,7 +85,7 @@ def prefill_answers(loaded, context_ids, question_ids, answer_ids, methods, *, c
     for g, members in enumerate(groups(rows, n)):
         report(0.5 + 0.5 * g / 2, "Answering", methods=len(methods), batch=len(members))
         gen, alp, ndl = _answer_rows(loaded, prefill, [rows[r] for r in members], question_ids, answer_ids,
-                                     max_new_tokens, needle_span, eos)
+                                     max_new_tokens, needle_span, eos, kv_format, intact_sinks)
         for i, r in enumerate(members):
             generated[r], answer_lp[r] = gen[i], alp[i]
             needle[r] = None if ndl is None else ndl[i]

@@ -11,13 +11,16 @@ from .masked_attention import ContextMask
 
 
 class CompressedCaches:
-    def __init__(self, prefill, kept_sets: list[list[np.ndarray]], needle_span=None):
-        """kept_sets: per row, per layer int64 [KV, k] sorted positions (−1 pads)."""
+    def __init__(self, prefill, kept_sets: list[list[np.ndarray]], needle_span=None, kv_format=None, intact=0):
+        """kept_sets: per row, per layer int64 [KV, k] sorted positions (−1 pads). kv_format: the kept entries
+        (and what is appended) are stored in it (backend/quantize); positions below `intact` stay unquantized."""
         import torch
         from transformers import DynamicCache
 
+        from ..quantize.layer import QuantizedKVCache
+
         self.rows = len(kept_sets)
-        self.cache = DynamicCache()
+        self.cache = DynamicCache() if kv_format is None else QuantizedKVCache(kv_format, intact)
         self.masks, self.lengths, self.positions = [], [], []  # positions: the kept entries' original ones
         for layer, full in enumerate(prefill.cache.layers):
             width = max(k[layer].shape[1] for k in kept_sets)
@@ -31,7 +34,10 @@ class CompressedCaches:
             # index_select on the flattened [KV·n, d] rows: several times faster than gather on CPU
             keys = full.keys[0].reshape(kv * n, d).index_select(0, flat).view(self.rows, kv, width, d)
             values = full.values[0].reshape(kv * n, d).index_select(0, flat).view(self.rows, kv, width, d)
-            self.cache.update(keys, values, layer)
+            if kv_format is None:
+                self.cache.update(keys, values, layer)
+            else:  # quantized as they enter, at their original positions (IntactKV); padding stays as it is
+                self.cache.insert(layer, keys, values, idx.clamp(min=0), ~valid)
             needle = None
             if needle_span is not None:
                 needle = valid & (idx >= needle_span[0]) & (idx < needle_span[1])
@@ -51,4 +57,7 @@ class CompressedCaches:
         """Keep only the first `appended` tokens added after the compressed context."""
         for layer, cached in enumerate(self.cache.layers):
             end = self.lengths[layer] + appended
-            cached.keys, cached.values = cached.keys[:, :, :end], cached.values[:, :, :end]
+            if hasattr(cached, "cut"):  # a quantized layer also forgets the removed entries' bookkeeping
+                cached.cut(end)
+            else:
+                cached.keys, cached.values = cached.keys[:, :, :end], cached.values[:, :, :end]

@@ -21,12 +21,12 @@ from .prefill import Settings
 CHUNK = 128  # continuation tokens per forward (logits for rows × CHUNK × vocabulary)
 
 
-def _score_rows(loaded, prefill, rows, targets, report, done_before, total):
-    """Per row: log-probs [m − 1, V] of targets[1:] (float32, CPU)."""
+def _score_rows(loaded, prefill, rows, targets, report, done_before, total, kv_format=None, intact=0):
+    """Per row: log-probs [m − 1, V] of targets[1:] (float32, CPU); kv_format: the caches store that format."""
     import torch
 
     n, device = prefill.n, loaded.device
-    caches = CompressedCaches(prefill, rows)
+    caches = CompressedCaches(prefill, rows, kv_format=kv_format, intact=intact)
     feed = targets[:-1]
     out_lp = [[] for _ in rows]
     with compressed_attention(caches.masks, caches.positions, n), torch.inference_mode():
@@ -43,8 +43,10 @@ def _score_rows(loaded, prefill, rows, targets, report, done_before, total):
 
 
 def prefill_perplexity(loaded, ids, context_tokens, continuation_tokens, methods, *, cache_size=None, ratio=None,
-                       sinks=4, window=32, report=None) -> dict:
-    """Per method {"perplexity", "kl_vs_full", "memory_tokens", "note"} (BRIEF's contract)."""
+                       sinks=4, window=32, report=None, kv_format=None, intact_sinks=0) -> dict:
+    """Per method {"perplexity", "kl_vs_full", "memory_tokens", "note"} (BRIEF's contract). kv_format
+    (backend/quantize): every method's compressed cache, Full's included, stores that format, and KL is measured
+    against the unquantized Full Cache (scored once more, as "full_unquantized")."""
     import torch
 
     report = report or (lambda *a, **k: None)
@@ -61,20 +63,24 @@ def prefill_perplexity(loaded, ids, context_tokens, continuation_tokens, methods
     lps = [None] * len(rows)
     done = 0
     for members in groups(rows, c):
-        scored = _score_rows(loaded, prefill, [rows[r] for r in members], targets, report, done, len(targets) * 2)
+        scored = _score_rows(loaded, prefill, [rows[r] for r in members], targets, report, done, len(targets) * 2,
+                             kv_format, intact_sinks)
         done += len(targets)
         for i, r in enumerate(members):
             lps[r] = scored[i]
     first = prefill.last_logprobs
     full_lp = lps[row_of["full"]]
+    if kv_format is not None:
+        full_lp = _score_rows(loaded, prefill, [rows[row_of["full"]]], targets, report, 0, len(targets) * 2)[0]
     tgt = torch.tensor(targets[1:], dtype=torch.long)
     out = {}
-    for x in methods:
-        lp = lps[row_of[x]]
+    for x in methods + (["full_unquantized"] if kv_format is not None else []):
+        lp = full_lp if x == "full_unquantized" else lps[row_of[x]]
         later = (-lp.gather(1, tgt[:, None])[:, 0]).tolist() if len(tgt) else []  # m = 1: only the prefill's token
         nll = [-float(first[targets[0]])] + later
         kl = (full_lp.exp() * (full_lp - lp)).sum(dim=-1).tolist() if len(tgt) else []
         out[x] = {"perplexity": float(math.exp(np.mean(nll))), "kl_vs_full": float(np.mean([0.0] + kl)),
-                  "memory_tokens": per_method[x]["memory_tokens"], "note": per_method[x]["note"]}
+                  "memory_tokens": per_method[x if x in per_method else "full"]["memory_tokens"],
+                  "note": per_method[x]["note"] if x in per_method else "Full Cache, not quantized: the reference"}
     report(1.0, "Done")
     return out

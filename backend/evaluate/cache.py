@@ -13,15 +13,18 @@ import numpy as np
 
 
 class PolicyCaches:
-    def __init__(self, layers_kv, batch: int, rotaries=None):
+    def __init__(self, layers_kv, batch: int, rotaries=None, cache=None):
         """layers_kv: per layer (keys, values) [1, KV, k, d] — the Full Cache prefix they all start from;
-        rotaries: per layer the model's LayerRotary (None: a layer without rotary), to move keys."""
+        rotaries: per layer the model's LayerRotary (None: a layer without rotary), to move keys.
+        cache: instead, a quantized cache already holding the prefix in its batch rows (backend/quantize)."""
         import torch
         from transformers import DynamicCache
 
-        self.cache = DynamicCache()
-        for layer, (k, v) in enumerate(layers_kv):
-            self.cache.update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous(), layer)
+        self.cache = cache
+        if cache is None:
+            self.cache = DynamicCache()
+            for layer, (k, v) in enumerate(layers_kv):
+                self.cache.update(k.expand(batch, -1, -1, -1).contiguous(), v.expand(batch, -1, -1, -1).contiguous(), layer)
         self.layers, self.kv_heads, k_len = len(layers_kv), layers_kv[0][0].shape[1], layers_kv[0][0].shape[2]
         self.batch, self.rotaries = batch, rotaries
         self.pos = np.broadcast_to(np.arange(k_len), (batch, self.layers * self.kv_heads, k_len)).copy()
@@ -51,6 +54,8 @@ class PolicyCaches:
             i = index[:, layer, :, :, None].expand(-1, -1, -1, cached.keys.shape[-1])
             cached.keys = torch.gather(cached.keys, 2, i)
             cached.values = torch.gather(cached.values, 2, i)
+            if hasattr(cached, "gathered"):  # a quantized layer's full-precision marks follow its entries
+                cached.gathered(index[:, layer])
 
     def move_keys(self, target) -> None:
         """Re-rotate keys so entry i sits at target[..., i] (torch long [B, units, k])."""

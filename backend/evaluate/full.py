@@ -27,20 +27,28 @@ def kv_head_rows(attentions, kv_heads: int, double: bool = True):
 class FullPass:
     """Advance with `upto(t)`; then `logprobs(t)` or `attention(t)` for any t in the current chunk."""
 
-    def __init__(self, loaded, ids: list[int], attention_until: int, logits: bool = True):
-        """logits=False: no log-probs (Retrieval needs only the cache and the first attentions)."""
+    def __init__(self, loaded, ids: list[int], attention_until: int, logits: bool = True, cache=None,
+                 split_at: int | None = None):
+        """logits=False: no log-probs (Retrieval needs only the cache and the first attentions). cache: the
+        cache to fill (default a DynamicCache; a quantized one, backend/quantize); split_at: a chunk ends there,
+        so the cache then holds exactly that many entries (a quantized cache's state to start policies from)."""
         from transformers import DynamicCache
 
         self.loaded, self.ids, self.attention_until, self.logits = loaded, ids, attention_until, logits
-        self.cache = DynamicCache()
+        self.cache = DynamicCache() if cache is None else cache
+        self.split_at = split_at
         self.start = self.end = 0
         self.lp = None
         self.rows = None  # [units, q, k] for the chunk, while t < attention_until
 
+    def _chunk(self, size: int) -> tuple[int, int]:
+        a, b = self.end, min(self.end + size, len(self.ids))
+        return a, (self.split_at if self.split_at is not None and a < self.split_at < b else b)
+
     def advance(self) -> None:
         import torch
 
-        a, b = self.end, min(self.end + CHUNK, len(self.ids))
+        a, b = self._chunk(CHUNK)
         want = a < self.attention_until
         with torch.inference_mode():
             out = self.loaded.model(input_ids=torch.tensor([self.ids[a:b]], device=self.loaded.device),
@@ -57,7 +65,7 @@ class FullPass:
         import torch
 
         while self.end < len(self.ids):
-            a, b = self.end, min(self.end + chunk, len(self.ids))
+            a, b = self._chunk(chunk)
             with torch.inference_mode():
                 self.loaded.model(input_ids=torch.tensor([self.ids[a:b]], device=self.loaded.device),
                                   position_ids=torch.arange(a, b, device=self.loaded.device)[None],

@@ -10,6 +10,10 @@ Until the cache first overflows (steps t ≤ C) every cache is Full Cache's, so 
 steps are taken from the Full pass (full.py) itself: with C ≥ the text every policy
 gives Full Cache's numbers exactly.
 
+With a KV format (backend/quantize) every cache stores its entries quantized, Full Cache's too: the Full
+pass runs over a quantized cache (its state after C + 1 tokens is where the policies start), and a second,
+plain Full pass is the reference that KL is measured against.
+
 Positions: by default each key keeps its original position (as H2O evaluates); with
 positions="in_cache" a rotary model's keys are re-rotated to their index in the cache
 after each eviction (StreamingLLM). Past the context a rotary model continues with
@@ -23,6 +27,7 @@ import numpy as np
 from ..attention.kept_keys import KeptKeys, attending
 from ..attention.rotary import FixedPositions, layer_rotaries
 from ..errors import UserError
+from ..quantize.formats import kv_bytes
 from .cache import PolicyCaches
 from .decide import PolicyDeciders
 from .deciders import policy_entry, registered_policies
@@ -115,14 +120,32 @@ def position_scheme(loaded, n: int, positions: str) -> tuple[str, int, str | Non
     return f"{where}; {kind} position embeddings", context, note
 
 
+def _check_format(loaded, kv_format, policies, intact_sinks) -> None:
+    if kv_format is None:
+        if intact_sinks:
+            raise UserError("bad_input", "intact_sinks keeps sink tokens out of a quantized cache: give a kv_format "
+                            "too, or leave intact_sinks at 0.", "intact_sinks")
+        return
+    kv_format.check(loaded.spec["head_dim"])
+    own = [p for p in policies if p in (QUEST, RECOMPUTE)]
+    if own:
+        raise UserError("bad_input", f"{own[0]} does not read a stored cache the way the others do, so a KV format "
+                        "does not apply to it: leave it out of a quantized run.", "policy")
+
+
 def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks: int, window: int,
              access_threshold: float = 0.01, report=lambda *a, **k: None, keep_trace: bool = False,
-             positions: str = "original", granularity: str = "per_head", text_info: dict | None = None) -> dict:
+             positions: str = "original", granularity: str = "per_head", text_info: dict | None = None,
+             kv_format=None, intact_sinks: int = 0) -> dict:
+    """kv_format (backend/quantize): every policy's cache, Full Cache's included, stores its entries in that
+    format; KL is then measured against the unquantized Full Cache (a second, plain pass). intact_sinks:
+    positions below it stay in full precision (IntactKV)."""
     import torch
 
     from kernels.eviction import to_fixed
 
     _check(loaded, len(ids), policies, cache_size, sinks, window, positions, granularity)
+    _check_format(loaded, kv_format, policies, intact_sinks)
     text_tokens = len(ids)
     scheme, n, note = position_scheme(loaded, text_tokens, positions)
     ids = list(ids[:n])
@@ -135,7 +158,15 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
         for maker, _ in deciders.makers.values():
             if hasattr(maker, "record"):
                 maker.record()
-    full = FullPass(loaded, ids, attention_until=min(steps, C + 1))
+    if kv_format is None:
+        full = reference = FullPass(loaded, ids, attention_until=min(steps, C + 1))
+    else:  # Full Cache in the format (and the policies' shared prefix, exactly C + 1 entries at t = C)
+        from ..quantize.layer import QuantizedKVCache
+
+        full = FullPass(loaded, ids, attention_until=min(steps, C + 1), split_at=C + 1,
+                        cache=QuantizedKVCache(kv_format, intact_sinks))
+        reference = FullPass(loaded, ids, attention_until=0)  # the unquantized Full Cache, for KL
+    nll_reference = np.zeros(steps)
     recompute = Recompute(loaded, ids, n, C, sinks, window, access_threshold, keep_trace) if RECOMPUTE in policies else None
     quest = Quest(loaded, ids, C) if QUEST in policies else None  # its own path: all of Full's cache, k pages read
     rotaries = movable_positions(loaded)[0]
@@ -150,24 +181,32 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
 
     for t in range(steps):
         tick = time.perf_counter()
-        lp_full = full.logprobs(t)
+        lp_quantized = full.logprobs(t)
+        lp_full = lp_quantized if reference is full else reference.logprobs(t)
         spent["full"] += time.perf_counter() - tick
         tick = time.perf_counter()
         target = ids[t + 1]
         in_context = t < context
+        nll_reference[t] = -float(lp_full[target])
         if "full" in nll:
-            nll["full"][t] = -float(lp_full[target])
+            nll["full"][t] = -float(lp_quantized[target])
         if t <= C:  # the prefix: every cache is still Full Cache's
             if evicting:
                 rows = full.attention(t)
                 pos = np.broadcast_to(np.arange(t + 1), (len(evicting), units, t + 1))
                 masks = decide(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
                 if t == C and steps > C + 1:
-                    caches = PolicyCaches(full.prefix_kv(C + 1), len(evicting), rotaries)
+                    if kv_format is None:
+                        caches = PolicyCaches(full.prefix_kv(C + 1), len(evicting), rotaries)
+                    else:
+                        shared = full.cache.expanded(len(evicting))
+                        caches = PolicyCaches([(c.keys, c.values) for c in shared.layers], len(evicting), rotaries,
+                                              cache=shared)
                     caches.keep(masks)
+            same_kl = 0.0 if reference is full else float((lp_full.exp() * (lp_full - lp_quantized)).sum())
             for p in evicting:
-                nll[p][t] = nll["full"][t] if "full" in nll else -float(lp_full[target])
-                kl[p].append(0.0)
+                nll[p][t] = -float(lp_quantized[target])
+                kl[p].append(same_kl)
         elif evicting:  # one batched cached decode step for every real-cache policy
             in_cache = positions == "in_cache" or not in_context
             if in_cache and rotaries is not None:
@@ -197,7 +236,7 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
             if in_context:
                 kl[name].append(float((lp_full.exp() * (lp_full - lp)).sum()))
         if in_context and "full" in kl:
-            kl["full"].append(0.0)
+            kl["full"].append(0.0 if reference is full else float((lp_full.exp() * (lp_full - lp_quantized)).sum()))
         now = time.perf_counter()
         if now - last_report > 0.2 or t == steps - 1:
             last_report, rate = now, (t + 1) / max(now - started, 1e-9)
@@ -207,8 +246,9 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     failed = deciders.failed
     seconds = round(time.perf_counter() - started, 3)
     results = []
+    kv = kv_bytes(loaded, kv_format)
     for p in [p for p in policies if p not in failed]:
-        extra = {"evictions": 0, "granularity": "—"}
+        extra = {"evictions": 0, "granularity": "—", **kv}
         if p == "full":
             extra["note"] = (None if steps < context else
                              f"Dense attention past the context ({context} tokens): positions the model never saw.")
@@ -236,6 +276,8 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                                            "seconds_per_batched_step": spent["decode"] / max(1, decode_steps)},
             "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
             "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
-            "text": text_info, "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
+            "text": text_info, "kv_format": kv["kv_format"], "intact_sinks": intact_sinks,
+            "unquantized_full_perplexity": None if reference is full else _ppl(nll_reference),
+            "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
             + (f" (except {RECOMPUTE})" if recompute else ""),
             **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}

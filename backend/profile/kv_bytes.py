@@ -30,3 +30,14 @@ def for_loaded(loaded) -> tuple[int, str]:
         return bytes_per_token(GPT2_SMALL, "float16"), DEFAULT_SOURCE
     value = loaded.spec.get("kv_bytes_per_token") or bytes_per_token(loaded.model.config, loaded.dtype)
     return int(value), f"the loaded model ({loaded.source}, {loaded.dtype})"
+
+
+def for_format(loaded, kv_format) -> tuple[int, str]:
+    """(bytes per token, where it came from) with the KV stored in a quantized format (backend/quantize: scales
+    included, rounded up to a whole byte), for the loaded model or the GPT-2 small default."""
+    import math
+
+    spec = loaded.spec if loaded is not None else config_spec(GPT2_SMALL)
+    value = kv_format.bytes_per_token(spec["layers"], spec["kv_heads"], spec["head_dim"])
+    model = f"the loaded model ({loaded.source})" if loaded is not None else "GPT-2 small (no model loaded)"
+    return math.ceil(value), f"{model} with its KV in {kv_format.name}"

@@ -26,7 +26,10 @@ def _forward(loaded, cache, tokens, start: int, kept: KeptKeys | None, attention
 
 def _cut(cache, length: int) -> None:
     for layer in cache.layers:
-        layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
+        if hasattr(layer, "cut"):  # a quantized layer (backend/quantize) also cuts its bookkeeping
+            layer.cut(length)
+        else:
+            layer.keys, layer.values = layer.keys[:, :, :length], layer.values[:, :, :length]
 
 
 def needle_share(attentions, key_pos: np.ndarray, span: tuple[int, int], kv_heads: int) -> np.ndarray:

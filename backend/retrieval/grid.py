@@ -37,7 +37,12 @@ def summary(cells: list[dict], policies: list[str]) -> list[dict]:
 
 def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: list[int], depths: list[float],
              settings: dict, custom: dict | None = None, report=lambda *a, **k: None) -> dict:
-    """settings: cache_size, ratio, sinks, window, chunk, seed, chat_template, access_threshold."""
+    """settings: cache_size, ratio, sinks, window, chunk, seed, chat_template, access_threshold; kv_format_k,
+    kv_format_v and intact_sinks (a quantized cache, backend/quantize) where given."""
+    from ..quantize import kv_bytes, kv_format
+
+    fmt = kv_format(None, settings.get("kv_format_k"), settings.get("kv_format_v"))
+    intact = settings.get("intact_sinks", 0)
     started = time.perf_counter()
     pairs = [(L, d) for L in lengths for d in depths]
     cells, failed, built = [], {}, {}
@@ -55,10 +60,11 @@ def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: lis
         built[length] = max(built.get(length, 0), len(prompt.context_ids))
         if protocol == "streaming":
             results = run_streaming(loaded, prompt, policies, settings["cache_size"], settings["sinks"],
-                                    settings["window"], settings["chunk"], settings.get("access_threshold", 0.01), inner)
+                                    settings["window"], settings["chunk"], settings.get("access_threshold", 0.01), inner,
+                                    fmt, intact)
         else:
             results = run_prefill(loaded, prompt, policies, settings.get("cache_size"), settings.get("ratio"),
-                                  settings["sinks"], settings["window"], inner)
+                                  settings["sinks"], settings["window"], inner, fmt, intact)
         failed.update({p: results[p]["failed"] for p in policies if results[p].get("failed")})
         policies = [p for p in policies if p not in failed]  # a user rule that failed (#25) leaves the grid
         cells.extend(_cell(loaded, prompt, length, depth, p, results[p]) for p in policies)
@@ -66,7 +72,7 @@ def run_grid(loaded, task: str, protocol: str, policies: list[str], lengths: lis
     return {"task": task, "protocol": protocol, "lengths": list(lengths), "depths": list(depths),
             "settings": dict(settings), "seconds": round(time.perf_counter() - started, 3), "cells": cells,
             "summary": summary(cells, policies), "chunk": settings["chunk"] if protocol == "streaming" else None,
-            "policies": list(policies),
+            "policies": list(policies), **kv_bytes(loaded, fmt),
             # The contexts really built (whole sentences up to each length), per length: what C is compared with.
             "context_tokens": [built.get(L) for L in lengths],
             **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}

@@ -22,7 +22,7 @@ def kept_needle(kept: list, span: tuple[int, int]) -> np.ndarray:
 
 
 def run_prefill(loaded, prompt, policies: list[str], cache_size: int | None, ratio: float | None, sinks: int,
-                window: int, report=lambda fraction: None) -> dict:
+                window: int, report=lambda fraction: None, kv_format=None, intact_sinks: int = 0) -> dict:
     try:
         from ..compress import prefill_answers
     except ImportError:
@@ -30,7 +30,7 @@ def run_prefill(loaded, prompt, policies: list[str], cache_size: int | None, rat
                         "use protocol='streaming'.", "protocol") from None
     out = prefill_answers(loaded, prompt.context_ids, prompt.question_ids, prompt.answer_ids, policies,
                           cache_size=cache_size, ratio=ratio, sinks=sinks, window=window,
-                          needle_span=prompt.needle_span,
+                          needle_span=prompt.needle_span, kv_format=kv_format, intact_sinks=intact_sinks,
                           report=lambda fraction, stage=None, **extra: report(fraction))
     results = {}
     for p in policies:

@@ -10,6 +10,7 @@ Named errors (code: when):
 """
 from ..errors import UserError
 from ..evaluate.deciders import registered_policies
+from ..quantize.params import kv_format_params
 from ..validate import choice, flag, integer, number, text
 from .answer import MAX_NEW_TOKENS
 from .custom import check as check_custom
@@ -137,5 +138,6 @@ def parse(loaded, params: dict) -> dict:
         custom = {k: text(params, k, "", allow_empty=True) for k in ("haystack", "needle", "question", "answer")}
         check_custom(**custom)
     check_fits(loaded, task, lengths, settings["seed"], settings["chat_template"], custom, cache_size)
+    settings.update(kv_format_params(params, loaded)[1])  # a quantized cache (backend/quantize), if asked
     return {"task": task, "protocol": protocol, "policies": policies, "lengths": lengths, "depths": depths,
             "settings": settings, "custom": custom}

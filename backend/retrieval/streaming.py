@@ -24,15 +24,22 @@ def kept_needle(pos: np.ndarray, span: tuple[int, int], layers: int, kv_heads: i
 
 
 def run_streaming(loaded, prompt, policies: list[str], cache_size: int, sinks: int, window: int, chunk: int = 1,
-                  access_threshold: float = 0.01, report=lambda fraction: None) -> dict:
+                  access_threshold: float = 0.01, report=lambda fraction: None, kv_format=None, intact_sinks=0) -> dict:
     """One cell: {policy: {generated, answer_logprob, needle_attention [layers], needle_kept [layers, KV], cached}}.
-    report(fraction within the cell) is called often (it raises Cancelled)."""
+    report(fraction within the cell) is called often (it raises Cancelled). kv_format: every cache, Full's
+    included, stores that format (backend/quantize), from the first token on."""
     from kernels.eviction import to_fixed
 
     ids, C = prompt.context_ids, cache_size
     n, units = len(ids), loaded.spec["layers"] * loaded.spec["kv_heads"]
     evicting = [p for p in policies if p != "full"]
-    full = FullPass(loaded, ids, attention_until=min(n, C + 1) if evicting else 0, logits=False)  # attention: deciders only
+    cache = None
+    if kv_format is not None:
+        from ..quantize.layer import QuantizedKVCache
+
+        cache = QuantizedKVCache(kv_format, intact_sinks)
+    full = FullPass(loaded, ids, attention_until=min(n, C + 1) if evicting else 0, logits=False,  # attention: deciders
+                    cache=cache, split_at=None if cache is None else C + 1)  # the policies start from its state at C + 1
     deciders = PolicyDeciders(evicting, units, n, C, sinks, window, max(1, to_fixed(access_threshold))) if evicting else None
     try:
         return _run(loaded, prompt, policies, evicting, full, deciders, C, chunk, report)
@@ -58,8 +65,12 @@ def _run(loaded, prompt, policies, evicting, full, deciders, C, chunk, report) -
             pos = np.broadcast_to(np.arange(end), (len(evicting), units, end))
             deciders.step_block(t, pos, np.broadcast_to(rows, (len(evicting),) + rows.shape))
         t = end
-    if evicts:
+    if evicts and not hasattr(full.cache, "expanded"):
         caches = PolicyCaches(full.prefix_kv(C + 1), len(evicting))  # original positions: nothing moves
+    elif evicts:  # a quantized cache: its state after C + 1 tokens, residual blocks and calibration included
+        shared = full.cache.expanded(len(evicting))
+        caches = PolicyCaches([(c.keys, c.values) for c in shared.layers], len(evicting), cache=shared)
+    if evicts:
         caches.keep(deciders.cached(pos))
     if caches is not None:
         import torch

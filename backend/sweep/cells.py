@@ -109,12 +109,14 @@ def _evaluate(cells, source, settings, report):
     window = first["window"] if policies != ["full"] else cache_size // 2
     # One call for every policy of this cache size: they share the Full Cache reference pass and,
     # on the real KV cache, one batched decode step per token.
+    fmt = _kv_format(s)
     out = evaluate(loaded, ids, policies, cache_size, first["sinks"], window, access_threshold=s["access_threshold"],
-                   positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"), report=report)
+                   positions=s.get("positions", "original"), granularity=s.get("granularity", "per_head"), report=report,
+                   kv_format=fmt, intact_sinks=s.get("intact_sinks", 0))
     by_policy = {r["policy"]: r for r in out["results"]}
     rows = [{k: by_policy[p].get(k) for k in EVAL_METRICS + (QUEST_METRICS if p == QUEST else ())}
             | {"seconds": by_policy[p].get("seconds")} for p in policies]
-    return rows, _facts(loaded, int(out.get("tokens", len(ids))))  # tokens evaluated (learned positions stop at the context)
+    return rows, _facts(loaded, int(out.get("tokens", len(ids))), fmt)  # tokens evaluated (learned positions stop at the context)
 
 
 def _prefill(cells, source, settings, report):
@@ -130,12 +132,14 @@ def _prefill(cells, source, settings, report):
     ids = _eval_ids(loaded, source["text"], s["max_tokens"])[: loaded.context_length]  # grid.usable_tokens
     n = first["cache_size"]
     started = time.perf_counter()
+    fmt = _kv_format(s)
     out = prefill_perplexity(loaded, ids, n, len(ids) - n, [c["policy"] for c in cells], ratio=first["ratio"],
-                             sinks=first["sinks"], window=first["window"], report=report)
+                             sinks=first["sinks"], window=first["window"], report=report, kv_format=fmt,
+                             intact_sinks=s.get("intact_sinks", 0))
     share = round((time.perf_counter() - started) / len(cells), 3)  # one compressing prefill for all methods
     rows = [{k: out[c["policy"]][k] for k in PREFILL_METRICS} | {"tokens": len(ids) - n, "seconds": share}
             for c in cells]
-    return rows, _facts(loaded, n) | {"continuation_tokens": len(ids) - n}
+    return rows, _facts(loaded, n, fmt) | {"continuation_tokens": len(ids) - n}
 
 
 def _retrieval(cells, source, settings, report):
@@ -153,16 +157,30 @@ def _retrieval(cells, source, settings, report):
     policies = [c["policy"] for c in cells]
     grid = {"cache_size": first["cache_size"], "ratio": None, "sinks": first["sinks"], "window": first["window"],
             "chunk": r["chunk"], "seed": r["seed"], "chat_template": r["chat_template"],
-            "access_threshold": s["access_threshold"]}
+            "access_threshold": s["access_threshold"], "kv_format_k": s.get("kv_format_k"),
+            "kv_format_v": s.get("kv_format_v"), "intact_sinks": s.get("intact_sinks", 0)}
     out = run_grid(loaded, r["task"], r["protocol"], policies, r["lengths"], r["depths"], grid, None, report)
     by_policy = {x["policy"]: x for x in out["summary"]}
     rows = [{k: by_policy[p][k] for k in RETRIEVAL_METRICS} | {"seconds": round(out["seconds"] / len(policies), 3)}
             for p in policies]
-    return rows, _facts(loaded, round(sum(r["lengths"]) / len(r["lengths"])))
+    return rows, _facts(loaded, round(sum(r["lengths"]) / len(r["lengths"])), _kv_format(s))
 
 
-def _facts(loaded, n: int) -> dict:
-    return {"tokens": n, "kv_bytes_per_token": loaded.spec.get("kv_bytes_per_token"),
+def _kv_format(settings: dict):
+    """A cell's KV format (backend/quantize), None when unquantized."""
+    from ..quantize import kv_format
+
+    return kv_format(None, settings.get("kv_format_k"), settings.get("kv_format_v"))
+
+
+def _facts(loaded, n: int, fmt=None) -> dict:
+    """The format's bytes per token make the frontier's x (kv_bytes) for a quantized cell."""
+    per_token = loaded.spec.get("kv_bytes_per_token")
+    if fmt is not None:
+        from ..quantize import kv_bytes
+
+        per_token = kv_bytes(loaded, fmt)["bytes_per_token"]
+    return {"tokens": n, "kv_bytes_per_token": per_token, "kv_format": None if fmt is None else fmt.name,
             "context_length": loaded.context_length, "device": loaded.device, "dtype": loaded.dtype}
 
 

@@ -76,8 +76,9 @@ def build_cells(spec: SweepSpec, facts_for=None) -> tuple[list[Cell], list[dict]
             top = min(n, context - 1) if spec.kind == "evaluate" else n - 1 if spec.kind == "retrieval" else n
             # (an Evaluate cache stays below the context; a retrieval cache below the shortest context)
             sizes = spec.cache_sizes or auto_sizes(top)
-            sha, settings = text_sha(entry), spec.settings(model)
-            for policy in spec.policies:
+            sha = text_sha(entry)
+            for policy, fmt in [(x, f) for f in spec.kv_formats for x in spec.policies]:
+                settings = spec.settings(model, fmt)
                 if policy == "full":  # a retrieval grid's Full Cache keeps its longest context
                     whole = max(entry["retrieval"]["lengths"]) if spec.kind == "retrieval" else n
                     cells.append(Cell(spec.kind, model, entry["name"], sha, "full", whole, spec.sinks, 0, settings))
@@ -98,9 +99,9 @@ def prefill_cells(spec: SweepSpec, model: str, entry: dict, usable: int) -> list
     """Kind prefill (kvpress's protocol, Evaluate's split): the first 3/4 of the usable tokens are the context,
     compressed once at each ratio; the rest is the continuation. Full Cache: one cell, ratio 0."""
     n = max(2, usable * 3 // 4)  # backend/api/evaluate._prefill_request's default context_tokens
-    sha, settings = text_sha(entry), spec.settings(model)
-    return [Cell("prefill", model, entry["name"], sha, policy, n, spec.sinks, spec.window, settings, "", r)
-            for policy in spec.policies for r in ([0.0] if policy == "full" else spec.ratios)]
+    sha = text_sha(entry)
+    return [Cell("prefill", model, entry["name"], sha, policy, n, spec.sinks, spec.window, spec.settings(model, fmt), "", r)
+            for fmt in spec.kv_formats for policy in spec.policies for r in ([0.0] if policy == "full" else spec.ratios)]
 
 
 def _unusable(spec: SweepSpec, c: int, window: int, n: int, context) -> str | None:

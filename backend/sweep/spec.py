@@ -79,13 +79,16 @@ class SweepSpec:
     policy_files: list = field(default_factory=list)  # user rule files (#17): [{name, file, source}], sent to workers
     retrieval: dict | None = None  # kind retrieval: the grid every cell runs (RETRIEVAL_KEYS; backend/retrieval)
     ratios: list | None = None     # kind prefill: the compression ratios (x); cache_sizes are not used
+    kv_formats: list = field(default_factory=lambda: [None])  # KV formats (backend/quantize): None = unquantized
+    intact_sinks: int = 0          # IntactKV, with a format: positions below it stay in full precision
 
     def rule_sha(self, policy: str) -> str:
         """A user policy's rule text, hashed (the Cell field); "" for a built-in."""
         source = next((f["source"] for f in self.policy_files if f["name"] == policy), None)
         return "" if source is None else hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
-    def settings(self, model: str) -> str:
+    def settings(self, model: str, kv_format: str | None = None) -> str:
+        """kv_format: one of kv_formats; an unquantized cell's settings (and key) are as before formats existed."""
         if model == SYNTHETIC:
             s = {"access_threshold": self.access_threshold}
         elif self.kind == "retrieval":
@@ -98,6 +101,10 @@ class SweepSpec:
         else:
             s = {"access_threshold": self.access_threshold, "max_tokens": self.max_tokens, "precision": self.precision,
                  "layer": self.layer}
+        if kv_format is not None:
+            from ..quantize import kv_format as parse
+
+            s.update(parse(kv_format).settings(), intact_sinks=self.intact_sinks)
         return json.dumps(s, sort_keys=True)
 
 
@@ -266,6 +273,7 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
     if kind == "prefill" and window is None:
         window = PREFILL_WINDOW  # not C/2: a prefill budget is a ratio
     files = [user[x].shipment() for x in policies if x in user]
+    kv_formats, intact = _kv_formats(p, kind, policies)
     texts = [{"name": retrieval["task"], "retrieval": retrieval}] if retrieval else _texts(p.get("texts"), kind, models)
     return SweepSpec(
         kind=kind, models=models, texts=texts, policies=policies, retrieval=retrieval,
@@ -278,4 +286,31 @@ def parse_spec(params, user_policies: dict | None = None) -> SweepSpec:
         precision=choice(p, "precision", ("auto", "fp16", "bf16", "fp32"), "auto"),
         positions=choice(p, "positions", ("original", "in_cache"), "original"),
         granularity=choice(p, "granularity", ("per_head", "shared"), "per_head"),
-        policy_files=files)
+        policy_files=files, kv_formats=kv_formats, intact_sinks=intact)
+
+
+def _kv_formats(p: dict, kind: str, policies: list) -> tuple[list, int]:
+    """The format axis (issue 34): a list of format names, "none" (or null) = unquantized; each cell is
+    policy × size × format, and its x is the format's KV bytes."""
+    from ..quantize import kv_format
+
+    value = p.get("kv_formats", [None])
+    names = [value] if isinstance(value, str) or value is None else value
+    if not isinstance(names, list) or not names or len(names) > 16:
+        raise UserError("bad_input", "kv_formats must be a list of 1 to 16 format names (\"none\": unquantized).",
+                        "kv_formats")
+    out = []
+    for name in names:
+        name = None if name in (None, "", "none") else name
+        if name is not None:
+            kv_format(name)  # a bad name fails here, naming the formats
+        if name not in out:
+            out.append(name)
+    if out != [None] and kind == "simulate":
+        raise UserError("bad_input", "A simulate sweep replays attention, it stores no K/V: KV formats are for "
+                        "evaluate, prefill and retrieval sweeps.", "kv_formats")
+    if out != [None] and ({QUEST, RECOMPUTE} & set(policies)):
+        raise UserError("bad_input", "Quest and the re-computation baseline read no stored cache: leave them out of a "
+                        "sweep with KV formats.", "policies")
+    intact = integer(p, "intact_sinks", 0, lo=0, hi=100_000)
+    return out, intact
