@@ -418,3 +418,23 @@ def test_the_cache_profile_takes_a_formats_bytes_per_token(api):
     assert q4["summary"]["n_blocks"] == plain["summary"]["n_blocks"]
     bad = api.profile({"length": 4000, "kv_format": "q9"})
     assert not bad["ok"] and bad["error"]["field"] == "kv_format"
+
+
+def test_rotated_formats_quantize_in_the_hadamard_basis_and_keep_the_rest():
+    from backend.quantize.rotated import block_size, hadamard
+
+    h = hadamard(64)
+    assert torch.allclose(h @ h, torch.eye(64, dtype=torch.float64), atol=1e-12)  # orthonormal, its own inverse
+    assert [block_size(d) for d in (64, 128, 96, 80)] == [64, 128, 32, 16]
+    plain, rotated = kv_format("q4_0"), kv_format("q4_0-rot")
+    assert rotated.bits() == plain.bits() and rotated.name == "q4_0-rot"
+    x = torch.randn(1, 2, 7, 64, dtype=torch.float32)
+    x[..., 5] *= 30  # an outlier channel: it sets its block's scale unless the rotation spreads it
+    hf = h.float()
+    expected = plain.key.codec.roundtrip(x @ hf, {}) @ hf
+    got = rotated.key.codec.roundtrip(x, {})
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert (got - x).pow(2).sum() < 0.5 * (plain.key.codec.roundtrip(x, {}) - x).pow(2).sum()
+    for bad in ("f16-rot", "q4_0-rot-x"):  # a 16-bit cast has nothing to gain from a rotation
+        with pytest.raises(UserError, match="unknown KV format"):
+            kv_format(bad)

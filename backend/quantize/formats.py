@@ -7,6 +7,8 @@
     kivi-2, kivi-4, kivi-2-r64        KIVI: keys per channel, values per token (groups of 32), and the last
                                       R (default 128) tokens in full precision: a block of R is quantized once full
     fp8-e4m3, fp8-e5m2 (+ "-head")    fp8 with a per-tensor (or per-KV-head) scale (fp8.py)
+    any of these + "-rot"             the format taken after a Hadamard rotation of each head, as llama.cpp
+                                      does by default for a quantized cache (rotated.py), e.g. q4_0-rot
 
 transformers' QuantizedCache with the quanto backend is not offered: optimum-quanto is not a dependency here (it
 is not installed, and it builds its kernels at run time); KIVI and int-k cover its 2/4-bit per-channel arrangement.
@@ -19,12 +21,13 @@ from .cast import Cast
 from .fp8 import Fp8
 from .gguf_blocks import GgufBlocks
 from .integer import Integer
+from .rotated import Rotated
 
 GGUF = ("q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
 KIVI_RESIDUAL = 128
 GROUP = 32
 EXAMPLES = ("f16", "bf16", *GGUF, "int8", "int4", "int2", "int4-channel", "kivi-2", "kivi-4",
-            "fp8-e4m3", "fp8-e5m2", "fp8-e4m3-head")
+            "fp8-e4m3", "fp8-e5m2", "fp8-e4m3-head", "q8_0-rot", "q4_0-rot")
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class KVFormat:
 
 def _side(name: str, for_keys: bool) -> Side:
     """One of K or V from a format name."""
+    if name.endswith("-rot") and name[:-4] not in ("f16", "bf16"):
+        inner = _side(name[:-4], for_keys)
+        return Side(Rotated(inner.codec), inner.residual)
     if name in ("f16", "bf16"):
         return Side(Cast(name))
     if name in GGUF:

@@ -18,6 +18,7 @@ const RECOMPUTE = "sliding_window_recompute";
 // KV formats (backend/quantize/formats.py): value, what the select shows (bits per value incl. scales).
 const KV_FORMATS = [["", "unquantized (the model's dtype)"], ["f16", "f16 (16 bits)"], ["q8_0", "q8_0 (8.5 bits)"],
   ["q5_1", "q5_1 (6 bits)"], ["q5_0", "q5_0 (5.5 bits)"], ["q4_1", "q4_1 (5 bits)"], ["q4_0", "q4_0 (4.5 bits)"],
+  ["q8_0-rot", "q8_0 rotated, llama.cpp's default (8.5 bits)"], ["q4_0-rot", "q4_0 rotated, llama.cpp's default (4.5 bits)"],
   ["int8", "int8 per token (9 bits)"], ["int4", "int4 per token (5 bits)"], ["int2", "int2 per token (3 bits)"],
   ["kivi-4", "KIVI-4 (K 4.25 / V 5 bits)"], ["kivi-2", "KIVI-2 (K 2.25 / V 3 bits)"],
   ["fp8-e4m3", "fp8 E4M3 (8 bits)"], ["fp8-e5m2", "fp8 E5M2 (8 bits)"]];
