@@ -204,7 +204,8 @@ async function run() {
   markField(ui.section, res.ok || !res.error || !res.error.field ? res : { ...res, error: { ...res.error, field: "eval." + res.error.field } });
   if (!res.ok) {
     const cancelled = res.error.code === "cancelled";
-    const kept = cancelled && res.status && res.status.result;  // Cancel keeps the positions computed so far
+    const result = cancelled && res.status && res.status.result;  // Cancel keeps the positions computed so far
+    const kept = result && result.positions_done > 0 ? result : null;
     ui.progressText.textContent = !cancelled ? res.error.message : !kept ? "Cancelled."
       : `Cancelled at position ${fmt.int(kept.positions_done)} of ${fmt.int(kept.positions_total)}: the partial result is kept.`;
     ui.progressText.classList.toggle("err", !cancelled);

@@ -270,7 +270,8 @@ async function run() {
   showRunning(ui, false);
   scheduleEstimate();  // settings edited during the run got no estimate
   if (!res.ok) {
-    const kept = res.error.code === "cancelled" && res.status && res.status.result;  // the cells done so far
+    const result = res.error.code === "cancelled" && res.status && res.status.result;
+    const kept = result && result.cells.length ? result : null;  // the cells done so far, if any
     if (kept) { last = { ...kept, params: p }; lastJobId = finished; }
     if (last) { shown = last; render(); }
     if (res.error.code === "cancelled") {
