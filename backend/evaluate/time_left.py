@@ -7,8 +7,10 @@ A step is one position for every policy. Three costs make it up, timed apart:
 - a chunk: every 64th step (t % 64 == 0) also runs Full Cache's forward over the next 64 tokens.
 Extrapolating the mean step from the start of a run promised a fraction of the real time (issue 33:
 317 s, then 825 s), so each kind is counted in the steps that remain at its own mean. Step 0 is a
-chunk step and also pays one-off costs (the kernels' compilation), so it sets no mean. Until an
-evicting step or a later chunk has run, their costs are the measured probe of estimate.py.
+chunk step and also pays one-off costs (the kernels' compilation), so it sets no mean; nor does the
+first evicting step. Until a later evicting step or chunk has run, their costs are the measured
+probe of estimate.py, which times the model's decode alone and so runs low where the per-head
+decisions cost much (SmolLM2 on a busy 2-core machine: ~4×); the run's own steps replace it.
 """
 import numpy as np
 
@@ -29,9 +31,10 @@ class TimeLeft:
         self.done = t + 1
 
     def _mean(self, a: int, b: int) -> float | None:
-        """Mean seconds of the plain (non-chunk) steps done in a..b−1."""
+        """Mean seconds of the plain steps done in a..b−1: not a chunk step, not the first evicting step (it
+        builds the policies' caches and first runs the decode path: one-off costs, as step 0's)."""
         t = np.arange(a, min(b, self.done))
-        plain = self.seconds[t[t % CHUNK != 0]]
+        plain = self.seconds[t[(t % CHUNK != 0) & (t != self.split)]]
         return float(plain.mean()) if len(plain) else None
 
     def left(self) -> float | None:

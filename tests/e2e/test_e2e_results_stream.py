@@ -52,6 +52,7 @@ def test_retrieval_grid_fills_in_while_running_and_cancel_keeps_the_cells(loaded
     assert 0 < len(filled) < len(drawn) == 9 * len({d["policy"] for d in drawn})
     assert {(d["length"], d["depth"]) for d in filled} >= {(96, 0)}  # lengths outer, depths inner: the first cell first
     assert p.locator("#tab-retrieval .retrieval-info").inner_text().startswith("PARTIAL: ")
+    p.shot("retrieval-filling-in", docs=True)
     p.click("#tab-retrieval .retrieval-settings >> text=Cancel")
     wait_until(lambda: api.job_status({"job_id": job.id})["state"] == "cancelled", timeout=15.0)
     p.wait_for_function(f"() => !{R}.running()", timeout=30_000)
@@ -129,9 +130,9 @@ def test_evaluate_draws_curves_while_running_and_marks_c(loaded_page, served):
     marker = p.evaluate(f"() => {EV}.chart().data.datasets.filter(d => d.label.startsWith('C = {C}')).map(d => d.data)")
     assert [pt["x"] for pt in marker[0]] == [C, C]
     p.locator("#tab-eviction .eval-results").scroll_into_view_if_needed()
-    p.shot("evaluate-partial")
+    p.shot("evaluate-partial-warmup", docs=True)
     p.select_option("#tab-eviction [data-field='eval.view']", "vs_full")
-    p.shot("evaluate-vs-full")
+    p.shot("evaluate-partial-vs-full", docs=True)
 
 
 def test_sweep_frontier_gets_points_as_cells_finish(page, served, tmp_path, monkeypatch):
