@@ -6,8 +6,10 @@ chunk of Full Cache's pass, one chunk of k tokens for every evicting policy at o
 of C entries, and one decode step of that batch (the question and the answer).
   streaming: ⌈L/64⌉ Full chunks + ⌈(L − C − 1)/k⌉ batched chunks + (2 + new tokens) decode steps;
   prefill:   ⌈L/64⌉ Full chunks (the prefill and its scores) + 2 × (1 + new tokens) decode steps.
-While the grid runs, the cells still to come are counted at that prediction scaled by how long
-the finished cells took against theirs.
+It counts the forwards only, not the cache bookkeeping around them (cutting the caches back, the
+kept-key masks), so it runs low where those weigh (up to ~4× on the tiny demo at k = 1, on a busy
+machine). While the grid runs, the cells still to come are counted at that prediction scaled by
+how long the finished cells took against theirs, which corrects it from the first cell on.
 """
 from ..evaluate.estimate import _timed
 from ..evaluate.full import CHUNK

@@ -330,7 +330,8 @@ function curves(rows, C) {
   ui.chart.options.scales.y.type = ratio ? "linear" : "logarithmic";
   ui.chart.options.scales.y.title.text = ratio ? "running perplexity ÷ Full Cache's" : `running perplexity (log, from position ${from})`;
   ui.chart.options.scales.x.min = from;
-  ui.chart.options.scales.x.max = shown.partial ? shown.positions_total + 1 : undefined;  // a growing run keeps its axis
+  // the whole run's positions: a growing (partial) result keeps its axis while its curves extend
+  ui.chart.options.scales.x.max = shown.positions_total || (rows[0] && rows[0].tokens) || undefined;
   return lines.concat(marker(lines, C, `C = ${C}: the cache is full`, "#c0c4cc"),
     shown.tokens > shown.context_length ? marker(lines, shown.context_length, `context ${fmt.int(shown.context_length)}`, "#8a8f98") : []);
 }
