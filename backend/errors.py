@@ -15,4 +15,9 @@ class UserError(Exception):
 
 
 class Cancelled(Exception):
-    """Raised inside a job when the user pressed Cancel."""
+    """Raised inside a job when the user pressed Cancel. `partial`: what the job had computed by then
+    (a result marked partial: true), which the cancelled job keeps as its result (jobs.py)."""
+
+    def __init__(self, partial: dict | None = None):
+        super().__init__("cancelled")
+        self.partial = partial

@@ -5,6 +5,11 @@ A job is a function `work(progress)` run on a daemon thread. It reports with
 cancelled, so a job stops at its next report and leaves the app as it was.
 The UI polls `job_status(id)`; both fronts (window and --serve) work the same.
 
+Results that arrive as they are computed (issue 33) ride on the same reports: a job
+passes `partial=` (its result so far, marked `partial: true`) and the UI draws it from
+the status it polls. A job that raises `Cancelled(partial)` keeps that partial result:
+its status is "cancelled" and still carries `result`.
+
 Heavy jobs (simulations, profiles, evaluations, retrieval grids, sweeps, prefill_kept) each hold hundreds of MB:
 at most MAX_HEAVY run at once; the next ones wait in line (state "running", stage
 "Queued…", extra `queued: true, queue_position`) and start as soon as one ends; a
@@ -64,9 +69,9 @@ class Job:
     def status(self) -> dict:
         out = {"job_id": self.id, "kind": self.kind, "state": self.state, "fraction": self.fraction,
                "stage": self.stage, "elapsed": round((self.finished or time.time()) - self.started, 3), **self.extra}
-        if self.state == "done":
-            out["result"] = self.result
-        elif self.error is not None:
+        if self.state == "done" or (self.state == "cancelled" and self.result is not None):
+            out["result"] = self.result  # a cancelled job's: what it had computed, marked partial
+        if self.state != "done" and self.error is not None:
             out["error"] = self.error["error"]
         return out
 
@@ -104,8 +109,8 @@ class JobRunner:
                     self._wait_for_slot(job)
                     holds_slot = True
                 result = work(job.report)
-            except Cancelled:
-                error = error_from_exception(Cancelled())
+            except Cancelled as exc:
+                error, result = error_from_exception(Cancelled()), exc.partial
             except BaseException as exc:  # noqa: BLE001 - reported through status()
                 error = error_from_exception(exc)
             # The exception (and the frames it held: a half-built model) is gone by here.
@@ -114,12 +119,14 @@ class JobRunner:
             if job.kind == "load" and error is not None:
                 _release_memory()  # a cancelled or failed load frees its memory before it says it ended
             job.finished = time.time()
+            job.extra.pop("partial", None)  # the last streamed partial: superseded by the result (or the partial kept)
             if error is None:
                 job.result = result
                 job.state, job.fraction, job.stage = "done", 1.0, "Done"
             else:
                 job.error = error
                 cancelled = error["error"]["code"] == "cancelled"
+                job.result = result if cancelled else None  # Cancel keeps what was computed (marked partial)
                 job.state, job.stage = ("cancelled", "Cancelled") if cancelled else ("error", "Failed")
 
         job.thread = threading.Thread(target=run, name=f"job {job.id}", daemon=True)

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
-from ..errors import UserError
+from ..errors import Cancelled, UserError
 from ..evaluate.quest import PAGE as QUEST_PAGE
 from ..eviction.params import rule_step_limit
 from ..usercode.watch import limit_for_this_thread
@@ -191,24 +191,34 @@ class EvaluateMethods:
         def work(report):
             from ..evaluate.run import evaluate
 
+            facts = model_facts(loaded)
+
             def guarded(*args, **kwargs):  # a run belongs to the model it started on
                 if state.model is not loaded:
                     raise UserError("model_changed", "Another model was loaded during the run, so this run was "
                                     f"stopped (it was evaluating {loaded.source}). Press Run again to evaluate the new one.")
+                if kwargs.get("partial"):  # the result so far names its model, as the final one does
+                    kwargs["partial"]["model"] = facts
                 report(*args, **kwargs)
 
-            with limit_for_this_thread(settings["rule_step_limit"]):  # for the user rules' deciders
-                result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"], settings["window"],
-                                  settings["access_threshold"], guarded, positions=settings["positions"],
-                                  granularity=settings["granularity"], text_info=info,
-                                  kv_format=settings.get("format"), intact_sinks=settings["intact_sinks"])
-            result["model"] = model_facts(loaded)
+            try:
+                with limit_for_this_thread(settings["rule_step_limit"]):  # for the user rules' deciders
+                    result = evaluate(loaded, ids, policies, settings["cache_size"], settings["sinks"],
+                                      settings["window"], settings["access_threshold"], guarded,
+                                      positions=settings["positions"], granularity=settings["granularity"],
+                                      text_info=info, kv_format=settings.get("format"),
+                                      intact_sinks=settings["intact_sinks"])
+            except Cancelled as cancelled:  # the partial result the job keeps names its model too
+                if cancelled.partial is not None:
+                    cancelled.partial["model"] = facts
+                raise
+            result["model"] = facts
             return result
 
         job = state.jobs.start("evaluate", work, exclusive=True)
-        settings = {k: v for k, v in settings.items() if k != "format"}
-        return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": settings, "text": info,
-                "warnings": self._warnings(loaded, ids, settings)}
+        shown = {k: v for k, v in settings.items() if k != "format"}  # a new dict: `work` still reads settings
+        return {"job_id": job.id, "tokens": len(ids), "policies": policies, "settings": shown, "text": info,
+                "warnings": self._warnings(loaded, ids, shown)}
 
     @public
     def quantization_error(self, params=None):

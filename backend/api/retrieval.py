@@ -26,6 +26,21 @@ class RetrievalMethods:
                 "demo_note": DEMO_NOTE if loaded is not None and loaded.source == "demo" else None}
 
     @public
+    def retrieval_estimate(self, params=None):
+        """Before Run: how long the grid will take here (three forwards timed on the loaded model, × the cells)."""
+        from ..retrieval.estimate import grid_seconds
+        from ..retrieval.request import parse
+
+        params = params_dict(params)
+        loaded = require_model(self._state)
+        policy_registry(self._state)
+        request = parse(loaded, params)
+        with self._state.model_lock:
+            out = grid_seconds(loaded, request["protocol"], request["policies"], request["lengths"], request["depths"],
+                               request["settings"])
+        return {**out, "policies": request["policies"], "lengths": request["lengths"], "depths": request["depths"]}
+
+    @public
     def retrieval(self, params=None):
         from ..retrieval.request import parse
 
@@ -39,15 +54,26 @@ class RetrievalMethods:
             from ..errors import UserError
             from ..retrieval.grid import run_grid
 
+            from ..errors import Cancelled
+
+            facts = model_facts(loaded)
+
             def guarded(*args, **kwargs):  # a run belongs to the model it started on
                 if state.model is not loaded:
                     raise UserError("model_changed", "Another model was loaded during the run, so it was stopped. "
                                     "Press Run again for the new one.")
+                if kwargs.get("partial"):  # the grid so far names its model, as the final one does
+                    kwargs["partial"]["model"] = facts
                 report(*args, **kwargs)
 
-            result = run_grid(loaded, request["task"], request["protocol"], request["policies"], request["lengths"],
-                              request["depths"], request["settings"], request["custom"], guarded)
-            result["model"] = model_facts(loaded)
+            try:
+                result = run_grid(loaded, request["task"], request["protocol"], request["policies"], request["lengths"],
+                                  request["depths"], request["settings"], request["custom"], guarded)
+            except Cancelled as cancelled:  # the cells kept on Cancel name their model too
+                if cancelled.partial is not None:
+                    cancelled.partial["model"] = facts
+                raise
+            result["model"] = facts
             return result
 
         job = state.jobs.start("retrieval", work, exclusive=True)

@@ -28,6 +28,8 @@ def wait_job(api, job_id: str, quiet: bool = False, poll: float = 0.05) -> dict:
             if status["state"] != "running":
                 break
             line = f"{status['stage']} {status['fraction'] * 100:5.1f}%"
+            if status.get("seconds_left") is not None:  # Evaluate and Retrieval: from the steps / cells that remain
+                line += f" · {status['seconds_left']:.0f} s left"
             if not quiet and line != last:
                 print(line, file=sys.stderr)
                 last = line

@@ -45,4 +45,6 @@ def estimate(loaded, steps: int, cache_size: int, batch: int, recompute: bool) -
     evicting_steps = max(0, steps - cache_size - 1)
     seconds = evicting_steps * (step + redo) + -(-steps // CHUNK) * full * 2  # ×2: the chunks grow to n keys
     return {"seconds": round(seconds, 1), "decode_step_seconds": round(step, 4), "steps": steps,
-            "evicting_steps": evicting_steps}
+            "evicting_steps": evicting_steps,
+            # for time_left.py: a step once the cache is full (the batched decode, the re-computation); a Full chunk
+            "evicting_step_seconds": step + redo, "chunk_seconds": full}

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..attention.kept_keys import KeptKeys, attending
 from ..attention.rotary import FixedPositions, layer_rotaries
-from ..errors import UserError
+from ..errors import Cancelled, UserError
 from ..quantize.formats import kv_bytes
 from .cache import PolicyCaches
 from .decide import PolicyDeciders
@@ -36,6 +36,7 @@ from .quest import NAME as QUEST
 from .quest import Quest
 from .recompute import NAME as RECOMPUTE
 from .recompute import Recompute
+from .time_left import TimeLeft
 
 CURVE_POINTS = 400
 POSITIONS = ("original", "in_cache")
@@ -47,22 +48,28 @@ def evaluate_policies() -> list[str]:
     return ["full"] + [p for p in registered_policies() if p != "full"] + [QUEST, RECOMPUTE]
 
 
-def _curve(nll: np.ndarray) -> dict:
-    """Running perplexity over position (StreamingLLM Fig. 3), downsampled."""
+def _curve(nll: np.ndarray, full_nll: np.ndarray | None = None) -> dict:
+    """Running perplexity over position (StreamingLLM Fig. 3), downsampled; with Full Cache's NLL also
+    vs_full, the running perplexity ÷ Full Cache's at each position (1 until the cache first fills): the
+    first positions' running perplexity spans orders of magnitude, the ratio shows the divergence after C."""
     if len(nll) == 0:
         return {"position": [], "perplexity": []}
-    running = np.exp(np.cumsum(nll) / np.arange(1, len(nll) + 1))
+    count = np.arange(1, len(nll) + 1)
+    running = np.exp(np.cumsum(nll) / count)
     idx = np.unique(np.linspace(0, len(nll) - 1, min(CURVE_POINTS, len(nll))).astype(int))
-    return {"position": (idx + 1).tolist(), "perplexity": running[idx].round(4).tolist()}
+    out = {"position": (idx + 1).tolist(), "perplexity": running[idx].round(4).tolist()}
+    if full_nll is not None:
+        out["vs_full"] = np.exp((np.cumsum(nll) - np.cumsum(full_nll)) / count)[idx].round(5).tolist()
+    return out
 
 
 def _ppl(nll: np.ndarray):
     return float(math.exp(nll.mean())) if len(nll) else None
 
 
-def _summary(policy, nll, kl, extra, context) -> dict:
+def _summary(policy, nll, kl, extra, context, full_nll=None) -> dict:
     out = {"policy": policy, "tokens": int(len(nll)), "perplexity": _ppl(nll),
-           "kl_vs_full": float(np.mean(kl)) if len(kl) else None, "curve": _curve(nll)}
+           "kl_vs_full": float(np.mean(kl)) if len(kl) else None, "curve": _curve(nll, full_nll)}
     if len(nll) > context:  # queries at positions < context, and past it (StreamingLLM's headline)
         out.update(perplexity_within_context=_ppl(nll[:context]), perplexity_past_context=_ppl(nll[context:]))
     out.update(extra)
@@ -136,10 +143,11 @@ def _check_format(loaded, kv_format, policies, intact_sinks) -> None:
 def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks: int, window: int,
              access_threshold: float = 0.01, report=lambda *a, **k: None, keep_trace: bool = False,
              positions: str = "original", granularity: str = "per_head", text_info: dict | None = None,
-             kv_format=None, intact_sinks: int = 0) -> dict:
-    """kv_format (backend/quantize): every policy's cache, Full Cache's included, stores its entries in that
-    format; KL is then measured against the unquantized Full Cache (a second, plain pass). intact_sinks:
-    positions below it stay in full precision (IntactKV)."""
+             time_left: TimeLeft | None = None, kv_format=None, intact_sinks: int = 0) -> dict:
+    """Every policy's perplexity, KL and running curve. Reports carry the time left (time_left.py) and the
+    result so far (`partial`); Cancel raises Cancelled with that partial result. kv_format (backend/quantize): every policy's cache, Full Cache's
+    included, stores its entries in that format; KL is then measured against the unquantized Full Cache (a second,
+    plain pass). intact_sinks: positions below it stay in full precision (IntactKV)."""
     import torch
 
     from kernels.eviction import to_fixed
@@ -174,12 +182,71 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
     kl = {p: [] for p in policies}
     caches, started, last_report = None, time.perf_counter(), 0.0
     spent = {"full": 0.0, "batch": 0.0, RECOMPUTE: 0.0, QUEST: 0.0, "decode": 0.0}  # seconds, for each result's share
-    decode_steps = 0
+    decode_steps, done = 0, 0  # done: steps finished for every policy (what a partial result covers)
     report(0.0, "Full-cache pass", position=0, tokens=steps)
+    if time_left is None:
+        probe = {}
+        if steps > C + 1:  # a measured evicting step and chunk, for the time left until the run has timed its own
+            from .estimate import estimate
+
+            probe = estimate(loaded, steps, C, len(evicting), recompute is not None)
+        time_left = TimeLeft(steps, C, probe.get("evicting_step_seconds"), probe.get("chunk_seconds"))
+
+    kv = kv_bytes(loaded, kv_format)
+
+    def results_upto(done: int) -> list[dict]:
+        """Each policy's summary over its first `done` steps (all of them once the run ends)."""
+        final = done == steps
+        out = []
+        for p in [p for p in policies if p not in deciders.failed]:
+            extra = {"evictions": 0, "granularity": "—", **kv}
+            if p == "full":
+                extra.update(evictions=0, note=None if steps < context else
+                             f"Dense attention past the context ({context} tokens): positions the model never saw.")
+            elif p == RECOMPUTE:
+                extra.update(evictions=int(recompute.evictions), granularity="one window for all heads (recomputed)")
+                if keep_trace and final:
+                    extra.update(trace=recompute.online.trace, final_kept=recompute.kept.tolist())
+            elif p == QUEST:
+                extra.update(quest.summary())
+            else:
+                maker, per_head = deciders.makers[p]
+                extra.update(evictions=max(0, done - C), granularity="per KV head" if per_head else
+                             ("same positions in every head" if not policy_entry(p).per_head else "one kept set for all heads"))
+                if keep_trace and final:  # per unit: [units][C] positions (one unit unless decided per head)
+                    kept = caches.pos[evicting.index(p)] if caches is not None else None
+                    extra.update(trace=getattr(maker, "recorded", None),
+                                 final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
+            share = spent["full"] if p == "full" else spent[p] if p in (RECOMPUTE, QUEST) else spent["batch"] / len(evicting)
+            extra["seconds"] = round(share, 3)  # batched policies: an equal share of the shared decode steps
+            out.append(_summary(p, nll[p][:done], np.array(kl[p][:min(done, context)]), extra, context,
+                                nll["full"][:done] if "full" in nll else None))
+        return out
+
+    def result(done: int) -> dict:
+        seconds = round(time.perf_counter() - started, 3)
+        failed = deciders.failed
+        out = {"results": results_upto(done), "tokens": n, "text_tokens": text_tokens,
+               "context_length": context, "position_scheme": scheme, "positions": positions,
+               "granularity": granularity, "kv_aggregation": "mean over the query heads of each KV head",
+               "seconds": seconds, "timing": {"batched_decode_steps": decode_steps, "batch": len(evicting),
+                                              "seconds_per_batched_step": spent["decode"] / max(1, decode_steps)},
+               "tokens_per_second": round(done / max(seconds, 1e-9), 2), "note": note,
+               "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
+               "text": text_info, "kv_format": kv["kv_format"], "intact_sinks": intact_sinks,
+               "unquantized_full_perplexity": None if reference is full else _ppl(nll_reference[:done]),
+               "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
+               + (f" (except {RECOMPUTE})" if recompute else ""),
+               **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}
+        if done < steps:  # what a cancelled or still running job has: the first `done` of `steps` positions
+            out.update(partial=True, positions_done=done, positions_total=steps)
+        return out
 
     decide = deciders.decide
 
-    for t in range(steps):
+    def evaluate_step(t: int) -> None:
+        """Position t for every policy: Full Cache's log-probs, then each cache's (batched) and own-path step."""
+        nonlocal caches, decode_steps
         tick = time.perf_counter()
         lp_quantized = full.logprobs(t)
         lp_full = lp_quantized if reference is full else reference.logprobs(t)
@@ -237,47 +304,20 @@ def evaluate(loaded, ids: list[int], policies: list[str], cache_size: int, sinks
                 kl[name].append(float((lp_full.exp() * (lp_full - lp)).sum()))
         if in_context and "full" in kl:
             kl["full"].append(0.0 if reference is full else float((lp_full.exp() * (lp_full - lp_quantized)).sum()))
-        now = time.perf_counter()
-        if now - last_report > 0.2 or t == steps - 1:
-            last_report, rate = now, (t + 1) / max(now - started, 1e-9)
-            report((t + 1) / steps, "Evaluating", position=t + 1, tokens=steps, tokens_per_second=round(rate, 2),
-                   seconds_left=round((steps - t - 1) / rate, 1))
+
+    try:
+        for t in range(steps):
+            step_started = time.perf_counter()
+            evaluate_step(t)
+            done = t + 1
+            now = time.perf_counter()
+            time_left.step_done(t, now - step_started)
+            if now - last_report > 0.2 or t == steps - 1:
+                last_report, rate, left = now, done / max(now - started, 1e-9), time_left.left()
+                report(done / steps, "Evaluating", position=done, tokens=steps, tokens_per_second=round(rate, 2),
+                       seconds_left=None if left is None else round(left, 1),
+                       partial=result(done) if done < steps else None)
+    except Cancelled:  # keep what was computed: every policy's first `done` positions
+        raise Cancelled(result(done)) from None
     deciders.close()  # a failed or cancelled run's are closed when collected (remote_decider.py)
-    failed = deciders.failed
-    seconds = round(time.perf_counter() - started, 3)
-    results = []
-    kv = kv_bytes(loaded, kv_format)
-    for p in [p for p in policies if p not in failed]:
-        extra = {"evictions": 0, "granularity": "—", **kv}
-        if p == "full":
-            extra["note"] = (None if steps < context else
-                             f"Dense attention past the context ({context} tokens): positions the model never saw.")
-        elif p == RECOMPUTE:
-            extra.update(evictions=int(recompute.evictions), granularity="one window for all heads (recomputed)")
-            if keep_trace:
-                extra.update(trace=recompute.online.trace, final_kept=recompute.kept.tolist())
-        elif p == QUEST:
-            extra.update(quest.summary())
-        else:
-            maker, per_head = deciders.makers[p]
-            extra.update(evictions=max(0, steps - C), granularity="per KV head" if per_head else
-                         ("same positions in every head" if not policy_entry(p).per_head else "one kept set for all heads"))
-            if keep_trace:  # per unit: [units][C] positions (one unit unless decided per head)
-                kept = caches.pos[evicting.index(p)] if caches is not None else None
-                extra.update(trace=getattr(maker, "recorded", None),
-                             final_kept=None if kept is None else (kept if per_head else kept[:1]).tolist())
-        share = spent["full"] if p == "full" else spent[p] if p in (RECOMPUTE, QUEST) else spent["batch"] / len(evicting)
-        extra["seconds"] = round(share, 3)  # batched policies: an equal share of the shared decode steps
-        results.append(_summary(p, nll[p], np.array(kl[p]), extra, context))
-    return {"results": results, "tokens": n, "text_tokens": text_tokens,
-            "context_length": context, "position_scheme": scheme, "positions": positions,
-            "granularity": granularity, "kv_aggregation": "mean over the query heads of each KV head",
-            "seconds": seconds, "timing": {"batched_decode_steps": decode_steps, "batch": len(evicting),
-                                           "seconds_per_batched_step": spent["decode"] / max(1, decode_steps)},
-            "tokens_per_second": round(steps / max(seconds, 1e-9), 2), "note": note,
-            "settings": {"cache_size": C, "sinks": sinks, "window": window, "access_threshold": access_threshold},
-            "text": text_info, "kv_format": kv["kv_format"], "intact_sinks": intact_sinks,
-            "unquantized_full_perplexity": None if reference is full else _ppl(nll_reference),
-            "eviction_mode": "real KV cache: evicted entries dropped, kept K/V never recomputed"
-            + (f" (except {RECOMPUTE})" if recompute else ""),
-            **({"failed": [{"policy": p, "failed": True, "error": e} for p, e in failed.items()]} if failed else {})}
+    return result(steps)

@@ -91,7 +91,8 @@ export class RetrievalGrids {
       ? ["colour: ", h("span", { class: "rgrid-chip", style: { background: cssColor(0) } }), " missed  ",
         h("span", { class: "rgrid-chip", style: { background: cssColor(1) } }), " found (the answer holds the value)"]
       : ["colour: log p(right answer), teacher-forced: ", fmt.fixed(range.lo, 2), " ", bar, " ", fmt.fixed(range.hi, 2)],
-    " · x: context length (tokens) · y: needle depth · click a cell: why it missed");
+    " · x: context length (tokens) · y: needle depth · click a cell: why it missed",
+    this.result.partial ? ` · blank: not run yet (${this.result.cells_done} of ${this.result.cells_total} cells done)` : "");
   }
 
   mark(policy, length, depth) {

@@ -49,10 +49,10 @@ const QUESTIONS = new Set(["needs_trust", "needs_remote_code"]);
 
 // Routine calls that fail in the normal course of things (polling, optional probes)
 // do not deserve the error slot; everything else does.
-const QUIET = new Set(["job_status", "ping", "stream_state", "evaluate_estimate"]);
+const QUIET = new Set(["job_status", "ping", "stream_state", "evaluate_estimate", "retrieval_estimate"]);
 // Calls the page makes on its own (not a user's action): their success says nothing about the error.
 const READS = new Set(["app_info", "model_info", "eviction_policies", "local_models", "save_export", "stream_view",
-  "evaluate_info", "evaluate_estimate"]);
+  "evaluate_info", "evaluate_estimate", "retrieval_estimate"]);
 
 export function init() {
   errorNode().addEventListener("click", () => error(""));

@@ -1,7 +1,8 @@
 // Evaluate (a section of the Eviction Sim tab): run the loaded model over a text with each
 // policy's cache actually applied, and show perplexity, KL vs Full Cache and the running
 // perplexity over position (StreamingLLM, Fig. 3). The backend computes every number
-// (backend/evaluate/run.py); we only show them. Inputs carry data-field="eval.<name>" so
+// (backend/evaluate/run.py); we only show them. The result so far arrives with each progress poll
+// (the table and curves grow while it runs) and a Cancel keeps it, marked partial. Inputs carry data-field="eval.<name>" so
 // they never collide with the simulation's fields in the same tab.
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, onEnter, markField, showRunning } from "./dom.js";
@@ -39,7 +40,8 @@ const COLUMNS = [
 
 const ui = {};
 let policies = FALLBACK_POLICIES;
-let last = null;       // last evaluate result + the params that made it
+let last = null;       // last evaluate result (finished, or kept on Cancel: partial) + the params that made it
+let shown = null;      // what the table and chart show: `last`, or the running job's result so far
 let jobId = null;
 let lastJobId = null;  // the job behind `last` (tests read its result from the Api)
 let cacheEdited = false;
@@ -100,6 +102,11 @@ function modelChanged(model) {
 // ---------- estimate (before running: the Api measures a decode step here and scales it) ----------
 function scheduleEstimate() {
   clearTimeout(estimateTimer);
+  estimateSeq++;  // an answer for the old settings can no longer land
+  if (ui.estimate.textContent) {  // an estimate for other settings goes at once, not when the new one arrives
+    ui.estimate.classList.add("stale");
+    fill(ui.estimate, h("span", {}, "Settings changed: measuring a new estimate…"));
+  }
   estimateTimer = setTimeout(estimate, 500);
 }
 
@@ -108,6 +115,7 @@ async function estimate() {
   const seq = ++estimateSeq;
   const res = await call("evaluate_estimate", params());
   if (seq !== estimateSeq) return;
+  ui.estimate.classList.remove("stale");
   if (!res.ok) { ui.estimate.textContent = ""; return; }
   fill(ui.estimate, h("span", {}, `Estimate: ~${fmt.secs(res.seconds)} for ${fmt.int(res.steps)} steps `
       + `(${fmt.int(res.evicting_steps)} evicting) on ${res.text.name}.`),
@@ -146,7 +154,8 @@ function settingsCard() {
   ui.intact = num("intact_sinks", 0, { min: 0, title: "IntactKV: the first N positions stay in full precision "
     + "(needs a KV format)" });
   for (const input of [ui.maxTokens, ui.cache, ui.sinks, ui.window, ui.tau, ui.intact]) onEnter(input, run);
-  for (const input of [ui.text, ui.maxTokens, ui.cache, ui.policy, ui.bundled]) {
+  for (const input of [ui.text, ui.maxTokens, ui.cache, ui.sinks, ui.window, ui.tau, ui.policy, ui.bundled,
+    ui.positions, ui.granularity, ui.kvFormat, ui.intact]) {
     input.addEventListener("input", scheduleEstimate);
     input.addEventListener("change", scheduleEstimate);
   }
@@ -199,10 +208,12 @@ async function run() {
     const tokens = st.tokens || total;
     ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
     const where = st.position != null && tokens && /^Evaluating/.test(st.stage || "") ? ` · position ${fmt.int(st.position)} / ${fmt.int(tokens)}` : "";
-    const speed = st.tokens_per_second ? ` · ${fmt.fixed(st.tokens_per_second, 1)} tokens/s · ${fmt.secs(st.seconds_left)} left` : "";
+    const left = st.seconds_left != null ? `${fmt.secs(st.seconds_left)} left` : "measuring the time left…";
+    const speed = st.tokens_per_second ? ` · ${fmt.fixed(st.tokens_per_second, 1)} tokens/s · ${left}` : "";
     const text = `${st.stage || ""}${where}${speed} · ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}`;
     ui.progressText.textContent = text;
     act.update(text);
+    if (st.partial && st.partial.results) { shown = { ...st.partial, params: p }; render(); }  // the curves so far
   }, (id) => { jobId = id; });
   const finished = jobId;
   jobId = null;
@@ -212,11 +223,16 @@ async function run() {
   markField(ui.section, res.ok || !res.error || !res.error.field ? res : { ...res, error: { ...res.error, field: "eval." + res.error.field } });
   if (!res.ok) {
     const cancelled = res.error.code === "cancelled";
-    ui.progressText.textContent = cancelled ? "Cancelled." : res.error.message;
+    const result = cancelled && res.status && res.status.result;  // Cancel keeps the positions computed so far
+    const kept = result && result.positions_done > 0 ? result : null;
+    ui.progressText.textContent = !cancelled ? res.error.message : !kept ? "Cancelled."
+      : `Cancelled at position ${fmt.int(kept.positions_done)} of ${fmt.int(kept.positions_total)}: the partial result is kept.`;
     ui.progressText.classList.toggle("err", !cancelled);
+    if (kept) { last = { ...kept, params: p }; lastJobId = finished; }
+    if (last) { shown = last; render(); }  // a failed run's partial curves give way to the last result
     return;
   }
-  last = { ...res.result, params: p };  // the result names its own model, text and settings
+  last = shown = { ...res.result, params: p };  // the result names its own model, text and settings
   lastJobId = finished;
   const seconds = last.results.reduce((s, r) => s + (r.seconds || 0), 0);
   ui.progressText.textContent = `${fmt.int(last.tokens)} tokens · ${last.results.length} policies · ${fmt.secs(seconds)}`;
@@ -243,9 +259,14 @@ function resultsCard() {
   ui.note = h("div", { class: "eval-note hidden" });
   ui.canvas = h("canvas");
   ui.chart = lineChart(ui.canvas, {
-    xTitle: "position (tokens)", yTitle: "running perplexity (log)",
-    scales: { x: { type: "linear", min: 1 }, y: { type: "logarithmic", beginAtZero: false } },
+    xTitle: "position (tokens)", yTitle: "running perplexity ÷ Full Cache's",
+    scales: { x: { type: "linear", min: 1 }, y: { type: "linear", beginAtZero: false } },
   });
+  ui.view = h("select", { dataset: { field: "eval.view" }, onchange: () => shown && render(),
+    title: "÷ Full Cache: each policy's running perplexity over Full Cache's at the same position (exactly 1 until the "
+      + "cache fills at C). Running perplexity: from position min(C, 64) on, as the first positions' averages span "
+      + "orders of magnitude." },
+  h("option", { value: "vs_full" }, "÷ Full Cache"), h("option", { value: "perplexity" }, "running perplexity (log)"));
   return h("div", { class: "eval-results" },
     h("div", { class: "card" }, h("h2", {}, "Perplexity by policy", h("span", { class: "spacer" }),
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
@@ -254,7 +275,7 @@ function resultsCard() {
       h("thead", {}, ui.headRow), ui.tableBody)),
     h("div", { class: "hint" }, "★ lowest among the evicting policies · KL = mean KL(Full ‖ policy) of the next-token distributions"),
     ui.note),
-    h("div", { class: "card" }, h("h2", {}, "Running perplexity over position", h("span", { class: "spacer" }),
+    h("div", { class: "card" }, h("h2", {}, "Running perplexity over position", h("span", { class: "spacer" }), ui.view,
       h("button", { class: "btn small", onclick: () => savePNG("evaluate-perplexity", ui.canvas) }, "PNG")),
     h("div", { class: "chart-box eval-chart" }, ui.canvas)));
 }
@@ -274,7 +295,7 @@ function bestValues(rows) {
 const shownColumns = (rows) => COLUMNS.filter((c) => !c[4] || rows.some((r) => r[c[0]] != null));
 
 function render() {
-  const rows = last.results;
+  const rows = shown.results;
   const columns = shownColumns(rows);
   fill(ui.headRow, h("th", {}, "policy"), columns.map(([, head]) => h("th", {}, head)));
   const best = rows.filter((r) => r.policy !== "full").length >= 2 ? bestValues(rows) : {};
@@ -290,57 +311,82 @@ function render() {
     tr.dataset.policy = r.policy;
     return tr;
   }));
-  const p = last.params;
-  const s = last.settings || p;
-  const text = last.text || {};
-  ui.info.textContent = [last.model ? last.model.source : "", `${fmt.int(last.tokens)} tokens`,
-    `context ${fmt.int(last.context_length)}`, `C=${s.cache_size} S=${s.sinks} W=${s.window} τ=${s.access_threshold}`,
-    last.granularity === "shared" ? "one kept set for all heads" : "per KV head",
+  const p = shown.params;
+  const s = shown.settings || p;
+  const text = shown.text || {};
+  ui.info.textContent = [shown.partial ? `PARTIAL: positions 1–${fmt.int(shown.positions_done)} of ${fmt.int(shown.positions_total)}` : "",
+    shown.model ? shown.model.source : "", `${fmt.int(shown.tokens)} tokens`,
+    `context ${fmt.int(shown.context_length)}`, `C=${s.cache_size} S=${s.sinks} W=${s.window} τ=${s.access_threshold}`,
+    shown.granularity === "shared" ? "one kept set for all heads" : "per KV head",
     `${text.name || ""}${text.sha256 ? " · sha256 " + text.sha256 : ""}`].filter(Boolean).join(" · ");
+  ui.info.classList.toggle("partial", !!shown.partial);
   const full = rows.find((r) => r.policy === "full");
   fill(ui.note,
-    h("div", {}, h("b", {}, "Positions: "), last.position_scheme || "—"),
-    h("div", {}, h("b", {}, "Eviction: "), last.eviction_mode || "—"),
-    last.note ? h("div", { class: "warn" }, h("b", {}, "Stopped: "), last.note) : null,
-    last.model && last.model.sliding_window_note
-      ? h("div", {}, h("b", {}, "Sliding-window layers: "), last.model.sliding_window_note) : null,
+    h("div", {}, h("b", {}, "Positions: "), shown.position_scheme || "—"),
+    h("div", {}, h("b", {}, "Eviction: "), shown.eviction_mode || "—"),
+    shown.note ? h("div", { class: "warn" }, h("b", {}, "Stopped: "), shown.note) : null,
+    shown.model && shown.model.sliding_window_note
+      ? h("div", {}, h("b", {}, "Sliding-window layers: "), shown.model.sliding_window_note) : null,
     full && full.note ? h("div", { class: "warn" }, h("b", {}, "Full Cache: "), full.note) : null,
     rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
   ui.note.classList.remove("hidden");
+  setData(ui.chart, [], curves(rows, s.cache_size));
+}
+
+// The first positions' running perplexity is an average of a few tokens (10⁶ at position 1): on one log axis it
+// flattened the divergence after C to a few pixels (issue 33). So the default view is each policy over Full Cache
+// (the backend's curve.vs_full, exactly 1 until the cache fills), and the plain view starts after a warm-up.
+const WARMUP = 64;
+
+function curves(rows, C) {
+  const ratio = ui.view.value === "vs_full" && rows.every((r) => !r.curve || !r.curve.position.length || r.curve.vs_full);
+  const from = ratio ? 1 : Math.min(WARMUP, C || WARMUP);
   const lines = rows.map((r, i) => ({
     label: label(r.policy), color: colour(r.policy, i), ...(r.policy === "full" ? { borderDash: [5, 3] } : {}),
-    data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: r.curve.perplexity[k] })),
+    data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: (ratio ? r.curve.vs_full : r.curve.perplexity)[k] }))
+      .filter((pt) => pt.x >= from),
   }));
-  setData(ui.chart, [], lines.concat(contextMarker(lines, last.context_length, last.tokens)));
+  ui.chart.options.scales.y.type = ratio ? "linear" : "logarithmic";
+  ui.chart.options.scales.y.title.text = ratio ? "running perplexity ÷ Full Cache's" : `running perplexity (log, from position ${from})`;
+  ui.chart.options.scales.x.min = from;
+  // the whole run's positions: a growing (partial) result keeps its axis while its curves extend
+  ui.chart.options.scales.x.max = shown.positions_total || (rows[0] && rows[0].tokens) || undefined;
+  return lines.concat(marker(lines, C, `C = ${C}: the cache is full`, "#c0c4cc"),
+    shown.tokens > shown.context_length ? marker(lines, shown.context_length, `context ${fmt.int(shown.context_length)}`, "#8a8f98") : []);
 }
 
-// A text past the context gets a dotted vertical line where the context ends: Full Cache's
-// curve bends there (dense attention at positions the model never saw), StreamingLLM's does not.
-function contextMarker(lines, context, tokens) {
+// A vertical line at position x, as high as the curves: where the cache first fills (C; every policy equals Full
+// Cache before it) and, for a text past the context, where the context ends (Full Cache's curve bends there).
+function marker(lines, x, text, color) {
   const ys = lines.flatMap((d) => d.data.map((p) => p.y)).filter((y) => y > 0 && isFinite(y));
-  if (!context || !(tokens > context) || !ys.length) return [];
-  return [{ label: `context ${fmt.int(context)}`, color: "#8a8f98", borderDash: [2, 3], borderWidth: 1,
-    data: [{ x: context, y: Math.min(...ys) }, { x: context, y: Math.max(...ys) }] }];
+  if (!x || !ys.length) return [];
+  return [{ label: text, color, borderDash: [2, 3], borderWidth: 1,
+    data: [{ x, y: Math.min(...ys) }, { x, y: Math.max(...ys) }] }];
 }
+
+// A partial result (a cancelled run) is exported as such: in the file name and on every row.
+const exportName = () => (last.partial ? "evaluate-results-partial" : "evaluate-results");
 
 function flatRows() {
+  const partial = last.partial ? `partial: ${last.positions_done} of ${last.positions_total} positions` : "";
   return last.results.map((r) => ({ policy: r.policy, perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
-    evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "" }));
+    evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "", partial }));
 }
 
 function exportCSV() {
-  if (!last) return;
-  saveCSV("evaluate-results", flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note"]);
+  if (!last || running()) return;
+  saveCSV(exportName(), flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note", "partial"]);
 }
 
 function exportJSON() {
-  if (!last) return;
+  if (!last || running()) return;
   const { params: request, ...result } = last;
-  saveJSON("evaluate-results", { request, ...result });
+  saveJSON(exportName(), { request, ...result });
 }
 
 /** For tests. */
 export function result() { return last; }
+export function shownResult() { return shown; }
 export function chart() { return ui.chart; }
 export function running() { return jobId !== null; }
 export function jobOfResult() { return lastJobId; }

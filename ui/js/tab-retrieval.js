@@ -37,7 +37,8 @@ const FIELDS = {
 const ui = {};
 let info = null;         // retrieval_info
 let named = {};          // policy → label, from the Eviction tab's list (user policies have labels)
-let last = null;         // last result + the params that made it
+let last = null;         // last result (finished, or the cells kept on Cancel: partial) + the params that made it
+let shown = null;        // what the grid shows: `last`, or the running grid's cells so far
 let jobId = null;
 let lastJobId = null;
 const edited = new Set();  // fields the user typed in keep their value when defaults arrive
@@ -80,10 +81,11 @@ const ticked = new Map();
 function fillPolicies() {
   for (const b of ui.policies.querySelectorAll("input")) ticked.set(b.value, b.checked);
   const list = (info && (ui.protocol.value === "prefill" ? info.prefill_policies : info.policies)) || [];
+  scheduleEstimate();
   fill(ui.policies, list.length ? list.map((p) => {
     const name = nameOf(p);
     return h("label", { class: "check", title: p.description || "" },
-      h("input", { type: "checkbox", value: name, checked: ticked.has(name) ? ticked.get(name) : true }),
+      h("input", { type: "checkbox", value: name, checked: ticked.has(name) ? ticked.get(name) : true, onchange: scheduleEstimate }),
       h("span", { class: "swatch", style: { background: policyColour(name) } }), p.label || label(name));
   }) : h("span", { class: "hint" }, `No policies for the ${ui.protocol.value} protocol in this build.`));
 }
@@ -103,7 +105,7 @@ function applyDefaults(d) {
 // ---------- settings ----------
 function input(name, value, attrs = {}) {
   const node = h("input", { value: String(value), dataset: { field: name }, ...attrs });
-  node.addEventListener("input", () => edited.add(name));
+  node.addEventListener("input", () => { edited.add(name); scheduleEstimate(); });
   onEnter(node, run);
   return node;
 }
@@ -140,6 +142,7 @@ function settingsCard() {
   ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
   ui.progressText = h("div", { class: "hint mono retrieval-progress" });
+  ui.estimate = h("div", { class: "hint retrieval-estimate" });
   ui.cacheField = field("Cache size C", ui.cache);
   ui.ratioField = field("Ratio removed", ui.ratio);
   ui.chunkField = field("Chunk k", ui.chunk);
@@ -150,11 +153,11 @@ function settingsCard() {
       ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
     field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
-    field("Policies", ui.policies),
+    field("Policies", ui.policies), ui.estimate,
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
 
-function taskChanged() { ui.custom.classList.toggle("hidden", ui.task.value !== "custom"); }
+function taskChanged() { ui.custom.classList.toggle("hidden", ui.task.value !== "custom"); scheduleEstimate(); }
 
 function protocolChanged() {
   const prefill = ui.protocol.value === "prefill";
@@ -201,6 +204,34 @@ function params() {
   return p;
 }
 
+// ---------- estimate (before Run: the Api times a cell's forwards on this model and device, × the cells) ----------
+let estimateTimer = null;
+let estimateSeq = 0;  // only the latest request may write the line
+
+function scheduleEstimate() {
+  if (!ui.estimate) return;
+  clearTimeout(estimateTimer);
+  estimateSeq++;
+  if (ui.estimate.textContent) {  // an estimate for other settings goes at once
+    ui.estimate.classList.add("stale");
+    ui.estimate.textContent = "Settings changed: measuring a new estimate…";
+  }
+  estimateTimer = setTimeout(estimate, 600);
+}
+
+async function estimate() {
+  if (!app.model || jobId !== null) return;
+  const p = params();
+  const seq = ++estimateSeq;
+  const res = p.error ? null : await call("retrieval_estimate", p);
+  if (seq !== estimateSeq) return;
+  ui.estimate.classList.remove("stale");
+  if (!res || !res.ok) { ui.estimate.textContent = ""; return; }
+  const per = Object.entries(res.seconds_per_cell).map(([L, s]) => `${fmt.int(Number(L))} tokens ${fmt.secs(s)}`).join(", ");
+  ui.estimate.textContent = `Estimate: ~${fmt.secs(res.seconds)} for ${res.cells} cells (a cell, measured here: ${per}).`;
+  ui.estimate.classList.toggle("warn", res.seconds > 120);
+}
+
 // ---------- run ----------
 function showError(res) {
   const err = { ...res.error, field: res.error.field && String(res.error.field).replace(/[[.].*$/, "") };  // "depths[2]" → depths
@@ -220,23 +251,37 @@ async function run() {
   ui.progressText.textContent = "Starting…";
   showRunning(ui, true);
   const act = status.begin("Retrieval grid…");
+  let drawnCells = -1;
   const res = await runJob("retrieval", p, (st) => {
     ui.progress.firstChild.style.width = `${Math.round((st.fraction || 0) * 100)}%`;
     const left = st.seconds_left != null ? ` · ${fmt.secs(st.seconds_left)} left` : "";
     const text = `${st.stage || ""} · ${fmt.pct(st.fraction, 0)} · ${fmt.secs(st.elapsed)}${left}`;
     ui.progressText.textContent = text;
     act.update(text);
+    if (st.partial && st.partial.cells_done !== drawnCells) {  // a cell finished: draw the grid so far
+      drawnCells = st.partial.cells_done;
+      shown = { ...st.partial, params: p };
+      render();
+    }
   }, (id) => { jobId = id; });
   const finished = jobId;
   jobId = null;
   act.end();
   showRunning(ui, false);
+  scheduleEstimate();  // settings edited during the run got no estimate
   if (!res.ok) {
-    if (res.error.code === "cancelled") { ui.progressText.textContent = "Cancelled."; ui.progressText.classList.remove("err"); }
-    else showError(res);
+    const result = res.error.code === "cancelled" && res.status && res.status.result;
+    const kept = result && result.cells.length ? result : null;  // the cells done so far, if any
+    if (kept) { last = { ...kept, params: p }; lastJobId = finished; }
+    if (last) { shown = last; render(); }
+    if (res.error.code === "cancelled") {
+      ui.progressText.textContent = kept ? `Cancelled after ${kept.cells_done} of ${kept.cells_total} cells: those cells are kept.`
+        : "Cancelled.";
+      ui.progressText.classList.remove("err");
+    } else showError(res);
     return;
   }
-  last = { ...res.result, params: p };
+  last = shown = { ...res.result, params: p };
   lastJobId = finished;
   const n = last.lengths.length * last.depths.length;
   ui.progressText.textContent = `${n} cells × ${last.cells.length / n} policies · ${fmt.secs(last.seconds)}`;
@@ -259,7 +304,7 @@ function resultsCard() {
   ui.whyBox = h("div", { class: "retrieval-why" });
   const card = h("div", { class: "retrieval-results" },
     h("div", { class: "card" }, h("h2", {}, "Found, by length and depth", h("span", { class: "spacer" }), ui.mode,
-      h("button", { class: "btn small", onclick: () => last && savePNG("retrieval-grid", ui.grids.toCanvas()) }, "PNG"),
+      h("button", { class: "btn small", onclick: () => shown && !running() && savePNG(shown.partial ? "retrieval-grid-partial" : "retrieval-grid", ui.grids.toCanvas()) }, "PNG"),
       h("button", { class: "btn small", onclick: exportCSV }, "CSV"), h("button", { class: "btn small", onclick: exportJSON }, "JSON")),
     ui.info, ui.gridBox, ui.notes),
     h("div", { class: "card" }, h("h2", {}, "Accuracy by policy"),
@@ -273,49 +318,55 @@ function resultsCard() {
 
 function pick(policy, length, depth) {
   ui.grids.mark(policy, length, depth);
-  ui.why.open(last, length, depth, policy);
+  ui.why.open(shown, length, depth, policy);
 }
 
 function render() {
-  const s = last.settings || {};
-  ui.info.textContent = [last.model && last.model.source, `task ${last.task}`, `${last.protocol}`
-    + (last.chunk != null ? ` k=${last.chunk}` : ""), s.cache_size != null ? `C=${s.cache_size}` : null,
+  const s = shown.settings || {};
+  ui.info.textContent = [shown.partial ? `PARTIAL: ${shown.cells_done} of ${shown.cells_total} cells` : null,
+    shown.model && shown.model.source, `task ${shown.task}`, `${shown.protocol}`
+    + (shown.chunk != null ? ` k=${shown.chunk}` : ""), s.cache_size != null ? `C=${s.cache_size}` : null,
   s.ratio != null ? `ratio ${s.ratio}` : null, s.sinks != null ? `S=${s.sinks}` : null, s.window != null ? `W=${s.window}` : null,
-  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, `${fmt.secs(last.seconds)}`]
+  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, `${fmt.secs(shown.seconds)}`]
     .filter(Boolean).join(" · ")
-    + (last.model && last.model.sliding_window_note ? `\n${last.model.sliding_window_note}` : "");
+    + (shown.model && shown.model.sliding_window_note ? `\n${shown.model.sliding_window_note}` : "");
+  ui.info.classList.toggle("partial", !!shown.partial);
   ui.grids.setMode(ui.mode.value);
-  ui.grids.set(last);
-  fill(ui.tableBody, (last.summary || []).map((r) => {
-    const mine = last.cells.filter((c) => c.policy === r.policy);
+  ui.grids.set(shown);  // cells not run yet stay blank ("not run" on hover)
+  fill(ui.tableBody, (shown.summary || []).map((r) => {
+    const mine = shown.cells.filter((c) => c.policy === r.policy);
     return h("tr", { dataset: { policy: r.policy }, class: r.policy === "full" ? "reference" : "" },
       h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.policy) } }), label(r.policy)),
       h("td", { dataset: { key: "found" } }, `${mine.filter((c) => c.correct).length} / ${mine.length}`),
       h("td", { dataset: { key: "accuracy" } }, fmt.pct(r.accuracy, 0)),
       h("td", { dataset: { key: "mean_logprob" } }, fmt.fixed(r.mean_logprob, 3)));
   }));
-  const notes = [...new Set(last.cells.filter((c) => c.note).map((c) => `${label(c.policy)}: ${c.note}`))];
+  const notes = [...new Set(shown.cells.filter((c) => c.note).map((c) => `${label(c.policy)}: ${c.note}`))];
   fill(ui.notes, notes.map((n) => h("div", { class: "hint warn" }, n)));
-  const first = last.cells.find((c) => c.policy !== "full" && !c.correct) || last.cells[0];
-  if (first) pick(first.policy, first.length, first.depth);
+  const first = shown.cells.find((c) => c.policy !== "full" && !c.correct) || shown.cells[0];
+  if (first && !running()) pick(first.policy, first.length, first.depth);  // not while cells keep arriving
 }
 
 const CSV_COLUMNS = ["length", "depth", "policy", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",
   "needle_attention", "note"];
 
+// Cells kept from a cancelled grid are exported as such: in the file name and on every row.
 function exportCSV() {
-  if (!last) return;
-  saveCSV("retrieval-cells", last.cells.map((c) => ({ ...c, note: c.note || "" })), CSV_COLUMNS);
+  if (!last || running()) return;
+  const partial = last.partial ? `partial: ${last.cells_done} of ${last.cells_total} cells` : "";
+  saveCSV(last.partial ? "retrieval-cells-partial" : "retrieval-cells",
+    last.cells.map((c) => ({ ...c, note: c.note || "", partial })), CSV_COLUMNS.concat(["partial"]));
 }
 
 function exportJSON() {
-  if (!last) return;
+  if (!last || running()) return;
   const { params: request, ...result } = last;
-  saveJSON("retrieval-results", { request, ...result });
+  saveJSON(last.partial ? "retrieval-results-partial" : "retrieval-results", { request, ...result });
 }
 
 /** For tests. */
 export function result() { return last; }
+export function shownResult() { return shown; }
 export function running() { return jobId !== null; }
 export function currentJob() { return jobId; }
 export function jobOfResult() { return lastJobId; }
