@@ -1,5 +1,6 @@
 // Boot: wire the frame (tabs, status line), build each tab, then ask the backend what it has.
 import { call } from "./bridge.js";
+import { loadLabels } from "./palette.js";
 import * as status from "./status.js";
 import * as tabs from "./tabs.js";
 import { app, on, setModel } from "./state.js";
@@ -24,6 +25,7 @@ function shortName(source) {
 async function boot() {
   status.init();
   tabs.init();
+  await loadLabels();  // every view's policy labels and colours (backend/labels.py), before the tabs draw
   on("model", renderBadge);
   hub.init(document.getElementById("tab-hub"));
   stream.init(document.getElementById("tab-stream"));

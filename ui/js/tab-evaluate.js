@@ -11,12 +11,10 @@ import { app, on } from "./state.js";
 import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour } from "./palette.js";
+import { policyColour, policyDash, policyLabel } from "./palette.js";
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
 const RECOMPUTE = "sliding_window_recompute";
-const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU",
-  tova: "TOVA", quest: "Quest", [RECOMPUTE]: "Window + re-computation" };
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
@@ -39,8 +37,8 @@ let cacheEdited = false;
 let estimateTimer = null;
 let estimateSeq = 0;   // only the latest estimate request may write the line
 
-const label = (name) => LABELS[name] || name;
-const colour = (name) => policyColour(name);  // one palette per policy on every tab (palette.js)
+const label = policyLabel;    // one label and one colour per policy on every tab (palette.js, backend/labels.py)
+const colour = policyColour;
 
 /** Build the section (the caller appends it to the Eviction tab). */
 export function mount() {
@@ -261,7 +259,7 @@ function render() {
   const best = rows.filter((r) => r.policy !== "full").length >= 2 ? bestValues(rows) : {};
   fill(ui.tableBody, rows.map((r, i) => {
     const tr = h("tr", { class: r.policy === "full" ? "reference" : "" },
-      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy, i) } }), label(r.policy)),
+      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy) } }), label(r.policy)),
       columns.map(([key, , f]) => {
         const v = r[key];
         const isBest = best[key] != null && r.policy !== "full" && typeof v === "number" && Math.abs(v - best[key]) < 1e-12;
@@ -289,7 +287,7 @@ function render() {
     rows.filter((r) => r.policy !== "full" && r.note).map((r) => h("div", { class: "warn" }, h("b", {}, label(r.policy) + ": "), r.note)));
   ui.note.classList.remove("hidden");
   const lines = rows.map((r, i) => ({
-    label: label(r.policy), color: colour(r.policy, i), ...(r.policy === "full" ? { borderDash: [5, 3] } : {}),
+    label: label(r.policy), color: colour(r.policy), borderDash: policyDash(r.policy), policy: r.policy,
     data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: r.curve.perplexity[k] })),
   }));
   setData(ui.chart, [], lines.concat(contextMarker(lines, last.context_length, last.tokens)));
@@ -305,13 +303,13 @@ function contextMarker(lines, context, tokens) {
 }
 
 function flatRows() {
-  return last.results.map((r) => ({ policy: r.policy, perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
+  return last.results.map((r) => ({ policy: r.policy, label: label(r.policy), perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
     evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "" }));
 }
 
 function exportCSV() {
   if (!last) return;
-  saveCSV("evaluate-results", flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note"]);
+  saveCSV("evaluate-results", flatRows(), ["policy", "label", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note"]);
 }
 
 function exportJSON() {

@@ -12,7 +12,7 @@ import { requireModel, onShown } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour, policyDash, fade } from "./palette.js";
+import { policyColour, policyDash, policyLabel, fade, loadLabels } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
 import * as userPolicies from "./policies.js";
@@ -89,15 +89,16 @@ export async function start() {
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
   if (res.ok && res.defaults) applyDefaults(res.defaults);
   if (res.ok && res.prefill_methods) prefillMethods = res.prefill_methods;
+  await fillPolicies(res);  // loads the labels first
   fill(ui.keptBy, [h("option", { value: "" }, "the simulated policy (table row)"),
-    h("optgroup", { label: "compressed at prefill (backend/compress)" }, prefillMethods.map((m) => h("option", { value: m }, m)))]);
-  fillPolicies(res);
+    h("optgroup", { label: "compressed at prefill (backend/compress)" }, prefillMethods.map((m) => h("option", { value: m }, policyLabel(m))))]);
   ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
 }
 
-function fillPolicies(res) {
+async function fillPolicies(res) {
+  await loadLabels();  // the user's files changed: their labels and colours first, then every view redraws
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
-    (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
+    policyLabel(p.name) + (p.needs_future ? " (model trace only)" : ""))));
   if (res.ok) userPolicies.render(res.user_policies, res.policies);
   emit("policies", policies);  // the Sweep section offers the user's rule files too
 }
@@ -108,7 +109,7 @@ async function refreshPolicies() {
   const res = await call("eviction_policies");
   if (!res.ok) return;
   policies = res.policies;
-  fillPolicies(res);
+  await fillPolicies(res);
   if (policies.some((p) => p.name === current)) ui.policy.value = current;
   evaluateView.start();  // Evaluate offers the same user policies
 }
@@ -343,7 +344,6 @@ function numeric(v) {
   return typeof v === "number" ? v : null;
 }
 
-function policyLabel(name) { const p = policies.find((q) => q.name === name); return p ? p.label || p.name : name; }
 
 function renderResults() {
   const rows = last.results;
@@ -355,7 +355,7 @@ function renderResults() {
   }
   fill(ui.tableBody, rows.map((r) => {
     const tr = h("tr", { class: r.policy === selectedPolicy ? "selected" : "", onclick: () => selectPolicy(r.policy) },
-      h("td", { title: r.policy }, policyLabel(r.policy)),
+      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: policyColour(r.policy) } }), policyLabel(r.policy)),
       COLUMNS.map(([key, , f]) => {
         const v = numeric(r[key]);
         return h("td", { class: best[key] != null && v != null && Math.abs(v - best[key]) < 1e-12 ? "best" : "" }, f(r[key]));
@@ -377,6 +377,7 @@ function renderResults() {
   ], "bar");
   setData(ui.recall, [], rows.map((r) => ({
     label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: policyColour(r.policy), borderDash: policyDash(r.policy),
+    policy: r.policy,
   })));
 }
 
@@ -492,23 +493,24 @@ async function fetchKept(p) {
 }
 
 function drawKept(method) {
+  const name = policyLabel(method);
   const r = kept.result.methods.find((x) => x.method === method);
   const s = kept.result.settings, n = kept.result.n;
   const keep = new Set(r.kept);
   // This layer/head's own sinks (the attention call finds them); the trace's markers belong to its layer/head.
   ui.heatmap.setData({ tokens: kept.attention.tokens, rows: kept.attention.matrix, sinks: kept.attention.sinks.map((x) => x.position) });
   // Step 0 for every key not kept: the set is fixed once the prompt is prefilled, so every query row dims it.
-  ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${method} at prefill`);
-  ui.panel.querySelector(".heat-policy").textContent = `${method}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
+  ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${name} at prefill`);
+  ui.panel.querySelector(".heat-policy").textContent = `${name}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
   ui.keptHint.classList.remove("err");
-  ui.keptHint.textContent = `Compression at prefill: ${method} keeps a fixed set of keys once the text is prefilled, so every query `
+  ui.keptHint.textContent = `Compression at prefill: ${name} keeps a fixed set of keys once the text is prefilled, so every query `
     + `row dims the same columns. Layer ${s.layer}, query head ${s.head} (its KV head ${s.kv_head}), ratio ${s.ratio}: `
     + `${fmt.int(keep.size)} of ${fmt.int(n)} keys kept here; ${fmt.fixed(r.memory_tokens, 1)} per (layer, KV head) on average.`
     + (r.note ? ` ${r.note}` : "");
 }
 
 // One number per cell: {kept, total} ratios become two columns (no JSON inside a CSV cell).
-const CSV_COLUMNS = ["policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
+const CSV_COLUMNS = ["policy", "label", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
   "retained_sinks_kept", "retained_sinks_total", "retained_heavy_hitters_kept", "retained_heavy_hitters_total", "kept", "seconds"];
 
 function split(v) {
@@ -519,7 +521,7 @@ function split(v) {
 
 function flatRows() {
   return last.results.map((r) => {
-    const row = { policy: r.policy };
+    const row = { policy: r.policy, label: policyLabel(r.policy) };
     for (const [key] of COLUMNS) row[key] = r[key];
     for (const key of ["retained_sinks", "retained_heavy_hitters"]) [row[key + "_kept"], row[key + "_total"]] = split(r[key]);
     row.kept = Array.isArray(r.kept) ? r.kept.length : r.kept;

@@ -13,15 +13,13 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour } from "./palette.js";
+import { policyColour, policyLabel } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import { RetrievalGrids } from "./retrieval-grid.js";
 import { WhyMissed } from "./retrieval-why.js";
 
 const TASKS = { pass_key: "Pass key (Landmark Attention)", needle: "Needle (RULER, one magic number)",
   multi_key: "Several needles, one asked for", custom: "Your own text, needle and question" };
-const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O",
-  lru: "LRU", tova: "TOVA" };
 const FIELDS = {
   task: { label: "Task" }, protocol: { label: "Protocol" }, policy: { label: "Policies" },
   lengths: { label: "Lengths", hint: "whole numbers of tokens separated by commas, e.g. 128, 200" },  // the backend's
@@ -36,13 +34,12 @@ const FIELDS = {
 
 const ui = {};
 let info = null;         // retrieval_info
-let named = {};          // policy → label, from the Eviction tab's list (user policies have labels)
 let last = null;         // last result + the params that made it
 let jobId = null;
 let lastJobId = null;
 const edited = new Set();  // fields the user typed in keep their value when defaults arrive
 
-const label = (p) => named[p] || LABELS[p] || p;
+const label = policyLabel;  // one label per policy on every tab (palette.js, backend/labels.py)
 const nameOf = (p) => (typeof p === "string" ? p : p.name);
 
 export function init(panel) {
@@ -52,7 +49,7 @@ export function init(panel) {
   panel.append(ui.demoNote, h("div", { class: "retrieval-grid-layout" }, settingsCard(), resultsCard()));
   requireModel(panel, "Retrieval asks the loaded model about its context with each policy's cache applied.");
   on("model", () => { if (app.model) start(); });
-  on("policies", (all) => { named = Object.fromEntries(all.map((p) => [p.name, p.label || p.name])); start(); });  // user rule files
+  on("policies", () => start());  // user rule files (their labels are in palette.js's table by then)
   onShown("retrieval", () => ui.why.resize());
 }
 
@@ -84,7 +81,7 @@ function fillPolicies() {
     const name = nameOf(p);
     return h("label", { class: "check", title: p.description || "" },
       h("input", { type: "checkbox", value: name, checked: ticked.has(name) ? ticked.get(name) : true }),
-      h("span", { class: "swatch", style: { background: policyColour(name) } }), p.label || label(name));
+      h("span", { class: "swatch", style: { background: policyColour(name) } }), label(name));
   }) : h("span", { class: "hint" }, `No policies for the ${ui.protocol.value} protocol in this build.`));
 }
 
@@ -300,12 +297,12 @@ function render() {
   if (first) pick(first.policy, first.length, first.depth);
 }
 
-const CSV_COLUMNS = ["length", "depth", "policy", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",
+const CSV_COLUMNS = ["length", "depth", "policy", "label", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",
   "needle_attention", "note"];
 
 function exportCSV() {
   if (!last) return;
-  saveCSV("retrieval-cells", last.cells.map((c) => ({ ...c, note: c.note || "" })), CSV_COLUMNS);
+  saveCSV("retrieval-cells", last.cells.map((c) => ({ ...c, label: label(c.policy), note: c.note || "" })), CSV_COLUMNS);
 }
 
 function exportJSON() {

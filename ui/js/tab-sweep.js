@@ -11,12 +11,10 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { onShown } from "./tabs.js";
 import { lineChart } from "./charts.js";
-import { policyColour, policyDash } from "./palette.js";
+import { policyColour, policyDash, policyLabel } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
 const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
-const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O",
-  lru: "LRU", tova: "TOVA", quest: "Quest", oracle: "Oracle", sliding_window_recompute: "Window (recompute)" };
 // Which decode-time policies a kind offers: the oracle needs the future (traces only); Quest is Evaluate's.
 const ONLY = { oracle: ["simulate"], quest: ["evaluate"] };
 // y metrics: key, label, lower is better
@@ -27,7 +25,7 @@ const METRICS = {
   prefill: [["perplexity", "continuation perplexity", true], ["kl_vs_full", "KL from Full", true]],
 };
 const X_AXES = [["kv_bytes", "KV memory (bytes, log)"], ["kv_tokens", "KV tokens C (log)"], ["compression_ratio", "compression ratio (share of KV evicted)"]];
-const label = (p) => LABELS[p] || p;
+const label = policyLabel;  // one label per policy on every tab (palette.js, backend/labels.py)
 
 const ui = {};
 let rows = [];          // every row of the current results file
@@ -53,7 +51,8 @@ export function mount() {
 function showUserPolicies(all) {
   ui.policyBoxes.querySelectorAll("label.user-policy").forEach((n) => n.remove());
   ui.policyBoxes.append(...all.filter((p) => p.user).map((p) => h("label", { class: "check user-policy", title: p.file },
-    h("input", { type: "checkbox", value: p.name, checked: true }), p.label || p.name)));
+    h("input", { type: "checkbox", value: p.name, checked: true }),
+    h("span", { class: "swatch", style: { background: policyColour(p.name) } }), label(p.name))));
 }
 
 // ---------- settings ----------
@@ -86,7 +85,8 @@ function settingsCard() {
     field("Lengths", ui.rLengths), field("Depths", ui.rDepths), field("Chunk k", ui.rChunk));
   ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
   ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
-    POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }), label(p))));
+    POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }),
+      h("span", { class: "swatch", style: { background: policyColour(p) } }), label(p))));
   // Kind prefill: backend/compress's methods (listed by evaluate_info), each at every compression ratio.
   ui.prefillBoxes = h("div", { class: "sweep-policies hidden", dataset: { field: "sweep.policies" } });
   ui.ratios = input("ratios", "0.25, 0.5, 0.75, 0.9", { title: "Compression ratios: the fraction of the context removed, separated by commas" });
@@ -128,7 +128,8 @@ async function kindChanged() {
   if (prefill && !ui.prefillBoxes.childElementCount) {
     const info = await call("evaluate_info", {});
     if (info.ok) fill(ui.prefillBoxes, info.prefill_methods.map((m) => h("label", { class: "check" },
-      h("input", { type: "checkbox", value: m, checked: true }), label(m))));
+      h("input", { type: "checkbox", value: m, checked: true }),
+      h("span", { class: "swatch", style: { background: policyColour(m) } }), label(m))));
   }
   ui.retrieval.classList.toggle("hidden", ui.kind.value !== "retrieval");
   ui.textField.classList.toggle("hidden", ui.kind.value === "retrieval");  // the task makes its own texts
@@ -298,7 +299,7 @@ function render() {
   const byPolicy = {};
   for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
   const datasets = Object.entries(byPolicy).map(([policy, list]) => ({
-    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy),
+    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy), policy,
     pointRadius: policy === "full" ? 5 : 3, showLine: policy !== "full",
     data: list.filter((r) => r.metrics[yKey] != null && r[xKey] != null)
       .sort((a, b) => a[xKey] - b[xKey]).map((r) => ({ x: xKey === "compression_ratio" ? r[xKey] : Math.max(r[xKey], 1e-9), y: r.metrics[yKey], row: r })),
@@ -347,7 +348,7 @@ function renderTable(shown, yKey) {
   const order = (p) => (POLICIES.includes(p) ? POLICIES.indexOf(p) : POLICIES.length);
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
     || a.cell.cache_size - b.cell.cache_size || (a.cell.ratio || 0) - (b.cell.ratio || 0));
-  fill(ui.tableBody, sorted.map((r) => h("tr", {},
+  fill(ui.tableBody, sorted.map((r) => h("tr", { dataset: { policy: r.cell.policy } },
     h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
     h("td", {}, r.cell.ratio != null ? `r = ${r.cell.ratio}` : fmt.int(r.cell.cache_size)),
     h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
@@ -396,7 +397,7 @@ function renderPicks() {
   const best = picks.filter((p) => p.row).sort((a, b) => (lower !== false ? 1 : -1) * (a.row.metrics[yKey] - b.row.metrics[yKey]))[0];
   fill(ui.picks, h("table", { class: "data sweep-picks-table" },
     h("thead", {}, h("tr", {}, ["at ≤ " + text, "C", "KV memory", yKey].map((t) => h("th", {}, t)))),
-    h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "" },
+    h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "", dataset: { policy: p.policy } },
       h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }), label(p.policy)),
       h("td", {}, p.row ? fmt.int(p.row.cell.cache_size) : "—"),
       h("td", {}, p.row ? fmt.bytes(p.row.kv_bytes) : "does not fit"),
@@ -404,7 +405,7 @@ function renderPicks() {
 }
 
 function flat(r) {
-  return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, cache_size: r.cell.cache_size,
+  return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, label: label(r.cell.policy), cache_size: r.cell.cache_size,
     sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
     compression_ratio: r.compression_ratio, ratio: r.cell.ratio ?? "", memory_is: r.memory_is || "", ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
 }
