@@ -22,16 +22,13 @@ MAX_CHUNK = 512
 
 
 def defaults(loaded) -> dict:
-    """SmolLM2-sized defaults (issue 21); a short context (the demo model) gets a grid that fits it."""
-    context = loaded.context_length
-    if context >= 4096:
-        lengths, cache = [512, 1024, 2048], 128
-    else:
-        lengths, cache = [n for n in (96, 144, 192) if n < context - 60] or [context // 2], max(8, context // 8)
-    return {"task": "pass_key", "protocol": "streaming", "policy": "all", "lengths": lengths,
-            "depths": [0.0, 0.25, 0.5, 0.75, 1.0], "cache_size": cache, "ratio": None, "sinks": 4,
-            "window": max(1, cache // 4), "chunk": 64, "seed": 0, "chat_template": False,
-            "max_new_tokens": MAX_NEW_TOKENS}
+    """The shared budget (backend/defaults.py: C, S, W as every view) and a grid sized to the model and device."""
+    from ..defaults import budget, retrieval_grid
+
+    grid = retrieval_grid(loaded.context_length, loaded.device)
+    return {"task": grid["task"], "protocol": "streaming", "policy": "all", "lengths": grid["lengths"],
+            "depths": grid["depths"], **budget(loaded.context_length), "ratio": None, "chunk": 64, "seed": 0,
+            "chat_template": False, "max_new_tokens": MAX_NEW_TOKENS, "presets": grid["presets"]}
 
 
 def protocol_policies(protocol: str) -> list[str]:
