@@ -1,6 +1,7 @@
 // Boot: wire the frame (tabs, status line), build each tab, then ask the backend what it has.
 import { call } from "./bridge.js";
 import { loadLabels } from "./palette.js";
+import "./defaults.js";  // reads every view's defaults when a model loads ("defaults" event)
 import * as status from "./status.js";
 import * as tabs from "./tabs.js";
 import { app, on, setModel } from "./state.js";

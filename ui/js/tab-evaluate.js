@@ -8,6 +8,7 @@ import { h, fill, field, onEnter, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on } from "./state.js";
+import { modelDefaults } from "./defaults.js";
 import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
@@ -34,6 +35,7 @@ let last = null;       // last evaluate result + the params that made it
 let jobId = null;
 let lastJobId = null;  // the job behind `last` (tests read its result from the Api)
 let cacheEdited = false;
+let tokensEdited = false;  // the user typed Max tokens (or chose the long run): a new model's defaults keep it
 let estimateTimer = null;
 let estimateSeq = 0;   // only the latest estimate request may write the line
 
@@ -53,6 +55,7 @@ export function mount() {
   const overlay = ui.section.lastChild;
   overlay.classList.replace("model-required", "eval-model-required");
   on("model", modelChanged);
+  on("defaults", applyDefaults);
   return ui.section;
 }
 
@@ -69,6 +72,7 @@ export async function start() {
     policies.map((p) => h("option", { value: p }, p === "full" ? "Full Cache only" : `${label(p)} (+ Full Cache)`)));
   ui.policy.value = "all";
   modelChanged(app.model);
+  if (modelDefaults()) applyDefaults(modelDefaults());  // the bundled texts are listed now
 }
 
 export function resize() { ui.chart.resize(); }
@@ -76,15 +80,26 @@ export function resize() { ui.chart.resize(); }
 function modelChanged(model) {
   if (!model) return;
   const context = model.spec && model.spec.context_length;
-  if (context && !cacheEdited) {  // the Api's defaults: C = min(128, context/4), W = C/2; demo: its held-out text
-    const cache = Math.max(2, Math.min(128, Math.floor(context / 4)));
-    ui.cache.value = String(cache);
-    ui.window.value = String(Math.max(1, Math.floor(cache / 2)));
-    ui.cache.max = String(context - 1);
-  }
-  if (ui.bundled.options.length) ui.bundled.value = model.source === "demo" ? "jargon" : "alice";
+  if (context) ui.cache.max = String(context - 1);
   ui.positions.querySelector("option[value='in_cache']").disabled = !(model.spec && model.spec.position_scheme === "rotary");
   if (ui.positions.selectedOptions[0] && ui.positions.selectedOptions[0].disabled) ui.positions.value = "original";
+  scheduleEstimate();
+}
+
+// The shared defaults (defaults.js, backend/defaults.py): the budget and text of every view, and the tokens
+// sized to about a minute on this device, with the long run one click away.
+function applyDefaults(d) {
+  const e = d.evaluate;
+  if (!cacheEdited) {
+    ui.cache.value = String(e.cache_size); ui.sinks.value = String(e.sinks); ui.window.value = String(e.window);
+  }
+  if (!tokensEdited) ui.maxTokens.value = String(e.max_tokens);
+  if ([...ui.bundled.options].some((o) => o.value === e.text)) ui.bundled.value = e.text;
+  fill(ui.sized, e.note ? [h("span", {}, e.note + " "),
+    h("button", { class: "btn small", dataset: { action: "long-run" }, onclick: () => {
+      ui.maxTokens.value = String(e.long_run.max_tokens); tokensEdited = true; scheduleEstimate();
+    } }, `Long run (${fmt.int(e.long_run.max_tokens)} tokens)`)] : []);
+  ui.sized.classList.toggle("hidden", !e.note);
   scheduleEstimate();
 }
 
@@ -112,7 +127,9 @@ function num(name, value, attrs = {}) {
 
 function settingsCard() {
   ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = the bundled text chosen below" });
-  ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on" });
+  ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on",
+    oninput: () => { tokensEdited = true; } });
+  ui.sized = h("div", { class: "hint eval-sized hidden" });
   ui.cache = num("cache_size", 256, { min: 2, title: "Budget C: keys the cache may hold (below the model's context)",
     oninput: () => { cacheEdited = true; } });
   ui.sinks = num("sinks", 4, { min: 0, title: "S: sink tokens StreamingLLM keeps" });
@@ -146,7 +163,7 @@ function settingsCard() {
     h("div", { class: "form-grid" }, field("Max tokens", ui.maxTokens), field("Cache size C", ui.cache),
       field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau), field("Policy", ui.policy),
       field("Positions", ui.positions), field("Granularity", ui.granularity)),
-    ui.estimate,
+    ui.sized, ui.estimate,
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn),
     ui.progress, ui.progressText,
     h("div", { class: "hint eval-cost" }, "One cached decode step per token, shared by all policies (batched); "

@@ -52,9 +52,10 @@ const FIELDS = {
   text: { label: "Text" }, aggregate: { label: "Trace from" },
   layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" },
 };
-// The budget on a model trace: a text of a few hundred tokens is several times C = 64, so
-// policies must evict (C = 256 held every key of the old 84-token default: nothing to compare).
-const MODEL_BUDGET = { cache_size: 64, sinks: 4, window: 32 };
+// The budget on a model trace: the loaded model's shared budget (backend/defaults.py, the same C, S, W as
+// Evaluate, Sweep and Retrieval) on the start of its text, a few times C long, so every policy must evict.
+let modelBudget = null;   // defaults.simulate_model once a model is loaded
+let ratioEdited = false;  // the user typed the heatmap's ratio: a new model's default keeps it
 
 const ui = {};
 let policies = FALLBACK_POLICIES;
@@ -80,6 +81,7 @@ export function init(panel) {
   panel.classList.add("eviction-layout");
   panel.append(settingsCard(), resultsCard(), evaluateView.mount());
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
+  on("defaults", applyModelDefaults);
   on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }
 
@@ -123,7 +125,21 @@ function applyDefaults(d) {
     [ui.length, "length"], [ui.sinkMass, "sink_mass"], [ui.locality, "locality"], [ui.heavyCount, "heavy_hitters"],
     [ui.heavyMass, "heavy_mass"], [ui.heavyLife, "heavy_life"], [ui.background, "background"], [ui.seed, "seed"]]) set(input, key);
   if (d.sinks != null) ui.sinkCount.value = String(Math.min(d.sinks, 1000));
-  if (d.model_text && !ui.textEdited) ui.text.value = d.model_text;
+  if (d.model_text && !ui.textEdited && !modelBudget) ui.text.value = d.model_text;
+}
+
+// The loaded model's shared defaults (defaults.js): its budget and the start of its text for the model trace,
+// and the heatmap's ratio that keeps about C keys; fields the user typed in keep their values.
+function applyModelDefaults(d) {
+  modelBudget = d.simulate_model;
+  if (!ui.textEdited) ui.text.value = d.simulate_model.model_text;
+  ui.modelNote.textContent = `C = ${modelBudget.cache_size}, S = ${modelBudget.sinks}, W = ${modelBudget.window} on `
+    + `${d.text_label.split(" (")[0]}, as Evaluate, Sweep and Retrieval. ${d.notes.simulate_model}`;
+  if (!ratioEdited) ui.keptRatio.value = String(d.prefill_heatmap.ratio);
+  ui.keptNote.textContent = d.notes.prefill_heatmap;
+  if (ui.trace.value === "model" && !budgetEdited) {
+    ui.cache.value = String(modelBudget.cache_size); ui.sinks.value = String(modelBudget.sinks); ui.window.value = String(modelBudget.window);
+  }
 }
 
 function num(name, value, attrs = {}) {
@@ -154,14 +170,15 @@ function settingsCard() {
       field("Heavy life (steps)", ui.heavyLife),
       field("Background", ui.background), field("Seed", ui.seed)));
 
-  // Filled with the bundled held-out text (a few hundred tokens, several times the model-trace C) by applyDefaults.
+  // Filled with the start of the loaded model's text (a few times its C) by applyModelDefaults.
   ui.text = h("textarea", { rows: 5, dataset: { field: "text" }, placeholder: "Text for the model trace: longer than the cache C, or nothing is evicted",
     oninput: () => { ui.textEdited = true; } });
   ui.aggregate = h("select", { dataset: { field: "aggregate" }, onchange: () => { ui.head.disabled = ui.aggregate.value === "all_layers"; } },
     h("option", { value: "layer" }, "one layer"), h("option", { value: "all_layers" }, "mean over all layers"));
   ui.layer = num("layer", -1, { title: "-1 = last" });
   ui.head = h("input", { type: "text", placeholder: "mean", dataset: { field: "head" } });
-  ui.model = h("div", { class: "model-settings hidden" }, ui.text,
+  ui.modelNote = h("div", { class: "hint model-defaults-note" });
+  ui.model = h("div", { class: "model-settings hidden" }, ui.text, ui.modelNote,
     h("div", { class: "form-grid" }, field("Trace from", ui.aggregate), field("Layer (−1 = last)", ui.layer), field("Head (blank = mean)", ui.head)));
   ui.modelOverlay = requireModel(ui.model, "A model trace is the loaded model's attention on your text.");
   onEnter(ui.text, () => run(ui.policy.value));
@@ -189,7 +206,7 @@ function traceChanged() {
   ui.model.classList.toggle("hidden", !model);
   ui.modelOverlay();
   if (!budgetEdited) {  // each trace gets a budget that makes the policies evict
-    const b = model ? MODEL_BUDGET : { cache_size: defaults.cache_size ?? 256, sinks: defaults.sinks ?? 4, window: defaults.window ?? 128 };
+    const b = model && modelBudget ? modelBudget : { cache_size: defaults.cache_size ?? 256, sinks: defaults.sinks ?? 4, window: defaults.window ?? 128 };
     ui.cache.value = String(b.cache_size); ui.sinks.value = String(b.sinks); ui.window.value = String(b.window);
   }
   markStale("the trace changed");
@@ -434,7 +451,9 @@ function applyMask() {
 function keptControls() {
   ui.keptBy = h("select", { dataset: { field: "methods" }, onchange: showKept,
     title: "Dim the keys a simulated policy evicted, or those a prefill compression method does not keep" });
-  ui.keptRatio = num("ratio", 0.5, { min: 0, max: 0.99, step: 0.05, title: "Fraction of the text's keys removed (kvpress's compression_ratio)" });
+  ui.keptRatio = num("ratio", 0.5, { min: 0, max: 0.99, step: 0.05, title: "Fraction of the text's keys removed (kvpress's compression_ratio)",
+    oninput: () => { ratioEdited = true; } });
+  ui.keptNote = h("div", { class: "hint kept-defaults-note" });
   ui.keptLayer = num("layer", -1, { title: "-1 = last" });
   ui.keptHead = num("head", 0, { min: 0, title: "Query head; the kept set is its KV head's (grouped-query attention)" });
   for (const input of [ui.keptRatio, ui.keptLayer, ui.keptHead]) { input.addEventListener("change", showKept); onEnter(input, showKept); }
@@ -442,7 +461,7 @@ function keptControls() {
   ui.keptHint = h("div", { class: "hint kept-hint" });
   ui.keptBox = h("div", { class: "kept-controls" },
     h("div", { class: "form-grid" }, field("Keys kept by", ui.keptBy), field("Ratio removed", ui.keptRatio),
-      field("Layer (−1 = last)", ui.keptLayer), field("Query head", ui.keptHead)), ui.keptCancel, ui.keptHint);
+      field("Layer (−1 = last)", ui.keptLayer), field("Query head", ui.keptHead)), ui.keptNote, ui.keptCancel, ui.keptHint);
   return ui.keptBox;
 }
 

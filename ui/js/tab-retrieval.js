@@ -37,6 +37,7 @@ let info = null;         // retrieval_info
 let last = null;         // last result + the params that made it
 let jobId = null;
 let lastJobId = null;
+let presets = {};        // retrieval_info's defaults.presets: name → {task, lengths, depths, label}
 const edited = new Set();  // fields the user typed in keep their value when defaults arrive
 
 const label = policyLabel;  // one label per policy on every tab (palette.js, backend/labels.py)
@@ -51,6 +52,10 @@ export function init(panel) {
   on("model", () => { if (app.model) start(); });
   on("policies", () => start());  // user rule files (their labels are in palette.js's table by then)
   onShown("retrieval", () => ui.why.resize());
+  on("defaults", (d) => {  // the shared budget (defaults.js): say that it is Evaluate's, and what differs
+    ui.sharedNote.textContent = `C = ${d.budget.cache_size}, S = ${d.budget.sinks}, W = ${d.budget.window} as Evaluate and `
+      + `the simulation. ${d.notes.retrieval}`;
+  });
 }
 
 /** Ask the backend what it offers for the loaded model (tasks, policies, defaults, the demo note). */
@@ -94,7 +99,22 @@ function applyDefaults(d) {
   set(ui.cache, "cache_size"); set(ui.ratio, "ratio"); set(ui.sinks, "sinks"); set(ui.window, "window");
   set(ui.chunk, "chunk"); set(ui.seed, "seed");
   if (d.chat_template != null && !edited.has("chat_template")) ui.chat.checked = !!d.chat_template;
+  presets = d.presets || {};
+  fill(ui.preset, Object.entries(presets).map(([k, p]) => h("option", { value: k }, k === "default"
+    ? `sized for this device (${p.lengths.map(fmt.int).join(", ")} × ${p.depths.length} depths)` : p.label)));
+  ui.preset.value = "default";
+  ui.presetField.classList.toggle("hidden", Object.keys(presets).length < 2);
   protocolChanged();
+}
+
+// Presets (backend/defaults.py): the grid sized for this device by default; the model's whole context and a
+// RULER-style needle at 4k are a choice, not the default (on a CPU they run for many minutes).
+function presetChosen() {
+  const p = presets[ui.preset.value];
+  if (!p) return;
+  ui.task.value = p.task; ui.lengths.value = p.lengths.join(", "); ui.depths.value = p.depths.join(", ");
+  for (const name of ["task", "lengths", "depths"]) edited.add(name);
+  taskChanged();
 }
 
 // ---------- settings ----------
@@ -129,6 +149,10 @@ function settingsCard() {
   ui.sinks = input("sinks", 4, { type: "number", min: 0, title: "S: sink tokens StreamingLLM keeps" });
   ui.window = input("window", 16, { type: "number", min: 1, title: "W: recent window H2O and TOVA protect" });
   ui.seed = input("seed", 0, { type: "number", min: 0, title: "Seeds the filler, the keys and the values" });
+  ui.preset = h("select", { dataset: { field: "preset" }, onchange: presetChosen,
+    title: "Grids to start from: lengths × depths (and the task for the RULER needle)" });
+  ui.presetField = field("Grid", ui.preset);
+  ui.sharedNote = h("div", { class: "hint retrieval-defaults-note" });
   ui.lengths = input("lengths", "128, 200", { type: "text", title: "Context lengths in tokens, separated by commas" });
   ui.depths = input("depths", "0, 0.25, 0.5, 0.75, 1", { type: "text", title: "Where the needle sits: 0 = start, 1 = end of the context" });
   ui.chat = h("input", { type: "checkbox", dataset: { field: "chat_template" }, onchange: () => edited.add("chat_template") });
@@ -145,7 +169,7 @@ function settingsCard() {
     field("Task", ui.task), ui.custom,
     h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, ui.budgetField,
       ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
-    field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
+    ui.sharedNote, ui.presetField, field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
     field("Policies", ui.policies),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);

@@ -43,12 +43,33 @@ export function mount() {
     h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
   on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
   on("policies", showUserPolicies);
+  on("defaults", applyDefaults);
   onShown("eviction", () => ui.chart.resize());
   return ui.section;
 }
 
+// The loaded model's shared defaults (defaults.js, backend/defaults.py): Evaluate's text, tokens and S, W = C/2.
+function applyDefaults(d) {
+  for (const [input, value] of [[ui.maxTokens, d.sweep.max_tokens], [ui.sinks, d.sweep.sinks]]) {
+    if (!input.dataset.edited) input.value = String(value);
+  }
+  ui.text.placeholder = `blank = ${d.text_label.split(" (")[0]} (the loaded model's text, as Evaluate)`;
+  ui.defaultsNote.textContent = `${fmt.int(d.sweep.max_tokens)} tokens and S = ${d.sweep.sinks} as Evaluate. ${d.notes.sweep}`;
+}
+
+// This section is built when its module loads, before the labels table arrives: the built-ins' boxes get
+// their label and colour here, each time the policy list (and so the table) is read.
+function relabel() {
+  for (const box of ui.policyBoxes.querySelectorAll("label.check:not(.user-policy)")) {
+    const name = box.querySelector("input").value;
+    box.querySelector(".swatch").style.background = policyColour(name);
+    box.querySelector(".policy-label").textContent = label(name);
+  }
+}
+
 // User policies (rule files, #17; listed by the Eviction tab): a checkbox each after the built-ins.
 function showUserPolicies(all) {
+  relabel();
   ui.policyBoxes.querySelectorAll("label.user-policy").forEach((n) => n.remove());
   ui.policyBoxes.append(...all.filter((p) => p.user).map((p) => h("label", { class: "check user-policy", title: p.file },
     h("input", { type: "checkbox", value: p.name, checked: true }),
@@ -83,19 +104,20 @@ function settingsCard() {
   ui.rChunk = input("chunk", 64, { type: "number", min: 1, title: "Streaming: evict every k tokens" });
   ui.retrieval = h("div", { class: "form-grid hidden" }, field("Task", ui.rTask), field("Protocol", ui.rProtocol),
     field("Lengths", ui.rLengths), field("Depths", ui.rDepths), field("Chunk k", ui.rChunk));
-  ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
+  ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the loaded model's bundled text (as Evaluate)" });
   ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
     POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }),
-      h("span", { class: "swatch", style: { background: policyColour(p) } }), label(p))));
+      h("span", { class: "swatch" }), h("span", { class: "policy-label" }, p))));  // named by relabel()
   // Kind prefill: backend/compress's methods (listed by evaluate_info), each at every compression ratio.
   ui.prefillBoxes = h("div", { class: "sweep-policies hidden", dataset: { field: "sweep.policies" } });
   ui.ratios = input("ratios", "0.25, 0.5, 0.75, 0.9", { title: "Compression ratios: the fraction of the context removed, separated by commas" });
   ui.ratiosField = field("Ratios", ui.ratios);
   ui.ratiosField.classList.add("hidden");
   ui.sizes = input("cache_sizes", "auto", { title: "auto = 8 sizes log-spaced from 1/32 of the text to all of it; or 16,32,64,…" });
-  ui.sinks = input("sinks", 4, { type: "number", min: 0 });
+  ui.sinks = input("sinks", 4, { type: "number", min: 0, oninput: () => { ui.sinks.dataset.edited = "1"; } });
+  ui.defaultsNote = h("div", { class: "hint sweep-defaults-note" });
   ui.window = input("window", "", { type: "number", min: 1, placeholder: "C/2" });
-  ui.maxTokens = input("max_tokens", 512, { type: "number", min: 2, step: 64 });
+  ui.maxTokens = input("max_tokens", 512, { type: "number", min: 2, step: 64, oninput: () => { ui.maxTokens.dataset.edited = "1"; } });
   ui.workers = input("workers", "", { type: "number", min: 0, placeholder: "per core" });
   ui.ray = input("ray", "", { placeholder: "blank = this machine; auto or HOST:PORT",
     title: "Run the cells on an existing Ray cluster (ray start --head …). SinkVis never starts one." });
@@ -109,7 +131,7 @@ function settingsCard() {
     h("div", { class: "form-grid" }, field("Models", ui.models), field("Kind", ui.kind)),
     ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
     h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
-      field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
+      field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)), ui.defaultsNote,
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
