@@ -20,7 +20,8 @@ COLLECT = """(view) => {
   const hex = (c) => { c = String(c || '').trim(); if (c.startsWith('#')) return c.toLowerCase();
     const m = c.match(/rgba?\\((\\d+),\\s*(\\d+),\\s*(\\d+)/); if (!m) return c;
     return '#' + m.slice(1, 4).map((x) => Number(x).toString(16).padStart(2, '0')).join(''); };
-  const swatch = (el) => { const s = el.querySelector('.swatch'); return s ? hex(getComputedStyle(s).backgroundColor) : null; };
+  const swatch = (el) => { const s = el.querySelector('.swatch'); if (!s) return null;
+    return s.offsetWidth > 0 ? hex(getComputedStyle(s).backgroundColor) : 'not drawn'; };
   const text = (el) => el.textContent.trim();
   const out = [];
   const add = (where, policy, label, colour) => out.push({view: where, policy, label, colour});
