@@ -26,7 +26,6 @@ function shortName(source) {
 async function boot() {
   status.init();
   tabs.init();
-  await loadLabels();  // every view's policy labels and colours (backend/labels.py), before the tabs draw
   on("model", renderBadge);
   hub.init(document.getElementById("tab-hub"));
   stream.init(document.getElementById("tab-stream"));
@@ -34,6 +33,9 @@ async function boot() {
   profile.init(document.getElementById("tab-profile"));
   retrieval.init(document.getElementById("tab-retrieval"));
   setModel(null);
+  // Every view's policy labels and colours (backend/labels.py), before the tabs fill their lists. Not before the
+  // inits above: they run at once, so the tabs' sections stand in order before sweep.js appends its own.
+  await loadLabels();
 
   const act = status.begin("Connecting to the backend…");
   const info = await call("app_info");
