@@ -6,9 +6,10 @@ every tab, in the window and in the browser alike. A user's rule or prefill file
 LABEL (the file's `LABEL = ...`, else its name) and a colour derived from its name alone:
 the same on every start and every front, and never one of the built-ins' colours.
 
-The hues stay clear of the header legend's data colours (sink pink #ff4fa3, heavy-hitter blue
-#4aa3ff), the tier colours (green, cyan, yellow, orange-red) and the control accent (violet),
-so a policy line never reads as "sinks" or "HBM".
+The built-ins stay clear of the data colours (sink pink #ff4fa3, heavy-hitter blue #4aa3ff) and
+the control accent (violet), so a policy line never reads as "sinks"; user colours also keep
+MIN_DISTANCE from those. (Sliding Window's orange is near the disk tier's, which only the Cache
+Profile draws, and it draws no eviction policy.)
 """
 import colorsys
 import hashlib
@@ -66,21 +67,19 @@ def user_colour(name: str) -> str:
     return best[1]
 
 
-def entry(name: str, label: str | None = None, user: bool = False) -> dict:
-    if not user and name in BUILT_IN:
-        label_, colour, dash = BUILT_IN[name]
-        return {"label": label_, "colour": colour, "dash": dash, "user": False}
+def _built_in(name: str) -> dict:
+    label, colour, dash = BUILT_IN[name]
+    return {"label": label, "colour": colour, "dash": dash, "user": False}
+
+
+def _user(name: str, label: str | None) -> dict:
     return {"label": label or name, "colour": user_colour(name), "dash": [], "user": True}
 
 
 def label_table(user_files: list[dict] = ()) -> dict:
-    """name → {label, colour, dash, user}: every built-in, then the loaded user files ({name, label})."""
-    table = {name: entry(name) for name in BUILT_IN}
+    """name → {label, colour, dash, user}: every built-in, then the loaded user files ({name, label}); a user's
+    NAME never equals a built-in's (custom_policies.RESERVED)."""
+    table = {name: _built_in(name) for name in BUILT_IN}
     for f in user_files:
-        table[f["name"]] = entry(f["name"], f.get("label"), user=True)
+        table[f["name"]] = _user(f["name"], f.get("label"))
     return table
-
-
-def label(name: str) -> str:
-    """The built-in label of a policy or prefill method (a user's file: its name; the Api's table has its LABEL)."""
-    return LABELS.get(name, name)

@@ -26,6 +26,11 @@ def test_every_built_in_has_its_own_label_and_colour():
     assert BUILT_IN["sliding_window"][0] == "Sliding Window"  # not "Window attention" / "Sliding window" anywhere
 
 
+def test_no_built_in_reads_as_sinks_or_heavy_hitters():
+    """The header legend's data colours and the control accent are nobody's policy colour (nor near one)."""
+    assert min(_distance(c, d) for _, c, _ in BUILT_IN.values() for d in DATA_COLOURS) >= 45
+
+
 def test_the_simulators_list_reads_its_labels_from_the_table():
     assert {p["name"]: p["label"] for p in POLICIES} == {p["name"]: BUILT_IN[p["name"]][0] for p in POLICIES}
 
