@@ -114,9 +114,10 @@ def evaluate_defaults(source: str, spec: dict, device: str, threads_: int | None
     tokens = evaluate_tokens(b["cache_size"], per_step)
     seconds = per_step * max(0, tokens - b["cache_size"] - 1)
     long_seconds = per_step * max(0, LONG_RUN_TOKENS - b["cache_size"] - 1)
-    note = (f"Sized to finish in about a minute on {'the CPU' if device == 'cpu' else device.upper()}: {tokens:,} "
-            f"tokens (about {seconds:.0f} s of decode steps). Long run: {LONG_RUN_TOKENS:,} tokens, about "
-            f"{max(1, round(long_seconds / 60))} min.") if tokens < LONG_RUN_TOKENS else None
+    where = f"a quiet {threads_ if threads_ is not None else threads()}-thread CPU" if device == "cpu" else device.upper()
+    note = (f"Sized to finish in about a minute: {tokens:,} tokens, about {seconds:.0f} s on {where} (reckoned from "
+            f"the model's size; the estimate below is measured here, and a busy machine takes longer). Long run: "
+            f"{LONG_RUN_TOKENS:,} tokens, about {max(1, round(long_seconds / 60))} min.") if tokens < LONG_RUN_TOKENS else None
     return {**b, "text": text_name(source), "max_tokens": tokens, "seconds": round(seconds, 1),
             "long_run": {"max_tokens": LONG_RUN_TOKENS, "seconds": round(long_seconds, 1)}, "note": note}
 
