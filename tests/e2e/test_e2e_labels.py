@@ -3,12 +3,16 @@ Eviction Sim (table, bar chart, recall chart, policy list, "Keys kept by"), Eval
 Retrieval (grid titles, table, policy list), Sweeps (frontier, table, policy lists), with a user rule
 (examples/policies/h2o_decay.py) and a user prefill file (examples/policies/snapkv.py) beside the built-ins.
 The page's answer must be the backend's table (backend/labels.py)."""
+import csv
+import io
+import json
 import shutil
 import threading
 from pathlib import Path
 
 import pytest
 
+from e2e_helpers import wait_until
 from helpers import wait_job
 
 pytestmark = pytest.mark.e2e
@@ -79,7 +83,7 @@ def labelled(browser, tmp_path, monkeypatch):
     assert not errors, f"JavaScript errors: {errors}"
 
 
-def test_one_label_and_one_colour_per_policy_on_every_view(labelled):
+def test_one_label_and_one_colour_per_policy_on_every_view(labelled, tmp_path):
     p, api = labelled
     table = api.policy_labels()["labels"]
     seen = []
@@ -108,6 +112,15 @@ def test_one_label_and_one_colour_per_policy_on_every_view(labelled):
                         "!window.sinkvis.eviction.evaluate.running()", timeout=300_000)
     seen += p.evaluate(COLLECT, {"panel": "#tab-eviction", "rows": [".eval-table tbody tr[data-policy]"],
                                  "charts": {"evaluate chart": "window.sinkvis.eviction.evaluate.chart()"}})
+    # Its exports name each policy by the same label (CSV column, JSON map), as save_export wrote them.
+    exports = tmp_path / "exports"
+    for kind in ("CSV", "JSON"):
+        p.click(f"#tab-eviction .eval-results >> text={kind}")
+        wait_until(lambda: list(exports.glob(f"evaluate-results-*.{kind.lower()}")), timeout=30)
+    rows = list(csv.DictReader(io.StringIO(next(exports.glob("evaluate-results-*.csv")).read_text())))
+    seen += [{"view": "evaluate CSV", "policy": r["policy"], "label": r["label"], "colour": None} for r in rows]
+    saved = json.loads(next(exports.glob("evaluate-results-*.json")).read_text())["labels"]
+    seen += [{"view": "evaluate JSON", "policy": k, "label": v["label"], "colour": v["colour"]} for k, v in saved.items()]
 
     # Sweeps: a small synthetic sweep in this process; its policy lists, frontier and table.
     sweep = "#tab-eviction [data-field='sweep.{}']"

@@ -4,7 +4,7 @@
 // and the browser draw the same. main.js loads it before the tabs start; the Eviction tab reads it
 // again when the user's files change, before it tells the other tabs (the "policies" event).
 //
-//   import { policyLabel, policyColour, policyDash, policyStyle, fade } from "./palette.js";
+//   import { policyLabel, policyColour, policyDash, policyStyle, labelsOf, fade } from "./palette.js";
 import { call } from "./bridge.js";
 
 let table = {};
@@ -33,6 +33,11 @@ export function policyDash(name) { return table[name] ? table[name].dash : []; }
 /** Chart.js dataset fields for a policy's line: {label, color, borderDash}. */
 export function policyStyle(name) {
   return { label: policyLabel(name), color: policyColour(name), borderDash: policyDash(name) };
+}
+
+/** {name: {label, colour}} for the policies an export names, so a saved JSON reads as the page did. */
+export function labelsOf(names) {
+  return Object.fromEntries([...new Set(names)].map((n) => [n, { label: policyLabel(n), colour: policyColour(n) }]));
 }
 
 /** "#rrggbb" with alpha a (0..1) as rgba(), e.g. for a policy's second bar. */

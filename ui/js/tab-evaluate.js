@@ -12,7 +12,7 @@ import { modelDefaults } from "./defaults.js";
 import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour, policyDash, policyLabel } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
 const RECOMPUTE = "sliding_window_recompute";
@@ -332,7 +332,7 @@ function exportCSV() {
 function exportJSON() {
   if (!last) return;
   const { params: request, ...result } = last;
-  saveJSON("evaluate-results", { request, ...result });
+  saveJSON("evaluate-results", { request, ...result, labels: labelsOf(result.results.map((r) => r.policy)) });
 }
 
 /** For tests. */

@@ -12,7 +12,7 @@ import { requireModel, onShown } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour, policyDash, policyLabel, fade, loadLabels } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf, fade, loadLabels } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
 import * as userPolicies from "./policies.js";
@@ -555,7 +555,8 @@ function exportCSV() {
 
 function exportJSON() {
   if (!last) return;
-  saveJSON("eviction-results", { settings: last.params, trace: last.trace, results: last.results });
+  saveJSON("eviction-results", { settings: last.params, trace: last.trace, results: last.results,
+    labels: labelsOf(last.results.map((r) => r.policy)) });
 }
 
 /** For tests. */

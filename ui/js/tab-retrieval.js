@@ -13,7 +13,7 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour, policyLabel } from "./palette.js";
+import { policyColour, policyLabel, labelsOf } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import { RetrievalGrids } from "./retrieval-grid.js";
 import { WhyMissed } from "./retrieval-why.js";
@@ -332,7 +332,7 @@ function exportCSV() {
 function exportJSON() {
   if (!last) return;
   const { params: request, ...result } = last;
-  saveJSON("retrieval-results", { request, ...result });
+  saveJSON("retrieval-results", { request, ...result, labels: labelsOf(result.cells.map((c) => c.policy)) });
 }
 
 /** For tests. */

@@ -11,7 +11,7 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { onShown } from "./tabs.js";
 import { lineChart } from "./charts.js";
-import { policyColour, policyDash, policyLabel } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
 const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
@@ -439,7 +439,7 @@ function exportCSV() {
 }
 
 function exportJSON() {
-  if (rows.length) saveJSON("sweep", { rows });
+  if (rows.length) saveJSON("sweep", { rows, labels: labelsOf(rows.map((r) => r.cell.policy)) });
 }
 
 // For tests and the devtools console.
