@@ -23,6 +23,8 @@ TARGET_SECONDS = 60         # Evaluate sized to finish in about this long
 EVAL_BATCH = 6              # the default policies besides Full Cache that evict (one batched decode step)
 CPU_SECONDS_PER_PARAM = 3.3e-10  # per parameter and policy in a batched decode step, 2 threads (SmolLM2: 0.27 s / 6)
 GPU_SECONDS_PER_LAYER = {"cuda": 1.5e-3, "mps": 3e-3}  # a decode step there is bound by kernel launches per layer
+PREFILL_SINKS, PREFILL_WINDOW = 4, 32  # the prefill methods' own S and W (h2o's recent window; kvpress-style),
+                                      # the same in the heatmap, Evaluate's prefill protocol and prefill sweeps
 TRACE_TOKENS_PER_C = 4      # the model-trace text: a few times C, so every policy must evict
 MAX_TRACE_TOKENS = 1024     # the heatmap beside it draws an n × n matrix (backend/api/attention.py)
 
@@ -139,12 +141,14 @@ def for_model(source: str, spec: dict, device: str, tokenizer, threads_: int | N
         "evaluate": evaluate,
         "sweep": {**b, "text": name, "max_tokens": evaluate["max_tokens"], "cache_sizes": "auto"},
         "retrieval": {**b, **retrieval_grid(context, device)},
-        "prefill_heatmap": {**b, "ratio": ratio},
+        "prefill_heatmap": {"cache_size": b["cache_size"], "ratio": ratio, "sinks": PREFILL_SINKS,
+                            "window": PREFILL_WINDOW},
         "notes": {  # where a view differs from the shared budget and text, and why (the UI shows them)
             "evaluate": evaluate["note"],
             "simulate_model": f"The first {trace_len} tokens of the same text: the heatmap draws n × n.",
             "prefill_heatmap": f"Ratio {ratio} removes {ratio:.0%} of the text's {trace_len} tokens, so each KV head "
-                               f"keeps about C = {b['cache_size']}, as the simulation.",
+                               f"keeps about C = {b['cache_size']}, as the simulation (the methods' own S = "
+                               f"{PREFILL_SINKS}, W = {PREFILL_WINDOW}).",
             "retrieval": "The grid's lengths are the task's haystacks, not the Evaluate text"
                          + (" (sized down on the CPU; presets for longer grids)." if device == "cpu" and context >= 4096
                             else "."),

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from backend.defaults import (BUNDLED_TEXTS, LONG_RUN_TOKENS, budget, bundled_text, evaluate_defaults,
-                              retrieval_grid, step_seconds, sweep_texts)
+from backend.defaults import (BUNDLED_TEXTS, LONG_RUN_TOKENS, PREFILL_SINKS, PREFILL_WINDOW, budget, bundled_text,
+                              evaluate_defaults, retrieval_grid, step_seconds, sweep_texts)
 from helpers import ROOT
 
 SMOLLM2 = {"context_length": 8192, "parameters": 134_515_008, "layers": 30}  # SmolLM2-135M's spec
@@ -57,8 +57,10 @@ def test_one_budget_for_every_view(demo_api):
     assert d["ok"] and d["loaded"]
     b = d["budget"]
     assert b == budget(256) == {"cache_size": 64, "sinks": 4, "window": 32}
-    for view in ("simulate_model", "evaluate", "sweep", "retrieval", "prefill_heatmap"):
+    for view in ("simulate_model", "evaluate", "sweep", "retrieval"):
         assert {k: d[view][k] for k in b} == b, view
+    assert d["prefill_heatmap"]["cache_size"] == b["cache_size"]  # S and W: the prefill methods' own, said in a note
+    assert (d["prefill_heatmap"]["sinks"], d["prefill_heatmap"]["window"]) == (PREFILL_SINKS, PREFILL_WINDOW)
     assert d["evaluate"]["text"] == d["sweep"]["text"] == d["text"] == "jargon"
     # The other Api calls serve the same numbers.
     ev, rt = demo_api.evaluate_info()["defaults"], demo_api.retrieval_info()["defaults"]

@@ -3,7 +3,7 @@ import hashlib
 
 from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
-from ..defaults import BUNDLED_TEXTS, bundled_text, evaluate_defaults
+from ..defaults import BUNDLED_TEXTS, PREFILL_SINKS, PREFILL_WINDOW, bundled_text, evaluate_defaults
 from ..errors import UserError
 from ..evaluate.quest import PAGE as QUEST_PAGE
 from ..eviction.params import rule_step_limit
@@ -85,8 +85,8 @@ def _prefill_request(params, loaded, defaults) -> tuple[list[int], dict, dict]:
     if not isinstance(names, list) or not names or any(p not in known for p in names):
         raise UserError("bad_input", f"policy must be 'all' or prefill methods from {', '.join(known)}.", "policy")
     settings = {"context_tokens": n, "continuation_tokens": m, **budget,
-                "sinks": integer(params, "sinks", min(defaults["sinks"], n), lo=0, hi=n),
-                "window": integer(params, "window", min(defaults["window"], n), lo=0, hi=n)}
+                "sinks": integer(params, "sinks", PREFILL_SINKS, lo=0, hi=n),
+                "window": integer(params, "window", PREFILL_WINDOW, lo=0, hi=n)}
     return ids, ["full"] + [p for p in dict.fromkeys(names) if p != "full"], {**settings, "text": info}
 
 class EvaluateMethods:
