@@ -60,8 +60,9 @@ def test_every_view_starts_from_the_models_defaults(smollm2_page, smollm2_api):
     assert "Alice" in p.locator("#tab-eviction .model-defaults-note").inner_text()
     assert value(p, "#tab-eviction .kept-controls input[data-field='ratio']") == str(d["prefill_heatmap"]["ratio"])
     assert f"C = {b['cache_size']}" in p.locator("#tab-eviction .kept-defaults-note").inner_text()
-    # Sweep: Evaluate's tokens and sinks.
+    # Sweep: Evaluate's tokens and sinks, Retrieval's grid.
     assert value(p, "#tab-eviction [data-field='sweep.max_tokens']") == str(d["sweep"]["max_tokens"])
+    assert value(p, "#tab-eviction [data-field='sweep.lengths']") == ", ".join(map(str, d["retrieval"]["lengths"]))
     # Retrieval: the budget, the device-sized grid by default, the presets one choice away.
     p.click(".tabbar button[data-tab='retrieval']")
     p.wait_for_selector("#tab-retrieval select[data-field='preset'] option[value='ruler_4k']", state="attached")

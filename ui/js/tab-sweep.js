@@ -50,7 +50,8 @@ export function mount() {
 
 // The loaded model's shared defaults (defaults.js, backend/defaults.py): Evaluate's text, tokens and S, W = C/2.
 function applyDefaults(d) {
-  for (const [input, value] of [[ui.maxTokens, d.sweep.max_tokens], [ui.sinks, d.sweep.sinks]]) {
+  for (const [input, value] of [[ui.maxTokens, d.sweep.max_tokens], [ui.sinks, d.sweep.sinks],
+    [ui.rLengths, d.retrieval.lengths.join(", ")], [ui.rDepths, d.retrieval.depths.join(", ")]]) {  // Retrieval's grid
     if (!input.dataset.edited) input.value = String(value);
   }
   ui.text.placeholder = `blank = ${d.text_label.split(" (")[0]} (the loaded model's text, as Evaluate)`;
@@ -99,8 +100,10 @@ function settingsCard() {
     h("option", { value: "needle" }, "needle"), h("option", { value: "multi_key" }, "multi-key needle"));
   ui.rProtocol = h("select", { dataset: { field: "sweep.protocol" } }, h("option", { value: "streaming" }, "streaming"),
     h("option", { value: "prefill" }, "prefill (kvpress)"));
-  ui.rLengths = input("lengths", "96, 144", { title: "Context lengths (tokens), separated by commas" });
-  ui.rDepths = input("depths", "0, 0.5, 1", { title: "Needle depths 0..1, separated by commas" });
+  ui.rLengths = input("lengths", "96, 144", { title: "Context lengths (tokens), separated by commas",
+    oninput: () => { ui.rLengths.dataset.edited = "1"; } });
+  ui.rDepths = input("depths", "0, 0.5, 1", { title: "Needle depths 0..1, separated by commas",
+    oninput: () => { ui.rDepths.dataset.edited = "1"; } });
   ui.rChunk = input("chunk", 64, { type: "number", min: 1, title: "Streaming: evict every k tokens" });
   ui.retrieval = h("div", { class: "form-grid hidden" }, field("Task", ui.rTask), field("Protocol", ui.rProtocol),
     field("Lengths", ui.rLengths), field("Depths", ui.rDepths), field("Chunk k", ui.rChunk));
