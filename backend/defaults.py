@@ -49,7 +49,12 @@ def sweep_texts(models: list) -> list[dict]:
 def budget(context: int) -> dict:
     """C = a quarter of the context, at most 128; S = 4 sinks; W = C/2 (H2O's even split of recent and heavy)."""
     cache = max(2, min(128, context // 4))
-    return {"cache_size": cache, "sinks": min(4, cache - 1), "window": max(1, cache // 2)}
+    return {"cache_size": cache, "sinks": min(4, cache - 1), "window": window_for(cache)}
+
+
+def window_for(cache_size: int) -> int:
+    """W = C/2: H2O's even split of recent and heavy keys, for the budget given (the user's C too)."""
+    return max(1, cache_size // 2)
 
 
 def step_seconds(parameters: int, layers: int, device: str, threads: int) -> float:
