@@ -5,10 +5,13 @@ budget (C, S, W) and the same text, so their numbers can be set side by side. Th
 them here (this module imports no service and no Api); the UI reads them in one Api call
 (`defaults`). Where a view must differ, `notes` says why and the UI shows it.
 
-Evaluate is sized to finish in about a minute on the device in use: its cost is one batched decode
-step per token once the cache is full, so the token count is what a minute of such steps buys, from
-the model's size and the device (a 2-core CPU: ~0.27 s per step for SmolLM2-135M with 6 policies,
-measured; about 4 minutes for the long run's 1,024 tokens). `long_run` holds the values before sizing.
+Evaluate is sized to finish in about a minute on the device in use: its cost grows with the steps
+after the cache is full, so the token count is what a minute of steps buys, reckoned from the
+model's size and the device. The CPU rate is SmolLM2-135M's on 2 cores: about 4 minutes for the
+long run's 1,024 tokens (issue 33), 0.27 s per step for all default policies. Measured with the
+sized 352 tokens (`main.py evaluate --model smollm2 --device cpu`, a busy 2-core machine): Full
+Cache 6.0 s, the five batched policies 19.6 s, Quest's own pass 42.6 s. `long_run` holds the
+values before sizing.
 """
 from pathlib import Path
 
@@ -20,8 +23,8 @@ BUNDLED_TEXTS = {  # name → (file, what it is)
 }
 LONG_RUN_TOKENS = 1024      # Evaluate's text before sizing (the demo model: 4× its 256-token context)
 TARGET_SECONDS = 60         # Evaluate sized to finish in about this long
-EVAL_BATCH = 6              # the default policies besides Full Cache that evict (one batched decode step)
-CPU_SECONDS_PER_PARAM = 3.3e-10  # per parameter and policy in a batched decode step, 2 threads (SmolLM2: 0.27 s / 6)
+EVAL_BATCH = 6              # the default policies besides Full Cache (five batched, Quest on its own pass)
+CPU_SECONDS_PER_PARAM = 3.3e-10  # per parameter and policy per step, 2 threads (SmolLM2: 0.27 s / 6)
 GPU_SECONDS_PER_LAYER = {"cuda": 1.5e-3, "mps": 3e-3}  # a decode step there is bound by kernel launches per layer
 PREFILL_SINKS, PREFILL_WINDOW = 4, 32  # the prefill methods' own S and W (h2o's recent window; kvpress-style),
                                       # the same in the heatmap, Evaluate's prefill protocol and prefill sweeps
