@@ -62,11 +62,11 @@ def timed(label, spec, runner, folder, sequential_s, cells):
 def demo_cell_seconds() -> float:
     """A demo-model Evaluate cell: one task of the five evicting policies at C = 64 over 256 tokens of the
     bundled text (they run batched, as in a sweep), divided by five."""
-    from backend.api.evaluate import EVAL_TEXT
+    from backend.defaults import bundled_text
 
     spec = parse_spec({"kind": "evaluate", "models": ["demo"], "cache_sizes": [64], "sinks": 4, "max_tokens": 256,
                        "policies": ["sliding_window", "streaming_llm", "h2o", "lru", "tova"],
-                       "texts": [{"name": "j", "text": EVAL_TEXT.read_text()}]})
+                       "texts": [{"name": "j", "text": bundled_text("jargon")}]})
     with tempfile.TemporaryDirectory() as folder:
         run_sweep(spec, os.path.join(folder, "demo.jsonl"), LocalRunner(0))
         row = read_rows(os.path.join(folder, "demo.jsonl"))[0]

@@ -24,7 +24,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def text_ids(demo):
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
 
     return demo.tokenizer(bundled_eval_text("jargon"), verbose=False)["input_ids"]
 

@@ -46,7 +46,7 @@ def model(request, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ids(model):
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
 
     return model.tokenizer(bundled_eval_text("alice"), verbose=False)["input_ids"][:200]
 

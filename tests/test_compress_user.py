@@ -22,7 +22,7 @@ def demo():
 
 @pytest.fixture(scope="module")
 def ids(demo):
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
 
     return demo.tokenizer(bundled_eval_text("jargon"), verbose=False)["input_ids"]
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 from helpers import ROOT, load, wait_job
 
-from backend.api.evaluate import bundled_eval_text
+from backend.defaults import bundled_text as bundled_eval_text
 from backend.attention.rotary import layer_rotaries
 from backend.evaluate.run import evaluate
 from backend.models.loaded import LoadedModel

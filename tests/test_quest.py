@@ -5,7 +5,7 @@ import pytest
 import torch
 from test_evaluate import tiny_llama
 
-from backend.api.evaluate import bundled_eval_text
+from backend.defaults import bundled_text as bundled_eval_text
 from backend.attention.seam import Call
 from backend.evaluate.quest import PAGE, QuestState, attend_quest, quest_tap
 from backend.evaluate.run import evaluate

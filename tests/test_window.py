@@ -24,4 +24,10 @@ def test_window_opens_and_the_bridge_works():
     att = report["attention"]
     assert att["ok"] and att["n"] == len(att["tokens"]) and len(att["matrix"]) == att["n"]
     assert not report["garbage"]["ok"] and report["garbage"]["error"]["message"]
+    # The window's page drew with the backend's labels table: the built-ins the same as in the browser.
+    from backend.labels import label_table
+
+    labels = report["labels"]["labels"]
+    assert {k: v for k, v in labels.items() if not v["user"]} == label_table()
+    assert report["page_labels"] == str(len(labels))
     assert proc.returncode == 0

@@ -44,6 +44,11 @@ def probe(window, api):
         report["load_state"] = status["state"]
         report["attention"] = js_call(window, "attention", {"text": "<img src=x onerror=alert(1)> sinks", "layer": -1})
         report["garbage"] = js_call(window, "attention", {"text": 5, "layer": "lots"})
+        report["labels"] = js_call(window, "policy_labels", {})  # the one labels table, as the browser gets it
+        deadline = time.time() + 30
+        while not window.evaluate_js("document.body.dataset.labels || null") and time.time() < deadline:
+            time.sleep(0.1)
+        report["page_labels"] = window.evaluate_js("document.body.dataset.labels || null")  # palette.js loaded it
     except Exception as exc:  # noqa: BLE001 - reported to the test
         report["error"] = repr(exc)
     finally:

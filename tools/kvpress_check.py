@@ -142,7 +142,7 @@ def run_kvpress(python: Path, req: dict, side: Path = ROOT / "tools" / "kvpress_
 
 
 def text_ids(loaded, text: str) -> list[int]:
-    from backend.api.evaluate import BUNDLED_TEXTS, bundled_eval_text
+    from backend.defaults import BUNDLED_TEXTS, bundled_text as bundled_eval_text
 
     body = bundled_eval_text(text) if text in BUNDLED_TEXTS else Path(text).read_text(encoding="utf-8")
     return loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"]

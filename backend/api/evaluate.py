@@ -1,9 +1,9 @@
 """Public Api methods for perplexity under eviction (the Evaluate view of the Eviction tab)."""
 import hashlib
-from pathlib import Path
 
 from ..attention.seam import outside_interface_message, through_interface
 from ..envelope import public
+from ..defaults import BUNDLED_TEXTS, PREFILL_SINKS, PREFILL_WINDOW, bundled_text, evaluate_defaults
 from ..errors import Cancelled, UserError
 from ..evaluate.quest import PAGE as QUEST_PAGE
 from ..eviction.params import rule_step_limit
@@ -13,13 +13,6 @@ from .attention import model_facts, require_model
 from ..quantize.params import kv_format_params
 from .policies import policy_registry
 
-EVAL_DIR = Path(__file__).resolve().parents[2] / "assets" / "eval"
-BUNDLED_TEXTS = {  # name → (file, what it is)
-    "jargon": ("jargon-heldout.txt", "The Jargon File 4.4.7 (public domain), held out from the demo model's training"),
-    "alice": ("alice-chapter1.txt", "Alice's Adventures in Wonderland, chapter I (Lewis Carroll, 1865; public domain, "
-                                    "Project Gutenberg eBook #11)"),
-}
-EVAL_TEXT = EVAL_DIR / BUNDLED_TEXTS["jargon"][0]
 RECOMPUTE = "sliding_window_recompute"
 EVAL_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", RECOMPUTE)
 MAX_EVAL_TOKENS = 16384  # memory is O(n) per policy now; the Full pass's cache grows with n
@@ -29,10 +22,6 @@ def _prefill_methods() -> list[str]:
     from ..compress import prefill_methods
 
     return prefill_methods()
-
-
-def bundled_eval_text(name: str = "jargon") -> str:
-    return (EVAL_DIR / BUNDLED_TEXTS[name][0]).read_text(encoding="utf-8")
 
 
 def _known_policies() -> list[str]:
@@ -54,11 +43,8 @@ def _policies(value) -> list[str]:
 
 
 def _defaults(loaded) -> dict:
-    """Settings that show the effect: demo model: its held-out text, past its context; else C = 128, 1,024 tokens."""
-    context = loaded.context_length
-    cache = max(2, min(128, context // 4))
-    return {"cache_size": cache, "window": max(1, cache // 2), "sinks": min(4, cache - 1), "max_tokens": 1024,
-            "text": "jargon" if loaded.source == "demo" else "alice"}
+    """The shared budget and text (backend/defaults.py), the tokens sized to about a minute on this device."""
+    return evaluate_defaults(loaded.source, loaded.spec, loaded.device)
 
 
 def _text_ids(params, loaded, defaults) -> tuple[list[int], dict]:
@@ -67,7 +53,7 @@ def _text_ids(params, loaded, defaults) -> tuple[list[int], dict]:
         body, name = text(params, "text", None, allow_empty=False), "your text"
     else:
         bundled = choice(params, "bundled_text", tuple(BUNDLED_TEXTS), defaults["text"])
-        body, name = bundled_eval_text(bundled), f"bundled: {BUNDLED_TEXTS[bundled][1]}"
+        body, name = bundled_text(bundled), f"bundled: {BUNDLED_TEXTS[bundled][1]}"
     max_tokens = integer(params, "max_tokens", defaults["max_tokens"], lo=2, hi=MAX_EVAL_TOKENS)
     ids = loaded.tokenizer(body, add_special_tokens=True, verbose=False)["input_ids"][:max_tokens]
     if len(ids) < 2:
@@ -100,7 +86,8 @@ def _prefill_request(params, loaded, defaults) -> tuple[list[int], dict, dict]:
     if not isinstance(names, list) or not names or any(p not in known for p in names):
         raise UserError("bad_input", f"policy must be 'all' or prefill methods from {', '.join(known)}.", "policy")
     settings = {"context_tokens": n, "continuation_tokens": m, **budget,
-                "sinks": integer(params, "sinks", 4, lo=0, hi=n), "window": integer(params, "window", 32, lo=0, hi=n)}
+                "sinks": integer(params, "sinks", PREFILL_SINKS, lo=0, hi=n),
+                "window": integer(params, "window", PREFILL_WINDOW, lo=0, hi=n)}
     return ids, ["full"] + [p for p in dict.fromkeys(names) if p != "full"], {**settings, "text": info}
 
 class EvaluateMethods:
@@ -113,7 +100,7 @@ class EvaluateMethods:
                 "positions": ["original", "in_cache"], "granularity": ["per_head", "shared"],
                 "protocols": ["streaming", "prefill"], "prefill_methods": _prefill_methods(),
                 "bundled_texts": {k: v[1] for k, v in BUNDLED_TEXTS.items()},
-                "bundled_text_chars": len(bundled_eval_text()), "bundled_text_source": BUNDLED_TEXTS["jargon"][1],
+                "bundled_text_chars": len(bundled_text()), "bundled_text_source": BUNDLED_TEXTS["jargon"][1],
                 "defaults": _defaults(loaded) if loaded is not None else None}
 
     def _request(self, params):

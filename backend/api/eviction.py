@@ -1,4 +1,5 @@
 """Public Api methods for eviction (see backend/api/__init__.py for the rules)."""
+from ..defaults import PREFILL_SINKS, PREFILL_WINDOW, budget
 from ..envelope import public
 from ..errors import UserError
 from ..eviction import DEFAULTS, POLICIES, parse, simulate, traces
@@ -38,11 +39,14 @@ def _prefill_kept_request(params, loaded) -> tuple[list[int], list[str], dict]:
     layers, heads, kv_heads = (int(loaded.spec[k]) for k in ("layers", "heads", "kv_heads"))
     layer = integer(params, "layer", -1, lo=-layers, hi=layers - 1) % layers
     head = integer(params, "head", 0, lo=0, hi=heads - 1)
+    shared = budget(loaded.context_length)  # backend/defaults.py: the C of every view
     if params.get("cache_size") is not None:
-        budget = {"cache_size": integer(params, "cache_size", None, lo=1), "ratio": None}
-    else:
-        budget = {"cache_size": None, "ratio": number(params, "ratio", 0.5, lo=0.0, hi=0.99)}
-    settings = {**budget, "sinks": integer(params, "sinks", 4, lo=0), "window": integer(params, "window", 32, lo=0),
+        kept = {"cache_size": integer(params, "cache_size", None, lo=1), "ratio": None}
+    else:  # by default remove what leaves about C keys, as the simulation beside the heatmap keeps
+        ratio = round(min(0.95, max(0.05, 1 - shared["cache_size"] / len(ids))), 2)
+        kept = {"cache_size": None, "ratio": number(params, "ratio", ratio, lo=0.0, hi=0.99)}
+    settings = {**kept, "sinks": integer(params, "sinks", PREFILL_SINKS, lo=0),  # the methods' own S and W
+                "window": integer(params, "window", PREFILL_WINDOW, lo=0),
                 "layer": layer, "head": head, "kv_head": head // (heads // kv_heads)}  # GQA: a group reads one KV head
     return ids, list(dict.fromkeys(names)), settings
 

@@ -45,6 +45,19 @@ class ModelMethods:
         return {"job_id": job.id}
 
     @public
+    def defaults(self, params=None):
+        """Every view's defaults for the loaded model on its device (backend/defaults.py): one budget (C, S, W) and
+        one text, Evaluate sized to about a minute here, Retrieval's grid and presets, and a note where a view
+        differs. Without a model: {"loaded": false}."""
+        params_dict(params)
+        loaded = self._state.model
+        if loaded is None:
+            return {"loaded": False}
+        from ..defaults import for_model
+
+        return {"loaded": True, **for_model(loaded.source, loaded.spec, loaded.device, loaded.tokenizer)}
+
+    @public
     def model_info(self, params=None):
         params_dict(params)
         loaded = self._state.model

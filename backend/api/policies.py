@@ -7,6 +7,7 @@ where the user puts the files they wrote); any other file or folder needs
 from ..envelope import public
 from ..errors import UserError
 from ..eviction.custom_policies import PolicyRegistry
+from ..labels import label_table
 from ..validate import flag, params_dict, text
 
 TRUST_MESSAGE = ("Loading a policy file runs its Python code on this machine, with your permissions. Only load "
@@ -32,6 +33,14 @@ class PolicyMethods:
     def user_policies(self, params=None):
         params_dict(params)
         return policy_registry(self._state).listing()
+
+    @public
+    def policy_labels(self, params=None):
+        """The one table of labels and colours (backend/labels.py): every built-in policy and prefill method, and
+        the loaded user files with their LABEL and a colour from their name. Every view draws with it."""
+        params_dict(params)
+        users = policy_registry(self._state).listing()
+        return {"labels": label_table(users["policies"] + users["prefill_methods"])}
 
     @public
     def reload_policies(self, params=None):

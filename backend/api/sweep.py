@@ -50,13 +50,17 @@ class SweepMethods:
 
         p = dict(params_dict(params))
         out = _out_path(p.get("out"))
-        if not p.get("texts"):
-            from .evaluate import EVAL_TEXT
-
-            p["texts"] = [{"name": EVAL_TEXT.name, "text": EVAL_TEXT.read_text(encoding="utf-8")}]
+        loaded = self._state.model
         if not p.get("models") and not p.get("model"):
-            loaded = self._state.model
             p["models"] = [loaded.source if loaded is not None else "demo"]
+        if not p.get("texts"):
+            from ..defaults import sweep_texts
+
+            p["texts"] = sweep_texts(p.get("models") or [p.get("model")])
+        if p.get("max_tokens") in (None, "") and loaded is not None and loaded.source in (p.get("models") or []):
+            from ..defaults import evaluate_defaults  # Evaluate's tokens, sized to this device
+
+            p["max_tokens"] = evaluate_defaults(loaded.source, loaded.spec, loaded.device)["max_tokens"]
         from .policies import policy_registry
 
         spec = parse_spec(p, policy_registry(self._state).snapshot(prefill=True))  # user rule and prefill files

@@ -10,7 +10,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--text-file", help="text to evaluate on (default: a bundled text, see --bundled-text)")
     parser.add_argument("--bundled-text", choices=("jargon", "alice"),
                         help="jargon: held-out Jargon File (default for the demo model); alice: Alice in Wonderland ch. I")
-    parser.add_argument("--max-tokens", type=int, help="default 1024")
+    parser.add_argument("--max-tokens", type=int, help="default: sized to about a minute on the device (1024 where "
+                        "that fits; backend/defaults.py)")
     parser.add_argument("--cache-size", type=int, help="default min(128, context/4)")
     parser.add_argument("--sinks", type=int, help="default 4")
     parser.add_argument("--window", type=int, help="H2O's recent window; default cache-size/2")

@@ -47,9 +47,9 @@ def _texts(args) -> list[dict]:
     if args.model and "synthetic" in args.model:
         return [{"name": f"synthetic-{args.synthetic_length}", "synthetic": {"length": args.synthetic_length}}]
     if not args.text_file:
-        from ..api.evaluate import EVAL_TEXT
+        from ..defaults import sweep_texts
 
-        return [{"name": EVAL_TEXT.name, "text": EVAL_TEXT.read_text(encoding="utf-8")}]
+        return sweep_texts(args.model or ["demo"])
     out = []
     for name in args.text_file:
         try:

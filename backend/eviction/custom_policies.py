@@ -26,10 +26,11 @@ from ..errors import UserError
 from ..usercode import pool
 from ..usercode.errors import PolicyFileError, first_line, line_in  # noqa: F401 - line_in: for the callers of old
 from ..usercode.loading import load_in_worker, read_file, run_module
+from ..labels import BUILT_IN
 from .policies import NAMES
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-RESERVED = set(NAMES) | {"all", "sliding_window_recompute"}  # the built-ins, Evaluate's baseline
+RESERVED = set(NAMES) | set(BUILT_IN) | {"all"}  # every built-in policy and prefill method (one label each)
 ENTER_ARGS = ("t", "run")
 ATTENTION_ARGS = ("score", "attention", "age", "t", "run")
 

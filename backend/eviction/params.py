@@ -1,6 +1,5 @@
 """Checks the settings of a simulation; every failure names the field to fix."""
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict, text
@@ -23,14 +22,16 @@ DEFAULTS = {"trace": "synthetic", "policy": "all", "length": 100_000, "cache_siz
             "layer": -1, "head": None, "aggregate": "layer"}
 D = DEFAULTS
 
-HELDOUT_TEXT = Path(__file__).resolve().parents[2] / "assets" / "eval" / "jargon-heldout.txt"
-MODEL_TEXT_CHARS = 700  # ≈ 250 demo-model tokens (inside its 256 context), several times the UI's model-trace C = 64
+MODEL_TEXT_CHARS = 700  # ≈ 250 demo-model tokens (inside its 256 context), several times its C = 64
 
 
 def _model_text() -> str:
-    """The model-trace default: the start of the bundled held-out text, cut at a line end."""
+    """The model-trace default before a model is loaded: the start of the bundled held-out text, cut at a line end
+    (with a model, backend/defaults.py sizes the text to its C)."""
+    from ..defaults import bundled_text
+
     try:
-        text = HELDOUT_TEXT.read_text(encoding="utf-8")
+        text = bundled_text("jargon")
     except OSError:  # a trimmed build without the asset: the UI then asks for a text
         return ""
     cut = text.rfind("\n", 0, MODEL_TEXT_CHARS)

@@ -200,9 +200,9 @@ def tier_notes(plan: dict) -> list[str]:
 
 def default_text(loaded, max_tokens: int = 768) -> str:
     """The bundled held-out English, cut to what the model takes (its context, at most max_tokens)."""
-    from ..models.load import DEMO_MODEL_DIR
+    from ..defaults import bundled_text  # the bundled texts live in one place
 
-    words = (DEMO_MODEL_DIR.parent / "eval" / "jargon-heldout.txt").read_text(encoding="utf-8")[:12_000]
+    words = bundled_text("jargon")[:12_000]
     keep = min(max_tokens, int(loaded.spec["context_length"]) - 1)
     ids = loaded.tokenizer(words, add_special_tokens=False, verbose=False)["input_ids"][:keep]
     return loaded.tokenizer.decode(ids)

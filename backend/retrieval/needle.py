@@ -5,6 +5,7 @@ text?". Correct = the answer holds the 7-digit value. The multi-key variant hide
 needles with different keys (distractors at other depths) and asks for one."""
 import numpy as np
 
+from ..defaults import BUNDLED_TEXTS, bundled_text
 from .build import build
 from .haystack import sentences
 
@@ -16,9 +17,7 @@ DISTRACTORS = 3  # multi-key: needles besides the asked one (RULER's niah_multik
 
 
 def pool() -> list[str]:
-    from ..api.evaluate import BUNDLED_TEXTS, bundled_eval_text
-
-    return [s for name in BUNDLED_TEXTS for s in sentences(bundled_eval_text(name))]
+    return [s for name in BUNDLED_TEXTS for s in sentences(bundled_text(name))]
 
 
 def _needle(key: str, value: str) -> str:

@@ -8,6 +8,7 @@ Named errors (code: when):
   retrieval_budget_not_below_context: cache_size at or above a context length, or at or above the tokens the
       shortest length's context really holds (nothing would be evicted there).
 """
+from ..defaults import budget, retrieval_grid, window_for
 from ..errors import UserError
 from ..evaluate.deciders import registered_policies
 from ..quantize.params import kv_format_params
@@ -23,16 +24,11 @@ MAX_CHUNK = 512
 
 
 def defaults(loaded) -> dict:
-    """SmolLM2-sized defaults (issue 21); a short context (the demo model) gets a grid that fits it."""
-    context = loaded.context_length
-    if context >= 4096:
-        lengths, cache = [512, 1024, 2048], 128
-    else:
-        lengths, cache = [n for n in (96, 144, 192) if n < context - 60] or [context // 2], max(8, context // 8)
-    return {"task": "pass_key", "protocol": "streaming", "policy": "all", "lengths": lengths,
-            "depths": [0.0, 0.25, 0.5, 0.75, 1.0], "cache_size": cache, "ratio": None, "sinks": 4,
-            "window": max(1, cache // 4), "chunk": 64, "seed": 0, "chat_template": False,
-            "max_new_tokens": MAX_NEW_TOKENS}
+    """The shared budget (backend/defaults.py: C, S, W as every view) and a grid sized to the model and device."""
+    grid = retrieval_grid(loaded.context_length, loaded.device)
+    return {"task": grid["task"], "protocol": "streaming", "policy": "all", "lengths": grid["lengths"],
+            "depths": grid["depths"], **budget(loaded.context_length), "ratio": None, "chunk": 64, "seed": 0,
+            "chat_template": False, "max_new_tokens": MAX_NEW_TOKENS, "presets": grid["presets"]}
 
 
 def protocol_policies(protocol: str) -> list[str]:
@@ -125,7 +121,8 @@ def parse(loaded, params: dict) -> dict:
     budget = cache_size if cache_size is not None else 2 ** 31
     settings = {"cache_size": cache_size, "ratio": ratio,
                 "sinks": integer(params, "sinks", min(d["sinks"], budget - 1), lo=0, hi=budget - 1),
-                "window": integer(params, "window", min(d["window"], budget - 1), lo=1, hi=budget - 1),
+                "window": integer(params, "window", min(d["window"] if cache_size is None else window_for(cache_size),
+                                                        budget - 1), lo=1, hi=budget - 1),  # W = C/2 of this C
                 "chunk": integer(params, "chunk", d["chunk"], lo=1, hi=MAX_CHUNK),
                 "seed": integer(params, "seed", 0, lo=0, hi=2 ** 31 - 1),
                 "chat_template": flag(params, "chat_template", False),

@@ -9,6 +9,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
+from ..defaults import PREFILL_WINDOW  # kind prefill: h2o's prefill window, as the heatmap and Evaluate's prefill
 from ..errors import UserError
 from ..validate import choice, integer, number, params_dict
 
@@ -17,7 +18,6 @@ EVALUATE_POLICIES = ("full", "sliding_window", "streaming_llm", "h2o", "lru", "t
 SIMULATE_POLICIES = EVALUATE_POLICIES + ("oracle",)  # the oracle needs the whole future: model traces only
 QUEST = "quest"  # Evaluate's decode-time Quest (backend/evaluate/quest.py): evaluate sweeps only; evicts nothing
 DEFAULT_RATIOS = (0.25, 0.5, 0.75, 0.9)  # kind prefill: kvpress's compression ratios (fraction of the context removed)
-PREFILL_WINDOW = 32  # kind prefill: the recent window of h2o's prefill form, as backend/compress and Evaluate default
 RECOMPUTE = "sliding_window_recompute"  # Evaluate's slow re-computation baseline: only when named
 SYNTHETIC = "synthetic"  # the "model" of a simulate sweep on a generated trace
 MAX_MODELS, MAX_TEXTS, MAX_SIZES = 8, 16, 64

@@ -32,7 +32,7 @@ def test_picking_a_prefill_method_dims_the_keys_it_does_not_keep(loaded_page):
     p.fill(f"{box} input[data-field='head']", "4")
     p.select_option(f"{box} select[data-field='methods']", "snapkv")
     p.select_option(f"{box} select[data-field='methods']", "knorm")  # at once: waits for the same job, draws knorm
-    p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('knorm')",
+    p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('Knorm:')",  # its label
                         timeout=120_000)
     result, keep = _kept(p, "knorm")
     n = result["n"]
@@ -43,7 +43,7 @@ def test_picking_a_prefill_method_dims_the_keys_it_does_not_keep(loaded_page):
     assert "every query" in hint.text_content() and "err" not in hint.get_attribute("class")
 
     p.select_option(f"{box} select[data-field='methods']", "streaming_llm")  # the same job's answer: no new prefill
-    p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('streaming_llm')")
+    p.wait_for_function("() => document.querySelector('#tab-eviction .heat-policy').textContent.startsWith('StreamingLLM:')")
     same, keep2 = _kept(p, "streaming_llm")
     assert same == result and keep2 != keep
     assert p.evaluate(DIMMED_IN_LAST_ROW) == [k not in keep2 for k in range(n)]

@@ -141,18 +141,18 @@ def test_sweep_frontier_gets_points_as_cells_finish(page, served, tmp_path, monk
     monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path)
     api, _ = served
     p = page
-    p.tab("eviction")
-    p.locator("#tab-eviction .sweep-section").scroll_into_view_if_needed()
+    p.tab("sweep")
+    p.locator("#tab-sweep .sweep-section").scroll_into_view_if_needed()
     for name, value in {"models": "demo", "workers": "0", "out": "stream.jsonl", "cache_sizes": "16,32,48,64,96,128",
                         "max_tokens": "256"}.items():
-        p.fill(f"#tab-eviction [data-field='sweep.{name}']", value)
-    p.select_option("#tab-eviction [data-field='sweep.kind']", "evaluate")
-    p.click("#tab-eviction >> text=Run Sweep")
+        p.fill(f"#tab-sweep [data-field='sweep.{name}']", value)
+    p.select_option("#tab-sweep [data-field='sweep.kind']", "evaluate")
+    p.click("#tab-sweep >> text=Run Sweep")
     # The first cell size's points are on the frontier while the sweep still runs.
     p.wait_for_function(f"() => {SW}.ui.chart.data.datasets.some(d => d.data.length > 0)", timeout=180_000)
     running = running_jobs(api, "sweep")
     points = p.evaluate(f"() => {SW}.ui.chart.data.datasets.reduce((n, d) => n + d.data.length, 0)")
     rows = p.evaluate(f"() => {SW}.rows.length")
     assert running and 0 < points and rows < 1 + 6 * 6, (points, rows)  # not every cell yet: Full once + 6 × 6
-    p.click("#tab-eviction .sweep-settings >> text=Cancel")
+    p.click("#tab-sweep .sweep-settings >> text=Cancel")
     p.wait_for_function(f"() => {SW}.lastJobId !== null", timeout=60_000)

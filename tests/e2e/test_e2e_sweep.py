@@ -56,7 +56,7 @@ def test_sweep_runs_and_draws_the_frontier(page, served, tmp_path, monkeypatch):
     p.click("#tab-sweep .sweep-results >> text=CSV")
     p.wait_for_function("() => /Saved .*sweep-.*\\.csv/.test(document.getElementById('st-note').textContent)", timeout=10_000)
     csv = next(tmp_path.glob("sweep-*.csv")).read_text().splitlines()
-    assert len(csv) == 17 and csv[0].startswith("model,text,kind,policy,cache_size")
+    assert len(csv) == 17 and csv[0].startswith("model,text,kind,policy,label,cache_size")
     p.locator("#tab-sweep .sweep-section").scroll_into_view_if_needed()
     p.shot("sweep")
     assert json.dumps(shown)  # plain data, nothing the page could not serialise

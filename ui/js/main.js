@@ -1,5 +1,7 @@
 // Boot: wire the frame (tabs, status line), build each tab, then ask the backend what it has.
 import { call } from "./bridge.js";
+import { loadLabels } from "./palette.js";
+import "./defaults.js";  // reads every view's defaults when a model loads ("defaults" event)
 import * as status from "./status.js";
 import * as tabs from "./tabs.js";
 import { app, on, setModel } from "./state.js";
@@ -33,6 +35,9 @@ async function boot() {
   retrieval.init(document.getElementById("tab-retrieval"));
   sweep.init(document.getElementById("tab-sweep"));
   setModel(null);
+  // Every view's policy labels and colours (backend/labels.py), before the tabs fill their lists. Not before the
+  // inits above: they run at once, so the tabs' sections stand in order before sweep.js appends its own.
+  await loadLabels();
 
   const act = status.begin("Connecting to the backend…");
   const info = await call("app_info");

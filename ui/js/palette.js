@@ -1,39 +1,43 @@
-// One colour per eviction policy, used by every chart, table swatch and legend that shows
-// policies (Eviction Sim, Evaluate, Sweeps, custom policies). The hues stay clear of the
-// header legend's data colours — sink pink, heavy-hitter blue, the tier green/yellow — and
-// of the control accent (violet), so a policy line never reads as "sinks" or "HBM".
+// One label and one colour per policy and prefill method, for every chart, table swatch, legend,
+// grid and export. The table is the backend's (backend/labels.py, Api policy_labels): built-ins
+// fixed, a user's rule or prefill file its LABEL and a colour derived from its name, so the window
+// and the browser draw the same. main.js loads it before the tabs start; the Eviction tab reads it
+// again when the user's files change, before it tells the other tabs (the "policies" event).
 //
-//   import { policyColour, policyDash, policyStyle, fade } from "./palette.js";
+//   import { policyLabel, policyColour, policyDash, policyStyle, labelsOf, fade } from "./palette.js";
+import { call } from "./bridge.js";
 
-export const POLICY_COLOURS = {
-  full: "#e5e7eb",            // light grey, dashed: the reference
-  sliding_window: "#ff9f43",  // orange
-  streaming_llm: "#2dd4bf",   // teal
-  h2o: "#f87171",             // coral red
-  lru: "#a3e635",             // lime
-  tova: "#e879f9",            // orchid
-  oracle: "#94a3b8",          // slate, dotted: the bound, not a policy you can run
-};
+let table = {};
+const UNKNOWN = "#9ca3af";  // a name the table lacks (a results file's rule that is not loaded): grey, its name
 
-// Custom or future policies take these in order of first appearance (stable per name).
-const EXTRA = ["#fdba74", "#67e8f9", "#d9f99d", "#fda4af", "#c7d2fe", "#fcd34d"];
-const assigned = new Map();
-
-/** The colour of a policy, the same on every tab for the whole session. */
-export function policyColour(name) {
-  if (POLICY_COLOURS[name]) return POLICY_COLOURS[name];
-  if (!assigned.has(name)) assigned.set(name, EXTRA[assigned.size % EXTRA.length]);
-  return assigned.get(name);
+/** Fetch the table (at boot and after the user's files change). */
+export async function loadLabels() {
+  const res = await call("policy_labels");
+  if (res.ok) table = res.labels;
+  document.body.dataset.labels = String(Object.keys(table).length);  // tests wait for this
+  return table;
 }
 
-/** Line dash of a policy: the reference dashed, the oracle dotted, the rest solid. */
-export function policyDash(name) {
-  return name === "full" ? [5, 3] : name === "oracle" ? [2, 3] : [];
-}
+/** The whole table, name → {label, colour, dash, user} (tests and the colours legend read it). */
+export function labelTable() { return table; }
 
-/** Chart.js dataset fields for a policy's line: {color, borderDash}. */
+/** What a policy or prefill method is called on every tab. */
+export function policyLabel(name) { return table[name] ? table[name].label : String(name); }
+
+/** Its colour, the same on every tab. */
+export function policyColour(name) { return table[name] ? table[name].colour : UNKNOWN; }
+
+/** Line dash: the reference dashed, the oracle dotted, the rest mostly solid. */
+export function policyDash(name) { return table[name] ? table[name].dash : []; }
+
+/** Chart.js dataset fields for a policy's line: {label, color, borderDash}. */
 export function policyStyle(name) {
-  return { color: policyColour(name), borderDash: policyDash(name) };
+  return { label: policyLabel(name), color: policyColour(name), borderDash: policyDash(name) };
+}
+
+/** {name: {label, colour}} for the policies an export names, so a saved JSON reads as the page did. */
+export function labelsOf(names) {
+  return Object.fromEntries([...new Set(names)].map((n) => [n, { label: policyLabel(n), colour: policyColour(n) }]));
 }
 
 /** "#rrggbb" with alpha a (0..1) as rgba(), e.g. for a policy's second bar. */

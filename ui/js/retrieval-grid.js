@@ -7,6 +7,7 @@
 import { h, fill } from "./dom.js";
 import { ScoreGrid } from "./scoregrid.js";
 import { cssColor } from "./colormap.js";
+import { policyColour } from "./palette.js";
 import * as fmt from "./format.js";
 
 const MAX_CELL = 44;
@@ -50,7 +51,8 @@ export class RetrievalGrids {
     const lengths = result.lengths, depths = result.depths;
     const cellPx = Math.max(14, Math.min(MAX_CELL, Math.floor(640 / Math.max(1, lengths.length * this.policies().length))));
     for (const policy of this.policies()) {
-      const box = h("div", { class: "rgrid", dataset: { policy } }, h("div", { class: "rgrid-title" }, this.label(policy)));
+      const box = h("div", { class: "rgrid", dataset: { policy } }, h("div", { class: "rgrid-title" },
+        h("span", { class: "swatch", style: { background: policyColour(policy) } }), this.label(policy)));
       this.row.appendChild(box);
       const grid = new ScoreGrid(box, {
         rowNames: depths.map(depthName), colNames: lengths.map(String), scale: "linear", left: 36,

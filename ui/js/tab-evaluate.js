@@ -9,10 +9,11 @@ import { h, fill, field, onEnter, markField, showRunning } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on } from "./state.js";
+import { modelDefaults } from "./defaults.js";
 import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
 const RECOMPUTE = "sliding_window_recompute";
@@ -23,8 +24,6 @@ const KV_FORMATS = [["", "unquantized (the model's dtype)"], ["f16", "f16 (16 bi
   ["int8", "int8 per token (9 bits)"], ["int4", "int4 per token (5 bits)"], ["int2", "int2 per token (3 bits)"],
   ["kivi-4", "KIVI-4 (K 4.25 / V 5 bits)"], ["kivi-2", "KIVI-2 (K 2.25 / V 3 bits)"],
   ["fp8-e4m3", "fp8 E4M3 (8 bits)"], ["fp8-e5m2", "fp8 E5M2 (8 bits)"]];
-const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O", lru: "LRU",
-  tova: "TOVA", quest: "Quest", [RECOMPUTE]: "Window + re-computation" };
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
@@ -45,11 +44,12 @@ let shown = null;      // what the table and chart show: `last`, or the running 
 let jobId = null;
 let lastJobId = null;  // the job behind `last` (tests read its result from the Api)
 let cacheEdited = false;
+let tokensEdited = false;  // the user typed Max tokens (or chose the long run): a new model's defaults keep it
 let estimateTimer = null;
 let estimateSeq = 0;   // only the latest estimate request may write the line
 
-const label = (name) => LABELS[name] || name;
-const colour = (name) => policyColour(name);  // one palette per policy on every tab (palette.js)
+const label = policyLabel;    // one label and one colour per policy on every tab (palette.js, backend/labels.py)
+const colour = policyColour;
 
 /** Build the section (the caller appends it to the Eviction tab). */
 export function mount() {
@@ -64,6 +64,7 @@ export function mount() {
   const overlay = ui.section.lastChild;
   overlay.classList.replace("model-required", "eval-model-required");
   on("model", modelChanged);
+  on("defaults", applyDefaults);
   return ui.section;
 }
 
@@ -80,6 +81,7 @@ export async function start() {
     policies.map((p) => h("option", { value: p }, p === "full" ? "Full Cache only" : `${label(p)} (+ Full Cache)`)));
   ui.policy.value = "all";
   modelChanged(app.model);
+  if (modelDefaults()) applyDefaults(modelDefaults());  // the bundled texts are listed now
 }
 
 export function resize() { ui.chart.resize(); }
@@ -87,15 +89,26 @@ export function resize() { ui.chart.resize(); }
 function modelChanged(model) {
   if (!model) return;
   const context = model.spec && model.spec.context_length;
-  if (context && !cacheEdited) {  // the Api's defaults: C = min(128, context/4), W = C/2; demo: its held-out text
-    const cache = Math.max(2, Math.min(128, Math.floor(context / 4)));
-    ui.cache.value = String(cache);
-    ui.window.value = String(Math.max(1, Math.floor(cache / 2)));
-    ui.cache.max = String(context - 1);
-  }
-  if (ui.bundled.options.length) ui.bundled.value = model.source === "demo" ? "jargon" : "alice";
+  if (context) ui.cache.max = String(context - 1);
   ui.positions.querySelector("option[value='in_cache']").disabled = !(model.spec && model.spec.position_scheme === "rotary");
   if (ui.positions.selectedOptions[0] && ui.positions.selectedOptions[0].disabled) ui.positions.value = "original";
+  scheduleEstimate();
+}
+
+// The shared defaults (defaults.js, backend/defaults.py): the budget and text of every view, and the tokens
+// sized to about a minute on this device, with the long run one click away.
+function applyDefaults(d) {
+  const e = d.evaluate;
+  if (!cacheEdited) {
+    ui.cache.value = String(e.cache_size); ui.sinks.value = String(e.sinks); ui.window.value = String(e.window);
+  }
+  if (!tokensEdited) ui.maxTokens.value = String(e.max_tokens);
+  if ([...ui.bundled.options].some((o) => o.value === e.text)) ui.bundled.value = e.text;
+  fill(ui.sized, e.note ? [h("span", {}, e.note + " "),
+    h("button", { class: "btn small", dataset: { action: "long-run" }, onclick: () => {
+      ui.maxTokens.value = String(e.long_run.max_tokens); tokensEdited = true; scheduleEstimate();
+    } }, `Long run (${fmt.int(e.long_run.max_tokens)} tokens)`)] : []);
+  ui.sized.classList.toggle("hidden", !e.note);
   scheduleEstimate();
 }
 
@@ -129,7 +142,9 @@ function num(name, value, attrs = {}) {
 
 function settingsCard() {
   ui.text = h("textarea", { rows: 4, dataset: { field: "eval.text" }, placeholder: "blank = the bundled text chosen below" });
-  ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on" });
+  ui.maxTokens = num("max_tokens", 1024, { min: 2, max: 8192, step: 64, title: "Tokens of the text to evaluate on",
+    oninput: () => { tokensEdited = true; } });
+  ui.sized = h("div", { class: "hint eval-sized hidden" });
   ui.cache = num("cache_size", 256, { min: 2, title: "Budget C: keys the cache may hold (below the model's context)",
     oninput: () => { cacheEdited = true; } });
   ui.sinks = num("sinks", 4, { min: 0, title: "S: sink tokens StreamingLLM keeps" });
@@ -172,7 +187,7 @@ function settingsCard() {
       field("Sinks S", ui.sinks), field("Window W", ui.window), field("Access τ", ui.tau), field("Policy", ui.policy),
       field("Positions", ui.positions), field("Granularity", ui.granularity),
       field("KV format", ui.kvFormat), field("Intact sinks", ui.intact)),
-    ui.estimate,
+    ui.sized, ui.estimate,
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn),
     ui.progress, ui.progressText,
     h("div", { class: "hint eval-cost" }, "One cached decode step per token, shared by all policies (batched); "
@@ -301,7 +316,7 @@ function render() {
   const best = rows.filter((r) => r.policy !== "full").length >= 2 ? bestValues(rows) : {};
   fill(ui.tableBody, rows.map((r, i) => {
     const tr = h("tr", { class: r.policy === "full" ? "reference" : "" },
-      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy, i) } }), label(r.policy)),
+      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: colour(r.policy) } }), label(r.policy)),
       columns.map(([key, , f]) => {
         const v = r[key];
         const isBest = best[key] != null && r.policy !== "full" && typeof v === "number" && Math.abs(v - best[key]) < 1e-12;
@@ -342,7 +357,7 @@ function curves(rows, C) {
   const ratio = ui.view.value === "vs_full" && rows.every((r) => !r.curve || !r.curve.position.length || r.curve.vs_full);
   const from = ratio ? 1 : Math.min(WARMUP, C || WARMUP);
   const lines = rows.map((r, i) => ({
-    label: label(r.policy), color: colour(r.policy, i), ...(r.policy === "full" ? { borderDash: [5, 3] } : {}),
+    label: label(r.policy), color: colour(r.policy), borderDash: policyDash(r.policy), policy: r.policy,
     data: ((r.curve && r.curve.position) || []).map((x, k) => ({ x, y: (ratio ? r.curve.vs_full : r.curve.perplexity)[k] }))
       .filter((pt) => pt.x >= from),
   }));
@@ -369,19 +384,20 @@ const exportName = () => (last.partial ? "evaluate-results-partial" : "evaluate-
 
 function flatRows() {
   const partial = last.partial ? `partial: ${last.positions_done} of ${last.positions_total} positions` : "";
-  return last.results.map((r) => ({ policy: r.policy, perplexity: r.perplexity, kl_vs_full: r.kl_vs_full, tokens: r.tokens,
-    evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "", partial }));
+  return last.results.map((r) => ({ policy: r.policy, label: label(r.policy), perplexity: r.perplexity, kl_vs_full: r.kl_vs_full,
+    tokens: r.tokens, evictions: r.evictions, granularity: r.granularity, seconds: r.seconds, note: r.note || "", partial }));
 }
 
 function exportCSV() {
   if (!last || running()) return;
-  saveCSV(exportName(), flatRows(), ["policy", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity", "seconds", "note", "partial"]);
+  saveCSV(exportName(), flatRows(), ["policy", "label", "perplexity", "kl_vs_full", "tokens", "evictions", "granularity",
+    "seconds", "note", "partial"]);
 }
 
 function exportJSON() {
   if (!last || running()) return;
   const { params: request, ...result } = last;
-  saveJSON(exportName(), { request, ...result });
+  saveJSON(exportName(), { request, ...result, labels: labelsOf(result.results.map((r) => r.policy)) });
 }
 
 /** For tests. */

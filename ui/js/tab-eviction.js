@@ -13,7 +13,7 @@ import { requireModel, onShown, showTab } from "./tabs.js";
 import { Heatmap } from "./heatmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour, policyDash, fade } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf, fade, loadLabels } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
 import * as userPolicies from "./policies.js";
@@ -53,9 +53,10 @@ const FIELDS = {
   text: { label: "Text" }, aggregate: { label: "Trace from" },
   layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" },
 };
-// The budget on a model trace: a text of a few hundred tokens is several times C = 64, so
-// policies must evict (C = 256 held every key of the old 84-token default: nothing to compare).
-const MODEL_BUDGET = { cache_size: 64, sinks: 4, window: 32 };
+// The budget on a model trace: the loaded model's shared budget (backend/defaults.py, the same C, S, W as
+// Evaluate, Sweep and Retrieval) on the start of its text, a few times C long, so every policy must evict.
+let modelBudget = null;   // defaults.simulate_model once a model is loaded
+let ratioEdited = false;  // the user typed the heatmap's ratio: a new model's default keeps it
 
 const ui = {};
 let policies = FALLBACK_POLICIES;
@@ -82,6 +83,7 @@ export function init(panel) {
   const evaluateSection = evaluateView.mount();
   panel.append(sectionNav(evaluateSection), settingsCard(), resultsCard(), evaluateSection);
   onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
+  on("defaults", applyModelDefaults);
   on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }
 
@@ -106,15 +108,16 @@ export async function start() {
   if (res.ok && res.policies && res.policies.length) policies = res.policies;
   if (res.ok && res.defaults) applyDefaults(res.defaults);
   if (res.ok && res.prefill_methods) prefillMethods = res.prefill_methods;
+  await fillPolicies(res);  // loads the labels first
   fill(ui.keptBy, [h("option", { value: "" }, "the simulated policy (table row)"),
-    h("optgroup", { label: "compressed at prefill (backend/compress)" }, prefillMethods.map((m) => h("option", { value: m }, m)))]);
-  fillPolicies(res);
+    h("optgroup", { label: "compressed at prefill (backend/compress)" }, prefillMethods.map((m) => h("option", { value: m }, policyLabel(m))))]);
   ui.policy.value = policies.some((p) => p.name === "h2o") ? "h2o" : policies[0].name;
 }
 
-function fillPolicies(res) {
+async function fillPolicies(res) {
+  await loadLabels();  // the user's files changed: their labels and colours first, then every view redraws
   fill(ui.policy, policies.map((p) => h("option", { value: p.name, title: p.description || "" },
-    (p.label || p.name) + (p.needs_future ? " (model trace only)" : ""))));
+    policyLabel(p.name) + (p.needs_future ? " (model trace only)" : ""))));
   if (res.ok) userPolicies.render(res.user_policies, res.policies);
   emit("policies", policies);  // the Sweeps tab offers the user's rule files too
 }
@@ -125,7 +128,7 @@ async function refreshPolicies() {
   const res = await call("eviction_policies");
   if (!res.ok) return;
   policies = res.policies;
-  fillPolicies(res);
+  await fillPolicies(res);
   if (policies.some((p) => p.name === current)) ui.policy.value = current;
   evaluateView.start();  // Evaluate offers the same user policies
 }
@@ -139,7 +142,21 @@ function applyDefaults(d) {
     [ui.length, "length"], [ui.sinkMass, "sink_mass"], [ui.locality, "locality"], [ui.heavyCount, "heavy_hitters"],
     [ui.heavyMass, "heavy_mass"], [ui.heavyLife, "heavy_life"], [ui.background, "background"], [ui.seed, "seed"]]) set(input, key);
   if (d.sinks != null) ui.sinkCount.value = String(Math.min(d.sinks, 1000));
-  if (d.model_text && !ui.textEdited) ui.text.value = d.model_text;
+  if (d.model_text && !ui.textEdited && !modelBudget) ui.text.value = d.model_text;
+}
+
+// The loaded model's shared defaults (defaults.js): its budget and the start of its text for the model trace,
+// and the heatmap's ratio that keeps about C keys; fields the user typed in keep their values.
+function applyModelDefaults(d) {
+  modelBudget = d.simulate_model;
+  if (!ui.textEdited) ui.text.value = d.simulate_model.model_text;
+  ui.modelNote.textContent = `C = ${modelBudget.cache_size}, S = ${modelBudget.sinks}, W = ${modelBudget.window} on `
+    + `${d.text_label.split(" (")[0]}, as Evaluate, Sweep and Retrieval. ${d.notes.simulate_model}`;
+  if (!ratioEdited) ui.keptRatio.value = String(d.prefill_heatmap.ratio);
+  ui.keptNote.textContent = d.notes.prefill_heatmap;
+  if (ui.trace.value === "model" && !budgetEdited) {
+    ui.cache.value = String(modelBudget.cache_size); ui.sinks.value = String(modelBudget.sinks); ui.window.value = String(modelBudget.window);
+  }
 }
 
 function num(name, value, attrs = {}) {
@@ -170,14 +187,15 @@ function settingsCard() {
       field("Heavy life (steps)", ui.heavyLife),
       field("Background", ui.background), field("Seed", ui.seed)));
 
-  // Filled with the bundled held-out text (a few hundred tokens, several times the model-trace C) by applyDefaults.
+  // Filled with the start of the loaded model's text (a few times its C) by applyModelDefaults.
   ui.text = h("textarea", { rows: 5, dataset: { field: "text" }, placeholder: "Text for the model trace: longer than the cache C, or nothing is evicted",
     oninput: () => { ui.textEdited = true; } });
   ui.aggregate = h("select", { dataset: { field: "aggregate" }, onchange: () => { ui.head.disabled = ui.aggregate.value === "all_layers"; } },
     h("option", { value: "layer" }, "one layer"), h("option", { value: "all_layers" }, "mean over all layers"));
   ui.layer = num("layer", -1, { title: "-1 = last" });
   ui.head = h("input", { type: "text", placeholder: "mean", dataset: { field: "head" } });
-  ui.model = h("div", { class: "model-settings hidden" }, ui.text,
+  ui.modelNote = h("div", { class: "hint model-defaults-note" });
+  ui.model = h("div", { class: "model-settings hidden" }, ui.text, ui.modelNote,
     h("div", { class: "form-grid" }, field("Trace from", ui.aggregate), field("Layer (−1 = last)", ui.layer), field("Head (blank = mean)", ui.head)));
   ui.modelOverlay = requireModel(ui.model, "A model trace is the loaded model's attention on your text.");
   onEnter(ui.text, () => run(ui.policy.value));
@@ -205,7 +223,7 @@ function traceChanged() {
   ui.model.classList.toggle("hidden", !model);
   ui.modelOverlay();
   if (!budgetEdited) {  // each trace gets a budget that makes the policies evict
-    const b = model ? MODEL_BUDGET : { cache_size: defaults.cache_size ?? 256, sinks: defaults.sinks ?? 4, window: defaults.window ?? 128 };
+    const b = model && modelBudget ? modelBudget : { cache_size: defaults.cache_size ?? 256, sinks: defaults.sinks ?? 4, window: defaults.window ?? 128 };
     ui.cache.value = String(b.cache_size); ui.sinks.value = String(b.sinks); ui.window.value = String(b.window);
   }
   markStale("the trace changed");
@@ -360,7 +378,6 @@ function numeric(v) {
   return typeof v === "number" ? v : null;
 }
 
-function policyLabel(name) { const p = policies.find((q) => q.name === name); return p ? p.label || p.name : name; }
 
 function renderResults() {
   const rows = last.results;
@@ -374,7 +391,7 @@ function renderResults() {
   }
   fill(ui.tableBody, rows.map((r) => {
     const tr = h("tr", { class: r.policy === selectedPolicy ? "selected" : "", onclick: () => selectPolicy(r.policy) },
-      h("td", { title: r.policy }, policyLabel(r.policy)),
+      h("td", { title: r.policy }, h("span", { class: "swatch", style: { background: policyColour(r.policy) } }), policyLabel(r.policy)),
       COLUMNS.map(([key, , f]) => {
         const v = numeric(r[key]);
         return h("td", { class: best[key] != null && v != null && f(v) === best[key] ? "best" : "", dataset: { key } }, f(r[key]));
@@ -396,6 +413,7 @@ function renderResults() {
   ], "bar");
   setData(ui.recall, [], rows.map((r) => ({
     label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: policyColour(r.policy), borderDash: policyDash(r.policy),
+    policy: r.policy,
   })));
 }
 
@@ -452,7 +470,9 @@ function applyMask() {
 function keptControls() {
   ui.keptBy = h("select", { dataset: { field: "methods" }, onchange: showKept,
     title: "Dim the keys a simulated policy evicted, or those a prefill compression method does not keep" });
-  ui.keptRatio = num("ratio", 0.5, { min: 0, max: 0.99, step: 0.05, title: "Fraction of the text's keys removed (kvpress's compression_ratio)" });
+  ui.keptRatio = num("ratio", 0.5, { min: 0, max: 0.99, step: 0.05, title: "Fraction of the text's keys removed (kvpress's compression_ratio)",
+    oninput: () => { ratioEdited = true; } });
+  ui.keptNote = h("div", { class: "hint kept-defaults-note" });
   ui.keptLayer = num("layer", -1, { title: "-1 = last" });
   ui.keptHead = num("head", 0, { min: 0, title: "Query head; the kept set is its KV head's (grouped-query attention)" });
   for (const input of [ui.keptRatio, ui.keptLayer, ui.keptHead]) { input.addEventListener("change", showKept); onEnter(input, showKept); }
@@ -460,7 +480,7 @@ function keptControls() {
   ui.keptHint = h("div", { class: "hint kept-hint" });
   ui.keptBox = h("div", { class: "kept-controls" },
     h("div", { class: "form-grid" }, field("Keys kept by", ui.keptBy), field("Ratio removed", ui.keptRatio),
-      field("Layer (−1 = last)", ui.keptLayer), field("Query head", ui.keptHead)), ui.keptCancel, ui.keptHint);
+      field("Layer (−1 = last)", ui.keptLayer), field("Query head", ui.keptHead)), ui.keptNote, ui.keptCancel, ui.keptHint);
   return ui.keptBox;
 }
 
@@ -511,23 +531,24 @@ async function fetchKept(p) {
 }
 
 function drawKept(method) {
+  const name = policyLabel(method);
   const r = kept.result.methods.find((x) => x.method === method);
   const s = kept.result.settings, n = kept.result.n;
   const keep = new Set(r.kept);
   // This layer/head's own sinks (the attention call finds them); the trace's markers belong to its layer/head.
   ui.heatmap.setData({ tokens: kept.attention.tokens, rows: kept.attention.matrix, sinks: kept.attention.sinks.map((x) => x.position) });
   // Step 0 for every key not kept: the set is fixed once the prompt is prefilled, so every query row dims it.
-  ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${method} at prefill`);
-  ui.panel.querySelector(".heat-policy").textContent = `${method}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
+  ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${name} at prefill`);
+  ui.panel.querySelector(".heat-policy").textContent = `${name}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
   ui.keptHint.classList.remove("err");
-  ui.keptHint.textContent = `Compression at prefill: ${method} keeps a fixed set of keys once the text is prefilled, so every query `
+  ui.keptHint.textContent = `Compression at prefill: ${name} keeps a fixed set of keys once the text is prefilled, so every query `
     + `row dims the same columns. Layer ${s.layer}, query head ${s.head} (its KV head ${s.kv_head}), ratio ${s.ratio}: `
     + `${fmt.int(keep.size)} of ${fmt.int(n)} keys kept here; ${fmt.fixed(r.memory_tokens, 1)} per (layer, KV head) on average.`
     + (r.note ? ` ${r.note}` : "");
 }
 
 // One number per cell: {kept, total} ratios become two columns (no JSON inside a CSV cell).
-const CSV_COLUMNS = ["policy", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
+const CSV_COLUMNS = ["policy", "label", "tokens_processed", "accesses", "hits", "misses", "evictions", "hit_rate", "attention_recall",
   "retained_sinks_kept", "retained_sinks_total", "retained_heavy_hitters_kept", "retained_heavy_hitters_total", "kept", "seconds"];
 
 function split(v) {
@@ -538,7 +559,7 @@ function split(v) {
 
 function flatRows() {
   return last.results.map((r) => {
-    const row = { policy: r.policy };
+    const row = { policy: r.policy, label: policyLabel(r.policy) };
     for (const [key] of COLUMNS) row[key] = r[key];
     for (const key of ["retained_sinks", "retained_heavy_hitters"]) [row[key + "_kept"], row[key + "_total"]] = split(r[key]);
     row.kept = Array.isArray(r.kept) ? r.kept.length : r.kept;
@@ -553,7 +574,8 @@ function exportCSV() {
 
 function exportJSON() {
   if (!last) return;
-  saveJSON("eviction-results", { settings: last.params, trace: last.trace, results: last.results });
+  saveJSON("eviction-results", { settings: last.params, trace: last.trace, results: last.results,
+    labels: labelsOf(last.results.map((r) => r.policy)) });
 }
 
 /** For tests. */

@@ -13,15 +13,13 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { requireModel, onShown } from "./tabs.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
-import { policyColour } from "./palette.js";
+import { policyColour, policyLabel, labelsOf } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import { RetrievalGrids } from "./retrieval-grid.js";
 import { WhyMissed } from "./retrieval-why.js";
 
 const TASKS = { pass_key: "Pass key (Landmark Attention)", needle: "Needle (RULER, one magic number)",
   multi_key: "Several needles, one asked for", custom: "Your own text, needle and question" };
-const LABELS = { full: "Full Cache", sliding_window: "Window attention", streaming_llm: "StreamingLLM", h2o: "H2O",
-  lru: "LRU", tova: "TOVA" };
 const FIELDS = {
   task: { label: "Task" }, protocol: { label: "Protocol" }, policy: { label: "Policies" },
   lengths: { label: "Lengths", hint: "whole numbers of tokens separated by commas, e.g. 128, 200" },  // the backend's
@@ -36,14 +34,14 @@ const FIELDS = {
 
 const ui = {};
 let info = null;         // retrieval_info
-let named = {};          // policy → label, from the Eviction tab's list (user policies have labels)
 let last = null;         // last result (finished, or the cells kept on Cancel: partial) + the params that made it
 let shown = null;        // what the grid shows: `last`, or the running grid's cells so far
 let jobId = null;
 let lastJobId = null;
+let presets = {};        // retrieval_info's defaults.presets: name → {task, lengths, depths, label}
 const edited = new Set();  // fields the user typed in keep their value when defaults arrive
 
-const label = (p) => named[p] || LABELS[p] || p;
+const label = policyLabel;  // one label per policy on every tab (palette.js, backend/labels.py)
 const nameOf = (p) => (typeof p === "string" ? p : p.name);
 
 export function init(panel) {
@@ -53,8 +51,12 @@ export function init(panel) {
   panel.append(ui.demoNote, h("div", { class: "retrieval-grid-layout" }, settingsCard(), resultsCard()));
   requireModel(panel, "Retrieval asks the loaded model about its context with each policy's cache applied.");
   on("model", () => { if (app.model) start(); });
-  on("policies", (all) => { named = Object.fromEntries(all.map((p) => [p.name, p.label || p.name])); start(); });  // user rule files
+  on("policies", () => start());  // user rule files (their labels are in palette.js's table by then)
   onShown("retrieval", () => ui.why.resize());
+  on("defaults", (d) => {  // the shared budget (defaults.js): say that it is Evaluate's, and what differs
+    ui.sharedNote.textContent = `C = ${d.budget.cache_size}, S = ${d.budget.sinks}, W = ${d.budget.window} as Evaluate and `
+      + `the simulation. ${d.notes.retrieval}`;
+  });
 }
 
 /** Ask the backend what it offers for the loaded model (tasks, policies, defaults, the demo note). */
@@ -86,7 +88,7 @@ function fillPolicies() {
     const name = nameOf(p);
     return h("label", { class: "check", title: p.description || "" },
       h("input", { type: "checkbox", value: name, checked: ticked.has(name) ? ticked.get(name) : true, onchange: scheduleEstimate }),
-      h("span", { class: "swatch", style: { background: policyColour(name) } }), p.label || label(name));
+      h("span", { class: "swatch", style: { background: policyColour(name) } }), label(name));
   }) : h("span", { class: "hint" }, `No policies for the ${ui.protocol.value} protocol in this build.`));
 }
 
@@ -99,7 +101,22 @@ function applyDefaults(d) {
   set(ui.cache, "cache_size"); set(ui.ratio, "ratio"); set(ui.sinks, "sinks"); set(ui.window, "window");
   set(ui.chunk, "chunk"); set(ui.seed, "seed");
   if (d.chat_template != null && !edited.has("chat_template")) ui.chat.checked = !!d.chat_template;
+  presets = d.presets || {};
+  fill(ui.preset, Object.entries(presets).map(([k, p]) => h("option", { value: k }, k === "default"
+    ? `sized for this device (${p.lengths.map(fmt.int).join(", ")} × ${p.depths.length} depths)` : p.label)));
+  ui.preset.value = "default";
+  ui.presetField.classList.toggle("hidden", Object.keys(presets).length < 2);
   protocolChanged();
+}
+
+// Presets (backend/defaults.py): the grid sized for this device by default; the model's whole context and a
+// RULER-style needle at 4k are a choice, not the default (on a CPU they run for many minutes).
+function presetChosen() {
+  const p = presets[ui.preset.value];
+  if (!p) return;
+  ui.task.value = p.task; ui.lengths.value = p.lengths.join(", "); ui.depths.value = p.depths.join(", ");
+  for (const name of ["task", "lengths", "depths"]) edited.add(name);
+  taskChanged();
 }
 
 // ---------- settings ----------
@@ -134,6 +151,10 @@ function settingsCard() {
   ui.sinks = input("sinks", 4, { type: "number", min: 0, title: "S: sink tokens StreamingLLM keeps" });
   ui.window = input("window", 16, { type: "number", min: 1, title: "W: recent window H2O and TOVA protect" });
   ui.seed = input("seed", 0, { type: "number", min: 0, title: "Seeds the filler, the keys and the values" });
+  ui.preset = h("select", { dataset: { field: "preset" }, onchange: presetChosen,
+    title: "Grids to start from: lengths × depths (and the task for the RULER needle)" });
+  ui.presetField = field("Grid", ui.preset);
+  ui.sharedNote = h("div", { class: "hint retrieval-defaults-note" });
   ui.lengths = input("lengths", "128, 200", { type: "text", title: "Context lengths in tokens, separated by commas" });
   ui.depths = input("depths", "0, 0.25, 0.5, 0.75, 1", { type: "text", title: "Where the needle sits: 0 = start, 1 = end of the context" });
   ui.chat = h("input", { type: "checkbox", dataset: { field: "chat_template" }, onchange: () => edited.add("chat_template") });
@@ -151,7 +172,7 @@ function settingsCard() {
     field("Task", ui.task), ui.custom,
     h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, ui.budgetField,
       ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
-    field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
+    ui.sharedNote, ui.presetField, field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
     field("Policies", ui.policies), ui.estimate,
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
@@ -347,7 +368,7 @@ function render() {
   if (first && !running()) pick(first.policy, first.length, first.depth);  // not while cells keep arriving
 }
 
-const CSV_COLUMNS = ["length", "depth", "policy", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",
+const CSV_COLUMNS = ["length", "depth", "policy", "label", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",
   "needle_attention", "note"];
 
 // Cells kept from a cancelled grid are exported as such: in the file name and on every row.
@@ -355,13 +376,14 @@ function exportCSV() {
   if (!last || running()) return;
   const partial = last.partial ? `partial: ${last.cells_done} of ${last.cells_total} cells` : "";
   saveCSV(last.partial ? "retrieval-cells-partial" : "retrieval-cells",
-    last.cells.map((c) => ({ ...c, note: c.note || "", partial })), CSV_COLUMNS.concat(["partial"]));
+    last.cells.map((c) => ({ ...c, label: label(c.policy), note: c.note || "", partial })), CSV_COLUMNS.concat(["partial"]));
 }
 
 function exportJSON() {
   if (!last || running()) return;
   const { params: request, ...result } = last;
-  saveJSON(last.partial ? "retrieval-results-partial" : "retrieval-results", { request, ...result });
+  saveJSON(last.partial ? "retrieval-results-partial" : "retrieval-results",
+    { request, ...result, labels: labelsOf(result.cells.map((c) => c.policy)) });
 }
 
 /** For tests. */

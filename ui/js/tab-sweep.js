@@ -11,12 +11,10 @@ import * as status from "./status.js";
 import { app, on } from "./state.js";
 import { onShown } from "./tabs.js";
 import { lineChart } from "./charts.js";
-import { policyColour, policyDash } from "./palette.js";
+import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 
 const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
-const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O",
-  lru: "LRU", tova: "TOVA", quest: "Quest", oracle: "Oracle", sliding_window_recompute: "Window (recompute)" };
 // Which decode-time policies a kind offers: the oracle needs the future (traces only); Quest is Evaluate's.
 const ONLY = { oracle: ["simulate"], quest: ["evaluate"] };
 // y metrics: key, label, lower is better
@@ -27,7 +25,7 @@ const METRICS = {
   prefill: [["perplexity", "continuation perplexity", true], ["kl_vs_full", "KL from Full", true]],
 };
 const X_AXES = [["kv_bytes", "KV memory (bytes, log)"], ["kv_tokens", "KV tokens C (log)"], ["compression_ratio", "compression ratio (share of KV evicted)"]];
-const label = (p) => LABELS[p] || p;
+const label = policyLabel;  // one label per policy on every tab (palette.js, backend/labels.py)
 
 const ui = {};
 let rows = [];          // every row of the current results file
@@ -45,15 +43,38 @@ export function mount() {
     h("div", { class: "sweep-grid" }, settingsCard(), resultsCard()));
   on("model", (m) => { if (m && !ui.models.dataset.edited) ui.models.value = m.source || "demo"; });
   on("policies", showUserPolicies);
+  on("defaults", applyDefaults);
   onShown("sweep", () => ui.chart.resize());
   return ui.section;
 }
 
+// The loaded model's shared defaults (defaults.js, backend/defaults.py): Evaluate's text, tokens and S, W = C/2.
+function applyDefaults(d) {
+  for (const [input, value] of [[ui.maxTokens, d.sweep.max_tokens], [ui.sinks, d.sweep.sinks],
+    [ui.rLengths, d.retrieval.lengths.join(", ")], [ui.rDepths, d.retrieval.depths.join(", ")]]) {  // Retrieval's grid
+    if (!input.dataset.edited) input.value = String(value);
+  }
+  ui.text.placeholder = `blank = ${d.text_label.split(" (")[0]} (the loaded model's text, as Evaluate)`;
+  ui.defaultsNote.textContent = `${fmt.int(d.sweep.max_tokens)} tokens and S = ${d.sweep.sinks} as Evaluate. ${d.notes.sweep}`;
+}
+
+// This section is built when its module loads, before the labels table arrives: the built-ins' boxes get
+// their label and colour here, each time the policy list (and so the table) is read.
+function relabel() {
+  for (const box of ui.policyBoxes.querySelectorAll("label.check:not(.user-policy)")) {
+    const name = box.querySelector("input").value;
+    box.querySelector(".swatch").style.background = policyColour(name);
+    box.querySelector(".policy-label").textContent = label(name);
+  }
+}
+
 // User policies (rule files, #17; listed by the Eviction tab): a checkbox each after the built-ins.
 function showUserPolicies(all) {
+  relabel();
   ui.policyBoxes.querySelectorAll("label.user-policy").forEach((n) => n.remove());
   ui.policyBoxes.append(...all.filter((p) => p.user).map((p) => h("label", { class: "check user-policy", title: p.file },
-    h("input", { type: "checkbox", value: p.name, checked: true }), p.label || p.name)));
+    h("input", { type: "checkbox", value: p.name, checked: true }),
+    h("span", { class: "swatch", style: { background: policyColour(p.name) } }), label(p.name))));
 }
 
 // ---------- settings ----------
@@ -79,23 +100,27 @@ function settingsCard() {
     h("option", { value: "needle" }, "needle"), h("option", { value: "multi_key" }, "multi-key needle"));
   ui.rProtocol = h("select", { dataset: { field: "sweep.protocol" } }, h("option", { value: "streaming" }, "streaming"),
     h("option", { value: "prefill" }, "prefill (kvpress)"));
-  ui.rLengths = input("lengths", "96, 144", { title: "Context lengths (tokens), separated by commas" });
-  ui.rDepths = input("depths", "0, 0.5, 1", { title: "Needle depths 0..1, separated by commas" });
+  ui.rLengths = input("lengths", "96, 144", { title: "Context lengths (tokens), separated by commas",
+    oninput: () => { ui.rLengths.dataset.edited = "1"; } });
+  ui.rDepths = input("depths", "0, 0.5, 1", { title: "Needle depths 0..1, separated by commas",
+    oninput: () => { ui.rDepths.dataset.edited = "1"; } });
   ui.rChunk = input("chunk", 64, { type: "number", min: 1, title: "Streaming: evict every k tokens" });
   ui.retrieval = h("div", { class: "form-grid hidden" }, field("Task", ui.rTask), field("Protocol", ui.rProtocol),
     field("Lengths", ui.rLengths), field("Depths", ui.rDepths), field("Chunk k", ui.rChunk));
-  ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the bundled held-out Jargon File text" });
+  ui.text = h("textarea", { rows: 3, dataset: { field: "sweep.texts" }, placeholder: "blank = the loaded model's bundled text (as Evaluate)" });
   ui.policyBoxes = h("div", { class: "sweep-policies", dataset: { field: "sweep.policies" } },
-    POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }), label(p))));
+    POLICIES.map((p) => h("label", { class: "check" }, h("input", { type: "checkbox", value: p, checked: p !== "oracle" }),
+      h("span", { class: "swatch" }), h("span", { class: "policy-label" }, p))));  // named by relabel()
   // Kind prefill: backend/compress's methods (listed by evaluate_info), each at every compression ratio.
   ui.prefillBoxes = h("div", { class: "sweep-policies hidden", dataset: { field: "sweep.policies" } });
   ui.ratios = input("ratios", "0.25, 0.5, 0.75, 0.9", { title: "Compression ratios: the fraction of the context removed, separated by commas" });
   ui.ratiosField = field("Ratios", ui.ratios);
   ui.ratiosField.classList.add("hidden");
   ui.sizes = input("cache_sizes", "auto", { title: "auto = 8 sizes log-spaced from 1/32 of the text to all of it; or 16,32,64,…" });
-  ui.sinks = input("sinks", 4, { type: "number", min: 0 });
+  ui.sinks = input("sinks", 4, { type: "number", min: 0, oninput: () => { ui.sinks.dataset.edited = "1"; } });
+  ui.defaultsNote = h("div", { class: "hint sweep-defaults-note" });
   ui.window = input("window", "", { type: "number", min: 1, placeholder: "C/2" });
-  ui.maxTokens = input("max_tokens", 512, { type: "number", min: 2, step: 64 });
+  ui.maxTokens = input("max_tokens", 512, { type: "number", min: 2, step: 64, oninput: () => { ui.maxTokens.dataset.edited = "1"; } });
   ui.workers = input("workers", "", { type: "number", min: 0, placeholder: "per core" });
   ui.ray = input("ray", "", { placeholder: "blank = this machine; auto or HOST:PORT",
     title: "Run the cells on an existing Ray cluster (ray start --head …). SinkVis never starts one." });
@@ -109,7 +134,7 @@ function settingsCard() {
     h("div", { class: "form-grid" }, field("Models", ui.models), field("Kind", ui.kind)),
     ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
     h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
-      field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
+      field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)), ui.defaultsNote,
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
@@ -128,7 +153,8 @@ async function kindChanged() {
   if (prefill && !ui.prefillBoxes.childElementCount) {
     const info = await call("evaluate_info", {});
     if (info.ok) fill(ui.prefillBoxes, info.prefill_methods.map((m) => h("label", { class: "check" },
-      h("input", { type: "checkbox", value: m, checked: true }), label(m))));
+      h("input", { type: "checkbox", value: m, checked: true }),
+      h("span", { class: "swatch", style: { background: policyColour(m) } }), label(m))));
   }
   ui.retrieval.classList.toggle("hidden", ui.kind.value !== "retrieval");
   ui.textField.classList.toggle("hidden", ui.kind.value === "retrieval");  // the task makes its own texts
@@ -339,7 +365,7 @@ function render() {
   const byPolicy = {};
   for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
   const datasets = Object.entries(byPolicy).map(([policy, list]) => ({
-    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy),
+    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy), policy,
     pointRadius: policy === "full" ? 5 : 3, showLine: policy !== "full",
     data: list.filter((r) => r.metrics[yKey] != null && r[xKey] != null)
       .sort((a, b) => a[xKey] - b[xKey]).map((r) => ({ x: xKey === "compression_ratio" ? r[xKey] : Math.max(r[xKey], 1e-9), y: r.metrics[yKey], row: r })),
@@ -407,7 +433,7 @@ function renderTable(shown, yKey) {
   const order = (p) => (POLICIES.includes(p) ? POLICIES.indexOf(p) : POLICIES.length);
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
     || a.cell.cache_size - b.cell.cache_size || (a.cell.ratio || 0) - (b.cell.ratio || 0));
-  fill(ui.tableBody, sorted.map((r) => h("tr", {},
+  fill(ui.tableBody, sorted.map((r) => h("tr", { dataset: { policy: r.cell.policy } },
     h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
     h("td", {}, r.cell.ratio != null ? `r = ${r.cell.ratio}` : fmt.int(r.cell.cache_size)),
     h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
@@ -456,7 +482,7 @@ function renderPicks() {
   const best = picks.filter((p) => p.row).sort((a, b) => (lower !== false ? 1 : -1) * (a.row.metrics[yKey] - b.row.metrics[yKey]))[0];
   fill(ui.picks, h("table", { class: "data sweep-picks-table" },
     h("thead", {}, h("tr", {}, ["at ≤ " + text, "C", "KV memory", yKey].map((t) => h("th", {}, t)))),
-    h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "" },
+    h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "", dataset: { policy: p.policy } },
       h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }), label(p.policy)),
       h("td", {}, p.row ? fmt.int(p.row.cell.cache_size) : "—"),
       h("td", {}, p.row ? fmt.bytes(p.row.kv_bytes) : "does not fit"),
@@ -464,7 +490,7 @@ function renderPicks() {
 }
 
 function flat(r) {
-  return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, cache_size: r.cell.cache_size,
+  return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, label: label(r.cell.policy), cache_size: r.cell.cache_size,
     sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
     compression_ratio: r.compression_ratio, ratio: r.cell.ratio ?? "", memory_is: r.memory_is || "", ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
 }
@@ -476,7 +502,7 @@ function exportCSV() {
 }
 
 function exportJSON() {
-  if (rows.length) saveJSON("sweep", { rows });
+  if (rows.length) saveJSON("sweep", { rows, labels: labelsOf(rows.map((r) => r.cell.policy)) });
 }
 
 // For tests and the devtools console.
