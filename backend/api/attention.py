@@ -40,6 +40,14 @@ def _grid(result: dict) -> dict:
             "max": _cells(result["max"]), "mean": _cells(result["mean"])}
 
 
+def _per_row_bin(share, row_edges):
+    """Each row bin's mean learned-sink share (None for a model without learned sinks)."""
+    if share is None:
+        return None
+    starts = np.asarray(row_edges[:-1])
+    return np.round(np.add.reduceat(share, starts) / np.diff(row_edges), 6).tolist()
+
+
 class AttentionMethods:
     @public
     def attention(self, params=None):
@@ -67,7 +75,8 @@ class AttentionMethods:
         one = aggregate == "layer"
         return {"tokens": tokens, "token_ids": ids, "layer": rows.layers[0] if one else None, "head": rows.head if one else None,
                 "n": n, "matrix": None if view["matrix"] is None else np.round(view["matrix"], 6).tolist(),
-                "overview": {**_grid(view), "kept_columns": sorted(set(range(min(n, sink_columns))) | set(view["sinks"]))},
+                "overview": {**_grid(view), "kept_columns": sorted(set(range(min(n, sink_columns))) | set(view["sinks"])),
+                             "learned_sink": _per_row_bin(learned, view["row_edges"])},
                 "sinks": sinks, "learned_sink": None if learned is None else np.round(learned, 6).tolist(),
                 "learned_sink_mean": None if learned is None else round(float(learned.mean()), 6),
                 "seconds": round(time.perf_counter() - started, 4)}
