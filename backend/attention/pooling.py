@@ -25,6 +25,15 @@ def edges(lo: int, hi: int, cells: int, keep=()) -> np.ndarray:
     return np.array(sorted(cuts), dtype=np.int64)
 
 
+def causal_counts(row_lo, row_hi, col_edges) -> np.ndarray:
+    """[row bins, column bins]: how many (query, key) pairs of each cell have key ≤ query (rows row_lo..row_hi-1)."""
+    col_edges = np.asarray(col_edges, np.int64)
+    keys = np.arange(col_edges[0], col_edges[-1])
+    a, b = np.asarray(row_lo, np.int64)[:, None], np.asarray(row_hi, np.int64)[:, None]
+    causal = np.maximum(0, b - np.maximum(a, keys[None, :]))  # queries q in [a, b) with q ≥ key
+    return np.add.reduceat(causal, col_edges[:-1] - col_edges[0], axis=1)
+
+
 class RowPool:
     """Max and sum over each row bin's rows, keys k0..k1-1 at full resolution; fed block by block."""
 
@@ -48,10 +57,7 @@ class RowPool:
         """{"max", "mean"}: float [row bins, column bins], NaN where a cell has no key ≤ its queries."""
         col_edges = np.asarray(col_edges, np.int64)
         starts = col_edges[:-1] - self.k0
-        keys = np.arange(self.k0, self.k1)
-        a, b = self.row_edges[:-1, None], self.row_edges[1:, None]
-        causal = np.maximum(0, b - np.maximum(a, keys[None, :]))  # queries q in [a, b) with q ≥ key
-        count = np.add.reduceat(causal, starts, axis=1)
+        count = causal_counts(self.row_edges[:-1], self.row_edges[1:], col_edges)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.add.reduceat(self.sum, starts, axis=1) / count
         top = np.maximum.reduceat(self.max, starts, axis=1).astype(np.float64)

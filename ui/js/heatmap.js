@@ -103,6 +103,16 @@ export class Heatmap {
     this.render();
   }
 
+  /** Live stream on a grid (setGrid first): row bin r's cells now read `values` (the bin being filled is
+   *  redrawn in place until the next one starts); token: the newest query's token, for labels and tooltips. */
+  setCellRow(r, values, token) {
+    if (token != null) this.tokens.push(String(token));
+    this.rows[r] = Float32Array.from(values, (x) => (x == null ? NaN : x));
+    if (this.rows.length > this.cap) this.grow();
+    this.paintRow(r);
+    this.render();
+  }
+
   setMarkers(sinks = [], heavy = []) {
     this.sinks = new Set(sinks);
     this.heavy = new Set(heavy);
