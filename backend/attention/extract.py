@@ -62,11 +62,13 @@ def view_layers(loaded, layer: int = -1, head=None, aggregate: str = "layer") ->
 
 def view_rows(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer"):
     """(token ids, ViewRows): one forward, then any rows of the view on demand (view_rows.py)."""
-    from .view_rows import ViewRows
+    from .seam import through_interface
+    from .view_rows import DenseRows, ViewRows
 
     layers, head = view_layers(loaded, layer, head, aggregate)
     ids = encode(loaded, text)
-    return ids, ViewRows(loaded, ids, layers, head)
+    rows = ViewRows if through_interface(loaded.model) else DenseRows  # Falcon: its own attention, output_attentions
+    return ids, rows(loaded, ids, layers, head)
 
 
 def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer") -> dict:

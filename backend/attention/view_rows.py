@@ -112,7 +112,7 @@ class ViewRows:
     def __init__(self, loaded, ids: list[int], layers: list[int], head=None):
         import torch
 
-        from .seam import attention_layers, outside_interface_message, tapped, through_interface
+        from .seam import tapped
 
         self.loaded, self.n, self.layers, self.head = loaded, len(ids), list(layers), head
         self.learned_sinks = False
@@ -125,8 +125,6 @@ class ViewRows:
                 self.learned_sinks |= call.sinks is not None  # gpt-oss: part of each row goes to no key
             return call.eager() if self.n <= WHOLE else _fast(call)
 
-        if not through_interface(loaded.model) or not attention_layers(loaded.model):
-            raise UserError("no_attentions", outside_interface_message(loaded.model, "The attention view"))
         with torch.inference_mode(), tapped(tap):
             loaded.model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=False, logits_to_keep=1)
         missing = wanted - set(kept)
@@ -161,3 +159,34 @@ class ViewRows:
         q1 = self.n if q1 is None else q1
         for a in range(q0, q1, self.block):
             yield a, self.rows(a, min(q1, a + self.block))
+
+
+class DenseRows(ViewRows):
+    """The same rows for a model that computes attention its own way and never calls the attention interface
+    (Falcon): one forward with output_attentions, every layer's n × n weights held, so up to WHOLE tokens only."""
+
+    def __init__(self, loaded, ids: list[int], layers: list[int], head=None):
+        from .extract import forward_attentions
+
+        if len(ids) > WHOLE:
+            raise UserError("too_long", f"The text is {len(ids):,} tokens; this model computes attention outside "
+                            "transformers' attention interface, so its whole matrices are held, up to "
+                            f"{WHOLE:,} tokens. Shorten the text.", "text")
+        attentions, sinks = forward_attentions(loaded, ids)
+        self.loaded, self.n, self.layers, self.head, self.learned_sinks = loaded, len(ids), list(layers), head, sinks
+        self.kept = [_Held(attentions[i]) for i in self.layers]
+        self.heads = self.kept[0].heads
+
+
+class _Held:
+    """A layer's whole weights [1, H, n, n], answering like Kept."""
+
+    def __init__(self, weights):
+        self.array, self.heads = weights, int(weights.shape[1])
+
+    def weights(self, q0: int, q1: int) -> np.ndarray:
+        array = self.array[0, :, q0:q1].float().cpu().numpy()
+        if not np.isfinite(array).all():
+            raise UserError("non_finite", "The attention weights contain inf/NaN (fp16 overflow?); reload the model in "
+                            "fp32 or bf16.", "precision")
+        return array
