@@ -122,16 +122,30 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=8000)
     parser.add_argument("--stream-tokens", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--rows", default="plain,quick,zoom,quick-all,stream", help="which rows, comma-separated (plain always runs)")
+    parser.add_argument("--rows", default="plain,quick,zoom,quick-all,stream",
+                        help="which rows, comma-separated (plain runs whenever a Quick Attention row does)")
     parser.add_argument("--child")
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(args)))
         return
-    rows = ["plain"] + [r for r in args.rows.split(",") if r and r != "plain"]
+    asked = [r for r in args.rows.split(",") if r and r != "plain"]
+    rows = (["plain"] if any(r != "stream" for r in asked) else []) + asked
     print(f"SmolLM2-135M fp32, CPU, {args.threads} thread(s), {args.tokens:,} tokens (stream: {args.stream_tokens:,})")
     results = {row: run(row, args) for row in rows}
-    plain = results["plain"]
+    plain = results.get("plain")
+    if plain:
+        table(results, plain)
+    if "stream" in results:
+        s = results["stream"]
+        print(f"stream: {s['tokens']:,} tokens in {s['seconds']:.0f} s ({s['message']}); state bound "
+              f"{s['bound_bytes'] / 2**20:.1f} MiB")
+        for pos, c in sorted(s["checkpoints"].items(), key=lambda kv: int(kv[0])):
+            print(f"  at {int(pos):>5,} tokens: state {c['state_bytes'] / 2**20:7.1f} MiB, peak RSS above model "
+                  f"{c['peak_mib']:7.0f} MiB")
+
+
+def table(results: dict, plain: dict) -> None:
     print(f"{'row':<10} {'seconds':>9} {'peak MiB above model':>21} {'time vs plain':>14} {'memory vs plain':>16}")
     for row, r in results.items():
         if row == "stream":
@@ -141,13 +155,6 @@ def main() -> None:
     print(f"model RSS after load: {plain['model_rss_mib']:.0f} MiB")
     if "zoom" in results:
         print(f"zoom 256×256 single tokens: {results['zoom']['zoom_seconds']:.3f} s (median of 5, after its own Quick Attention)")
-    if "stream" in results:
-        s = results["stream"]
-        print(f"stream: {s['tokens']:,} tokens in {s['seconds']:.0f} s ({s['message']}); state bound "
-              f"{s['bound_bytes'] / 2**20:.1f} MiB")
-        for pos, c in sorted(s["checkpoints"].items(), key=lambda kv: int(kv[0])):
-            print(f"  at {int(pos):>5,} tokens: state {c['state_bytes'] / 2**20:7.1f} MiB, peak RSS above model "
-                  f"{c['peak_mib']:7.0f} MiB")
 
 
 if __name__ == "__main__":
