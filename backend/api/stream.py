@@ -39,6 +39,20 @@ def _parse_view(value, layers: int, heads: int, field: str) -> tuple:
     return layer % layers, head
 
 
+def _cells(grid) -> list:
+    """Pooled cells as JSON: 6 decimals, null where a cell has no key at or before its queries."""
+    return [None if np.isnan(x) else x for x in np.round(np.asarray(grid, np.float64), ROUND).tolist()]
+
+
+def _history(session, v: int) -> dict:
+    """A view's past rows: every row while the stream fits its cells, else the pooled cells (max and mean)."""
+    if not session.pooled:
+        return {"rows": [_rounded(r) for r in session.history(v)], "cells": None}
+    c = session.history_cells(v)
+    return {"rows": None, "cells": {"row_edges": c["row_edges"].tolist(), "col_edges": c["col_edges"].tolist(),
+                                    "max": [_cells(r) for r in c["max"]], "mean": [_cells(r) for r in c["mean"]]}}
+
+
 def _view_json(view: tuple) -> dict:
     return {"layer": view[0], "head": view[1]}
 
@@ -88,7 +102,7 @@ class StreamMethods:
     @public
     def stream_start(self, params=None):
         from ..attention.extract import encode, token_labels
-        from ..attention.stream import StreamSession, max_tokens_for
+        from ..attention.stream import CELLS, StreamSession
 
         params = params_dict(params)
         loaded = self._state.model
@@ -101,6 +115,7 @@ class StreamMethods:
         threshold = number(params, "sink_threshold", 0.10, lo=0.001, hi=1.0)
         fraction = number(params, "heavy_fraction", 0.10, lo=0.0, hi=1.0)
         sink_count = integer(params, "sink_count", 4, lo=1, hi=64)
+        cells = integer(params, "cells", CELLS, lo=16, hi=1024)
         layers, heads = int(loaded.spec["layers"]), int(loaded.spec["heads"])
         view = _parse_view(params.get("view"), layers, heads, "view")
 
@@ -112,24 +127,24 @@ class StreamMethods:
                 ids = encode(loaded, prompt, check_context=False)
             except UserError as exc:  # extract speaks of "text"; here the field is the prompt
                 raise UserError(exc.code, exc.message.replace("text", "prompt", 1), "prompt") from None
-            # A prompt longer than the stream can hold streams up to that limit and says so (issue #11):
-            # the context length, or the attention-history budget on many-head models.
-            limit = max_tokens_for(layers, heads, loaded.context_length)
+            # A prompt longer than the context streams up to it and says so (issue #11); the state is
+            # bounded (backend/attention/stream.py), so the context is the only limit.
+            limit = loaded.context_length
             note = None
             if len(ids) > limit:
-                why = "the model's context" if limit >= loaded.context_length else "the attention-history limit"
-                note = f"The prompt is {len(ids):,} tokens but {why} is {limit:,}: streaming its first {limit:,} tokens."
+                note = f"The prompt is {len(ids):,} tokens but the model's context is {limit:,}: streaming its first {limit:,} tokens."
                 prompt_tokens_given, ids = len(ids), ids[:limit]
             session = StreamSession(loaded, ids, lambda i: token_labels(loaded.tokenizer, i), generate=generate,
                                     temperature=temperature, seed=seed, sink_threshold=threshold,
-                                    heavy_fraction=fraction, sink_count=sink_count)
+                                    heavy_fraction=fraction, sink_count=sink_count, cells=cells)
             session.view = view
             self._state.stream = session
         finally:
             lock.release()
         return {"prompt_tokens": session.n_prompt, "tokens": list(session.tokens), "context_length": session.context_length,
                 "max_tokens": session.max_tokens, "n_layers": layers, "n_heads": heads, "view": _view_json(view),
-                "generate": generate, "history_bytes": session.history_bytes(),
+                "generate": generate, "history_bytes": session.history_bytes(), "state_bound_bytes": session.state_bound(),
+                "pooled": session.pooled, "cells": session.history_edges() if session.pooled else None,
                 **({"note": note, "prompt_tokens_given": prompt_tokens_given} if note else {})}
 
     @public
@@ -150,6 +165,9 @@ class StreamMethods:
                 out.append({"position": step["position"], "token": step["token"], "token_id": step["token_id"],
                             "generated": step["generated"], "row": _rounded(session.newest_row(v)),
                             "step_seconds": round(step["step_seconds"], 6)})
+                if session.pooled:  # the pooled history's newest row bin: O(cells) numbers
+                    cur = session.current_cells(v)
+                    out[-1]["cells_row"] = {"row": cur["row"], "max": _cells(cur["max"]), "mean": _cells(cur["mean"])}
             return {"steps": out, **_progress(session, v)}
         finally:
             lock.release()
@@ -163,7 +181,7 @@ class StreamMethods:
             session.view = _parse_view(params, session.layers, session.heads, "")
             v = session.view_index(*session.view)
             return {"view": _view_json(session.view), "tokens": list(session.tokens[: session.position]),
-                    "rows": [_rounded(r) for r in session.history(v)], "sinks": session.sinks(v),
+                    **_history(session, v), "sinks": session.sinks(v),
                     "heavy_hitters": session.heavy_hitters(v), "position": session.position}
         finally:
             lock.release()
@@ -212,7 +230,7 @@ class StreamMethods:
                                  "temperature": session.temperature},
                     "prompt_tokens": session.n_prompt, "tokens": list(session.tokens[: session.position]),
                     "token_ids": list(session.token_ids[: session.position]),
-                    "rows": [_rounded(r) for r in session.history(v)], "sink_table": session.sinks(v),
+                    **_history(session, v), "sink_table": session.sinks(v),
                     "heavy_hitters": session.heavy_hitters(v), "sink_grid": session.sink_grid(),
                     **_recommendation(session), "sink_mass_by_layer": session.sink_mass_by_layer()}
         finally:

@@ -1,4 +1,4 @@
-"""One forward pass with attentions: the matrices behind the Quick Attention Test and model traces."""
+"""Tokens, and the attention views behind the Quick Attention Test and model traces (rows on demand: view_rows.py)."""
 import numpy as np
 
 from ..errors import UserError
@@ -48,42 +48,35 @@ def learned_sink_share(matrix: np.ndarray) -> np.ndarray:
     return np.clip(1.0 - np.tril(matrix).sum(axis=-1, dtype=np.float64), 0.0, 1.0)
 
 
-def _to_numpy(attn) -> np.ndarray:
-    array = attn[0].float().cpu().numpy()
-    if not np.isfinite(array).all():
-        raise UserError("non_finite", "The attention weights contain inf/NaN (fp16 overflow?); reload the model in fp32 or bf16.", "precision")
-    return array
+def view_layers(loaded, layer: int = -1, head=None, aggregate: str = "layer") -> tuple[list[int], int | None]:
+    """(layers, head) of a view, checked: a layer's head, a layer's mean over heads (head None), or every layer."""
+    n_layers, n_heads = loaded.spec["layers"], loaded.spec["heads"]
+    if aggregate == "all_layers":
+        return list(range(n_layers)), None
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
+        raise UserError("bad_input", f"layer must be between {-n_layers} and {n_layers - 1} (−1 = last).", "layer")
+    if head is not None and (isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n_heads):
+        raise UserError("bad_input", f"head must be blank (mean over heads) or between 0 and {n_heads - 1}.", "head")
+    return [layer % n_layers], head
 
 
-def attention_matrices(loaded, text: str, layers=None) -> dict:
-    """tokens + attentions as float32 [layers, heads, n, n] (only `layers` if given, in that order);
-    learned_sinks: True when the model gives part of each row to learned sink logits (gpt-oss), so
-    rows sum to less than 1 over the keys."""
+def view_rows(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer"):
+    """(token ids, ViewRows): one forward, then any rows of the view on demand (view_rows.py)."""
+    from .seam import through_interface
+    from .view_rows import DenseRows, ViewRows
+
+    layers, head = view_layers(loaded, layer, head, aggregate)
     ids = encode(loaded, text)
-    attentions, sinks = forward_attentions(loaded, ids)
-    picked = range(len(attentions)) if layers is None else layers
-    stacked = np.stack([_to_numpy(attentions[i]) for i in picked])
-    return {"token_ids": ids, "tokens": token_labels(loaded.tokenizer, ids), "attentions": stacked,
-            "learned_sinks": sinks}
+    rows = ViewRows if through_interface(loaded.model) else DenseRows  # Falcon: its own attention, output_attentions
+    return ids, rows(loaded, ids, layers, head)
 
 
 def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer") -> dict:
-    """One n×n matrix: a layer's head, a layer's mean over heads, or the mean over all layers and heads;
-    learned_sink: each row's share on the model's learned sinks ([n]), or None for a model without."""
-    n_layers, n_heads = loaded.spec["layers"], loaded.spec["heads"]
-    if aggregate == "all_layers":
-        data = attention_matrices(loaded, text)
-        matrix = data["attentions"].mean(axis=(0, 1))
-        layer, head = None, None
-    else:
-        if isinstance(layer, bool) or not isinstance(layer, int) or not -n_layers <= layer < n_layers:
-            raise UserError("bad_input", f"layer must be between {-n_layers} and {n_layers - 1} (−1 = last).", "layer")
-        layer = layer % n_layers
-        if head is not None and (isinstance(head, bool) or not isinstance(head, int) or not 0 <= head < n_heads):
-            raise UserError("bad_input", f"head must be blank (mean over heads) or between 0 and {n_heads - 1}.", "head")
-        data = attention_matrices(loaded, text, layers=[layer])
-        per_head = data["attentions"][0]
-        matrix = per_head.mean(axis=0) if head is None else per_head[head]
-    matrix = matrix.astype(np.float32)
-    return {"token_ids": data["token_ids"], "tokens": data["tokens"], "layer": layer, "head": head, "matrix": matrix,
-            "learned_sink": learned_sink_share(matrix) if data["learned_sinks"] else None}
+    """One dense n×n matrix (small n: model traces, tests): a layer's head, a layer's mean over heads, or the mean
+    over all layers and heads; learned_sink: each row's share on the model's learned sinks ([n]), or None."""
+    ids, rows = view_rows(loaded, text, layer, head, aggregate)
+    matrix = np.concatenate([block for _, block in rows.blocks()]).astype(np.float32)
+    one = aggregate != "all_layers"
+    return {"token_ids": ids, "tokens": token_labels(loaded.tokenizer, ids), "layer": rows.layers[0] if one else None,
+            "head": rows.head if one else None, "matrix": matrix,
+            "learned_sink": learned_sink_share(matrix) if rows.learned_sinks else None}

@@ -9,14 +9,16 @@ Views: a head of a layer, a layer's mean over heads, or the mean over all layers
 and heads. Every view's running sums are updated each step (they are O(n) each),
 so switching views mid-stream needs no model call.
 
-Memory bound. The per-head history is stored once, packed triangular (row t holds
-t+1 keys) and quantised to uint8 as round(255·√a): that keeps the small weights a
-heatmap shows (the smallest non-zero level is 1.5e-5) with an absolute error of at
-most √a/255 (≤ 0.004). History bytes = layers × heads × n(n+1)/2:
-72.1 MiB at n = 1,024 for 12 layers × 12 heads (fp16 would need 144 MiB; a 64 MiB
-budget holds 964 tokens at 12×12). The running sums add (L·H + L + 1) × n × 20
-bytes (3.1 MiB at 1,024, 12×12). A stream never grows past HISTORY_BUDGET: a model
-with many heads stops before its context length, with a message saying why.
+Memory bound. Past rows are kept pooled, not whole (stream_history.py): every view holds a fixed grid
+of CELLS × CELLS cells (max and mean, float16), so the history is the same size at any length, and a stream
+runs to the model's context. The running sums behind sinks and heavy hitters are O(n) per view. State
+bytes (`state_bound`, what `history_bytes` reports):
+
+    views × (row bins × column bins × 4 + column bins × 12)  +  views × context × 24  (+ a few KB)
+
+with views = L·H + L + 1. SmolLM2 (30 × 9, context 8,192): 76.4 MB + 59.2 MB = 135.6 MB at any position
+(the model's own KV cache adds L × 2 × KV heads × head dim × 4 bytes a token: 377 MB at 8,192). A stream
+whose context fits the cells (the demo model's 256) keeps every row exactly (float16).
 Rows returned by `step` are the model's own float32 weights, not the stored copy.
 """
 import time
@@ -24,28 +26,15 @@ import time
 import numpy as np
 
 from . import sinks as S
+from .stream_history import PooledHistory
 
-HISTORY_BUDGET = 256 * 2**20  # bytes of per-head history a stream may hold
-
-
-def _tri(n: int) -> int:
-    return n * (n + 1) // 2
+CELLS = 256  # the pooled history's cells per side (about a heatmap's height in pixels)
 
 
-def max_tokens_for(layers: int, heads: int, context_length: int, budget: int = HISTORY_BUDGET) -> int:
-    """The longest stream whose per-head history fits the budget (and the context)."""
-    n = int((2 * budget / max(1, layers * heads)) ** 0.5)
-    while n > 1 and layers * heads * _tri(n) > budget:
-        n -= 1
-    return max(1, min(context_length, n))
-
-
-def _encode(rows: np.ndarray) -> np.ndarray:
-    return np.rint(np.sqrt(np.clip(rows, 0.0, 1.0)) * 255.0).astype(np.uint8)
-
-
-def _decode(codes: np.ndarray) -> np.ndarray:
-    return np.square(codes.astype(np.float32) / 255.0)
+def state_bound(layers: int, heads: int, context_length: int, sink_count: int = 4, cells: int = CELLS) -> int:
+    """Bytes a stream's state holds at most (the formula above), whatever it has streamed."""
+    views = layers * heads + layers + 1
+    return PooledHistory.bound(views, context_length, cells, range(sink_count)) + views * context_length * 24 + layers * S.RECOMMEND_MAX_K * 8
 
 
 class StreamSession:
@@ -53,15 +42,15 @@ class StreamSession:
 
     def __init__(self, loaded, prompt_ids: list[int], token_labels, generate: int = 0, temperature: float = 0.0,
                  seed: int = 0, sink_threshold: float = S.SINK_THRESHOLD, heavy_fraction: float = S.HEAVY_FRACTION,
-                 sink_count: int = 4, budget: int = HISTORY_BUDGET):
+                 sink_count: int = 4, cells: int = CELLS):
         import torch
         from transformers import DynamicCache
 
         self.loaded = loaded
         self.layers, self.heads = int(loaded.spec["layers"]), int(loaded.spec["heads"])
         self.context_length = loaded.context_length
-        self.budget = budget
-        self.max_tokens = max_tokens_for(self.layers, self.heads, self.context_length, budget)
+        self.cells = cells
+        self.max_tokens = self.context_length  # bounded state (above): a stream always reaches the context
         if not prompt_ids or len(prompt_ids) > self.max_tokens:
             raise ValueError("prompt must hold 1..max_tokens tokens")  # the Api checks this first
         self.token_ids = list(prompt_ids)          # prompt ids, then generated ids as they come
@@ -83,7 +72,7 @@ class StreamSession:
 
         lh, n = self.layers * self.heads, self.max_tokens
         self.n_views = lh + self.layers + 1        # every head, every layer's mean, the all-layer mean
-        self._history = np.zeros((lh, _tri(n)), dtype=np.uint8)
+        self._history = PooledHistory(self.n_views, n, cells, keep=range(sink_count))
         self._accumulated = np.zeros((self.n_views, n))                  # H2O score: column sums, diagonal included
         self._diagonal = np.zeros((self.n_views, n))                     # attention each key paid itself
         self._since = np.full((self.n_views, n), -1, dtype=np.int32)    # step a key became a sink, -1 if not one
@@ -172,8 +161,8 @@ class StreamSession:
         return rows
 
     def _record(self, rows: np.ndarray, t: int) -> None:
-        self._history[:, _tri(t): _tri(t + 1)] = _encode(rows.reshape(self.layers * self.heads, t + 1))
         views = self._views(rows)
+        self._history.add(t, views)
         self._last_rows = views
         self._accumulated[:, : t + 1] += views
         self._diagonal[:, t] = views[:, t]
@@ -196,11 +185,7 @@ class StreamSession:
         eos = getattr(self.loaded.tokenizer, "eos_token_id", None)
         if n >= self.max_tokens:
             self.done = True
-            if self.max_tokens >= self.context_length:
-                self.message = f"Reached the model's context length ({self.context_length:,} tokens); the stream stops here."
-            else:
-                self.message = (f"Reached the history limit: {self.max_tokens:,} tokens × {self.layers} layers × "
-                                f"{self.heads} heads fill {self.budget // 2**20} MiB; the stream stops here.")
+            self.message = f"Reached the model's context length ({self.context_length:,} tokens); the stream stops here."
         elif generated and eos is not None and token_id == eos:
             self.done, self.message = True, f"The model generated its end-of-text token after {n - self.n_prompt} new tokens."
         elif n >= self.n_prompt + self.generate:
@@ -213,18 +198,26 @@ class StreamSession:
         """The newest query's row over keys 0..t in one view."""
         return self._last_rows[view]
 
+    @property
+    def pooled(self) -> bool:
+        """Whether the history is pooled cells (the context is longer than CELLS) rather than every row."""
+        return not self._history.single
+
     def history(self, view: int) -> list[np.ndarray]:
-        """Every stored row of one view (row t over keys 0..t), decoded from the uint8 history."""
-        n, lh = self.position, self.layers * self.heads
-        if view < lh:
-            flat = _decode(self._history[view, : _tri(n)])
-        else:
-            heads = range(lh) if view == self.n_views - 1 else range((view - lh) * self.heads, (view - lh + 1) * self.heads)
-            flat = np.zeros(_tri(n), dtype=np.float32)
-            for i in heads:  # one head at a time: a 12×12 model at 1,024 tokens would need 300 MB at once
-                flat += _decode(self._history[i, : _tri(n)])
-            flat /= len(heads)
-        return [flat[_tri(t): _tri(t + 1)] for t in range(n)]
+        """Every row so far of one view (row t over keys 0..t), when the history keeps single tokens (not pooled)."""
+        return self._history.rows(view)
+
+    def history_cells(self, view: int) -> dict:
+        """The pooled history of one view so far: row_edges, col_edges, max, mean (stream_history.py)."""
+        return self._history.cells(view)
+
+    def history_edges(self) -> dict:
+        """The pooled history's cells over the whole stream: {row_edges, col_edges} (token positions)."""
+        return {"row_edges": self._history.row_edges.tolist(), "col_edges": self._history.col_edges.tolist()}
+
+    def current_cells(self, view: int) -> dict:
+        """The newest query's row bin in one view: {row, max, mean}."""
+        return self._history.current_row(view)
 
     def sinks(self, view: int) -> list[dict]:
         """Current sinks of a view: position, token, score (mean received attention), since_step."""
@@ -271,4 +264,8 @@ class StreamSession:
         return max(self.recommended_sinks_by_layer(), default=0)
 
     def history_bytes(self) -> int:
-        return int(self._history.nbytes + self._accumulated.nbytes + self._diagonal.nbytes + self._since.nbytes)
+        return int(self._history.nbytes + self._accumulated.nbytes + self._diagonal.nbytes + self._since.nbytes
+                   + self._lead_sum.nbytes + self.n_views * self.max_tokens * 4)  # the newest row of every view (_last_rows) at its longest
+
+    def state_bound(self) -> int:
+        return state_bound(self.layers, self.heads, self.context_length, self.sink_count, self.cells)

@@ -237,15 +237,16 @@ def test_stream_stop_pauses_and_start_resumes(loaded_page, served):
 def test_quick_attention_counts_tokens_first(wide_page, wide):
     api = wide[0]
     p = wide_page
-    text = "The quick brown fox jumps over the lazy dog. " * 70
+    text = "The quick brown fox jumps over the lazy dog. " * 120
     n = len(api._state.model.tokenizer(text)["input_ids"])
-    assert 1024 < n <= 2048  # over the Quick Attention limit, inside the model's context
+    context = api._state.model.context_length
+    assert n > context == 2048  # Quick Attention takes the whole context (issue 32); past it, it says so at once
     p.fill(".hub-attention textarea", text)
     started = time.perf_counter()
     p.click("text=Get Attention")
     p.wait_for_function("() => document.querySelector('.hub-attention .attn-info').classList.contains('err')", timeout=60_000)
     msg = p.locator(".hub-attention .attn-info").inner_text()
-    assert f"{n:,} tokens; the limit is 1,024" in msg, msg
+    assert f"{n:,} tokens but the model's context is {context:,}" in msg, msg
     assert time.perf_counter() - started < 10
 
 

@@ -66,3 +66,38 @@ def test_stream_prompt_markup_is_text(loaded_page):
     p.wait_for_function(f"{N} === 2", timeout=60_000)
     assert p.locator("img").count() == 0
     assert "<img" in "".join(p.evaluate("() => window.sinkvis.stream.heatmap().labels()")) or p.evaluate(N) == 2
+
+
+def test_stream_past_its_cells_draws_the_pooled_history(loaded_page, served):
+    """History cells below the context (issue 32): every step redraws its row bin from the pooled history the
+    backend holds, and a view switch redraws all of it; the cells are the backend's (max pooling)."""
+    api, _ = served
+    p = loaded_page
+    p.tab("stream")
+    p.fill("#tab-stream textarea", PROMPT + " " + PROMPT)
+    p.fill("#tab-stream input[data-field='cells']", "32")
+    p.fill("#tab-stream input[type=range]", "50")
+    p.click("#tab-stream button[data-action=start]")
+    p.wait_for_function("() => window.sinkvis.stream.heatmap().grid != null && window.sinkvis.stream.heatmap().n >= 4",
+                        timeout=60_000)
+    p.click("#tab-stream button[data-action=stop]")
+    p.wait_for_function("() => !window.sinkvis.stream.isRunning()")
+    p.wait_for_timeout(400)  # a step in flight lands
+    assert p.evaluate("() => window.sinkvis.stream.heatmap().grid.rowEdges.length") == 33  # 256 tokens in 32 row bins
+    layers = api.model_info()["spec"]["layers"]
+    view = api.stream_view({"layer": layers - 1, "head": None})
+    assert view["ok"] and view["rows"] is None and view["cells"]["row_edges"][-1] >= view["position"]
+    drawn = p.evaluate("() => { const h = window.sinkvis.stream.heatmap(); return {n: h.n, cols: h.grid.colEdges, "
+                       "rows: h.rows.map((r) => Array.from(r, (x) => (Number.isNaN(x) ? null : x)))}; }")
+    assert drawn["cols"] == view["cells"]["col_edges"] and drawn["cols"][:5] == [0, 1, 2, 3, 4]
+    assert drawn["n"] == len(view["cells"]["max"]) >= 4
+    for got, want in zip(drawn["rows"], view["cells"]["max"]):
+        assert [g is None for g in got] == [w is None for w in want]
+        assert max(abs(g - w) for g, w in zip(got, want) if w is not None) < 1e-5
+    # Switching the head redraws the whole pooled history of that view.
+    version = p.evaluate("() => window.sinkvis.stream.heatmap().version")
+    p.select_option("#tab-stream select[data-field='view.head']", "0")
+    p.wait_for_function(f"() => window.sinkvis.stream.heatmap().version > {version}", timeout=30_000)
+    head0 = api.stream_view({"layer": layers - 1, "head": 0})["cells"]["max"]
+    last = p.evaluate("() => { const h = window.sinkvis.stream.heatmap(); return Array.from(h.rows[h.n - 1], (x) => (Number.isNaN(x) ? null : x)); }")
+    assert max(abs(g - w) for g, w in zip(last, head0[-1]) if w is not None) < 1e-5

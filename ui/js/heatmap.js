@@ -5,6 +5,9 @@
 // `evictedAt` step dims a key's cells from the step it was evicted on. A model with learned
 // sink logits (gpt-oss) gives part of every row to no key at all: `learnedSink` draws that
 // share as one more column right of the keys, so each row visibly adds up to 1.
+// Past a few hundred tokens the picture is an overview (`setGrid`): cells of query ranges × key
+// ranges, pooled by the backend (max or mean), where a sink's column keeps a cell of its own; a
+// click on a cell hands its ranges to `onCell` (the Quick Attention Test zooms there).
 import { LUT, scaler, cssColor } from "./colormap.js";
 import { tokenLabel } from "./format.js";
 import { h } from "./dom.js";
@@ -30,6 +33,8 @@ export class Heatmap {
     this.clear();
     this.canvas.addEventListener("mousemove", (ev) => this.hover(ev));
     this.canvas.addEventListener("mouseleave", () => this.tip.classList.add("hidden"));
+    this.canvas.addEventListener("click", (ev) => this.click(ev));
+    this.onCell = null;  // (ranges {q0, q1, k0, k1}) => void: set by a view that zooms on click
     new ResizeObserver(() => this.render()).observe(this.root);
   }
 
@@ -39,6 +44,7 @@ export class Heatmap {
     this.sinks = new Set();
     this.heavy = new Set();
     this.evictedAt = null;
+    this.grid = null;
     this.allocate(64);
     this.render();
   }
@@ -52,7 +58,38 @@ export class Heatmap {
     this.heavy = new Set(heavy);
     this.evictedAt = evictedAt;
     this.maskWhy = null;
+    this.grid = null;
     this.repaintAll();
+  }
+
+  /** An overview or a zoom: cells[i][j] over queries rowEdges[i]..rowEdges[i+1]-1 and keys
+   *  colEdges[j]..colEdges[j+1]-1 (null: no key at or before those queries). tokens: every token
+   *  (labels, tooltips); sinks and heavy: key positions; pooling: "max" or "mean", said in the tooltip. */
+  setGrid({ tokens, rowEdges, colEdges, cells, sinks = [], heavy = [], pooling = "max", learnedSink = null }) {
+    this.tokens = tokens.map(String);
+    this.grid = { rowEdges, colEdges, pooling };
+    this.rows = cells.map((r) => Float32Array.from(r, (x) => (x == null ? NaN : x)));
+    this.learnedSink = learnedSink ? Float32Array.from(learnedSink) : null;
+    this.sinks = new Set(sinks);
+    this.heavy = new Set(heavy);
+    this.evictedAt = null;
+    this.maskWhy = null;
+    this.repaintAll();
+  }
+
+  /** Cell index along an axis holding token position p (grid mode), or p itself. */
+  cellOf(edges, p) {
+    if (!edges) return p;
+    let lo = 0, hi = edges.length - 2;
+    while (lo < hi) { const mid = (lo + hi + 1) >> 1; if (edges[mid] <= p) lo = mid; else hi = mid - 1; }
+    return p >= edges[0] && p < edges[edges.length - 1] ? lo : -1;
+  }
+
+  /** A cell's label: its token when it holds one, else its range of positions. */
+  rangeLabel(edges, i) {
+    if (!edges) return tokenLabel(this.tokens[i], 10);
+    const a = edges[i], b = edges[i + 1] - 1;
+    return a === b ? tokenLabel(this.tokens[a], 10) : `${a}–${b}`;
   }
 
   /** Live stream: query t = tokens.length sees keys 0..t, and its token becomes key t. */
@@ -63,6 +100,16 @@ export class Heatmap {
     this.rows.push(data);
     if (t + 1 > this.cap) this.grow();
     this.paintRow(t);
+    this.render();
+  }
+
+  /** Live stream on a grid (setGrid first): row bin r's cells now read `values` (the bin being filled is
+   *  redrawn in place until the next one starts); token: the newest query's token, for labels and tooltips. */
+  setCellRow(r, values, token) {
+    if (token != null) this.tokens.push(String(token));
+    this.rows[r] = Float32Array.from(values, (x) => (x == null ? NaN : x));
+    if (this.rows.length > this.cap) this.grow();
+    this.paintRow(r);
     this.render();
   }
 
@@ -78,7 +125,10 @@ export class Heatmap {
   setScale(scale) { this.scale = scale; this.repaintAll(); }
 
   /** The raw token strings on the axes (what the labels are drawn from). */
-  labels() { return this.tokens.slice(); }
+  labels() {
+    if (!this.grid) return this.tokens.slice();
+    return this.rows.map((_, i) => this.rangeLabel(this.grid.rowEdges, i));
+  }
   get n() { return this.rows.length; }
   markers() { return { sinks: [...this.sinks].sort((a, b) => a - b), heavy: [...this.heavy].sort((a, b) => a - b) }; }
 
@@ -101,7 +151,8 @@ export class Heatmap {
   repaintAll() {
     this.version = (this.version || 0) + 1;  // tests wait on this to know a redraw happened
     let cap = 64;
-    while (cap < this.rows.length) cap *= 2;
+    const cols = this.grid ? this.grid.colEdges.length - 1 : 0;
+    while (cap < Math.max(this.rows.length, cols)) cap *= 2;
     this.allocate(cap);
     for (let t = 0; t < this.rows.length; t++) this.paintRow(t);
     this.render();
@@ -110,6 +161,7 @@ export class Heatmap {
   paintRow(t) {
     const row = this.rows[t];
     const width = Math.max(1, Math.min(row.length, this.cap));
+    if (this.grid) return this.paintCells(t, row, width);
     const px = this.ictx.createImageData(width, 1);
     const f = scaler(this.scale);
     for (let k = 0; k < width; k++) {
@@ -125,15 +177,30 @@ export class Heatmap {
     this.ictx.putImageData(px, 0, t);
   }
 
+  paintCells(t, row, width) {
+    const px = this.ictx.createImageData(width, 1);
+    const f = scaler(this.scale);
+    for (let k = 0; k < width; k++) {
+      const w = row[k];
+      const rgb = Number.isNaN(w) ? MASKED : (() => {
+        const idx = Math.max(0, Math.min(255, Math.round(f(Math.max(0, Math.min(1, w))) * 255))) * 3;
+        return [LUT[idx], LUT[idx + 1], LUT[idx + 2]];
+      })();
+      px.data.set([rgb[0], rgb[1], rgb[2], 255], k * 4);
+    }
+    this.ictx.putImageData(px, 0, t);
+  }
+
   // ---- visible canvas ----
   geometry() {
-    const n = Math.max(1, this.tokens.length, this.rows.length);
+    const cols = this.grid ? this.grid.colEdges.length - 1 : Math.max(1, this.tokens.length, this.rows.length);
+    const n = Math.max(1, cols, this.rows.length);
     const width = this.root.clientWidth;
     const maxHeight = typeof this.maxHeight === "function" ? this.maxHeight() : this.maxHeight;
     const strip = this.learnedSink ? LEARNED_SINK_WIDTH : 0;  // the learned-sink column and its gap
     const avail = Math.min(width - MARGIN.left - MARGIN.right - strip, maxHeight - MARGIN.top - MARGIN.bottom);
     const size = Math.max(40, Math.min(avail, n * MAX_CELL));
-    return { n, size, cell: size / n, strip, width: Math.min(width, MARGIN.left + size + strip + MARGIN.right),
+    return { n, cols, size, cell: size / n, strip, width: Math.min(width, MARGIN.left + size + strip + MARGIN.right),
              height: MARGIN.top + size + MARGIN.bottom };
   }
 
@@ -158,7 +225,7 @@ export class Heatmap {
     ctx.fillStyle = `rgb(${MASKED.join(",")})`;
     ctx.fillRect(L, T, g.size, g.size);
     ctx.imageSmoothingEnabled = false;
-    ctx.drawImage(this.img, 0, 0, g.n, this.rows.length, L, T, g.size, this.rows.length * g.cell);
+    ctx.drawImage(this.img, 0, 0, g.cols, this.rows.length, L, T, g.cols * g.cell, this.rows.length * g.cell);
 
     this.drawLearnedSink(ctx, g);
     this.drawMarkers(ctx, g);
@@ -195,16 +262,18 @@ export class Heatmap {
       ctx.lineWidth = lw;
       ctx.globalAlpha = 0.9;
       ctx.beginPath();
-      for (const k of set) {
-        if (k >= g.n) continue;
+      for (const p of set) {
+        const k = this.cellOf(this.grid && this.grid.colEdges, p);
+        if (k < 0 || k >= g.cols) continue;
         const x = L + (k + 0.5) * g.cell;
         ctx.moveTo(x, T);
         ctx.lineTo(x, T + g.size);
       }
       ctx.stroke();
       ctx.globalAlpha = 1;
-      for (const k of set) {  // a tick above the plot so thin markers are findable
-        if (k >= g.n) continue;
+      for (const p of set) {  // a tick above the plot so thin markers are findable
+        const k = this.cellOf(this.grid && this.grid.colEdges, p);
+        if (k < 0 || k >= g.cols) continue;
         const x = L + (k + 0.5) * g.cell;
         ctx.fillRect(x - 2, T - 7, 4, 5);
       }
@@ -222,27 +291,30 @@ export class Heatmap {
     ctx.textAlign = "right";
     for (let i = 0; i < this.rows.length; i += every) {
       ctx.fillStyle = muted;
-      ctx.fillText(tokenLabel(this.tokens[i], 10), L - 5, T + (i + 0.5) * g.cell);
+      ctx.fillText(this.rangeLabel(this.grid && this.grid.rowEdges, i), L - 5, T + (i + 0.5) * g.cell);
     }
     // Keys below, rotated, thinned like the queries so labels never pile up (500 tokens, 50 heavy
     // hitters): sinks claim a slot first, then heavy hitters, then every `every`-th key.
     const gap = font + 2;
     const taken = [];
     const free = (x) => !taken.some((y) => Math.abs(x - y) < gap);
-    const draw = (j, colour) => {
+    const colEdges = this.grid && this.grid.colEdges;
+    const draw = (j, colour) => {  // j: a column (a key, or a cell of keys on a grid)
       const x = L + (j + 0.5) * g.cell;
-      if (j >= this.tokens.length || !free(x)) return;
+      if (j < 0 || j >= (colEdges ? g.cols : this.tokens.length) || !free(x)) return;
       taken.push(x);
       ctx.save();
       ctx.translate(x, T + g.size + 5);
       ctx.rotate(-Math.PI / 2);
       ctx.fillStyle = colour;
-      ctx.fillText(tokenLabel(this.tokens[j], 10), 0, 0);
+      ctx.fillText(this.rangeLabel(colEdges, j), 0, 0);
       ctx.restore();
     };
-    for (const j of [...this.sinks].sort((a, b) => a - b)) draw(j, css("--sink"));
-    for (const j of [...this.heavy].sort((a, b) => a - b)) if (!this.sinks.has(j)) draw(j, css("--heavy"));
-    for (let j = 0; j < this.tokens.length; j += every) if (!this.sinks.has(j) && !this.heavy.has(j)) draw(j, muted);
+    const column = (p) => this.cellOf(colEdges, p);
+    const marked = new Set([...this.sinks, ...this.heavy].map(column));
+    for (const p of [...this.sinks].sort((a, b) => a - b)) draw(column(p), css("--sink"));
+    for (const p of [...this.heavy].sort((a, b) => a - b)) if (!this.sinks.has(p)) draw(column(p), css("--heavy"));
+    for (let j = 0; j < g.cols; j += every) if (!marked.has(j)) draw(j, muted);
     this.keyLabels = taken.length;  // for tests: how many key labels were drawn
     ctx.textAlign = "left";
     ctx.fillStyle = css("--muted");  // axis titles at ≥ 4.5:1 on the panel
@@ -285,6 +357,7 @@ export class Heatmap {
         `learned sink ${this.learnedSink[q].toFixed(4)}`, "the model's own sink logit: no key, never evicted"]);
       return;
     }
+    if (this.grid) return this.hoverCell(ev, q, k, x, y, g);
     if (x < 0 || y < 0 || q >= this.rows.length || k >= g.n || k > q) {
       this.tip.classList.add("hidden");
       return;
@@ -300,6 +373,35 @@ export class Heatmap {
     const ev2 = this.evictedAt ? this.evictedAt[k] : null;
     if (ev2 != null && ev2 >= 0) lines.push(this.maskWhy || `key evicted at step ${ev2}`);
     this.showTip(ev, lines);
+  }
+
+  /** The cell under the pointer on a grid: {q, k, q0, q1, k0, k1}, or null off the cells or on a future one. */
+  cellAt(ev) {
+    const g = this.geometry();
+    const rect = this.canvas.getBoundingClientRect();
+    const x = ev.clientX - rect.left - MARGIN.left, y = ev.clientY - rect.top - MARGIN.top;
+    const q = Math.floor(y / g.cell), k = Math.floor(x / g.cell);
+    if (!this.grid || x < 0 || y < 0 || q >= this.rows.length || k >= g.cols || Number.isNaN(this.rows[q][k])) return null;
+    const { rowEdges, colEdges } = this.grid;
+    return { q, k, q0: rowEdges[q], q1: rowEdges[q + 1], k0: colEdges[k], k1: colEdges[k + 1] };
+  }
+
+  hoverCell(ev) {
+    const c = this.cellAt(ev);
+    if (!c) { this.tip.classList.add("hidden"); return; }
+    const span = (a, b) => (b - a === 1 ? `${a}  ${JSON.stringify(this.tokens[a] ?? "")}` : `${a}–${b - 1} (${b - a} tokens)`);
+    const lines = [`query ${span(c.q0, c.q1)}`, `key   ${span(c.k0, c.k1)}`];
+    const w = this.rows[c.q][c.k];
+    const single = c.q1 - c.q0 === 1 && c.k1 - c.k0 === 1;
+    lines.push(single ? `weight ${w.toFixed(4)}` : `${this.grid.pooling} weight ${w.toFixed(4)}`);
+    for (let p = c.k0; p < c.k1; p++) if (this.sinks.has(p)) lines.push(`key ${p} is a sink`);
+    if (this.onCell && !single) lines.push("click to zoom to single tokens");
+    this.showTip(ev, lines);
+  }
+
+  click(ev) {
+    const c = this.cellAt(ev);
+    if (c && this.onCell) this.onCell(c);
   }
 
   showTip(ev, lines) {

@@ -15,7 +15,7 @@ import { userMessage, fieldError } from "./fielderror.js";
 const FIELDS = {
   query: { label: "Search" }, folder: { label: "Folder" }, source: { label: "Model" }, device: { label: "Device" },
   precision: { label: "Precision" }, token: { label: "HF token" }, text: { label: "Text" },
-  layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" },
+  layer: { label: "Layer (−1 = last)" }, head: { label: "Head (blank = mean)" }, cells: { label: "Cells per side" },
 };
 
 const STAGES = ["Downloading", "Loading tokenizer", "Loading weights", "Ready"];
@@ -29,7 +29,7 @@ let attentionModel = null; // the model that produced it (a later model makes it
 export function init(panel) {
   ui.panel = panel;
   panel.classList.add("hub-layout");
-  panel.append(h("div", { class: "hub-col" }, searchCard(), localCard()), modelCard(), attentionCard());
+  panel.append(h("div", { class: "hub-col" }, searchCard(), localCard()), modelCard(), attentionCard(), ui.zoomBox);
   on("model", renderLoaded);
   on("model", (model) => {
     if (lastAttention && model && model.source !== attentionModel) markAttentionStale("from the previous model");
@@ -433,8 +433,14 @@ function attentionCard() {
     "The quick brown fox jumps over the lazy dog. Attention sinks soak up the attention that has nowhere else to go.");
   ui.layer = h("input", { type: "number", value: "-1", step: "1", dataset: { field: "layer" }, title: "-1 = last layer" });
   ui.head = h("input", { type: "text", placeholder: "mean", dataset: { field: "head" }, title: "blank = mean over heads" });
-  ui.scale = h("select", { onchange: () => ui.heatmap.setScale(ui.scale.value) },
+  ui.scale = h("select", { onchange: () => { ui.heatmap.setScale(ui.scale.value); ui.zoom.setScale(ui.scale.value); } },
     ["sqrt", "linear", "log"].map((s) => h("option", { value: s }, s)));
+  // Past CELLS tokens the heatmap is an overview of pooled cells: max keeps every sink and spike visible,
+  // mean shows where the mass goes. Sink columns keep a cell of their own either way.
+  ui.pooling = h("select", { dataset: { field: "pooling" }, onchange: drawAttention, title: "how a cell of many tokens is drawn" },
+    [["max", "max pooling"], ["mean", "mean pooling"]].map(([v, t]) => h("option", { value: v }, t)));
+  ui.cells = h("input", { type: "number", value: "256", min: "16", max: "1024", step: "1", dataset: { field: "cells" },
+    title: "the overview's cells per side: a longer text is pooled to this many query and key ranges" });
   ui.attnBtn = h("button", { class: "btn primary", onclick: getAttention }, "Get Attention");
   ui.attnInfo = h("div", { class: "hint mono attn-info" });
   ui.attnStale = h("div", { class: "hint warn attn-stale hidden" });
@@ -448,15 +454,22 @@ function attentionCard() {
       h("button", { class: "btn small", onclick: exportMatrix }, "Matrix JSON")),
     ui.text,
     h("div", { class: "row" }, field("Layer (−1 = last)", ui.layer, "field inline"), field("Head (blank = mean)", ui.head, "field inline"),
-      field("Scale", ui.scale, "field inline"), h("span", { class: "grow" }), ui.attnBtn),
+      field("Scale", ui.scale, "field inline"), field("Cells per side", ui.cells, "field inline"), field("Pooling", ui.pooling, "field inline"), h("span", { class: "grow" }), ui.attnBtn),
     ui.attnInfo, ui.attnStale, body);
   ui.heatmap = new Heatmap(body, { maxHeight: 620, emptyText: "Load a model, then Get Attention to draw the heatmap." });
+  ui.heatmap.onCell = zoomTo;
+  ui.zoomInfo = h("div", { class: "hint mono zoom-info" });
+  ui.zoomBox = h("div", { class: "card hub-zoom hidden" },  // its own card: the Quick Attention card keeps one heatmap
+    h("h2", {}, "Zoom", h("span", { class: "spacer" }),
+      h("button", { class: "btn small", onclick: () => ui.zoomBox.classList.add("hidden") }, "Close")), ui.zoomInfo);
+  ui.zoom = new Heatmap(ui.zoomBox, { maxHeight: 560, emptyText: "Click a cell of the overview to zoom there." });
   return card;
 }
 
 async function getAttention() {
   const headRaw = ui.head.value.trim();
-  const params = { text: ui.text.value, layer: Number(ui.layer.value === "" ? -1 : ui.layer.value), head: headRaw === "" ? null : Number(headRaw) };
+  const params = { text: ui.text.value, layer: Number(ui.layer.value === "" ? -1 : ui.layer.value), head: headRaw === "" ? null : Number(headRaw),
+                   cells: Number(ui.cells.value || 256) };
   if (headRaw !== "" && !/^\d+$/.test(headRaw)) {
     const heads = app.model && app.model.spec ? app.model.spec.heads : null;
     return showAttentionError(fieldError("head", FIELDS,
@@ -473,12 +486,56 @@ async function getAttention() {
   ui.attnStale.classList.add("hidden");
   lastAttention = res;
   attentionModel = app.model && app.model.source;
+  ui.zoomBox.classList.add("hidden");
+  drawAttention();
+}
+
+/** One cell per token while the text fits the overview (the exact matrix); past it, the pooled overview. */
+function pooled(res) { return res.overview.row_edges.length - 1 < res.n || res.overview.col_edges.length - 1 < res.n; }
+
+function drawAttention() {
+  const res = lastAttention;
+  if (!res) return;
   const sinks = (res.sinks || []).map((s) => s.position);
-  ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks, learnedSink: res.learned_sink });
-  const sinkText = (res.sinks || []).map((s) => `${s.position}:${JSON.stringify(s.token)} ${fmt.fixed(s.score, 2)}`).join("  ");
-  ui.attnInfo.textContent = `${res.n} tokens · layer ${res.layer} · ${res.head == null ? "mean over heads" : "head " + res.head} · ${fmt.secs(res.seconds)}`
+  const o = res.overview;
+  ui.pooling.disabled = !pooled(res);
+  if (!pooled(res)) {
+    ui.heatmap.setData({ tokens: res.tokens, rows: res.matrix, sinks, learnedSink: res.learned_sink });
+  } else {
+    ui.heatmap.setGrid({ tokens: res.tokens, rowEdges: o.row_edges, colEdges: o.col_edges, cells: o[ui.pooling.value], sinks,
+                         pooling: ui.pooling.value, learnedSink: o.learned_sink });
+  }
+  const sinkText = (res.sinks || []).slice(0, 12).map((s) => `${s.position}:${JSON.stringify(s.token)} ${fmt.fixed(s.score, 2)}`).join("  ")
+    + ((res.sinks || []).length > 12 ? ` … ${res.sinks.length} in all` : "");
+  const view = res.layer == null ? "mean over all layers and heads" : `layer ${res.layer} · ${res.head == null ? "mean over heads" : "head " + res.head}`;
+  const cells = pooled(res)
+    ? ` · overview ${o.row_edges.length - 1} × ${o.col_edges.length - 1} cells, ${ui.pooling.value} pooling (keys ${o.kept_columns.slice(0, 8).join(", ")}`
+      + `${o.kept_columns.length > 8 ? " …" : ""} keep a column each) · click a cell to zoom`
+    : "";
+  ui.attnInfo.textContent = `${fmt.int(res.n)} tokens · ${view} · ${fmt.secs(res.seconds)}${cells}`
     + (sinkText ? ` · sinks ${sinkText}` : " · no sinks above threshold")
     + (res.learned_sink ? ` · learned sink ${fmt.fixed(res.learned_sink_mean, 2)} of each row (mean)` : "");
+}
+
+const ZOOM = 256;  // tokens per side of a zoom: one cell per token
+
+/** A click on an overview cell: the ZOOM × ZOOM tokens around it, every cell one query × one key. */
+async function zoomTo(c) {
+  const res = lastAttention;
+  if (!res) return;
+  const centre = (a, b) => Math.floor((a + b) / 2);
+  const q0 = Math.max(0, Math.min(res.n - ZOOM, centre(c.q0, c.q1) - ZOOM / 2));
+  const q1 = Math.min(res.n, q0 + ZOOM);
+  const k0 = Math.max(0, Math.min(q1 - 1, Math.min(res.n - ZOOM, centre(c.k0, c.k1) - ZOOM / 2)));
+  const k1 = Math.min(res.n, k0 + ZOOM);
+  const act = status.begin("Zooming…");
+  const z = await call("attention_zoom", { q0, q1, k0, k1, cells: ZOOM, keep_columns: res.overview.kept_columns });
+  act.end();
+  if (!z.ok) return showAttentionError(z);
+  ui.zoomBox.classList.remove("hidden");
+  ui.zoom.setGrid({ tokens: res.tokens, rowEdges: z.row_edges, colEdges: z.col_edges, cells: z.max,
+                    sinks: (res.sinks || []).map((s) => s.position), pooling: "max" });
+  ui.zoomInfo.textContent = `Zoom: queries ${z.q0}–${z.q1 - 1} × keys ${z.k0}–${z.k1 - 1}, one cell per token · ${fmt.secs(z.seconds)}`;
 }
 
 function showAttentionError(res) {
@@ -497,10 +554,12 @@ function markAttentionStale(why) {
 
 function exportMatrix() {
   if (!lastAttention) return;
-  const { tokens, token_ids, layer, head, n, matrix, sinks, learned_sink } = lastAttention;
-  saveJSON("attention-matrix", { model: app.model && app.model.source, tokens, token_ids, layer, head, n, matrix, sinks,
-                                 learned_sink });
+  const { tokens, token_ids, layer, head, n, matrix, overview, sinks, learned_sink } = lastAttention;
+  saveJSON("attention-matrix", { model: app.model && app.model.source, tokens, token_ids, layer, head, n, sinks, learned_sink,
+                                 ...(matrix ? { matrix } : { overview }) });
 }
 
 /** For tests and debugging: the heatmap behind the Quick Attention Test. */
 export function heatmap() { return ui.heatmap; }
+/** For tests: the zoom heatmap under it. */
+export function zoomHeatmap() { return ui.zoom; }

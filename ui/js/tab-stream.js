@@ -21,7 +21,7 @@ const FIELDS = {
   sink_threshold: { label: "Sink threshold", type: "a mean attention from 0.001 to 1, e.g. 0.1" },
   heavy_fraction: { label: "Heavy hitters %", pct: true },
   sink_count: { label: "Sink count k", type: "a whole number of tokens from 1 to 64" },
-  "view.layer": { label: "Layer" }, "view.head": { label: "Head" },
+  "view.layer": { label: "Layer" }, "view.head": { label: "Head" }, cells: { label: "History cells", type: "a whole number from 16 to 1,024" },
 };
 
 const ui = {};
@@ -60,6 +60,7 @@ function controlsCard() {
   ui.threshold = num("sink_threshold", 0.1, 0.001, 1, 0.01, "A key is a sink when its mean received attention ≥ this");
   ui.heavy = num("heavy_fraction", 10, 0, 100, 1, "Heavy hitters: the top X% of keys by accumulated attention (H2O)");
   ui.sinkCount = num("sink_count", 4, 1, 64, 1, "k: the first k tokens whose attention mass the chart tracks");
+  ui.cells = num("cells", 256, 16, 1024, 1, "History cells per side: a context longer than this keeps its past rows pooled to this many row and key ranges (bounded memory)");
   ui.layer = h("select", { dataset: { field: "view.layer" }, onchange: changeView });
   ui.head = h("select", { dataset: { field: "view.head" }, onchange: changeView });
   ui.scale = h("select", { onchange: () => ui.heatmap.setScale(ui.scale.value) }, ["sqrt", "linear", "log"].map((s) => h("option", {}, s)));
@@ -77,7 +78,7 @@ function controlsCard() {
     h("div", { class: "row" }, h("div", { class: "grow" }, ui.prompt),
       h("div", { class: "form-grid stream-numbers" },
         field("Generate N", ui.generate), field("Temperature", ui.temperature),
-        field("Sink threshold", ui.threshold), field("Heavy hitters %", ui.heavy), field("Sink count k", ui.sinkCount))),
+        field("Sink threshold", ui.threshold), field("Heavy hitters %", ui.heavy), field("Sink count k", ui.sinkCount), field("History cells", ui.cells))),
     ui.settingsNote,
     h("div", { class: "row" }, ui.startBtn, ui.stopBtn, ui.stepBtn, ui.resetBtn,
       h("label", { class: "field inline" }, "Interval", ui.interval, ui.intervalOut),
@@ -95,7 +96,7 @@ function num(name, value, min, max, step, title) {
 // while a stream is open they are disabled and say so, instead of being silently ignored.
 function lockSettings() {
   const locked = started && !finished;
-  for (const input of [ui.prompt, ui.generate, ui.temperature, ui.threshold, ui.heavy, ui.sinkCount]) {
+  for (const input of [ui.prompt, ui.generate, ui.temperature, ui.threshold, ui.heavy, ui.sinkCount, ui.cells]) {
     input.disabled = locked;
   }
   ui.settingsNote.classList.toggle("off", !locked);
@@ -179,7 +180,13 @@ function changeView() {
   enqueue(async () => {
     const res = await call("stream_view", v);
     if (!res.ok) return;
-    ui.heatmap.setData({ tokens: res.tokens, rows: res.rows, sinks: res.sinks.map((s) => s.position), heavy: res.heavy_hitters });
+    const sinks = res.sinks.map((s) => s.position);
+    if (res.cells) {  // a context longer than the cells: the pooled history, max of each cell
+      ui.heatmap.setGrid({ tokens: res.tokens, rowEdges: res.cells.row_edges, colEdges: res.cells.col_edges, cells: res.cells.max,
+                           sinks, heavy: res.heavy_hitters, pooling: "max" });
+    } else {
+      ui.heatmap.setData({ tokens: res.tokens, rows: res.rows, sinks, heavy: res.heavy_hitters });
+    }
     renderSinkTable(res.sinks);
     if (ui.lastStep) renderInfo(ui.lastStep, res.sinks, res.heavy_hitters);  // this view's counts, not the previous one's
   });
@@ -193,14 +200,18 @@ async function startStream(playAfter = true) {
     const res = await call("stream_start", {
       prompt: ui.prompt.value, generate: Number(ui.generate.value), temperature: Number(ui.temperature.value),
       sink_threshold: Number(ui.threshold.value), heavy_fraction: Number(ui.heavy.value) / 100,
-      sink_count: Number(ui.sinkCount.value), view: view(),
+      sink_count: Number(ui.sinkCount.value), cells: Number(ui.cells.value), view: view(),
     });
     markField(ui.panel, res);
     if (!res.ok) { showError(res); started = false; return; }
     started = true;
     finished = false;
-    clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history ${fmt.bytes(res.history_bytes)}`
+    const cells = res.cells ? ` pooled to ${res.cells.row_edges.length - 1} × ${res.cells.col_edges.length - 1} cells (max pooling; `
+      + `the first ${fmt.int(Number(ui.sinkCount.value))} keys keep a column each)` : "";
+    clearViews(`${res.prompt_tokens} prompt tokens${res.generate ? ` + ${res.generate} to generate` : ""} · up to ${fmt.int(res.max_tokens)} tokens · history${cells} ${fmt.bytes(res.history_bytes)}`
       + (res.note ? ` · ${res.note}` : ""));  // #11: a prompt past the context streams up to it, and says so
+    // Past the cells the heatmap is the pooled history; each step redraws the row bin it lands in.
+    if (res.cells) ui.heatmap.setGrid({ tokens: [], rowEdges: res.cells.row_edges, colEdges: res.cells.col_edges, cells: [], pooling: "max" });
     ui.cutNote = res.note ? ` · prompt cut to its first ${fmt.int(res.prompt_tokens)} of ${fmt.int(res.prompt_tokens_given)} tokens` : "";
     ui.total = res.prompt_tokens + (res.generate || 0);
   });
@@ -262,7 +273,10 @@ async function step(n) {
     lockSettings();
     return false;
   }
-  for (const s of res.steps) ui.heatmap.appendRow(s.row, s.token);
+  for (const s of res.steps) {
+    if (s.cells_row) ui.heatmap.setCellRow(s.cells_row.row, s.cells_row.max, s.token);
+    else ui.heatmap.appendRow(s.row, s.token);
+  }
   ui.heatmap.setMarkers(res.sinks.map((s) => s.position), res.heavy_hitters);
   renderSinkTable(res.sinks);
   if (res.steps.length) {
