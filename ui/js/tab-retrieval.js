@@ -17,6 +17,7 @@ import { policyColour } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import { RetrievalGrids } from "./retrieval-grid.js";
 import { WhyMissed } from "./retrieval-why.js";
+import { kvFormatSelect } from "./kv-formats.js";
 
 const TASKS = { pass_key: "Pass key (Landmark Attention)", needle: "Needle (RULER, one magic number)",
   multi_key: "Several needles, one asked for", custom: "Your own text, needle and question" };
@@ -136,6 +137,10 @@ function settingsCard() {
   ui.depths = input("depths", "0, 0.25, 0.5, 0.75, 1", { type: "text", title: "Where the needle sits: 0 = start, 1 = end of the context" });
   ui.chat = h("input", { type: "checkbox", dataset: { field: "chat_template" }, onchange: () => edited.add("chat_template") });
   ui.policies = h("div", { class: "retrieval-policies", dataset: { field: "policy" } });
+  ui.kvFormat = kvFormatSelect("kv_format", { title: "Store every policy's K and V in fewer bits (backend/quantize); "
+    + "Full Cache's too" });
+  ui.intact = input("intact_sinks", 0, { type: "number", min: 0, title: "IntactKV: the first N positions stay in full "
+    + "precision (needs a KV format)" });
   ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run grid");
   ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
@@ -147,7 +152,8 @@ function settingsCard() {
   return h("div", { class: "card retrieval-settings" }, h("h2", {}, "Retrieval grid"),
     field("Task", ui.task), ui.custom,
     h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, ui.budgetField,
-      ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
+      ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed),
+      field("KV format", ui.kvFormat), field("Intact sinks", ui.intact)),
     field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
     field("Policies", ui.policies),
@@ -197,6 +203,7 @@ function params() {
   if (p.protocol === "streaming") p.chunk = Number(ui.chunk.value);
   if (p.protocol === "prefill" && ui.budget.value === "ratio") p.ratio = Number(ui.ratio.value);
   else p.cache_size = Number(ui.cache.value);
+  if (ui.kvFormat.value) Object.assign(p, { kv_format: ui.kvFormat.value, intact_sinks: Number(ui.intact.value) });
   if (p.task === "custom") Object.assign(p, { haystack: ui.haystack.value, needle: ui.needle.value, question: ui.question.value, answer: ui.answer.value });
   return p;
 }
@@ -281,7 +288,7 @@ function render() {
   ui.info.textContent = [last.model && last.model.source, `task ${last.task}`, `${last.protocol}`
     + (last.chunk != null ? ` k=${last.chunk}` : ""), s.cache_size != null ? `C=${s.cache_size}` : null,
   s.ratio != null ? `ratio ${s.ratio}` : null, s.sinks != null ? `S=${s.sinks}` : null, s.window != null ? `W=${s.window}` : null,
-  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, `${fmt.secs(last.seconds)}`]
+  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, kvText(last), `${fmt.secs(last.seconds)}`]
     .filter(Boolean).join(" · ")
     + (last.model && last.model.sliding_window_note ? `\n${last.model.sliding_window_note}` : "");
   ui.grids.setMode(ui.mode.value);
@@ -298,6 +305,13 @@ function render() {
   fill(ui.notes, notes.map((n) => h("div", { class: "hint warn" }, n)));
   const first = last.cells.find((c) => c.policy !== "full" && !c.correct) || last.cells[0];
   if (first) pick(first.policy, first.length, first.depth);
+}
+
+// The cache's format and its bytes per token (every result says it; unquantized: the model's dtype).
+function kvText(r) {
+  if (r.bytes_per_token == null) return null;
+  const intact = r.settings && r.settings.intact_sinks ? `, ${r.settings.intact_sinks} intact` : "";
+  return `KV ${r.kv_format || "unquantized"}${intact} (${fmt.bytes(r.bytes_per_token)}/token)`;
 }
 
 const CSV_COLUMNS = ["length", "depth", "policy", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",

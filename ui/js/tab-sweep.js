@@ -13,6 +13,8 @@ import { onShown } from "./tabs.js";
 import { lineChart } from "./charts.js";
 import { policyColour, policyDash } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
+import { kvFormatSelect, chosen } from "./kv-formats.js";
+import { paretoFront } from "./pareto.js";
 
 const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
 const LABELS = { full: "Full Cache", sliding_window: "Sliding window", streaming_llm: "StreamingLLM", h2o: "H2O",
@@ -99,6 +101,10 @@ function settingsCard() {
   ui.workers = input("workers", "", { type: "number", min: 0, placeholder: "per core" });
   ui.ray = input("ray", "", { placeholder: "blank = this machine; auto or HOST:PORT",
     title: "Run the cells on an existing Ray cluster (ray start --head …). SinkVis never starts one." });
+  ui.kvFormats = kvFormatSelect("sweep.kv_formats", { multiple: true, title: "The KV format axis (ctrl/shift-click "
+    + "for several): each cell is policy × budget × format, at the format's KV bytes; unquantized = the model's dtype" });
+  ui.intact = input("intact_sinks", 0, { type: "number", min: 0, title: "IntactKV: the first N positions stay in full "
+    + "precision in every quantized cell" });
   ui.out = input("out", `sweep-${stamp()}.jsonl`, { title: "Results file under ~/SinkVis-exports/sweeps; an existing one is resumed" });
   ui.files = h("select", { class: "sweep-files", onchange: openFile, title: "Open an earlier sweep" }, h("option", { value: "" }, "Open…"));
   ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run Sweep");
@@ -110,6 +116,7 @@ function settingsCard() {
     ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
     h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
       field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
+    h("div", { class: "form-grid" }, field("KV formats", ui.kvFormats), field("Intact sinks", ui.intact)),
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
@@ -148,6 +155,8 @@ function params() {
   if (ui.window.value !== "") p.window = Number(ui.window.value);
   if (ui.workers.value !== "") p.workers = Number(ui.workers.value);
   if (ui.ray.value.trim()) p.ray = ui.ray.value.trim();
+  const formats = chosen(ui.kvFormats);
+  if (formats.length && formats.join() !== "none") Object.assign(p, { kv_formats: formats, intact_sinks: Number(ui.intact.value) });
   if (p.kind === "prefill") { p.ratios = numberList(ui.ratios.value); delete p.cache_sizes; }
   if (p.kind === "retrieval") {
     p.retrieval = { task: ui.rTask.value, protocol: ui.rProtocol.value, lengths: numberList(ui.rLengths.value),
@@ -336,14 +345,21 @@ function render() {
   }
   const xKey = shown.length && shown[0].kv_bytes == null && ui.x.value === "kv_bytes" ? "kv_tokens" : ui.x.value;
   const yKey = ui.y.value;
-  const byPolicy = {};
-  for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
-  const datasets = Object.entries(byPolicy).map(([policy, list]) => ({
-    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy),
-    pointRadius: policy === "full" ? 5 : 3, showLine: policy !== "full",
+  const byPolicy = {};  // a line per policy × KV format (one format: per policy, as before formats)
+  const formats = [...new Set(shown.map(formatOf))];
+  for (const r of shown) (byPolicy[r.cell.policy + "\u0000" + formatOf(r)] ||= []).push(r);
+  const datasets = Object.entries(byPolicy).map(([key, list]) => ({
+    label: pointName(list[0], formats.length > 1), color: policyColour(list[0].cell.policy), borderDash: policyDash(list[0].cell.policy),
+    pointRadius: list[0].cell.policy === "full" ? 5 : 3, showLine: list[0].cell.policy !== "full",
+    pointStyle: POINT_STYLES[formats.indexOf(formatOf(list[0])) % POINT_STYLES.length],
     data: list.filter((r) => r.metrics[yKey] != null && r[xKey] != null)
       .sort((a, b) => a[xKey] - b[xKey]).map((r) => ({ x: xKey === "compression_ratio" ? r[xKey] : Math.max(r[xKey], 1e-9), y: r.metrics[yKey], row: r })),
   }));
+  const lower = (metrics.find(([k]) => k === yKey) || [])[2] !== false;
+  if (formats.length > 1 && xKey === "kv_bytes") {  // evicting and quantizing on one front
+    datasets.push({ label: "Pareto front (all policies × formats)", color: "#e5e7eb", borderDash: [2, 2], pointRadius: 0,
+      showLine: true, front: true, data: paretoFront(datasets.flatMap((d) => d.data), lower) });
+  }
   ui.chart.data.datasets = datasets.map((d) => ({ borderColor: d.color, backgroundColor: d.color, ...d }));
   ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
   ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
@@ -391,12 +407,21 @@ function tooltipLines(ctx) {
       + (m.note ? ` · ${m.note}` : "")
     : r.cell.kind === "retrieval" ? `accuracy ${fmt.pct(m.accuracy, 0)} of ${m.cells} · mean log p ${fmt.fixed(m.mean_logprob, 3)}`
       : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
-  return [`${label(r.cell.policy)} · ${budgetText(r)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
+  return [`${pointName(r, true)} · ${budgetText(r)} · W = ${r.cell.window} · S = ${r.cell.sinks}`
+    + (ctx.dataset.front ? " · on the Pareto front" : ""),
     `KV ${fmt.bytes(r.kv_bytes)}${r.memory_is ? " " + r.memory_is : ""} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
     `${r.tokens} tokens · node ${String(r.node).slice(0, 12)} · ${fmt.secs(r.seconds)}`];
 }
 
 // A prefill cell's budget is its ratio (of a context of cache_size tokens); the others' is C.
+// A cell's KV format (issue 34): "unquantized" = the model's dtype; intact sinks said where kept.
+const POINT_STYLES = ["circle", "rect", "triangle", "rectRot", "star", "crossRot"];
+function formatOf(r) {
+  const intact = r.kv_format && r.cell.settings ? JSON.parse(r.cell.settings).intact_sinks : 0;
+  return (r.kv_format || "unquantized") + (intact ? ` +${intact} intact` : "");
+}
+function pointName(r, withFormat) { return label(r.cell.policy) + (withFormat ? ` · ${formatOf(r)}` : ""); }
+
 function budgetText(r) {
   return r.cell.ratio != null ? `r = ${r.cell.ratio} of ${fmt.int(r.cell.cache_size)}` : `C = ${fmt.int(r.cell.cache_size)}`;
 }
@@ -408,7 +433,7 @@ function renderTable(shown, yKey) {
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
     || a.cell.cache_size - b.cell.cache_size || (a.cell.ratio || 0) - (b.cell.ratio || 0));
   fill(ui.tableBody, sorted.map((r) => h("tr", {},
-    h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
+    h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), pointName(r, r.kv_format != null)),
     h("td", {}, r.cell.ratio != null ? `r = ${r.cell.ratio}` : fmt.int(r.cell.cache_size)),
     h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
     h("td", { title: r.memory_is ? `Quest holds all ${r.memory_held_tokens} entries; this is what a step reads` : "" },
@@ -465,7 +490,7 @@ function renderPicks() {
 
 function flat(r) {
   return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, cache_size: r.cell.cache_size,
-    sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
+    sinks: r.cell.sinks, window: r.cell.window, kv_format: r.kv_format || "", tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
     compression_ratio: r.compression_ratio, ratio: r.cell.ratio ?? "", memory_is: r.memory_is || "", ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
 }
 
