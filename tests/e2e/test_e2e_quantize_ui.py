@@ -61,6 +61,8 @@ def test_error_picture_marks_the_sinks_and_what_keeping_them_intact_removes(load
     size = p.evaluate("() => { const c = document.querySelector(\"#tab-eviction canvas.qerr-heat[data-side='key']\"); "
                       "return [c.height, c.getContext('2d').getImageData(40, 4, 1, 1).data[3]]; }")
     assert size[0] == plain["layers"] * 16 + 18 and size[1] == 255
+    p.locator("#tab-eviction .qerr").scroll_into_view_if_needed()
+    p.shot("quant-error", docs=True)
     outliers = p.locator("#tab-eviction .qerr-outliers").inner_text()
     assert f"h0 [{', '.join(map(str, plain['outlier_channels'][0][0]))}]" in outliers
 
@@ -122,6 +124,7 @@ def test_sweep_over_two_formats_draws_both_and_one_pareto_front(loaded_page, ser
     expected = sorted(c for c in cells if not any(o[0] <= c[0] and o[1] < c[1] or o[0] < c[0] and o[1] <= c[1] for o in cells))
     assert sorted(tuple(q) for q in front["points"]) == expected
     assert "q4_0" in p.locator("#tab-sweep .sweep-table").inner_text()
+    p.shot("sweep-formats", docs=True)
 
 
 def test_cache_profile_bytes_per_token_follow_the_format(page, served):

@@ -29,6 +29,8 @@ export function mount() {
   ui.summary = h("div", { class: "qerr-summary" });
   ui.keys = h("canvas", { class: "qerr-heat", dataset: { side: "key" } });
   ui.values = h("canvas", { class: "qerr-heat", dataset: { side: "value" } });
+  ui.keysIntact = h("canvas", { class: "qerr-heat", dataset: { side: "key-intact" } });
+  ui.keysIntactTitle = h("div", { class: "hint" });
   ui.outliers = h("div", { class: "hint mono qerr-outliers" });
   ui.canvas = h("canvas");
   ui.chart = lineChart(ui.canvas, { xTitle: "position (tokens)", yTitle: "relative error (mean over layers, KV heads)",
@@ -43,8 +45,9 @@ export function mount() {
       field("Max tokens", ui.maxTokens)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.note, ui.summary,
     h("div", { class: "row qerr-heats" }, h("div", {}, h("div", { class: "hint" }, "K error, layer (rows) × KV head"), ui.keys),
-      h("div", {}, h("div", { class: "hint" }, "V error, layer (rows) × KV head"), ui.values)),
-    ui.outliers, h("div", { class: "chart-box qerr-chart" }, ui.canvas));
+      h("div", {}, h("div", { class: "hint" }, "V error, layer (rows) × KV head"), ui.values),
+      ui.keysIntactBox = h("div", { class: "hidden" }, ui.keysIntactTitle, ui.keysIntact)),
+    ui.scale = h("div", { class: "hint qerr-scale" }), ui.outliers, h("div", { class: "chart-box qerr-chart" }, ui.canvas));
   return ui.section;
 }
 
@@ -89,8 +92,14 @@ const flat = (grid) => grid.flat();
 function draw() {
   const { plain, intact } = shown;
   const top = Math.max(...flat(plain.key_error), ...flat(plain.value_error), 1e-9);
-  heat(ui.keys, plain.key_error, top, plain.outlier_channels);
-  heat(ui.values, plain.value_error, top, null);
+  heat(ui.keys, plain.key_error, top);
+  heat(ui.values, plain.value_error, top);
+  ui.keysIntactBox.classList.toggle("hidden", !intact);
+  if (intact) {  // the same scale: what keeping the first S intact takes off each head
+    ui.keysIntactTitle.textContent = `K error with the first ${intact.intact_sinks} intact`;
+    heat(ui.keysIntact, intact.key_error, top);
+  }
+  ui.scale.textContent = `colour (viridis, square root): 0 dark → ${fmt.fixed(top, 3)} bright, one scale for K and V`;
   const sinks = plain.sinks;
   const atSinks = (r) => (sinks.length ? mean(sinks.map((i) => r.key_error_by_position[i])) : null);
   const lines = [
@@ -118,12 +127,12 @@ function draw() {
       { label: `V, ${intact.intact_sinks} intact`, data: xs(intact.value_error_by_position), color: "#2dd4bf", borderDash: [4, 3] });
   }
   datasets.push({ label: "sink", data: sinks.map((i) => ({ x: i, y: plain.key_error_by_position[i] })), color: "#ff4fa3",
-    showLine: false, pointStyle: "triangle", pointRadius: 7 });
+    showLine: false, pointStyle: "triangle", pointRadius: 7, clip: false });  // a sink at position 0 sits on the axis
   setData(ui.chart, [], datasets);
 }
 
-/** A layers × KV heads grid, viridis scaled to `top`; the value in each cell; outlier channels in the row's title. */
-function heat(canvas, grid, top, channels) {
+/** A layers × KV heads grid, viridis (square root) scaled to `top`, the value written in each cell. */
+function heat(canvas, grid, top) {
   const rows = grid.length, cols = grid[0].length;
   const cw = Math.max(48, Math.floor(240 / cols)), ch = 16, left = 34;
   canvas.width = left + cols * cw;
@@ -145,7 +154,6 @@ function heat(canvas, grid, top, channels) {
   }
   g.fillStyle = "#9aa4b2";
   for (let kv = 0; kv < cols; kv++) g.fillText(`h${kv}`, left + kv * cw + 3, rows * ch + 9);
-  canvas.title = channels ? "Outlier channels per KV head are listed below" : "";
 }
 
 export function resize() { ui.chart.resize(); }

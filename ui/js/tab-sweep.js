@@ -116,7 +116,7 @@ function settingsCard() {
     ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
     h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
       field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)),
-    h("div", { class: "form-grid" }, field("KV formats", ui.kvFormats), field("Intact sinks", ui.intact)),
+    h("div", { class: "form-grid kv-formats-row" }, field("KV formats", ui.kvFormats), field("Intact sinks", ui.intact)),
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
