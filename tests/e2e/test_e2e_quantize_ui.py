@@ -29,8 +29,13 @@ def test_error_picture_marks_the_sinks_and_what_keeping_them_intact_removes(load
     p = loaded_page
     p.tab("eviction")
     p.locator("#tab-eviction .qerr").scroll_into_view_if_needed()
-    assert p.locator("#tab-eviction [data-field='qerr.kv_format']").input_value() == "q4_0"  # not "unquantized"
+    qerr_format = p.locator("#tab-eviction [data-field='qerr.kv_format']")
+    assert qerr_format.input_value() == "q4_0"  # not "unquantized": it has no error to draw
+    p.select_option("#tab-eviction [data-field='eval.kv_format']", "q8_0")  # Evaluate's format is offered here...
+    assert qerr_format.input_value() == "q8_0"
     p.select_option("#tab-eviction [data-field='qerr.kv_format']", "q4_0-rot")  # per token: 64 tokens are all stored
+    p.select_option("#tab-eviction [data-field='eval.kv_format']", "int4")  # ...until one is picked here
+    assert qerr_format.input_value() == "q4_0-rot"
     p.fill("#tab-eviction [data-field='qerr.max_tokens']", "64")
     p.fill("#tab-eviction [data-field='qerr.intact_sinks']", "2")
     p.click("#tab-eviction >> text=Show the error")
@@ -124,7 +129,17 @@ def test_sweep_over_two_formats_draws_both_and_one_pareto_front(loaded_page, ser
     expected = sorted(c for c in cells if not any(o[0] <= c[0] and o[1] < c[1] or o[0] < c[0] and o[1] <= c[1] for o in cells))
     assert sorted(tuple(q) for q in front["points"]) == expected
     assert "q4_0" in p.locator("#tab-sweep .sweep-table").inner_text()
+    # The budget picks name the format of the cell each policy would pick.
+    full_q4 = next(r for r in rows if r["cell"]["policy"] == "full" and r["kv_format"] == "q4_0")
+    p.fill("#tab-sweep [data-field='sweep.budget']", f"{full_q4['kv_bytes'] + 1} B")
+    assert "Full Cache · q4_0" in p.locator("#tab-sweep .sweep-picks-table").inner_text()
     p.shot("sweep-formats", docs=True)
+    # Opening the file again sets the panel to its formats (so Run resumes the same sweep).
+    p.select_option("#tab-sweep [data-field='sweep.kv_formats']", ["none"])
+    p.select_option("#tab-sweep .sweep-files", "formats.jsonl")
+    p.wait_for_function("() => document.querySelector('#tab-sweep .sweep-progress').textContent.startsWith('formats.jsonl')")
+    chosen = p.eval_on_selector_all("#tab-sweep [data-field='sweep.kv_formats'] option:checked", "os => os.map(o => o.value)")
+    assert chosen == ["none", "q4_0"]
 
 
 def test_cache_profile_bytes_per_token_follow_the_format(page, served):

@@ -19,6 +19,13 @@ let shown = null;  // {plain, intact}: the two results drawn (tests read them)
 export function mount() {
   ui.format = kvFormatSelect("qerr.kv_format", { title: "The format whose error is drawn" });
   kvFormats().then(() => { if (!ui.format.value) ui.format.value = "q4_0"; });  // unquantized has no error to draw
+  ui.format.addEventListener("change", () => { ui.format.dataset.edited = "1"; });
+  // Evaluate's format (a select in the same section, tab-evaluate.js) is offered here until this one is picked by hand.
+  document.addEventListener("change", (ev) => {
+    if (ev.target.dataset && ev.target.dataset.field === "eval.kv_format" && ev.target.value && !ui.format.dataset.edited) {
+      ui.format.value = ev.target.value;
+    }
+  });
   ui.intact = h("input", { type: "number", min: 0, value: "4", dataset: { field: "qerr.intact_sinks" },
     title: "IntactKV: the second run keeps positions 0..S−1 in full precision (0: no comparison)" });
   ui.maxTokens = h("input", { type: "number", min: 2, max: 2048, value: "256", dataset: { field: "qerr.max_tokens" } });

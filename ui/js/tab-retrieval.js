@@ -32,6 +32,7 @@ const FIELDS = {
   sinks: { label: "Sinks S", type: "a whole number ≥ 0" }, window: { label: "Window W", type: "a whole number ≥ 1" },
   chunk: { label: "Chunk k", type: "a whole number ≥ 1 (1 = evict after every token)" },
   seed: { label: "Seed", type: "a whole number ≥ 0" }, chat_template: { label: "Chat template" },
+  kv_format: { label: "KV format" }, intact_sinks: { label: "Intact sinks", type: "a whole number ≥ 0 (needs a KV format)" },
   haystack: { label: "Haystack" }, needle: { label: "Needle sentence" }, question: { label: "Question" }, answer: { label: "Expected answer" },
 };
 

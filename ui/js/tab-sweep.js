@@ -277,6 +277,10 @@ async function restoreSettings(fileRows) {
   ui.window.value = halves || windows.length !== 1 ? "" : String(windows[0]);
   const maxTokens = distinct((c) => JSON.parse(c.settings || "{}").max_tokens).filter((v) => v != null);
   if (maxTokens.length === 1) ui.maxTokens.value = String(maxTokens[0]);
+  const formats = distinct((c) => (c.settings ? JSON.parse(c.settings).kv_format : null) || "none");  // issue 34's axis
+  for (const o of ui.kvFormats.options) o.selected = formats.includes(o.value);
+  const intact = distinct((c) => JSON.parse(c.settings || "{}").intact_sinks).filter((v) => v != null);
+  ui.intact.value = String(intact[0] || 0);
   const lost = [];
   if (ui.kind.value === "retrieval") {
     if ([...ui.rTask.options].some((o) => o.value === cells[0].text)) ui.rTask.value = cells[0].text;
@@ -482,7 +486,8 @@ function renderPicks() {
   fill(ui.picks, h("table", { class: "data sweep-picks-table" },
     h("thead", {}, h("tr", {}, ["at ≤ " + text, "C", "KV memory", yKey].map((t) => h("th", {}, t)))),
     h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "" },
-      h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }), label(p.policy)),
+      h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }),
+        p.row ? pointName(p.row, p.row.kv_format != null) : label(p.policy)),
       h("td", {}, p.row ? fmt.int(p.row.cell.cache_size) : "—"),
       h("td", {}, p.row ? fmt.bytes(p.row.kv_bytes) : "does not fit"),
       h("td", { class: best && p === best ? "best" : "" }, p.row ? fmt.fixed(p.row.metrics[yKey], 4) : "—"))))));
