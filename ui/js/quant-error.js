@@ -1,7 +1,7 @@
 // "Why it hurts: the picture" (issue 34), a card in Evaluate's section of the Eviction Sim tab: the error a
-// KV format puts on each layer × KV head's K and V (two heatmaps), and on each position (a line), with the
-// sinks and K's outlier channels marked, next to the same format with the first S tokens kept intact
-// (IntactKV), so one sees what keeping them removes. The backend computes every number (Api
+// KV format puts on each layer × KV head's K and V (heatmaps on one scale), and on each position (a line), with
+// the sinks marked on the line and K's outlier channels listed with their share, next to the same format with
+// the first S tokens kept intact (IntactKV: K's heatmap and dashed lines), so one sees what keeping them removes. The backend computes every number (Api
 // `quantization_error`, backend/quantize/error.py): two runs, plain and intact; we only draw them.
 import { call, runJob } from "./bridge.js";
 import { h, fill, field, markField, showRunning } from "./dom.js";
