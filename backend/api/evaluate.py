@@ -208,6 +208,15 @@ class EvaluateMethods:
                 "warnings": self._warnings(loaded, ids, shown)}
 
     @public
+    def kv_formats(self, params=None):
+        """The KV formats offered (backend/quantize/formats.py EXAMPLES): [{name, bits: [K, V]}], one list for
+        every select in the UI."""
+        params_dict(params)
+        from ..quantize.formats import offered
+
+        return {"formats": offered()}
+
+    @public
     def quantization_error(self, params=None):
         """The picture of why a KV format hurts (backend/quantize/error.py): K and V error per layer × KV head and
         per position, sinks and outlier channels marked. Params: text | bundled_text, max_tokens=256 (2..2048),

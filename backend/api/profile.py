@@ -20,11 +20,12 @@ def _check_quest_k(k: int, context_length: int) -> None:
 class ProfileMethods:
     @public
     def profile_presets(self, params=None):
-        """Both presets for this machine, sized for {length, block_size} (defaults 100,000 and 16)."""
+        """Both presets for this machine, sized for {length, block_size} (defaults 100,000 and 16) and kv_format."""
         p = params_dict(params)
         length = integer(p, "length", 100_000, 1, service.MAX_LENGTH)
         block_size = integer(p, "block_size", 16, 1, service.MAX_BLOCK_SIZE)
-        bpt, source = kv_bytes.for_loaded(self._state.model)
+        fmt = _kv_format(p, self._state.model)  # the Constrained tiers are sized for the format's blocks
+        bpt, source = kv_bytes.for_loaded(self._state.model) if fmt is None else kv_bytes.for_format(self._state.model, fmt)
         n_blocks = -(-length // block_size)
         weights = kv_bytes.weights_bytes(self._state.model)
         return {"presets": [presets.detected(weights, hardware.cached()), presets.constrained(n_blocks, block_size * bpt)],

@@ -113,6 +113,15 @@ def kv_format(name: str | None, key: str | None = None, value: str | None = None
     return KVFormat(label, *sides, key, value)
 
 
+def offered() -> list[dict]:
+    """The formats the UI's selects list (the Api's kv_formats): name and bits per value (K, V), scales included."""
+    out = []
+    for name in EXAMPLES:
+        fmt = kv_format(name)
+        out.append({"name": name, "bits": list(fmt.bits())})
+    return out
+
+
 def kv_bytes(loaded, fmt: KVFormat | None) -> dict:
     """What a result says about its cache: the format's name, bits per value (K, V) and bytes per token
     (None: the model's own dtype, unquantized)."""

@@ -14,16 +14,10 @@ import { requireModel } from "./tabs.js";
 import { lineChart, setData } from "./charts.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
 import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
+import { kvFormatSelect } from "./kv-formats.js";
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "sliding_window_recompute"];
 const RECOMPUTE = "sliding_window_recompute";
-// KV formats (backend/quantize/formats.py): value, what the select shows (bits per value incl. scales).
-const KV_FORMATS = [["", "unquantized (the model's dtype)"], ["f16", "f16 (16 bits)"], ["q8_0", "q8_0 (8.5 bits)"],
-  ["q5_1", "q5_1 (6 bits)"], ["q5_0", "q5_0 (5.5 bits)"], ["q4_1", "q4_1 (5 bits)"], ["q4_0", "q4_0 (4.5 bits)"],
-  ["q8_0-rot", "q8_0 rotated, llama.cpp's default (8.5 bits)"], ["q4_0-rot", "q4_0 rotated, llama.cpp's default (4.5 bits)"],
-  ["int8", "int8 per token (9 bits)"], ["int4", "int4 per token (5 bits)"], ["int2", "int2 per token (3 bits)"],
-  ["kivi-4", "KIVI-4 (K 4.25 / V 5 bits)"], ["kivi-2", "KIVI-2 (K 2.25 / V 3 bits)"],
-  ["fp8-e4m3", "fp8 E4M3 (8 bits)"], ["fp8-e5m2", "fp8 E5M2 (8 bits)"]];
 
 // Table columns: key, header, format, ranked (lowest is best among the non-full policies).
 const COLUMNS = [
@@ -161,11 +155,10 @@ function settingsCard() {
     title: "per head: H2O, TOVA and LRU keep their own C entries in every layer and KV head, as their papers do. "
       + "shared: one kept set for all heads (attention averaged over layers and heads)." },
   h("option", { value: "per_head" }, "per KV head"), h("option", { value: "shared" }, "one set for all heads"));
-  ui.kvFormat = h("select", { dataset: { field: "eval.kv_format" },
+  ui.kvFormat = kvFormatSelect("eval.kv_format", {
     title: "Store every policy's K and V in fewer bits (quantize on insert, dequantize on read): llama.cpp's block "
       + "formats, integer k-bit, KIVI (keys per channel, values per token, the last 128 tokens in full precision) "
-      + "or fp8. KL is then measured against the unquantized Full Cache." },
-  KV_FORMATS.map(([value, text]) => h("option", { value }, text)));
+      + "or fp8. KL is then measured against the unquantized Full Cache." });
   ui.intact = num("intact_sinks", 0, { min: 0, title: "IntactKV: the first N positions stay in full precision "
     + "(needs a KV format)" });
   for (const input of [ui.maxTokens, ui.cache, ui.sinks, ui.window, ui.tau, ui.intact]) onEnter(input, run);

@@ -16,9 +16,11 @@ import { savePNG, saveJSON, saveCSV } from "./export.js";
 import { policyColour, policyDash, policyLabel, labelsOf, fade, loadLabels } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import * as evaluateView from "./tab-evaluate.js";
+import * as quantError from "./quant-error.js";
 import * as userPolicies from "./policies.js";
 
 export const evaluate = evaluateView;  // the Evaluate section (perplexity under eviction), for tests
+export const quantErrorView = quantError.view;  // the quantization error picture (Evaluate's section), for tests
 
 const FALLBACK_POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"]
   .map((name) => ({ name, label: name, description: "", needs_future: name === "oracle" }));
@@ -81,8 +83,9 @@ export function init(panel) {
   ui.panel = panel;
   panel.classList.add("eviction-layout");
   const evaluateSection = evaluateView.mount();
+  evaluateSection.append(quantError.mount());  // why a KV format hurts: part of Evaluate's section
   panel.append(sectionNav(evaluateSection), settingsCard(), resultsCard(), evaluateSection);
-  onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); });
+  onShown("eviction", () => { ui.bars.resize(); ui.recall.resize(); evaluateView.resize(); quantError.resize(); });
   on("defaults", applyModelDefaults);
   on("model", () => { kept = keptPending = null; if (last && last.params.trace === "model") markStale("another model was loaded since"); });
 }

@@ -9,6 +9,7 @@ import { h, fill, field, onEnter, markField } from "./dom.js";
 import * as fmt from "./format.js";
 import * as status from "./status.js";
 import { app, on } from "./state.js";
+import { kvFormatSelect } from "./kv-formats.js";
 import { requireModel, onShown } from "./tabs.js";
 import { BlockMap, TIERS } from "./blockmap.js";
 import { barChart, lineChart, setData } from "./charts.js";
@@ -45,7 +46,7 @@ export async function start() {
 // The constrained preset is sized for this sequence (length, block size, bytes per token),
 // so the presets are fetched again whenever one of those changes; that resets table edits.
 // On a model trace the backend sizes it from the profiled sequence itself.
-function presetKey() { return `${ui.length.value}|${ui.blockSize.value}|${app.model ? app.model.source : ""}`; }
+function presetKey() { return `${ui.length.value}|${ui.blockSize.value}|${app.model ? app.model.source : ""}|${ui.kvFormat.value}`; }
 let presetsFor = null;
 let presetsLoading = Promise.resolve();
 
@@ -58,7 +59,8 @@ function loadPresets() {
 }
 
 async function fetchPresets() {
-  const res = await call("profile_presets", { length: Number(ui.length.value), block_size: Number(ui.blockSize.value) });
+  const res = await call("profile_presets", { length: Number(ui.length.value), block_size: Number(ui.blockSize.value),
+    ...kvFormatParams() });
   if (!res.ok) { applyPreset(); return; }
   const keep = ui.preset.value;
   const list = res.presets || [];
@@ -84,6 +86,9 @@ function settingsCard() {
     h("option", { value: "synthetic" }, "Synthetic (no model needed)"), h("option", { value: "model" }, "Model (loaded model on a text)"));
   ui.length = num("length", 100000, { min: 1, step: 1000 });
   ui.blockSize = num("block_size", 16, { min: 1 });
+  ui.kvFormat = kvFormatSelect("kv_format", { title: "Store the KV in a quantized format (backend/quantize): a block "
+    + "then holds the format's bytes per token, scales included, rounded up to a whole byte" });
+  ui.kvFormat.addEventListener("change", () => loadPresets());
   ui.policy = h("select", { dataset: { field: "policy" }, onchange: policyChanged },
     Object.entries(POLICY_LABELS).map(([v, label]) => h("option", { value: v }, label)));
   ui.reuse = num("reuse", 16, { min: 0, title: "A block used below HBM is read there; used again within this many steps, it comes back to HBM." });
@@ -129,7 +134,8 @@ function settingsCard() {
   onEnter(ui.text, refresh);
 
   return h("div", { class: "card profile-settings" }, h("h2", {}, "Sequence"),
-    h("div", { class: "form-grid" }, field("Trace", ui.trace), field("Length (tokens)", ui.length), field("Block size B", ui.blockSize)),
+    h("div", { class: "form-grid" }, field("Trace", ui.trace), field("Length (tokens)", ui.length), field("Block size B", ui.blockSize),
+      field("KV format", ui.kvFormat)),
     ui.model,
     h("h2", { class: "sub" }, "Placement"), field("Policy", ui.policy), ui.policyGrid, ui.fetchHint, ui.policyRule,
     h("h2", { class: "sub" }, "Tiers", h("span", { class: "spacer" }), field("Preset", ui.preset, "field inline")),
@@ -221,11 +227,14 @@ async function loadHardware(measure) {
 }
 
 // ---------- run ----------
+// The KV format (issue 34): the blocks hold its bytes per token; "" = the model's own dtype.
+function kvFormatParams() { return ui.kvFormat.value ? { kv_format: ui.kvFormat.value } : {}; }
+
 async function refresh() {
   if (ui.trace.value === "model" && !app.model) return;
   await loadPresets();  // the table must be sized for this sequence before we read it
   const params = { trace: ui.trace.value, length: Number(ui.length.value), block_size: Number(ui.blockSize.value),
-    preset: ui.preset.value, tiers: tiersFromTable(), ...policyParams() };
+    preset: ui.preset.value, tiers: tiersFromTable(), ...policyParams(), ...kvFormatParams() };
   if (params.trace === "model") Object.assign(params, { text: ui.text.value, aggregate: ui.aggregate.value, layer: Number(ui.layer.value) });
   ui.refresh.disabled = true;
   ui.cancel.classList.remove("hidden");

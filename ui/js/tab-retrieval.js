@@ -17,6 +17,7 @@ import { policyColour, policyLabel, labelsOf } from "./palette.js";
 import { userMessage, fieldError } from "./fielderror.js";
 import { RetrievalGrids } from "./retrieval-grid.js";
 import { WhyMissed } from "./retrieval-why.js";
+import { kvFormatSelect } from "./kv-formats.js";
 
 const TASKS = { pass_key: "Pass key (Landmark Attention)", needle: "Needle (RULER, one magic number)",
   multi_key: "Several needles, one asked for", custom: "Your own text, needle and question" };
@@ -29,6 +30,7 @@ const FIELDS = {
   sinks: { label: "Sinks S", type: "a whole number ≥ 0" }, window: { label: "Window W", type: "a whole number ≥ 1" },
   chunk: { label: "Chunk k", type: "a whole number ≥ 1 (1 = evict after every token)" },
   seed: { label: "Seed", type: "a whole number ≥ 0" }, chat_template: { label: "Chat template" },
+  kv_format: { label: "KV format" }, intact_sinks: { label: "Intact sinks", type: "a whole number ≥ 0 (needs a KV format)" },
   haystack: { label: "Haystack" }, needle: { label: "Needle sentence" }, question: { label: "Question" }, answer: { label: "Expected answer" },
 };
 
@@ -159,6 +161,10 @@ function settingsCard() {
   ui.depths = input("depths", "0, 0.25, 0.5, 0.75, 1", { type: "text", title: "Where the needle sits: 0 = start, 1 = end of the context" });
   ui.chat = h("input", { type: "checkbox", dataset: { field: "chat_template" }, onchange: () => edited.add("chat_template") });
   ui.policies = h("div", { class: "retrieval-policies", dataset: { field: "policy" } });
+  ui.kvFormat = kvFormatSelect("kv_format", { title: "Store every policy's K and V in fewer bits (backend/quantize); "
+    + "Full Cache's too" });
+  ui.intact = input("intact_sinks", 0, { type: "number", min: 0, title: "IntactKV: the first N positions stay in full "
+    + "precision (needs a KV format)" });
   ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run grid");
   ui.cancelBtn = h("button", { class: "btn danger hidden", onclick: cancel }, "Cancel");
   ui.progress = h("div", { class: "progress hidden" }, h("div"));
@@ -171,7 +177,8 @@ function settingsCard() {
   return h("div", { class: "card retrieval-settings" }, h("h2", {}, "Retrieval grid"),
     field("Task", ui.task), ui.custom,
     h("div", { class: "form-grid" }, field("Protocol", ui.protocol), ui.chunkField, ui.budgetField,
-      ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed)),
+      ui.cacheField, ui.ratioField, field("Sinks S", ui.sinks), field("Window W", ui.window), field("Seed", ui.seed),
+      field("KV format", ui.kvFormat), field("Intact sinks", ui.intact)),
     ui.sharedNote, ui.presetField, field("Lengths (tokens)", ui.lengths), field("Depths (0 = start … 1 = end)", ui.depths),
     h("label", { class: "check" }, ui.chat, "Chat template (the model's own; off = plain text)"),
     field("Policies", ui.policies), ui.estimate,
@@ -221,6 +228,7 @@ function params() {
   if (p.protocol === "streaming") p.chunk = Number(ui.chunk.value);
   if (p.protocol === "prefill" && ui.budget.value === "ratio") p.ratio = Number(ui.ratio.value);
   else p.cache_size = Number(ui.cache.value);
+  if (ui.kvFormat.value) Object.assign(p, { kv_format: ui.kvFormat.value, intact_sinks: Number(ui.intact.value) });
   if (p.task === "custom") Object.assign(p, { haystack: ui.haystack.value, needle: ui.needle.value, question: ui.question.value, answer: ui.answer.value });
   return p;
 }
@@ -348,7 +356,7 @@ function render() {
     shown.model && shown.model.source, `task ${shown.task}`, `${shown.protocol}`
     + (shown.chunk != null ? ` k=${shown.chunk}` : ""), s.cache_size != null ? `C=${s.cache_size}` : null,
   s.ratio != null ? `ratio ${s.ratio}` : null, s.sinks != null ? `S=${s.sinks}` : null, s.window != null ? `W=${s.window}` : null,
-  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, `${fmt.secs(shown.seconds)}`]
+  s.seed != null ? `seed ${s.seed}` : null, s.chat_template ? "chat template" : null, kvText(shown), `${fmt.secs(shown.seconds)}`]
     .filter(Boolean).join(" · ")
     + (shown.model && shown.model.sliding_window_note ? `\n${shown.model.sliding_window_note}` : "");
   ui.info.classList.toggle("partial", !!shown.partial);
@@ -366,6 +374,13 @@ function render() {
   fill(ui.notes, notes.map((n) => h("div", { class: "hint warn" }, n)));
   const first = shown.cells.find((c) => c.policy !== "full" && !c.correct) || shown.cells[0];
   if (first && !running()) pick(first.policy, first.length, first.depth);  // not while cells keep arriving
+}
+
+// The cache's format and its bytes per token (every result says it; unquantized: the model's dtype).
+function kvText(r) {
+  if (r.bytes_per_token == null) return null;
+  const intact = r.settings && r.settings.intact_sinks ? `, ${r.settings.intact_sinks} intact` : "";
+  return `KV ${r.kv_format || "unquantized"}${intact} (${fmt.bytes(r.bytes_per_token)}/token)`;
 }
 
 const CSV_COLUMNS = ["length", "depth", "policy", "label", "correct", "answer_logprob", "answer", "expected", "needle", "needle_tokens",

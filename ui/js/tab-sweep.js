@@ -13,6 +13,8 @@ import { onShown } from "./tabs.js";
 import { lineChart } from "./charts.js";
 import { policyColour, policyDash, policyLabel, labelsOf } from "./palette.js";
 import { savePNG, saveJSON, saveCSV } from "./export.js";
+import { kvFormatSelect, chosen } from "./kv-formats.js";
+import { paretoFront } from "./pareto.js";
 
 const POLICIES = ["full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "quest", "oracle"];
 // Which decode-time policies a kind offers: the oracle needs the future (traces only); Quest is Evaluate's.
@@ -124,6 +126,10 @@ function settingsCard() {
   ui.workers = input("workers", "", { type: "number", min: 0, placeholder: "per core" });
   ui.ray = input("ray", "", { placeholder: "blank = this machine; auto or HOST:PORT",
     title: "Run the cells on an existing Ray cluster (ray start --head …). SinkVis never starts one." });
+  ui.kvFormats = kvFormatSelect("sweep.kv_formats", { multiple: true, title: "The KV format axis (ctrl/shift-click "
+    + "for several): each cell is policy × budget × format, at the format's KV bytes; unquantized = the model's dtype" });
+  ui.intact = input("intact_sinks", 0, { type: "number", min: 0, title: "IntactKV: the first N positions stay in full "
+    + "precision in every quantized cell" });
   ui.out = input("out", `sweep-${stamp()}.jsonl`, { title: "Results file under ~/SinkVis-exports/sweeps; an existing one is resumed" });
   ui.files = h("select", { class: "sweep-files", onchange: openFile, title: "Open an earlier sweep" }, h("option", { value: "" }, "Open…"));
   ui.runBtn = h("button", { class: "btn primary", onclick: run }, "Run Sweep");
@@ -135,6 +141,7 @@ function settingsCard() {
     ui.textField = field("Text", ui.text), ui.retrieval, field("Policies", h("div", {}, ui.policyBoxes, ui.prefillBoxes)),
     h("div", { class: "form-grid" }, ui.sizesField = field("Cache sizes", ui.sizes), ui.ratiosField, field("Sinks S", ui.sinks), field("Window W", ui.window),
       field("Max tokens", ui.maxTokens), field("Workers", ui.workers), field("Ray cluster", ui.ray)), ui.defaultsNote,
+    h("div", { class: "form-grid kv-formats-row" }, field("KV formats", ui.kvFormats), field("Intact sinks", ui.intact)),
     h("div", { class: "form-grid" }, field("Results file", ui.out), field("Earlier sweeps", ui.files)),
     h("div", { class: "row run-row" }, ui.runBtn, ui.cancelBtn), ui.progress, ui.progressText);
 }
@@ -174,6 +181,8 @@ function params() {
   if (ui.window.value !== "") p.window = Number(ui.window.value);
   if (ui.workers.value !== "") p.workers = Number(ui.workers.value);
   if (ui.ray.value.trim()) p.ray = ui.ray.value.trim();
+  const formats = chosen(ui.kvFormats);
+  if (formats.length && formats.join() !== "none") Object.assign(p, { kv_formats: formats, intact_sinks: Number(ui.intact.value) });
   if (p.kind === "prefill") { p.ratios = numberList(ui.ratios.value); delete p.cache_sizes; }
   if (p.kind === "retrieval") {
     p.retrieval = { task: ui.rTask.value, protocol: ui.rProtocol.value, lengths: numberList(ui.rLengths.value),
@@ -294,6 +303,10 @@ async function restoreSettings(fileRows) {
   ui.window.value = halves || windows.length !== 1 ? "" : String(windows[0]);
   const maxTokens = distinct((c) => JSON.parse(c.settings || "{}").max_tokens).filter((v) => v != null);
   if (maxTokens.length === 1) ui.maxTokens.value = String(maxTokens[0]);
+  const formats = distinct((c) => (c.settings ? JSON.parse(c.settings).kv_format : null) || "none");  // issue 34's axis
+  for (const o of ui.kvFormats.options) o.selected = formats.includes(o.value);
+  const intact = distinct((c) => JSON.parse(c.settings || "{}").intact_sinks).filter((v) => v != null);
+  ui.intact.value = String(intact[0] || 0);
   const lost = [];
   if (ui.kind.value === "retrieval") {
     if ([...ui.rTask.options].some((o) => o.value === cells[0].text)) ui.rTask.value = cells[0].text;
@@ -362,14 +375,22 @@ function render() {
   }
   const xKey = shown.length && shown[0].kv_bytes == null && ui.x.value === "kv_bytes" ? "kv_tokens" : ui.x.value;
   const yKey = ui.y.value;
-  const byPolicy = {};
-  for (const r of shown) (byPolicy[r.cell.policy] ||= []).push(r);
-  const datasets = Object.entries(byPolicy).map(([policy, list]) => ({
-    label: label(policy), color: policyColour(policy), borderDash: policyDash(policy), policy,
-    pointRadius: policy === "full" ? 5 : 3, showLine: policy !== "full",
+  const byPolicy = {};  // a line per policy × KV format (one format: per policy, as before formats)
+  const formats = [...new Set(shown.map(formatOf))];
+  for (const r of shown) (byPolicy[r.cell.policy + "\u0000" + formatOf(r)] ||= []).push(r);
+  const datasets = Object.entries(byPolicy).map(([key, list]) => ({
+    label: pointName(list[0], formats.length > 1), color: policyColour(list[0].cell.policy), borderDash: policyDash(list[0].cell.policy),
+    policy: list[0].cell.policy,
+    pointRadius: list[0].cell.policy === "full" ? 5 : 3, showLine: list[0].cell.policy !== "full",
+    pointStyle: POINT_STYLES[formats.indexOf(formatOf(list[0])) % POINT_STYLES.length],
     data: list.filter((r) => r.metrics[yKey] != null && r[xKey] != null)
       .sort((a, b) => a[xKey] - b[xKey]).map((r) => ({ x: xKey === "compression_ratio" ? r[xKey] : Math.max(r[xKey], 1e-9), y: r.metrics[yKey], row: r })),
   }));
+  const lower = (metrics.find(([k]) => k === yKey) || [])[2] !== false;
+  if (formats.length > 1 && xKey === "kv_bytes") {  // evicting and quantizing on one front
+    datasets.push({ label: "Pareto front (all policies × formats)", color: "#e5e7eb", borderDash: [2, 2], pointRadius: 0,
+      showLine: true, front: true, data: paretoFront(datasets.flatMap((d) => d.data), lower) });
+  }
   ui.chart.data.datasets = datasets.map((d) => ({ borderColor: d.color, backgroundColor: d.color, ...d }));
   ui.chart.options.scales.x.type = xKey === "compression_ratio" ? "linear" : "logarithmic";
   ui.chart.options.scales.x.title.text = X_AXES.find(([k]) => k === xKey)[1];
@@ -417,12 +438,21 @@ function tooltipLines(ctx) {
       + (m.note ? ` · ${m.note}` : "")
     : r.cell.kind === "retrieval" ? `accuracy ${fmt.pct(m.accuracy, 0)} of ${m.cells} · mean log p ${fmt.fixed(m.mean_logprob, 3)}`
       : `hit rate ${fmt.pct(m.hit_rate, 2)} · recall ${fmt.pct(m.attention_recall, 2)}`;
-  return [`${label(r.cell.policy)} · ${budgetText(r)} · W = ${r.cell.window} · S = ${r.cell.sinks}`,
+  return [`${pointName(r, true)} · ${budgetText(r)} · W = ${r.cell.window} · S = ${r.cell.sinks}`
+    + (ctx.dataset.front ? " · on the Pareto front" : ""),
     `KV ${fmt.bytes(r.kv_bytes)}${r.memory_is ? " " + r.memory_is : ""} · compression ${fmt.pct(r.compression_ratio, 1)}`, main,
     `${r.tokens} tokens · node ${String(r.node).slice(0, 12)} · ${fmt.secs(r.seconds)}`];
 }
 
 // A prefill cell's budget is its ratio (of a context of cache_size tokens); the others' is C.
+// A cell's KV format (issue 34): "unquantized" = the model's dtype; intact sinks said where kept.
+const POINT_STYLES = ["circle", "rect", "triangle", "rectRot", "star", "crossRot"];
+function formatOf(r) {
+  const intact = r.kv_format && r.cell.settings ? JSON.parse(r.cell.settings).intact_sinks : 0;
+  return (r.kv_format || "unquantized") + (intact ? ` +${intact} intact` : "");
+}
+function pointName(r, withFormat) { return label(r.cell.policy) + (withFormat ? ` · ${formatOf(r)}` : ""); }
+
 function budgetText(r) {
   return r.cell.ratio != null ? `r = ${r.cell.ratio} of ${fmt.int(r.cell.cache_size)}` : `C = ${fmt.int(r.cell.cache_size)}`;
 }
@@ -434,7 +464,7 @@ function renderTable(shown, yKey) {
   const sorted = [...shown].sort((a, b) => order(a.cell.policy) - order(b.cell.policy) || a.cell.policy.localeCompare(b.cell.policy)
     || a.cell.cache_size - b.cell.cache_size || (a.cell.ratio || 0) - (b.cell.ratio || 0));
   fill(ui.tableBody, sorted.map((r) => h("tr", { dataset: { policy: r.cell.policy } },
-    h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), label(r.cell.policy)),
+    h("td", {}, h("span", { class: "swatch", style: { background: policyColour(r.cell.policy) } }), pointName(r, r.kv_format != null)),
     h("td", {}, r.cell.ratio != null ? `r = ${r.cell.ratio}` : fmt.int(r.cell.cache_size)),
     h("td", {}, r.cell.policy === "full" ? "—" : String(r.cell.window)),
     h("td", { title: r.memory_is ? `Quest holds all ${r.memory_held_tokens} entries; this is what a step reads` : "" },
@@ -483,7 +513,8 @@ function renderPicks() {
   fill(ui.picks, h("table", { class: "data sweep-picks-table" },
     h("thead", {}, h("tr", {}, ["at ≤ " + text, "C", "KV memory", yKey].map((t) => h("th", {}, t)))),
     h("tbody", {}, picks.map((p) => h("tr", { class: best && p === best ? "pick-best" : "", dataset: { policy: p.policy } },
-      h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }), label(p.policy)),
+      h("td", {}, h("span", { class: "swatch", style: { background: policyColour(p.policy) } }),
+        p.row ? pointName(p.row, p.row.kv_format != null) : label(p.policy)),
       h("td", {}, p.row ? fmt.int(p.row.cell.cache_size) : "—"),
       h("td", {}, p.row ? fmt.bytes(p.row.kv_bytes) : "does not fit"),
       h("td", { class: best && p === best ? "best" : "" }, p.row ? fmt.fixed(p.row.metrics[yKey], 4) : "—"))))));
@@ -491,7 +522,7 @@ function renderPicks() {
 
 function flat(r) {
   return { model: r.cell.model, text: r.cell.text, kind: r.cell.kind, policy: r.cell.policy, label: label(r.cell.policy), cache_size: r.cell.cache_size,
-    sinks: r.cell.sinks, window: r.cell.window, tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
+    sinks: r.cell.sinks, window: r.cell.window, kv_format: r.kv_format || "", tokens: r.tokens, kv_tokens: r.kv_tokens, kv_bytes: r.kv_bytes,
     compression_ratio: r.compression_ratio, ratio: r.cell.ratio ?? "", memory_is: r.memory_is || "", ...r.metrics, node: r.node, seconds: r.seconds, key: r.key };
 }
 
