@@ -33,7 +33,7 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
     from backend.evaluate.run import evaluate
     from backend.quantize import kv_format
 

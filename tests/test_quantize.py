@@ -6,7 +6,7 @@ import torch
 from gguf import GGML_QUANT_SIZES, GGMLQuantizationType, quants
 from transformers.cache_utils import Fp8QuantizedLayer
 
-from backend.api.evaluate import bundled_eval_text
+from backend.defaults import bundled_text as bundled_eval_text
 from backend.errors import UserError
 from backend.evaluate.cache import PolicyCaches
 from backend.evaluate.run import evaluate

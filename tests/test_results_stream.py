@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import wait_job
 
-from backend.api.evaluate import bundled_eval_text
+from backend.defaults import bundled_text as bundled_eval_text
 from backend.evaluate.estimate import estimate
 from backend.evaluate.run import evaluate
 from backend.evaluate.time_left import TimeLeft
