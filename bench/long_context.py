@@ -108,10 +108,10 @@ def child(args) -> None:
     before = rss_kb("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # the peak RSS starts again from here
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     run_path(args.child, loaded, ids)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_kb": rss_kb("VmHWM"), "loaded_kb": before}))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "peak_kb": rss_kb("VmHWM"), "loaded_kb": before}))
 
 
 def measure(path: str, model: str, tokens: int, threads: int) -> dict:
@@ -124,13 +124,25 @@ def measure(path: str, model: str, tokens: int, threads: int) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def table(title: str, rows: dict) -> None:
-    plain = rows["plain"]
+def header(title: str) -> None:
     print(f"\n{title}")
-    print(f"{'path':<10}{'seconds':>9}{'× plain':>9}{'peak RSS GB':>13}{'× plain':>9}{'above load GB':>15}")
-    for path, r in rows.items():
-        print(f"{path:<10}{r['seconds']:>9.1f}{r['seconds'] / plain['seconds']:>9.2f}{r['peak_kb'] / 2**20:>13.2f}"
-              f"{r['peak_kb'] / plain['peak_kb']:>9.2f}{(r['peak_kb'] - r['loaded_kb']) / 2**20:>15.2f}")
+    print(f"{'path':<10}{'wall s':>9}{'× plain':>9}{'cpu s':>9}{'× plain':>9}{'peak RSS GB':>13}{'× plain':>9}"
+          f"{'above load GB':>15}", flush=True)
+
+
+def row(path: str, r: dict, plain: dict) -> None:
+    """One path's line, printed as soon as it is measured (a long run shows its progress)."""
+    print(f"{path:<10}{r['seconds']:>9.1f}{r['seconds'] / plain['seconds']:>9.2f}{r['cpu']:>9.1f}"
+          f"{r['cpu'] / plain['cpu']:>9.2f}{r['peak_kb'] / 2**20:>13.2f}{r['peak_kb'] / plain['peak_kb']:>9.2f}"
+          f"{(r['peak_kb'] - r['loaded_kb']) / 2**20:>15.2f}", flush=True)
+
+
+def table(title: str, model: str, tokens: int, threads: int, paths: list) -> None:
+    header(title)
+    plain = measure("plain", model, tokens, threads)
+    row("plain", plain, plain)
+    for path in paths:
+        row(path, measure(path, model, tokens, threads), plain)
 
 
 def main():
@@ -145,13 +157,14 @@ def main():
     args = parser.parse_args()
     if args.child:
         return child(args)
-    paths = ["plain", "fast", "sums"] + (["before"] if args.before else [])
-    rows = {p: measure(p, "smollm2", args.tokens, args.threads) for p in paths}
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; wall times count other processes' "
+          "turns too, cpu seconds do not")
     table(f"SmolLM2-135M (fp32), {args.tokens:,} tokens, {args.threads} thread(s), ratio 0.5; fast = "
-          f"{' + '.join(FAST)}; sums = fast + h2o + observed_attention", rows)
+          f"{' + '.join(FAST)}; sums = fast + h2o + observed_attention", "smollm2", args.tokens, args.threads,
+          ["fast", "sums"] + (["before"] if args.before else []))
     if args.long:
-        rows = {p: measure(p, "llama-1b-shape", args.long_tokens, args.threads) for p in ("plain", "snapkv")}
-        table(f"Llama-3.2-1B shape (random init, fp32), {args.long_tokens:,} tokens, SnapKV", rows)
+        table(f"Llama-3.2-1B shape (random init, fp32), {args.long_tokens:,} tokens, SnapKV", "llama-1b-shape",
+              args.long_tokens, args.threads, ["snapkv"])
 
 
 if __name__ == "__main__":
