@@ -16,7 +16,7 @@ after the model is loaded and the tokens are ready, so it counts the loaded mode
             whole [H, n, n] weights (kept as tests/reference_compress.py's eager_prefill_scores)
 
 --long adds the Llama-3.2-1B shape (its config, random init, float32) with SnapKV at --long-tokens
-(default 32,768; ~30+ minutes on a 2-core CPU): plain and snapkv.
+(default 32,768; ~30+ minutes on a 2-core CPU): plain and snapkv. --tokens 0 skips SmolLM2.
 
     python bench/long_context.py [--tokens 7800] [--threads 1] [--before] [--long] [--long-tokens 32768]
 """
@@ -159,9 +159,10 @@ def main():
         return child(args)
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; wall times count other processes' "
           "turns too, cpu seconds do not")
-    table(f"SmolLM2-135M (fp32), {args.tokens:,} tokens, {args.threads} thread(s), ratio 0.5; fast = "
-          f"{' + '.join(FAST)}; sums = fast + h2o + observed_attention", "smollm2", args.tokens, args.threads,
-          ["fast", "sums"] + (["before"] if args.before else []))
+    if args.tokens:  # --tokens 0: only the --long table
+        table(f"SmolLM2-135M (fp32), {args.tokens:,} tokens, {args.threads} thread(s), ratio 0.5; fast = "
+              f"{' + '.join(FAST)}; sums = fast + h2o + observed_attention", "smollm2", args.tokens, args.threads,
+              ["fast", "sums"] + (["before"] if args.before else []))
     if args.long:
         table(f"Llama-3.2-1B shape (random init, fp32), {args.long_tokens:,} tokens, SnapKV", "llama-1b-shape",
               args.long_tokens, args.threads, ["snapkv"])
