@@ -23,7 +23,7 @@ def mask_rows(call, a: int, b: int):
     q, n = call.query, call.key.shape[2]
     low = torch.finfo(q.dtype).min
     mask = call.mask
-    if mask is None:  # sdpa's "plain causal": the query at position i (of n − q_len + a + …) sees keys ≤ i
+    if mask is None:  # sdpa's "plain causal": query a + r sits at position n − q_len + a + r and sees keys up to it
         i = torch.arange(a, b, device=q.device)[:, None] + (n - q.shape[2])
         j = torch.arange(n, device=q.device)[None]
         return torch.zeros(b - a, n, dtype=q.dtype, device=q.device).masked_fill(j > i, low)[None, None]
