@@ -52,6 +52,20 @@ def checked_scores(scores, view: LayerInputs, name: str):
                     "or pick another method.", "policy")
 
 
+def _give_back_freed_memory() -> None:
+    """Return the heap's free pages to the system (glibc's malloc_trim) after a layer's scoring. Its
+    temporaries come in many sizes, so glibc keeps what they freed on its heap instead of unmapping it
+    and the process's resident memory creeps up layer by layer (measured, SmolLM2 at 7,800 tokens with
+    SnapKV + Knorm + Expected Attention: peak RSS 1.19–1.46x a plain forward's without this, 1.01x with
+    it; bench/long_context.py). Elsewhere: nothing."""
+    import ctypes
+
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc (macOS, Windows, musl)
+        pass
+
+
 def attention_modules(model):
     """The decoder's attention modules, for models that call transformers' attention interface."""
     from ..attention.seam import attention_layers, outside_interface_message, through_interface
@@ -106,6 +120,8 @@ class Prefill:
                 s = checked_scores(scorer.score(view, settings), view, names[0]).float()
                 for name in names:
                     self.scores[name][layer] = s
+            del view
+            _give_back_freed_memory()
             self.seconds["scoring"] += time.perf_counter() - tick
             if report is not None:
                 report(0.5 * (layer + 1) / self.layers, "Prefill (full attention, methods scoring each layer)",
