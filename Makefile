@@ -39,6 +39,7 @@ bench: $(STAMP) smollm2
 	$(PY) bench/eviction.py
 	$(PY) bench/tiers.py
 	$(PY) bench/sweep.py
+	$(PY) bench/long_context.py
 
 clean-venv:
 	rm -rf $(VENV)

@@ -158,3 +158,44 @@ def select(s, rule, kept, ratio=None, layer=0, layers=1):
         chosen = np.argsort(-flat, kind="stable")[: kv * kept]
         return [np.sort(chosen[chosen // n == h] % n) for h in range(kv)]
     raise ValueError(rule)
+
+
+def eager_prefill_scores(loaded, ids, scorers, settings):
+    """The prefill as SinkVis ran it before blockwise attention (kept as the reference the blockwise one must
+    equal): one eager forward holding each layer's whole [H, n, n] weights, window rows and column sums read
+    off them. Returns name → per layer scores [KV, n]."""
+    import torch
+    from transformers import DynamicCache
+
+    from backend.attention.rotary import layer_rotaries
+    from backend.attention.seam import tapped
+    from backend.compress.layer import LayerInputs
+
+    class WholeWeights(LayerInputs):
+        def __init__(self, call, weights, rotary, layer, layers):
+            super().__init__(call, rotary, layer, layers)
+            self.attention = weights[0]
+
+        def window_attention(self, w):
+            return self.attention[:, self.n - w:].float()
+
+        @property
+        def attention_sums(self):
+            return self.attention.float().sum(dim=1)
+
+    model = loaded.model
+    rotaries = layer_rotaries(model)
+    layers = model.config.num_hidden_layers
+    scores = {name: [None] * layers for name in scorers}
+
+    def tap(call):
+        out, weights = call.eager()
+        view = WholeWeights(call, weights, rotaries[call.layer], call.layer, layers)
+        for name, method in scorers.items():
+            scores[name][call.layer] = method.scorer.score(view, settings).float()
+        return out, weights
+
+    with torch.inference_mode(), tapped(tap):
+        model(input_ids=torch.tensor([ids]), position_ids=torch.arange(len(ids))[None],
+              past_key_values=DynamicCache(), use_cache=True, logits_to_keep=1)
+    return scores

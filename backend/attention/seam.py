@@ -67,13 +67,22 @@ def _attention(module, query, key, value, attention_mask, **kwargs):
     return call.eager() if tap is None else tap(call)
 
 
+def _mask(*args, **kwargs):
+    """The mask eager gets (additive [B, 1, q, k]), or for a thread whose tap asked for sdpa's masks
+    (`tapped(tap, masks="sdpa")`) sdpa's: None where the mask is plain causal, else boolean. A long prefill
+    then never holds an n × n float mask; its tap reads the mask's rows block by block."""
+    from transformers.masking_utils import eager_mask, sdpa_mask
+
+    return (sdpa_mask if getattr(_local, "masks", "eager") == "sdpa" else eager_mask)(*args, **kwargs)
+
+
 def _register() -> None:
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
     if NAME not in AttentionInterface._global_mapping:
         AttentionInterface.register(NAME, _attention)
-        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, eager_mask)  # the same 4-D mask eager gets
+        ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, _mask)  # eager's 4-D mask unless the thread's tap asks for sdpa's
 
 
 def install(model) -> None:
@@ -148,12 +157,16 @@ def installed(model) -> bool:
 
 
 @contextmanager
-def tapped(tap):
+def tapped(tap, masks: str = "eager"):
     """tap(call) → (output, weights) answers every attention call of this thread's forwards inside the
-    block; other threads' forwards are untouched. Taps nest: the inner one wins until it exits."""
-    before = getattr(_local, "tap", None)
-    _local.tap = tap
+    block; other threads' forwards are untouched. Taps nest: the inner one wins until it exits.
+    masks="sdpa": call.mask is None (plain causal) or boolean, as sdpa gets it, instead of eager's additive
+    n × n floats; call.eager() then needs an additive mask passed in (backend/compress/blocks.py builds rows)."""
+    if masks not in ("eager", "sdpa"):
+        raise ValueError(f"masks must be 'eager' or 'sdpa', not {masks!r}")
+    before = getattr(_local, "tap", None), getattr(_local, "masks", "eager")
+    _local.tap, _local.masks = tap, masks
     try:
         yield
     finally:
-        _local.tap = before
+        _local.tap, _local.masks = before

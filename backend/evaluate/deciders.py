@@ -28,6 +28,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from kernels.eviction import MODEL, ONE, Simulation, Trace
+from kernels.eviction.units import Units
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,8 @@ class KernelDecider:
                              else Simulation(policy, trace, cache_size, sinks, window, tau))
             self.bufs.append(buf)
         self.last = [np.zeros(0, np.int64)] * units
+        # a built-in kernel: every unit advanced by one kernel call (a user's rule runs its own loop per unit)
+        self.units = None if callable(policy) else Units(self.sims)
         self.recorded = None  # int64 [units, n, n] once record() is called (tests: small n only)
 
     def record(self) -> None:
@@ -92,20 +95,27 @@ class KernelDecider:
             sim.run(t, t + 1)
 
     def step_block(self, t0: int, positions: np.ndarray, weights: np.ndarray) -> None:
-        """Queries t0 .. t0 + q − 1 in one kernel call per unit (a chunk, backend/retrieval/streaming.py):
+        """Queries t0 .. t0 + q − 1 in one kernel call for every unit (a built-in kernel; a user rule: one call per
+        unit), a chunk of queries (backend/retrieval/streaming.py) or one (Evaluate):
         positions int64 [U, k] ascending, ending with the chunk's own t0 .. t0 + q − 1; weights float
         [U, q, k]. Query t0 + i saw the first k − q + 1 + i entries (the kernel reads no further):
         the same steps as q calls of step() on each query's part of the row."""
         fixed = to_fixed_row(weights)
         q = fixed.shape[1]
-        for u, sim in enumerate(self.sims):
-            if self.recorded is not None:
-                seen = positions.shape[1] - q + 1 + np.arange(q)
+        if self.recorded is not None:
+            seen = positions.shape[1] - q + 1 + np.arange(q)
+            for u in range(len(self.sims)):
                 self.recorded[u, np.arange(t0, t0 + q)[:, None], positions[u]] = np.where(
                     np.arange(positions.shape[1]) < seen[:, None], fixed[u], 0)
+        if self.units is not None:
+            self.units.run_rows(t0, fixed, positions)
+            return
+        for u, sim in enumerate(self.sims):
             sim.run_rows(t0, fixed[u], positions[u])
 
     def cached(self, positions: np.ndarray) -> np.ndarray:
+        if self.units is not None:
+            return self.units.cached(positions)
         return np.stack([sim.state.slot_of[positions[u]] >= 0 for u, sim in enumerate(self.sims)])
 
 

@@ -76,3 +76,18 @@ def run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
                 h2o.settle(slots, heap, ctr)
 
         timeline_point(t, n, stride, ctr, flt, tl)
+
+
+@njit(cache=True, nogil=True)  # here, not in its own file: Numba's cache of it is keyed on this file, as run_steps'
+def run_units(policy, t0, t1, n, capacity, sinks, window, tau,
+              kind, weights, sp, loc, loccum, heavy, fixed, plan_end,
+              slots, slot_of, free, heap, stamp, queue, ctr, flt, tl, stride, evicted_at, ridx, rval,
+              blocks, cols):
+    """run_steps for U units of one policy in one call (Evaluate's per-(layer, KV head) kept sets): every
+    state array has a leading unit axis, blocks int64 [U, t1 − t0, k] and cols int64 [U, k] are each unit's
+    rows and keys; the trace (never read when rows are given) and the scratch rows are shared."""
+    for u in range(slots.shape[0]):
+        run_steps(policy, t0, t1, n, capacity, sinks, window, tau,
+                  kind, weights, sp, loc, loccum, heavy, fixed, plan_end,
+                  slots[u], slot_of[u], free[u], heap[u], stamp[u], queue[u], ctr[u], flt[u], tl[u], stride,
+                  evicted_at[u], ridx, rval, blocks[u], cols[u])

@@ -7,6 +7,7 @@ decode-time H2O's (kernels/eviction); kvpress's normalised form is `observed_att
 Per KV head: the mean over its query heads. The last W positions score above every
 other (kvpress's way of protecting a window: max + 1).
 """
+ATTENTION = "every query"  # the prefill sums each key's column block by block during the forward
 PRESS = "ObservedAttentionPress (accumulated, + window)"
 
 

@@ -6,6 +6,7 @@ eager attention summed over queries, divided by the number of queries that can s
 key (n − j), averaged over the query heads of each KV head. No window is protected.
 The attention is the eager prefill's own weights (kvpress requires eager here too).
 """
+ATTENTION = "every query"  # the prefill sums each key's column block by block during the forward
 PRESS = "ObservedAttentionPress"
 
 
