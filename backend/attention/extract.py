@@ -67,8 +67,9 @@ def view_rows(loaded, text: str, layer: int = -1, head=None, aggregate: str = "l
 
     layers, head = view_layers(loaded, layer, head, aggregate)
     ids = encode(loaded, text)
-    rows = ViewRows if through_interface(loaded.model) else DenseRows  # Falcon: its own attention, output_attentions
-    return ids, rows(loaded, ids, layers, head)
+    if through_interface(loaded.model):
+        return ids, ViewRows(loaded, ids, layers, head)
+    return ids, DenseRows(loaded, ids, layers, head, forward_attentions)  # Falcon: its own attention, output_attentions
 
 
 def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer") -> dict:

@@ -167,9 +167,8 @@ class DenseRows(ViewRows):
     """The same rows for a model that computes attention its own way and never calls the attention interface
     (Falcon): one forward with output_attentions, every layer's n × n weights held, so up to WHOLE tokens only."""
 
-    def __init__(self, loaded, ids: list[int], layers: list[int], head=None):
-        from .extract import forward_attentions
-
+    def __init__(self, loaded, ids: list[int], layers: list[int], head, forward_attentions):
+        """forward_attentions: extract.py's (every layer's weights and whether the model has learned sinks)."""
         if len(ids) > WHOLE:
             raise UserError("too_long", f"The text is {len(ids):,} tokens; this model computes attention outside "
                             "transformers' attention interface, so its whole matrices are held, up to "

@@ -9,7 +9,7 @@ import time
 from .full import CHUNK
 
 
-def _timed(fn, repeats=2) -> float:
+def timed(fn, repeats=2) -> float:
     best = float("inf")
     for _ in range(repeats):
         started = time.perf_counter()
@@ -39,9 +39,9 @@ def estimate(loaded, steps: int, cache_size: int, batch: int, recompute: bool) -
                              output_attentions=True)
 
     with torch.inference_mode():
-        step = _timed(decode) if batch else 0.0
-        full = _timed(chunk(min(CHUNK, cache_size + 1)), 1)
-        redo = _timed(chunk(cache_size + 1), 1) if recompute else 0.0
+        step = timed(decode) if batch else 0.0
+        full = timed(chunk(min(CHUNK, cache_size + 1)), 1)
+        redo = timed(chunk(cache_size + 1), 1) if recompute else 0.0
     evicting_steps = max(0, steps - cache_size - 1)
     seconds = evicting_steps * (step + redo) + -(-steps // CHUNK) * full * 2  # ×2: the chunks grow to n keys
     return {"seconds": round(seconds, 1), "decode_step_seconds": round(step, 4), "steps": steps,

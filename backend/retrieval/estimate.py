@@ -11,7 +11,7 @@ kept-key masks), so it runs low where those weigh (up to ~4× on the tiny demo a
 machine). While the grid runs, the cells still to come are counted at that prediction scaled by
 how long the finished cells took against theirs, which corrects it from the first cell on.
 """
-from ..evaluate.estimate import _timed
+from ..evaluate.estimate import timed
 from ..evaluate.full import CHUNK
 from .answer import MAX_NEW_TOKENS
 
@@ -42,9 +42,9 @@ def probe(loaded, protocol: str, policies: list[str], settings: dict) -> dict:
     batch = max(1, len([p for p in policies if p != "full"]) if protocol == "streaming" else len(policies))
     cache = settings.get("cache_size") or CHUNK
     chunk = settings.get("chunk") or 1
-    return {"full_chunk": _timed(_forward(loaded, 1, CHUNK, 0), 1),
-            "policy_chunk": _timed(_forward(loaded, batch, chunk, cache)) if protocol == "streaming" else 0.0,
-            "decode": _timed(_forward(loaded, batch, 1, cache))}
+    return {"full_chunk": timed(_forward(loaded, 1, CHUNK, 0), 1),
+            "policy_chunk": timed(_forward(loaded, batch, chunk, cache)) if protocol == "streaming" else 0.0,
+            "decode": timed(_forward(loaded, batch, 1, cache))}
 
 
 def cell_seconds(measured: dict, protocol: str, length: int, settings: dict) -> float:
