@@ -120,19 +120,35 @@ def loaded_page(page, served, model_dir):
 
 
 @pytest.fixture()
-def fresh_page(browser):
-    """A page on its own new Api (no model loaded), whatever the session's Api holds."""
-    from backend.api import Api
+def open_page(browser):
+    """open_page(api) → a Page on `api` behind its own browser-mode server (for tests that need an Api of their
+    own); every page opened is closed after the test, and a JavaScript error on any of them fails it."""
     from backend.serve import make_server
 
-    server, url = make_server(Api(), "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
-    p = Page(context.new_page())
-    p.goto(url)
-    p.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    yield p
-    context.close()
-    server.shutdown()
-    server.server_close()
-    assert not p.errors, f"JavaScript errors: {p.errors}"
+    opened = []
+
+    def open_(api) -> Page:
+        server, url = make_server(api, "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+        p = Page(context.new_page())
+        opened.append((server, context, p))
+        p.goto(url)
+        p.wait_for_selector("body[data-ready='1']", timeout=60_000)
+        return p
+
+    yield open_
+    for server, context, _ in opened:
+        context.close()
+        server.shutdown()
+        server.server_close()
+    for *_, p in opened:
+        assert not p.errors, f"JavaScript errors: {p.errors}"
+
+
+@pytest.fixture()
+def fresh_page(open_page):
+    """A page on its own new Api (no model loaded), whatever the session's Api holds."""
+    from backend.api import Api
+
+    return open_page(Api())

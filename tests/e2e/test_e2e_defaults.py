@@ -1,7 +1,6 @@
 """The shared defaults in the page (issue 33, items 2 and 6), with SmolLM2 on the CPU: every view shows the
 model's one budget; Evaluate says it is sized to about a minute and its Long run button sets the 1,024
 tokens; Retrieval offers the model's-context and RULER presets without making them the default."""
-import threading
 from pathlib import Path
 
 import pytest
@@ -11,22 +10,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"  # ignored by
 
 
 @pytest.fixture
-def smollm2_page(browser, smollm2_api):
-    from backend.serve import make_server
-
-    server, url = make_server(smollm2_api, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    context = browser.new_context(viewport={"width": 1500, "height": 920}, device_scale_factor=1)
-    p = context.new_page()
-    errors = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(url)
-    p.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    yield p
-    context.close()
-    server.shutdown()
-    server.server_close()
-    assert not errors, f"JavaScript errors: {errors}"
+def smollm2_page(open_page, smollm2_api):
+    return open_page(smollm2_api)
 
 
 def value(p, selector):

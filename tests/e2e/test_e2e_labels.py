@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -51,11 +50,10 @@ def tab(p, name: str):
 
 
 @pytest.fixture
-def labelled(browser, tmp_path, monkeypatch):
+def labelled(open_page, tmp_path, monkeypatch):
     """A page on its own Api with the demo model loaded and two user files in its policies folder."""
     import backend.api.app as app_module
     from backend.api import Api
-    from backend.serve import make_server
 
     folder = tmp_path / "policies"
     folder.mkdir()
@@ -65,22 +63,10 @@ def labelled(browser, tmp_path, monkeypatch):
     monkeypatch.setattr(app_module, "EXPORT_DIR", tmp_path / "exports")  # the sweep's results file
     api = Api()
     assert wait_job(api, api.load_model({"source": "demo", "device": "cpu"})["job_id"])["state"] == "done"
-    server, url = make_server(api, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    context = browser.new_context(viewport={"width": 1500, "height": 920}, device_scale_factor=1)
-    p = context.new_page()
-    errors = []
-    p.on("pageerror", lambda exc: errors.append(str(exc)))
-    p.goto(url)
-    p.wait_for_selector("body[data-ready='1']", timeout=60_000)
-    yield p, api
-    context.close()
+    yield open_page(api), api
     api._state.jobs.cancel_all(wait=30)
-    server.shutdown()
-    server.server_close()
     if api._state.policies is not None:
         api._state.policies.unpublish()  # Evaluate's list is process-wide: leave it as it was
-    assert not errors, f"JavaScript errors: {errors}"
 
 
 def test_one_label_and_one_colour_per_policy_on_every_view(labelled, tmp_path):
