@@ -49,7 +49,7 @@ def rss_kb(field: str) -> int:
 
 
 def smollm2(n: int):
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
     from backend.models.load import load_model
 
     loaded = load_model("smollm2", device="cpu", precision="fp32")

@@ -28,7 +28,7 @@ def model(request):
 
 @pytest.fixture(scope="module")
 def ids(model):
-    from backend.api.evaluate import bundled_eval_text
+    from backend.defaults import bundled_text as bundled_eval_text
 
     n = min(model.context_length, 600)
     text = " ".join([bundled_eval_text("alice")] * 4)
