@@ -128,12 +128,16 @@ def test_every_row_that_reads_best_gets_the_star(page):
     columns = {}
     for key, text, starred in cells:
         columns.setdefault(key, []).append((text, starred))
-    for key in ("hits", "hit_rate", "seconds"):
-        starred = {text for text, s in columns[key] if s}
-        assert len(starred) == 1, (key, columns[key])  # one best reading …
-        assert all(s for text, s in columns[key] if text in starred), (key, columns[key])  # … starred wherever it is shown
-    zeros = [s for text, s in columns["seconds"] if text == "0.000"]
-    assert len(zeros) >= 2, columns["seconds"]  # the case the issue saw
+    ranked = {key: rows for key, rows in columns.items() if any(s for _, s in rows)}
+    assert {"hits", "hit_rate", "seconds"} <= set(ranked)
+    for key, rows in ranked.items():
+        starred = {text for text, s in rows if s}
+        assert len(starred) == 1, (key, rows)  # one best reading …
+        assert all(s for text, s in rows if text in starred), (key, rows)  # … starred wherever it is shown
+    # The case the issue saw, a reading shared by several rows: the seconds' 0.000 on a quiet machine (timing, so
+    # not required), and always some count that several policies reach exactly (e.g. every sink retained).
+    ties = [key for key, rows in ranked.items() if key != "seconds" and sum(s for _, s in rows) >= 2]
+    assert ties, ranked
 
 
 def _labelled_x_ticks(p):
