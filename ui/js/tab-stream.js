@@ -362,3 +362,4 @@ export function sinkGrid() { return ui.grid; }
 export function heatmap() { return ui.heatmap; }
 export function isRunning() { return running; }
 export function massChart() { return ui.chart; }
+export function stepsShown() { return massHistory.length; }  // tokens streamed so far (pooled or not)
