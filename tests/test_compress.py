@@ -339,3 +339,35 @@ def test_compressed_caches_score_as_the_full_cache_with_the_dropped_keys_masked(
         lp = torch.log_softmax(logits[c - 1:].double(), dim=-1)
         nll = -lp.gather(1, torch.tensor(ids[c:c + m])[:, None])[:, 0]
         assert got[method]["perplexity"] == pytest.approx(math.exp(float(nll.mean())), rel=1e-5), method
+
+
+def test_a_score_files_copy_carries_window_rows_and_sums_past_the_whole_rows(demo, text_ids, monkeypatch):
+    """A user score() file's CPU copy (LayerCopy) holds every row up to WHOLE_ROWS tokens; past that only the
+    last WINDOW_ROWS rows and the column sums: the same numbers as the live layer's, and a clear error for a
+    window it does not carry (never [H, n, n] at 8k tokens)."""
+    import torch
+
+    from backend.attention.seam import tapped
+    from backend.compress.layer import LayerCopy, LayerInputs
+
+    monkeypatch.setattr(LayerCopy, "WHOLE_ROWS", 150)
+    monkeypatch.setattr(LayerCopy, "WINDOW_ROWS", 40)
+    seen = {}
+
+    def tap(call):
+        out, weights = call.eager()
+        if call.layer == 1:
+            live = LayerInputs(call, None, 1, 3)
+            seen.update(live=live, copy=LayerCopy(live), full=weights[0].float())
+        return out, weights
+
+    n = 200
+    with torch.inference_mode(), tapped(tap):
+        demo.model(input_ids=torch.tensor([text_ids[:n]]), use_cache=False)
+    live, copy = seen["live"], seen["copy"]
+    assert tuple(copy.rows.shape) == (demo.spec["heads"], 40, n)  # not [H, n, n]
+    assert torch.equal(copy.window_attention(32), live.window_attention(32))
+    assert torch.allclose(copy.window_attention(40), seen["full"][:, n - 40:], atol=1e-6)
+    assert torch.allclose(copy.attention_sums, seen["full"].sum(dim=1), atol=1e-5)
+    with pytest.raises(ValueError, match="at most the last 40 queries"):
+        copy.window_attention(41)

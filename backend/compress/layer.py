@@ -68,16 +68,24 @@ class LayerInputs:
 
 class LayerCopy(LayerInputs):
     """What a scorer may read of a layer, as CPU copies: for user score() files, which run in a worker
-    process (backend/usercode/) and must never hold the live model or cache."""
+    process (backend/usercode/) and must never hold the live model or cache. The worker has no model to
+    recompute attention rows from, so the rows travel with the copy: every row up to WHOLE_ROWS tokens
+    ([H, n, n], 151 MB for SmolLM2 at 2,048), past that the last WINDOW_ROWS rows and the column sums
+    (summed block by block here, never n × n: SmolLM2 at 8,192 tokens ships 38 MB of rows a layer)."""
+
+    WHOLE_ROWS = 2048
+    WINDOW_ROWS = 128  # twice SnapKV's and PyramidKV's window (64); TOVA reads one
 
     def __init__(self, view: LayerInputs):
         def cpu(t):
             return t.detach().to("cpu", copy=True)
 
-        self.call = self.rotary = self._sums = None
+        self.call = self.rotary = None
         self.keys, self.values = cpu(view.keys), cpu(view.values)
-        # [H, n, n]: the worker gets no model to recompute rows from, so a user file costs O(n²) per layer
-        self.attention = cpu(blocks.rows(view.call, 0, view.n))
+        n = view.n
+        self.first_row = 0 if n <= self.WHOLE_ROWS else n - self.WINDOW_ROWS
+        self.rows = cpu(blocks.rows(view.call, self.first_row, n))  # [H, n − first_row, n]
+        self._sums = None if self.first_row == 0 else cpu(view.attention_sums)
         self._queries, self._prerope = cpu(view.rotated_queries()), cpu(view.prerope_queries())
         self.layer, self.layers = view.layer, view.layers
         self.kv_heads, self.n, self.head_dim = view.kv_heads, view.n, view.head_dim
@@ -88,11 +96,15 @@ class LayerCopy(LayerInputs):
         return self._queries[:, start:]
 
     def window_attention(self, w: int):
-        return self.attention[:, self.n - w:]
+        if self.n - w < self.first_row:
+            raise ValueError(f"window_attention(w) reads at most the last {self.n - self.first_row} queries at "
+                             f"{self.n:,} tokens in a score() file (asked for {w}); for every query's attention "
+                             "use layer.attention_sums")
+        return self.rows[:, self.n - w - self.first_row:]
 
     @cached_property
     def attention_sums(self):
-        return self.attention.sum(dim=1)
+        return self._sums if self._sums is not None else self.rows.sum(dim=1)
 
     def prerope_queries(self, start: int = 0):
         return self._prerope[:, start:]
