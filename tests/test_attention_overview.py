@@ -113,3 +113,22 @@ def test_api_overview_and_zoom(demo_api):
 def test_zoom_before_any_attention_is_a_clear_error(api):
     res = api.attention_zoom({"q0": 0, "q1": 4})
     assert not res["ok"] and res["error"]["code"] == "no_attention" and "Get Attention" in res["error"]["message"]
+
+
+@pytest.mark.parametrize("arch", ["mistral", "gemma2", "gemma3_text", "gpt_oss"])
+def test_the_long_path_takes_sdpa_masks_and_keeps_the_rows(arch, tmp_path, long_path):
+    """Past WHOLE the view's forward asks for sdpa's masks (None or boolean, never n × n floats): on models with
+    sliding windows (a boolean mask), a soft-cap and learned sinks (their layers answer by eager blocks), every
+    layer's rows equal the whole eager forward's."""
+    import architectures
+
+    from backend.models.load import load_model
+
+    loaded = load_model(str(architectures.save(arch, tmp_path / arch)), device="cpu", precision="fp32")
+    for layer in range(loaded.spec["layers"]):
+        view_rows_module.WHOLE = 10_000
+        dense = attention_view(loaded, architectures.TEXT, layer)["matrix"]
+        view_rows_module.WHOLE = 16
+        _, rows = view_rows(loaded, architectures.TEXT, layer)
+        assert rows.n == len(dense) > 16
+        np.testing.assert_allclose(np.concatenate([b for _, b in rows.blocks()]), dense, atol=2e-6)

@@ -29,26 +29,37 @@ def rows_per_block(n: int, heads: int) -> int:
 
 
 class RowMask:
-    """The model's additive mask [1, 1, q, k] as one allowed interval [lo, hi) of keys per row, rebuilt on
-    demand for a block of rows with the very values the model used (0 allowed, the dtype's min elsewhere).
-    A mask that is no such interval is kept as it is (correct, just not small)."""
+    """The model's mask as one allowed interval [lo, hi) of keys per row, rebuilt on demand for a block of rows
+    as the additive mask eager attention adds (0 allowed, the dtype's min elsewhere: the very values of the
+    model's eager mask). It takes the mask in either form the seam hands out: eager's additive [1, 1, q, k], or
+    sdpa's (None = plain causal, else boolean, True = attend), which the long-text forward asks for so that no
+    n × n float mask is ever built. A mask that is no such interval is kept as it is (correct, just not small)."""
 
-    def __init__(self, mask):
+    def __init__(self, mask, query):
         import torch
 
         self.mask, self.lo, self.hi = mask, None, None
-        if mask is None or mask.dim() != 4 or mask.shape[0] != 1 or mask.shape[1] != 1 or not mask.is_floating_point():
+        self.dtype, self.device = (mask.dtype, mask.device) if mask is not None and mask.is_floating_point() \
+            else (query.dtype, query.device)
+        self.blocked = torch.finfo(self.dtype).min
+        q = query.shape[-2]
+        if mask is None:  # plain causal over the q queries (a prefill: as many keys)
+            self.lo, self.hi, self.keys = torch.zeros(q, dtype=torch.int64), torch.arange(1, q + 1), q
             return
-        self.blocked = torch.finfo(mask.dtype).min
-        q, k = mask.shape[-2:]
+        if mask.dim() != 4 or mask.shape[0] != 1 or mask.shape[1] != 1:
+            return
+        k = mask.shape[-1]
         lo, hi = torch.empty(q, dtype=torch.int64), torch.empty(q, dtype=torch.int64)
         cols = torch.arange(k, device=mask.device)
         step = max(1, (16 * 2**20) // max(1, k))
         for a in range(0, q, step):
             m = mask[0, 0, a:a + step]
-            allowed = m == 0
-            if not bool((allowed | (m == self.blocked)).all()):
-                return
+            if m.dtype == torch.bool:
+                allowed = m
+            else:
+                allowed = m == 0
+                if not bool((allowed | (m == self.blocked)).all()):
+                    return
             count = allowed.sum(-1)
             first = torch.where(allowed, cols, k).amin(-1)
             last = torch.where(allowed, cols, -1).amax(-1)
@@ -56,14 +67,17 @@ class RowMask:
                 return  # not one interval per row
             first = torch.where(count > 0, first, 0)
             lo[a:a + step], hi[a:a + step] = first.cpu(), (first + count).cpu()
-        self.lo, self.hi, self.keys, self.dtype, self.device = lo, hi, k, mask.dtype, mask.device
+        self.lo, self.hi, self.keys = lo, hi, k
         self.mask = None  # the intervals say it all: the n × n tensor goes with the forward
 
     def rows(self, q0: int, q1: int):
         import torch
 
         if self.lo is None:
-            return None if self.mask is None else self.mask[:, :, q0:q1]
+            if self.mask is None or self.mask.dtype != torch.bool:
+                return None if self.mask is None else self.mask[:, :, q0:q1]
+            rows = self.mask[:, :, q0:q1]
+            return torch.zeros(rows.shape, dtype=self.dtype, device=self.device).masked_fill(~rows, self.blocked)
         cols = torch.arange(self.keys, device=self.device)
         lo, hi = self.lo[q0:q1, None].to(self.device), self.hi[q0:q1, None].to(self.device)
         allowed = (cols >= lo) & (cols < hi)
@@ -80,7 +94,7 @@ class Kept:
         # The keys stand in for the values: the weights never read them, and the output that would is dropped
         # (a quarter less to hold on a GQA model).
         self.call = Call(call.module, call.query, call.key, call.key, None, call.kwargs)
-        self.mask = RowMask(call.mask)
+        self.mask = RowMask(call.mask, call.query)
         self.heads = int(call.query.shape[1])
 
     def weights(self, q0: int, q1: int) -> np.ndarray:
@@ -94,15 +108,15 @@ class Kept:
 
 
 def _fast(call):
-    """The layer's output for the forward past WHOLE tokens, without its n × n weights."""
+    """The layer's output for the forward past WHOLE tokens, without its n × n weights (the mask as sdpa gets it)."""
     import torch
 
     if call.sinks is None and not call.kwargs.get("softcap"):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(call.module, call.query, call.key, call.value, call.mask, **call.kwargs)
-    step = rows_per_block(call.query.shape[-2], call.query.shape[1])
-    outs = [call.eager(query=call.query[:, :, a:a + step], mask=None if call.mask is None else call.mask[:, :, a:a + step])[0]
+    step, mask = rows_per_block(call.query.shape[-2], call.query.shape[1]), RowMask(call.mask, call.query)
+    outs = [call.eager(query=call.query[:, :, a:a + step], mask=mask.rows(a, a + step))[0]
             for a in range(0, call.query.shape[-2], step)]
     return torch.cat(outs, dim=1), None
 
@@ -127,7 +141,8 @@ class ViewRows:
                 self.learned_sinks |= call.sinks is not None  # gpt-oss: part of each row goes to no key
             return call.eager() if self.n <= WHOLE else _fast(call)
 
-        with torch.inference_mode(), tapped(tap):
+        # past WHOLE, sdpa's masks: None where plain causal, else boolean; eager's n × n floats are 4n² bytes
+        with torch.inference_mode(), tapped(tap, masks="eager" if self.n <= WHOLE else "sdpa"):
             loaded.model(input_ids=torch.tensor([ids], device=loaded.device), use_cache=False, logits_to_keep=1)
         missing = wanted - set(kept)
         if missing:
