@@ -43,6 +43,7 @@ class RowMask:
             else (query.dtype, query.device)
         self.blocked = torch.finfo(self.dtype).min
         q = query.shape[-2]
+        self.keys_total = q if mask is None else int(mask.shape[-1])
         if mask is None:  # plain causal over the q queries (a prefill: as many keys)
             self.lo, self.hi, self.keys = torch.zeros(q, dtype=torch.int64), torch.arange(1, q + 1), q
             return
@@ -69,6 +70,12 @@ class RowMask:
             lo[a:a + step], hi[a:a + step] = first.cpu(), (first + count).cpu()
         self.lo, self.hi, self.keys = lo, hi, k
         self.mask = None  # the intervals say it all: the n × n tensor goes with the forward
+
+    def span(self, q0: int, q1: int) -> tuple[int, int]:
+        """The keys any of rows q0..q1−1 may see, [first, last + 1): all of them when the mask is no interval."""
+        if self.lo is None:
+            return 0, self.keys_total
+        return int(self.lo[q0:q1].min()), max(int(self.hi[q0:q1].max()), int(self.lo[q0:q1].min()) + 1)
 
     def rows(self, q0: int, q1: int):
         import torch
@@ -98,9 +105,24 @@ class Kept:
         self.heads = int(call.query.shape[1])
 
     def weights(self, q0: int, q1: int) -> np.ndarray:
-        """float32 [heads, q1 - q0, keys]: the model's attention weights of queries q0..q1-1."""
-        _, w = self.call.eager(query=self.call.query[:, :, q0:q1], mask=self.mask.rows(q0, q1))
-        array = w[0].float().cpu().numpy()
+        """float32 [heads, q1 - q0, keys]: the model's attention weights of queries q0..q1-1. Only the keys
+        the block's mask lets it see are computed (causal: half the work over a long text); the others
+        are exactly 0, as the eager softmax gives them."""
+        import dataclasses
+
+        k0, k1 = self.mask.span(q0, q1)
+        mask = self.mask.rows(q0, q1)
+        call = self.call
+        if (k0, k1) != (0, self.mask.keys_total):
+            call = dataclasses.replace(call, key=call.key[:, :, k0:k1], value=call.key[:, :, k0:k1])
+            mask = mask[..., k0:k1]
+        _, w = call.eager(query=self.call.query[:, :, q0:q1], mask=mask)
+        seen = w[0].float().cpu().numpy()
+        if (k0, k1) == (0, self.mask.keys_total):
+            array = seen
+        else:
+            array = np.zeros((seen.shape[0], q1 - q0, self.mask.keys_total), np.float32)
+            array[:, :, k0:k1] = seen
         if not np.isfinite(array).all():
             raise UserError("non_finite", "The attention weights contain inf/NaN (fp16 overflow?); reload the model in "
                             "fp32 or bf16.", "precision")
