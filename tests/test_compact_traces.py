@@ -1,0 +1,124 @@
+"""Compact model traces (kernels/eviction/sparse.py): a row's largest weights explicit, the rest folded into
+an even background, so a model trace at the whole context is O(n·keep), not n² (issue 32).
+
+Exact where nothing is folded: keep ≥ n gives the dense trace's numbers bit for bit, on a real model's trace,
+for every policy (the oracle's plan included) and a user rule; with rows folded, the kernels still agree with
+the plain-Python reference (tests/reference_eviction.py reads the compact rows)."""
+import numpy as np
+import pytest
+
+import reference_eviction as ref
+from helpers import ROOT, wait_job
+from kernels.eviction import ONE, POLICIES, KeyTotals, Simulation, model_trace, sparse_trace, to_fixed
+from kernels.eviction.custom import RunSettings
+
+EXAMPLES = ROOT / "examples" / "policies"
+
+
+def run(policy, trace, capacity, sinks, window, tau, rule=None):
+    if rule is None:
+        sim = Simulation(policy, trace, capacity, sinks, window, tau, record_evictions=True)
+    else:
+        sim = rule.simulation(trace, capacity, sinks, window, tau, record_evictions=True)
+    cut = trace.n // 3  # in two chunks, as the service runs them
+    sim.run(0, cut)
+    sim.run(cut, trace.n)
+    return sim
+
+
+def outcome(sim) -> dict:
+    return {"counters": sim.counters(), "kept": sim.kept().tolist(), "timeline": sim.timeline().tolist(),
+            "evicted_at": sim.evicted_at.tolist()}
+
+
+@pytest.fixture(scope="module")
+def demo_matrix(demo_api):
+    from backend.attention.extract import attention_view
+    from backend.defaults import bundled_text
+
+    view = attention_view(demo_api._state.model, bundled_text("jargon")[:650], layer=-1)
+    assert 150 < len(view["matrix"]) <= 256
+    return view["matrix"]
+
+
+@pytest.fixture(scope="module")
+def h2o_decay():
+    from backend.eviction.custom_policies import PolicyRegistry
+
+    registry = PolicyRegistry(EXAMPLES, publish=False)
+    assert registry.reload()["errors"] == []
+    return registry.get("h2o_decay")
+
+
+def test_keep_at_least_n_is_the_dense_trace_bit_for_bit(demo_matrix, h2o_decay):
+    n = len(demo_matrix)
+    dense, compact = model_trace(demo_matrix), sparse_trace(demo_matrix, keep=n)
+    assert compact.kind != dense.kind and compact.weights.shape == (n, 2 + 2 * n)
+    tau = to_fixed(0.01)
+    for policy in POLICIES:  # the oracle included: its plan reads the compact rows
+        want = run(policy, dense, 48, 4, 16, tau)
+        got = run(policy, compact, 48, 4, 16, tau)
+        assert outcome(got) == outcome(want), policy
+        assert want.counters()["accesses"] > 0 and (want.counters()["evictions"] > 0 or policy == "full")
+    assert outcome(run("", compact, 48, 4, 16, tau, h2o_decay)) == outcome(run("", dense, 48, 4, 16, tau, h2o_decay))
+    a, b = KeyTotals(dense), KeyTotals(compact)
+    for totals in (a, b):
+        totals.run(0, 100)
+        totals.run(100, n)
+    assert b.after.tolist() == a.after.tolist() and b.self_w.tolist() == a.self_w.tolist()
+    assert b.sinks(to_fixed(0.1)).tolist() == a.sinks(to_fixed(0.1)).tolist() and len(a.sinks(to_fixed(0.1))) >= 1
+    assert b.heavy_hitters(32).tolist() == a.heavy_hitters(32).tolist()
+
+
+def test_a_folded_row_keeps_its_largest_weights_and_spreads_the_rest():
+    row = np.array([[0.5, 0.2, 0.1, 0.15, 0.05]])  # the last query of a 5-token trace
+    a = np.zeros((5, 5))
+    a[np.arange(4), np.arange(4)] = 1.0
+    a[4] = row
+    trace = sparse_trace(a, keep=2)
+    bg, extras = ref.sparse_row(trace, 4)
+    fixed = np.rint(row[0] * ONE).astype(np.int64)
+    assert sorted(extras) == [0, 1]                                    # 0.5 and 0.2 listed, in position order
+    assert bg == (fixed[2] + fixed[3] + fixed[4]) // 3                 # the folded 0.3 spread over 3 keys
+    assert extras[0] + bg == fixed[0] and extras[1] + bg == fixed[1]  # a listed key weighs what it did
+    assert ref.sparse_row(trace, 1) == (0, {1: ONE})                   # a row that fits is exact
+
+
+@pytest.mark.parametrize("keep", [1, 3, 8])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_folded_rows_match_the_reference(keep, seed, h2o_decay):
+    rng = np.random.default_rng(seed)
+    n = 60
+    a = np.tril(rng.random((n, n)) ** 4)
+    if seed == 2:  # coarse weights: ties at the cut between listed and folded
+        a = np.tril(np.floor(rng.random((n, n)) * 3))
+        a[np.arange(n), np.arange(n)] += 1
+    a /= a.sum(axis=1, keepdims=True)
+    share = rng.random(n) * 0.4 if seed == 1 else None  # a learned sink (gpt-oss) takes part of every row
+    trace = sparse_trace(a * (1 - share)[:, None] if share is not None else a, keep, share)
+    assert any(ref.sparse_row(trace, t)[0] > 0 for t in range(n))  # rows were folded
+    capacity, sinks, window = 12, 2, 4
+    for tau in (to_fixed(0.01), to_fixed(0.05), 1):
+        for policy in POLICIES:
+            plan = ref.oracle_plan(ref.row_weights(trace), capacity, tau) if policy == "oracle" else None
+            sim = run(policy, trace, capacity, sinks, window, tau)
+            if plan is not None:
+                assert sim.plan_end.tolist() == plan
+            want = ref.simulate(policy, trace, capacity, sinks, window, tau, plan)
+            got = outcome(sim)
+            assert got["counters"] == {k: want[k] for k in got["counters"]}, policy
+            assert got["kept"] == want["kept"] and got["evicted_at"] == want["evicted_at"]
+            assert got["timeline"] == [list(map(float, r)) for r in want["timeline"]]
+        rule = h2o_decay
+        settings = RunSettings(capacity, sinks, window, tau / ONE)
+        py = {}
+        exec((EXAMPLES / "h2o_decay.py").read_text(), py)
+        first, recent = rule.protections(capacity, sinks, window)
+        want = ref.simulate("rule", trace, capacity, sinks, window, tau,
+                            rule=(py["on_enter"], py["on_attention"], first, recent, settings))
+        got = run("", trace, capacity, sinks, window, tau, rule)
+        assert got.kept().tolist() == want["kept"] and got.counters()["hits"] == want["hits"]
+    totals = KeyTotals(trace)
+    totals.run(0, n)
+    after, self_w = ref.key_totals(trace)
+    assert totals.after.tolist() == after and totals.self_w.tolist() == self_w
