@@ -122,3 +122,47 @@ def test_folded_rows_match_the_reference(keep, seed, h2o_decay):
     totals.run(0, n)
     after, self_w = ref.key_totals(trace)
     assert totals.after.tolist() == after and totals.self_w.tolist() == self_w
+
+
+def alice_tokens(loaded, n: int) -> str:
+    """The first n tokens of the bundled English text (BOS included), as text."""
+    from backend.defaults import bundled_text
+
+    ids = loaded.tokenizer(bundled_text("alice"), add_special_tokens=False)["input_ids"]
+    assert len(ids) >= n
+    return loaded.tokenizer.decode(ids[: n - 1])
+
+
+def test_smollm2_simulates_past_2048_tokens_on_a_compact_trace(smollm2_api):
+    """Simulate on SmolLM2's attention at 2,900 tokens (past the dense limit) through the Api: every policy runs,
+    the trace summary says what was folded, and the trace holds O(n·keep) numbers, not n²."""
+    from backend.eviction.params import TRACE_KEYS
+
+    loaded = smollm2_api._state.model
+    text = alice_tokens(loaded, 2900)
+    job = smollm2_api.simulate({"trace": "model", "text": text, "cache_size": 256, "sinks": 4, "window": 64,
+                                "layer": 20, "policy": "all"})
+    out = wait_job(smollm2_api, job["job_id"], timeout=600)
+    assert out["state"] == "done", out
+    trace, results = out["result"]["trace"], {r["policy"]: r for r in out["result"]["results"]}
+    n = trace["length"]
+    assert 2800 < n <= 2910 and trace["kind"] == "model"
+    folded = trace["approximation"]
+    assert folded["compact"] and folded["keys_per_row"] == TRACE_KEYS and folded["folded_rows"] > 0
+    assert 0 < folded["folded_mass_mean"] <= folded["folded_mass_max"] < 1
+    assert 0 < folded["largest_folded_weight"] <= 1 / (TRACE_KEYS + 1)  # under τ = 0.01: no access missed
+    assert "warning" not in folded
+    assert folded["bytes"] <= n * (2 + 2 * TRACE_KEYS) * 8 < n * n * 8 / 4  # O(n·keep), not the 8n² of dense
+    assert set(results) >= {"full", "sliding_window", "streaming_llm", "h2o", "lru", "tova", "oracle"}
+    assert results["full"]["hit_rate"] == 1.0
+    assert results["oracle"]["hits"] >= max(r["hits"] for r in results.values() if r["policy"] != "full")
+    assert results["streaming_llm"]["hit_rate"] > results["sliding_window"]["hit_rate"]  # the sink matters
+
+
+def test_an_access_threshold_under_the_largest_folded_weight_is_flagged(smollm2_api):
+    loaded = smollm2_api._state.model
+    job = smollm2_api.simulate({"trace": "model", "text": alice_tokens(loaded, 2100), "cache_size": 64, "sinks": 4,
+                                "window": 16, "access_threshold": 1e-5, "policy": "streaming_llm"})
+    out = wait_job(smollm2_api, job["job_id"], timeout=600)
+    assert out["state"] == "done", out
+    assert "access_threshold" in out["result"]["trace"]["approximation"]["warning"]
