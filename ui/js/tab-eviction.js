@@ -407,7 +407,7 @@ function renderResults() {
   ui.traceInfo.textContent = [tr.kind || last.params.trace, n != null ? `${fmt.int(n)} tokens` : null,
     `C=${last.params.cache_size} S=${last.params.sinks} W=${last.params.window} τ=${last.params.access_threshold}`,
     tr.sink_count != null ? `${tr.sink_count} sink tokens (mean received ≥ ${tr.sink_threshold ?? 0.1})` : null,
-    tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null].filter(Boolean).join(" · ");
+    tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null, compactNote(tr.approximation)].filter(Boolean).join(" · ");
 
   // One colour per policy (palette.js), the same as in Evaluate and Sweeps: hit rate solid, recall faded.
   setData(ui.bars, rows.map((r) => policyLabel(r.policy)), [
@@ -418,6 +418,15 @@ function renderResults() {
     label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: policyColour(r.policy), borderDash: policyDash(r.policy),
     policy: r.policy,
   })));
+}
+
+// A model trace past 2,048 tokens is compact (backend/eviction/traces.py): say what it folded, and warn when τ
+// is low enough to miss accesses to folded keys.
+function compactNote(a) {
+  if (!a) return null;
+  const note = `compact trace: ${fmt.int(a.keys_per_row)} largest weights a row; folded mass mean ` +
+    `${a.folded_mass_mean.toFixed(4)}, max ${a.folded_mass_max.toFixed(4)}; largest folded weight ${a.largest_folded_weight.toPrecision(3)}`;
+  return a.warning ? `${note} · ⚠ ${a.warning}` : note;
 }
 
 // The timeline may come as {step: [], recall: []} or as [{step, recall}].
