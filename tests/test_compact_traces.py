@@ -166,3 +166,53 @@ def test_an_access_threshold_under_the_largest_folded_weight_is_flagged(smollm2_
     out = wait_job(smollm2_api, job["job_id"], timeout=600)
     assert out["state"] == "done", out
     assert "access_threshold" in out["result"]["trace"]["approximation"]["warning"]
+
+
+# ---------- the Cache Profile's model trace: each row's mass per block, pooled block by block ----------
+
+def test_the_profile_pools_rows_as_the_simulator_summed_them(demo_api):
+    """Pooled in blocks of queries, the per-block masses equal the per-step block sums the simulator made from
+    the whole matrix (reference_tiers), each key's received attention equals received_after's, and every
+    placement policy gives the reference's numbers on the pooled trace."""
+    import reference_tiers
+    from backend.attention.extract import attention_view, view_rows
+    from backend.attention.sinks import received_after
+    from backend.defaults import bundled_text
+    from backend.profile.block_trace import Pooler, from_rows
+    from kernels import tiers
+
+    loaded, text, B = demo_api._state.model, bundled_text("jargon")[:650], 16
+    matrix = attention_view(loaded, text, aggregate="all_layers")["matrix"]
+    n = len(matrix)
+    pooled = Pooler(n, B)
+    for t0 in range(0, n, 37):  # blocks of queries that do not line up with the blocks of keys
+        pooled.add(t0, matrix[t0:t0 + 37])
+    mass = pooled.trace.mass
+    for t in range(n):
+        assert mass[t, : t // B + 1].tolist() == list(reference_tiers.trace_row(t, B, matrix).values())
+        assert not mass[t, t // B + 1:].any()
+    assert pooled.trace.received.tolist() == received_after(matrix).tolist()
+    _, rows = view_rows(loaded, text, aggregate="all_layers")
+    assert from_rows(rows, B).mass.tolist() == mass.tolist()
+    n_blocks = mass.shape[1]
+    pinned = np.arange(n_blocks) == 0
+    for policy in tiers.POLICIES:
+        kw = dict(policy=policy, tau=0.02, half_life=8, margin=0.1, patience=2, reuse=8, window=2, k=2,
+                  snap_steps=np.array([n // 2, n - 1]))
+        cap = [6, 2, 4, n_blocks]
+        got = tiers.simulate(n, B, cap, pinned, mass=mass, chunk_steps=50, **kw)
+        want = reference_tiers.simulate(n, B, cap, pinned, trace=matrix, **kw)
+        for key in ("tier", "acc", "access", "hits", "read_tokens", "moved_tokens", "timeline_read"):
+            assert np.asarray(got[key]).tolist() == np.asarray(want[key]).tolist(), (policy, key)
+        assert got["hits"].sum() > 0
+
+
+def test_smollm2_profile_on_a_model_trace_past_2048_tokens(smollm2_api):
+    loaded = smollm2_api._state.model
+    job = smollm2_api.profile({"trace": "model", "text": alice_tokens(loaded, 2100), "aggregate": "layer", "layer": 20,
+                               "block_size": 16, "policy": "lru"})
+    out = wait_job(smollm2_api, job["job_id"], timeout=600)
+    assert out["state"] == "done", out
+    summary = out["result"]["summary"]
+    assert summary["n_tokens"] > 2048 and summary["n_blocks"] == -(-summary["n_tokens"] // 16)
+    assert summary["sink_blocks"] >= 1 and summary["accesses"] > summary["n_tokens"]  # position 0 is read every step
