@@ -216,3 +216,16 @@ def test_smollm2_profile_on_a_model_trace_past_2048_tokens(smollm2_api):
     summary = out["result"]["summary"]
     assert summary["n_tokens"] > 2048 and summary["n_blocks"] == -(-summary["n_tokens"] // 16)
     assert summary["sink_blocks"] >= 1 and summary["accesses"] > summary["n_tokens"]  # position 0 is read every step
+
+
+def test_a_sweeps_model_trace_past_2048_tokens_is_the_simulate_tabs_compact_trace(smollm2_api):
+    from backend.eviction import parse, traces
+    from backend.sweep.cells import model_trace
+    from kernels.eviction import SPARSE
+
+    loaded = smollm2_api._state.model
+    text = alice_tokens(loaded, 2100)
+    swept = model_trace(loaded, text, 10_000, 20)
+    simulated, _ = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 20}))
+    assert swept.kind == simulated.kind == SPARSE and swept.n > 2048
+    assert np.array_equal(swept.weights, simulated.weights)
