@@ -454,7 +454,7 @@ async function renderModelHeatmap() {
     const res = await call("attention", { text: last.params.text, layer: last.params.layer, head: all ? null : last.params.head,
       aggregate: all ? "all_layers" : "layer" });
     if (!res.ok) return;
-    modelMatrix = { tokens: res.tokens, matrix: res.matrix };
+    modelMatrix = { tokens: res.tokens, matrix: res.matrix, overview: res.overview };  // matrix: null past 1,024 tokens
   }
   Object.assign(modelMatrix, { sinks: tr.sink_positions || [], heavy: tr.heavy_hitter_positions || [] });
   ui.keptBy.value = "";  // a new run shows its own policy first
@@ -467,6 +467,14 @@ async function renderModelHeatmap() {
 
 function drawTrace() {
   ui.keptHint.textContent = "";
+  const o = modelMatrix.overview;
+  if (!modelMatrix.matrix && o) {  // a long trace: the Quick Attention overview (max per cell); no per-key dimming on cells
+    ui.heatmap.setGrid({ tokens: modelMatrix.tokens, rowEdges: o.row_edges, colEdges: o.col_edges, cells: o.max,
+      sinks: modelMatrix.sinks, heavy: modelMatrix.heavy, pooling: "max" });
+    ui.keptHint.textContent = `${fmt.int(modelMatrix.tokens.length)} tokens: the overview (largest weight per cell); ` +
+      "evicted keys are dimmed only on a trace of up to 1,024 tokens";
+    return;
+  }
   ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: modelMatrix.sinks, heavy: modelMatrix.heavy });
   applyMask();
 }
