@@ -229,3 +229,47 @@ def test_a_sweeps_model_trace_past_2048_tokens_is_the_simulate_tabs_compact_trac
     simulated, _ = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 20}))
     assert swept.kind == simulated.kind == SPARSE and swept.n > 2048
     assert np.array_equal(swept.weights, simulated.weights)
+
+
+@pytest.fixture(scope="module")
+def long_gpt_oss(tmp_path_factory):
+    """A tiny gpt-oss (learned sink logits: part of every row goes to no key) from its real config, random init,
+    with a 4,096-token context so its traces can pass 2,048 tokens."""
+    import json
+
+    from architectures import save
+    from backend.api import Api
+    from helpers import load
+
+    folder = save("gpt_oss", tmp_path_factory.mktemp("gpt-oss-long"))
+    config = json.loads((folder / "config.json").read_text())
+    config["max_position_embeddings"] = 4096
+    (folder / "config.json").write_text(json.dumps(config))
+    api = Api()
+    assert load(api, str(folder))["state"] == "done"
+    yield api
+    api._state.jobs.cancel_all()
+
+
+def test_a_learned_sinks_share_survives_the_compact_trace(long_gpt_oss):
+    """Built block by block from the model's rows, the compact trace is the one built from the whole matrix,
+    and it carries each row's learned-sink share exactly as the dense trace does."""
+    from backend.attention.extract import attention_view
+    from backend.defaults import bundled_text
+    from backend.eviction import parse, traces
+    from backend.eviction.params import TRACE_KEYS
+
+    loaded = long_gpt_oss._state.model
+    ids = loaded.tokenizer(bundled_text("jargon"), add_special_tokens=False)["input_ids"][:2300]
+    text = loaded.tokenizer.decode(ids)
+    trace, info = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 1}))
+    view = attention_view(loaded, text, layer=1)
+    assert view["learned_sink"] is not None and trace.n == len(view["matrix"]) > 2048
+    whole = sparse_trace(view["matrix"], TRACE_KEYS, view["learned_sink"])
+    assert np.array_equal(trace.weights, whole.weights) and np.array_equal(trace.fixed, whole.fixed)
+    assert np.array_equal(trace.fixed, model_trace(view["matrix"], view["learned_sink"]).fixed) and trace.fixed.any()
+    assert info["learned_sink_share"] > 0 and info["approximation"]["folded_rows"] > 0
+    sim = run("streaming_llm", trace, 64, 4, 16, to_fixed(0.01))
+    full = run("full", trace, 64, 4, 16, to_fixed(0.01))
+    assert full.counters()["recall_sum"] == trace.n  # the sink's share counts as kept: every row whole
+    assert sim.counters()["recall_sum"] < trace.n and sim.counters()["evictions"] == trace.n - 64
