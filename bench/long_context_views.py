@@ -15,13 +15,15 @@ Each row runs in its own subprocess (so one row's memory never shows in another'
   trace        Simulate's model trace (last layer, mean over heads): the forward, then the compact trace built
                from the view's rows block by block (kernels/eviction/sparse.py); its bytes against the dense n²
                int64, and (printed apart, not in the row's seconds) Simulate's time on it for every policy
+  profile      the Cache Profile on the model trace (last layer's mean over heads, LRU offload, blocks of 16): the
+               forward, each row's mass per block pooled from the view's rows, the tier simulation
 
 Memory is peak RSS above the RSS right after the model loaded (VmHWM reset through /proc/self/clear_refs,
 Linux). Times are wall seconds and CPU seconds of the process (steadier on a shared machine: with one thread
 it is the work done). Ratios are row / plain, measured one after the other in this run. The zoom row's
 seconds include its own Quick Attention; its zoom latency is printed apart.
 
-    python bench/long_context_views.py [--tokens 8000] [--threads 1] [--stream-tokens 8192] [--rows plain,quick,zoom,quick-all,stream,trace]
+    python bench/long_context_views.py [--tokens 8000] [--threads 1] [--stream-tokens 8192] [--rows plain,quick,zoom,quick-all,stream,trace,profile]
 """
 import argparse
 import json
@@ -114,6 +116,14 @@ def child(args) -> dict:
         out["simulate_seconds"] = time.perf_counter() - sim_started
         started += out["simulate_seconds"]  # the row's seconds: the trace alone, as the other rows' views
         cpu += time.process_time() - sim_cpu
+    elif args.child == "profile":
+        job = api.profile({"trace": "model", "text": text, "aggregate": "layer", "block_size": 16, "policy": "lru"})
+        assert job["ok"], job
+        while (status := api.job_status({"job_id": job["job_id"]}))["state"] == "running":
+            time.sleep(0.05)
+        assert status["state"] == "done", status
+        res = status["result"]
+        out.update(tokens=res["summary"]["n_tokens"], mass_bytes=8 * res["summary"]["n_tokens"] * res["summary"]["n_blocks"])
     elif args.child == "stream":
         from backend.attention.extract import token_labels
         from backend.attention.stream import StreamSession
@@ -170,6 +180,10 @@ def main() -> None:
               f"{a.get('largest_folded_weight', 0):.3g}")
         print(f"Simulate on it, {len(r['policies'])} policies ({', '.join(r['policies'])}): {r['simulate_seconds']:.2f} s"
               + (f"; the oracle refused: {r['oracle_refused']}" if "oracle_refused" in r else ""))
+    if "profile" in results:
+        r = results["profile"]
+        print(f"profile: {r['tokens']:,} tokens, the pooled trace {r['mass_bytes'] / 2**20:.1f} MiB (float64 per row and "
+              f"block of 16; the n × n float32 matrix it replaces: {4 * r['tokens'] ** 2 / 2**20:.0f} MiB)")
     if "stream" in results:
         s = results["stream"]
         print(f"stream: {s['tokens']:,} tokens in {s['seconds']:.0f} s ({s['message']}); state bound "
