@@ -3,8 +3,8 @@
 The simulator needs each row's mass per block of B tokens (kernels/tiers/rows.py) and, to pin the sink
 blocks, each key's attention from the queries after it. Both are pooled from the model's rows one block of
 queries at a time (kernels.tiers.pool_rows, summed in the order the simulator always summed them), so a
-model trace at the whole context costs n × ceil(n / B) float64 (SmolLM2 at 8,192 tokens, B = 16: 34 MB),
-never the n × n matrix (256 MB float32, and a float64 copy per check).
+model trace at the whole context costs n × ceil(n / B) float64 (SmolLM2 at 8,192 tokens, B = 16: 32 MiB),
+never the n × n matrix (256 MiB float32, and the float64 copies its checks made).
 """
 from dataclasses import dataclass
 
