@@ -1,7 +1,7 @@
 """The compact model trace (kind SPARSE): each row's `keep` largest weights explicit, the rest folded.
 
-A dense model trace is n × n int64 (SmolLM2's 8,192 tokens: 512 MiB; compact at keep = 256: 32 MiB). Here row t is one line of
-`weights` (int64 [n, 2 + 2·keep]):
+A dense model trace is n × n int64 (SmolLM2's 8,192 tokens: 512 MiB; compact at keep = 256: 32 MiB).
+Here row t is one line of `weights` (int64 [n, 2 + 2·keep]):
 
     [bg, count, keys (keep, ascending, 0-padded), extras (keep, 0-padded)]
 
