@@ -220,6 +220,7 @@ def test_smollm2_profile_on_a_model_trace_past_2048_tokens(smollm2_api):
 
 def test_a_sweeps_model_trace_past_2048_tokens_is_the_simulate_tabs_compact_trace(smollm2_api):
     from backend.eviction import parse, traces
+    from backend.eviction.params import TRACE_KEYS
     from backend.sweep.cells import model_trace
     from kernels.eviction import SPARSE
 
@@ -229,6 +230,7 @@ def test_a_sweeps_model_trace_past_2048_tokens_is_the_simulate_tabs_compact_trac
     simulated, _ = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 20}))
     assert swept.kind == simulated.kind == SPARSE and swept.n > 2048
     assert np.array_equal(swept.weights, simulated.weights)
+    assert swept.weights.nbytes == swept.n * (2 + 2 * TRACE_KEYS) * 8  # O(n·keep): 8.6 MB here, dense 35 MB
 
 
 @pytest.fixture(scope="module")
