@@ -57,7 +57,7 @@ def _full_row(kind, weights, t, sp, heavy, ridx, rval, w):
 
 @njit(cache=True, nogil=True)
 def count_accesses(kind, weights, n, tau, sp, heavy, ridx, rval):
-    """Accesses (key j < t with weight ≥ τ) over the whole trace, and per key: O(n) memory."""
+    """Per key j, its accesses over the whole trace (queries t > j with weight ≥ τ), one row at a time: O(n) memory."""
     count = np.zeros(n, np.int64)
     w = np.zeros(n, np.int64)
     for t in range(n):
