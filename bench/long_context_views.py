@@ -12,13 +12,18 @@ Each row runs in its own subprocess (so one row's memory never shows in another'
                regions: at the diagonal's end, near the start, and in the middle)
   stream       StreamSession over --stream-tokens tokens of the same text: state bytes (history_bytes) at the
                end against the stated bound, and the growth of peak RSS over the stream
+  trace        Simulate's model trace (last layer, mean over heads): the forward, then the compact trace built
+               from the view's rows block by block (kernels/eviction/sparse.py); its bytes against the dense n²
+               int64, and (printed apart, not in the row's seconds) Simulate's time on it for every policy
+  profile      the Cache Profile on the model trace (last layer's mean over heads, LRU offload, blocks of 16): the
+               forward, each row's mass per block pooled from the view's rows, the tier simulation
 
 Memory is peak RSS above the RSS right after the model loaded (VmHWM reset through /proc/self/clear_refs,
 Linux). Times are wall seconds and CPU seconds of the process (steadier on a shared machine: with one thread
 it is the work done). Ratios are row / plain, measured one after the other in this run. The zoom row's
 seconds include its own Quick Attention; its zoom latency is printed apart.
 
-    python bench/long_context_views.py [--tokens 8000] [--threads 1] [--stream-tokens 8192] [--rows plain,quick,zoom,quick-all,stream]
+    python bench/long_context_views.py [--tokens 8000] [--threads 1] [--stream-tokens 8192] [--rows plain,quick,zoom,quick-all,stream,trace,profile]
 """
 import argparse
 import json
@@ -91,6 +96,34 @@ def child(args) -> dict:
                 assert z["ok"] and len(z["max"]) == 256 and len(z["max"][0]) == 256, z
                 seconds.append(z["seconds"])
             out["zoom_seconds"] = statistics.median(seconds)
+    elif args.child == "trace":
+        from backend.errors import UserError
+        from backend.eviction import parse, simulate, traces
+
+        p = parse({"trace": "model", "text": text, "policy": "all"})
+        trace, info = traces.from_model(loaded, p)
+        out.update(tokens=trace.n, trace_bytes=int(trace.weights.nbytes + trace.fixed.nbytes),
+                   approximation=info.get("approximation"))
+        sim_started, sim_cpu = time.perf_counter(), time.process_time()
+        try:
+            simulate(p, trace)
+        except UserError as exc:  # the oracle's own limit (MAX_ORACLE_ACCESSES): the other policies still run
+            out["oracle_refused"] = exc.message
+            p.policies = [x for x in p.policies if x != "oracle"]
+            sim_started, sim_cpu = time.perf_counter(), time.process_time()
+            simulate(p, trace)
+        out["policies"] = p.policies
+        out["simulate_seconds"] = time.perf_counter() - sim_started
+        started += out["simulate_seconds"]  # the row's seconds: the trace alone, as the other rows' views
+        cpu += time.process_time() - sim_cpu
+    elif args.child == "profile":
+        job = api.profile({"trace": "model", "text": text, "aggregate": "layer", "block_size": 16, "policy": "lru"})
+        assert job["ok"], job
+        while (status := api.job_status({"job_id": job["job_id"]}))["state"] == "running":
+            time.sleep(0.05)
+        assert status["state"] == "done", status
+        res = status["result"]
+        out.update(tokens=res["summary"]["n_tokens"], mass_bytes=8 * res["summary"]["n_tokens"] * res["summary"]["n_blocks"])
     elif args.child == "stream":
         from backend.attention.extract import token_labels
         from backend.attention.stream import StreamSession
@@ -138,6 +171,19 @@ def main() -> None:
     plain = results.get("plain")
     if plain:
         table(results, plain)
+    if "trace" in results:
+        r = results["trace"]
+        a = r["approximation"] or {}
+        print(f"trace: {r['tokens']:,} tokens, {r['trace_bytes'] / 2**20:.1f} MiB ({'compact' if a else 'dense'}; "
+              f"dense int64 would be {8 * r['tokens'] ** 2 / 2**20:.0f} MiB); folded mass per row mean "
+              f"{a.get('folded_mass_mean', 0):.4f}, max {a.get('folded_mass_max', 0):.4f}; largest folded weight "
+              f"{a.get('largest_folded_weight', 0):.3g}")
+        print(f"Simulate on it, {len(r['policies'])} policies ({', '.join(r['policies'])}): {r['simulate_seconds']:.2f} s"
+              + (f"; the oracle refused: {r['oracle_refused']}" if "oracle_refused" in r else ""))
+    if "profile" in results:
+        r = results["profile"]
+        print(f"profile: {r['tokens']:,} tokens, the pooled trace {r['mass_bytes'] / 2**20:.1f} MiB (float64 per row and "
+              f"block of 16; the n × n float32 matrix it replaces: {4 * r['tokens'] ** 2 / 2**20:.0f} MiB)")
     if "stream" in results:
         s = results["stream"]
         print(f"stream: {s['tokens']:,} tokens in {s['seconds']:.0f} s ({s['message']}); state bound "

@@ -2,7 +2,7 @@
 clarity, with full scans where the kernels use heaps and lists. Same fixed-point weights
 (int units of 2^-24), so kernel and reference must agree exactly.
 
-A row is (bg, extras): key j ≤ t has weight bg + extras.get(j, 0).
+A row is (bg, extras): key j ≤ t has weight bg + extras.get(j, 0); model traces dense or compact.
 """
 import heapq
 
@@ -41,8 +41,25 @@ def model_row(trace, t):
     return 0, {j: int(trace.weights[t, j]) for j in range(t + 1) if trace.weights[t, j] > 0}
 
 
+def sparse_row(trace, t):
+    """A compact model trace's row t: [bg, count, keys (keep), extras (keep)] (kernels/eviction/sparse.py)."""
+    line = [int(x) for x in trace.weights[t]]
+    keep = (len(line) - 2) // 2
+    bg, count = line[0], line[1]
+    return bg, {line[2 + e]: line[2 + keep + e] for e in range(count)}
+
+
 def row(trace, t):
-    return model_row(trace, t) if trace.kind == 0 else synthetic_row(trace, t)
+    return {0: model_row, 1: synthetic_row, 2: sparse_row}[trace.kind](trace, t)
+
+
+def row_weights(trace):
+    """Every row as a dense list over keys 0..t (what the oracle's plan reads), from the rows above."""
+    out = []
+    for t in range(trace.n):
+        bg, extras = row(trace, t)
+        out.append([bg + extras.get(j, 0) for j in range(t + 1)] + [0] * (trace.n - 1 - t))
+    return out
 
 
 def timeline_stride(n):

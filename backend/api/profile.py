@@ -61,23 +61,28 @@ class ProfileMethods:
             _check_quest_k(req.k, loaded.context_length)
 
         def work(progress):
-            matrix = fetch = learned_sink = None
+            blocks = fetch = None
             if req.trace == "model":
-                from ..attention.extract import attention_view
+                from ..attention.extract import view_rows
+                from ..profile.block_trace import from_rows
 
                 progress(0.0, "Running the model")
-                view = attention_view(loaded, req.text, req.layer, req.head, req.aggregate)
-                matrix, learned_sink = view["matrix"], view["learned_sink"]
+                ids, rows = view_rows(loaded, req.text, req.layer, req.head, req.aggregate)
+                progress(0.005, "Pooling the model's attention per block")
+                blocks = from_rows(rows, req.block_size)  # per block of B tokens, never n × n: up to the context
+                one = req.aggregate != "all_layers"
+                layer, head = (rows.layers[0], rows.head) if one else (None, None)
+                del rows  # the kept queries and keys: not needed past here
                 if req.fetch_rule == "quest_bound":
                     from ..profile.quest_fetch import fetch_sets
 
                     stage = "Quest's page choice (the model's keys and queries)"
                     progress(0.01, stage)
-                    fetch = fetch_sets(loaded, view["token_ids"], req.k, req.block_size, view["layer"], view["head"],
-                                       req.aggregate, check=lambda: progress(0.01, stage))  # Cancel stops it here
-            result, kept = service.run(req, progress, matrix, fetch, learned_sink)
-            if learned_sink is not None:  # gpt-oss: part of every row goes to a learned sink, in no block
-                result["learned_sink_share"] = float(learned_sink.mean())
+                    fetch = fetch_sets(loaded, ids, req.k, req.block_size, layer, head, req.aggregate,
+                                       check=lambda: progress(0.01, stage))  # Cancel stops it here
+            result, kept = service.run(req, progress, fetch=fetch, blocks=blocks)
+            if blocks is not None and blocks.learned_sink is not None:  # gpt-oss: part of every row goes to a learned sink
+                result["learned_sink_share"] = float(blocks.learned_sink.mean())
             state._last_profile = kept  # only a finished run replaces the layout the scrubber shows
             return result
 

@@ -43,9 +43,10 @@ def forward_attentions(loaded, ids):
     return out.attentions, bool(sinks)
 
 
-def learned_sink_share(matrix: np.ndarray) -> np.ndarray:
-    """Each row's share on the model's learned sink: what its weights over the keys leave of 1."""
-    return np.clip(1.0 - np.tril(matrix).sum(axis=-1, dtype=np.float64), 0.0, 1.0)
+def learned_sink_share(matrix: np.ndarray, first_row: int = 0) -> np.ndarray:
+    """Each row's share on the model's learned sink: what its weights over the keys leave of 1
+    (matrix: the rows of queries first_row.. over every key)."""
+    return np.clip(1.0 - np.tril(matrix, first_row).sum(axis=-1, dtype=np.float64), 0.0, 1.0)
 
 
 def view_layers(loaded, layer: int = -1, head=None, aggregate: str = "layer") -> tuple[list[int], int | None]:
@@ -62,14 +63,19 @@ def view_layers(loaded, layer: int = -1, head=None, aggregate: str = "layer") ->
 
 def view_rows(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer"):
     """(token ids, ViewRows): one forward, then any rows of the view on demand (view_rows.py)."""
+    layers, head = view_layers(loaded, layer, head, aggregate)
+    ids = encode(loaded, text)
+    return ids, rows_of(loaded, ids, layers, head)
+
+
+def rows_of(loaded, ids: list[int], layers: list[int], head=None):
+    """The ViewRows of token ids already encoded (view_layers checked the layers and head)."""
     from .seam import through_interface
     from .view_rows import DenseRows, ViewRows
 
-    layers, head = view_layers(loaded, layer, head, aggregate)
-    ids = encode(loaded, text)
     if through_interface(loaded.model):
-        return ids, ViewRows(loaded, ids, layers, head)
-    return ids, DenseRows(loaded, ids, layers, head, forward_attentions)  # Falcon: its own attention, output_attentions
+        return ViewRows(loaded, ids, layers, head)
+    return DenseRows(loaded, ids, layers, head, forward_attentions)  # Falcon: its own attention, output_attentions
 
 
 def attention_view(loaded, text: str, layer: int = -1, head=None, aggregate: str = "layer") -> dict:

@@ -39,6 +39,13 @@ def run(args, api) -> int:
     t = out["trace"]
     print(f"{t['kind']} trace, {t['length']:,} tokens, C = {t['cache_size']}, S = {t['sinks']}, W = {t['window']}, "
           f"τ = {t['access_threshold']:g}; {t['sink_count']} sinks, top-{t['heavy_k']} heavy hitters")
+    a = t.get("approximation")
+    if a:  # past 2,048 tokens the model trace is compact: say what it folded (docs/metrics.md)
+        print(f"compact trace: the {a['keys_per_row']} largest weights of each row kept; folded mass per row mean "
+              f"{a['folded_mass_mean']:.4f}, max {a['folded_mass_max']:.4f}; largest folded weight "
+              f"{a['largest_folded_weight']:.3g}")
+        if a.get("warning"):
+            print(f"warning: {a['warning']}", file=sys.stderr)
     print(f"{'policy':<17}{'accesses':>12}{'hits':>12}{'misses':>12}{'evictions':>12}{'hit rate':>9}"
           f"{'recall':>8}{'sinks':>9}{'heavy':>10}{'seconds':>9}")
     for r in out["results"]:

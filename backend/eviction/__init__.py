@@ -5,8 +5,8 @@
     out = simulate(p, trace, progress)     # {"trace": {...}, "results": [...]}
 """
 from . import traces
-from .params import DEFAULTS, MAX_LENGTH, MAX_MODEL_TOKENS, SimParams, parse
+from .params import DEFAULTS, MAX_LENGTH, DENSE_TRACE_TOKENS, SimParams, parse
 from .policies import POLICIES
 from .run import simulate
 
-__all__ = ["DEFAULTS", "parse", "simulate", "traces", "POLICIES", "SimParams", "MAX_LENGTH", "MAX_MODEL_TOKENS"]
+__all__ = ["DEFAULTS", "parse", "simulate", "traces", "POLICIES", "SimParams", "MAX_LENGTH", "DENSE_TRACE_TOKENS"]

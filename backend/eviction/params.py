@@ -8,7 +8,8 @@ from ..usercode.watch import MAX_LIMIT as MAX_RULE_STEP_LIMIT
 
 MAX_LENGTH = 20_000_000   # synthetic steps; 10M runs in well under a minute per policy
 MAX_CACHE = 1_000_000
-MAX_MODEL_TOKENS = 2048   # a model trace is n × n in memory (and the oracle's graph grows with it)
+DENSE_TRACE_TOKENS = 2048  # up to here a model trace is dense n × n (exact); past it compact (kernels/eviction/sparse.py)
+TRACE_KEYS = 256           # a compact trace's explicit keys per row: every weight > 1/257 is one, so τ ≥ 0.004 misses no access
 MAX_LOCALITY = 0.99       # beyond this the locality span (ages with weight > 0) runs to thousands
 
 # Every setting's default (the UI reads them from eviction_policies; sink_count defaults to min(sinks, 1000),

@@ -12,9 +12,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 
-import numpy as np
 
-from kernels.eviction import MODEL, KeyTotals, Simulation, Trace, to_fixed
+from kernels.eviction import KeyTotals, Simulation, Trace, count_accesses, to_fixed
 from ..errors import UserError
 from ..workers import in_worker
 from .metrics import result
@@ -61,9 +60,9 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
     sinks = totals.sinks(to_fixed(p.sink_threshold))
     heavy = totals.heavy_hitters(p.heavy_k)
     tau = max(1, to_fixed(p.access_threshold))
-    record = trace.kind == MODEL
+    record = trace.is_model
     if "oracle" in p.policies:
-        accesses = int(np.count_nonzero(np.tril(trace.weights, -1) >= tau))
+        accesses = count_accesses(trace, tau)
         if accesses > MAX_ORACLE_ACCESSES:
             raise UserError("too_big", f"The oracle would plan {accesses:,} accesses (at most "
                             f"{MAX_ORACLE_ACCESSES:,}); raise access_threshold or shorten the text.",
@@ -119,12 +118,12 @@ def simulate(p: SimParams, trace: Trace, progress=lambda fraction, stage: None) 
     failed = [r for r in results if r.get("failed")]
     results = [r for r in results if not r.get("failed")]
     progress(1.0, "Done")
-    summary = {"kind": "model" if trace.kind == MODEL else "synthetic", "length": n,
+    summary = {"kind": "model" if trace.is_model else "synthetic", "length": n,
                "cache_size": p.cache_size, "sinks": p.sinks, "window": p.window,
                "access_threshold": p.access_threshold, "sink_threshold": p.sink_threshold,
                "sink_positions": sinks[:MAX_LISTED].tolist(), "sink_count": int(len(sinks)),
                "heavy_hitter_positions": heavy.tolist(), "heavy_k": int(len(heavy))}
-    if trace.kind != MODEL:
+    if not trace.is_model:
         summary["synthetic"] = dict(p.synthetic)
     out = {"trace": summary, "results": results}
     if failed:

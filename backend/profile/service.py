@@ -213,25 +213,21 @@ def model_sinks(matrix: np.ndarray) -> np.ndarray:
     return sink_mask(received_after(matrix), n - 1)
 
 
-def prepare(req: Request, matrix=None, fetch=None, learned_sink=None):
+def prepare(req: Request, matrix=None, fetch=None, learned_sink=None, blocks=None):
     """→ (n tokens, pinned per block, tiers, keyword arguments for kernels.tiers.simulate).
-    fetch: Quest's page choice per step (quest_fetch.fetch_sets), for fetch_rule 'quest_bound'.
-    learned_sink: each row's share on the model's learned sinks (gpt-oss), which lives in no block."""
+    A model trace: blocks (block_trace.BlockTrace, pooled from the model's rows at req.block_size), or a whole
+    float [n, n] matrix pooled here (learned_sink: each row's share on the model's learned sinks, gpt-oss, which
+    lives in no block). fetch: Quest's page choice per step (quest_fetch.fetch_sets), for fetch_rule 'quest_bound'."""
+    from ..attention.sinks import sink_mask
+    from .block_trace import from_matrix
+
     B = req.block_size
     if req.trace == "model":
-        matrix = np.asarray(matrix, dtype=np.float32)
-        if (matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.isfinite(matrix).all() or (matrix < 0).any()):
-            raise UserError("bad_trace", "The model trace must be square attention: finite, non-negative, rows "
-                            "summing to 1.", "trace")
-        # An all-zero row (or one summing far from 1) is not attention: heat and hits would mean nothing.
-        sums = np.tril(matrix).sum(axis=1, dtype=np.float64) + (0.0 if learned_sink is None else learned_sink)
-        off = np.flatnonzero(np.abs(sums - 1.0) > 1e-3)
-        if off.size:
-            what = "is all zeros" if sums[off[0]] == 0 else f"sums to {sums[off[0]]:.6g}"
-            raise UserError("bad_trace", f"Each attention row of the model trace must sum to 1 (with a learned sink's "
-                            f"share); row {off[0]} {what}.", "trace")
-        n = matrix.shape[0]
-        sink_tokens = np.flatnonzero(model_sinks(matrix))
+        blocks = from_matrix(matrix, B, learned_sink) if blocks is None else blocks
+        if blocks.block_size != B:
+            raise ValueError(f"the trace was pooled in blocks of {blocks.block_size}, the profile's are {B}")
+        n = blocks.n
+        sink_tokens = np.flatnonzero(sink_mask(blocks.received, n - 1))  # the design's sinks: mean received ≥ 0.10
     else:
         n = req.length
         sink_tokens = np.arange(req.synthetic["sinks"])
@@ -243,7 +239,7 @@ def prepare(req: Request, matrix=None, fetch=None, learned_sink=None):
     kwargs = dict(policy=req.policy, tau=req.access_threshold, half_life=req.half_life, margin=req.margin,
                   patience=req.patience, reuse=req.reuse, window=req.window, k=req.k, snap_steps=snapshot_steps(n))
     if req.trace == "model":
-        kwargs.update(trace=matrix, chunk_steps=max(16, (1 << 21) // n), fetch=fetch)
+        kwargs.update(mass=blocks.mass, chunk_steps=max(16, (1 << 21) // n), fetch=fetch)
     else:
         kwargs.update(sink_count=s["sinks"], w_sink=s["sink_mass"], w_local=s["local_mass"], w_hh=s["heavy_mass"],
                       w_bg=s["background_mass"], bg_keys=s["background_keys"], seed=s["seed"],
@@ -256,10 +252,10 @@ def prepare(req: Request, matrix=None, fetch=None, learned_sink=None):
 BLOCK_FIELDS = ("n_tokens", "block_size", "bytes_per_token", "tier", "access_count", "status", "snapshot_steps")
 
 
-def run(req: Request, progress, matrix=None, fetch=None, learned_sink=None) -> tuple[dict, dict]:
+def run(req: Request, progress, matrix=None, fetch=None, learned_sink=None, blocks=None) -> tuple[dict, dict]:
     """→ (result for the UI/CLI, what profile_snapshot needs). progress(fraction, stage) may raise Cancelled."""
     started = time.perf_counter()
-    n, pinned, tiers, kwargs = prepare(req, matrix, fetch, learned_sink)
+    n, pinned, tiers, kwargs = prepare(req, matrix, fetch, learned_sink, blocks)
     n_blocks, B, steps = len(pinned), req.block_size, kwargs["snap_steps"]
     progress(0.02, "Simulating")
     out = kernel.simulate(n, B, [t["capacity_blocks"] for t in tiers], pinned,

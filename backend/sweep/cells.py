@@ -215,16 +215,17 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
     """The model's attention on the first tokens of the text (one layer, mean over heads) as a trace."""
     import numpy as np
 
-    from ..attention.extract import forward_attentions, learned_sink_share
+    from ..attention.extract import forward_attentions, learned_sink_share, rows_of
     from ..errors import UserError
-    from ..eviction import traces
-    from .grid import MAX_MODEL_TRACE
+    from ..eviction import DENSE_TRACE_TOKENS, traces
 
     layers = loaded.spec["layers"]
     if not -layers <= layer < layers:
         raise UserError("bad_input", f"layer must be between {-layers} and {layers - 1} (−1 = last).", "layer")
 
-    ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][: min(max_tokens, loaded.context_length, MAX_MODEL_TRACE)]
+    ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][: min(max_tokens, loaded.context_length)]
+    if len(ids) > DENSE_TRACE_TOKENS:  # compact, from the model's rows block by block (never n × n)
+        return traces.from_rows(rows_of(loaded, ids, [layer % layers], None))[0]
     attentions, sinks = forward_attentions(loaded, ids)
     # The same arithmetic as the Simulate tab's trace (attention_view): float32 per head, mean in NumPy.
     matrix = attentions[layer][0].float().cpu().numpy().mean(axis=0).astype(np.float32)

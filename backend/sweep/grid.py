@@ -12,8 +12,6 @@ from .spec import DEFAULT_SIZES, QUEST, SYNTHETIC, Cell, SweepSpec, text_sha
 
 QUEST_PAGE = 16  # backend/evaluate/quest.PAGE: Quest reads whole pages
 
-MAX_MODEL_TRACE = 2048  # backend/eviction/params.MAX_MODEL_TOKENS: a model trace is n × n
-
 
 def auto_sizes(n: int, count: int = DEFAULT_SIZES) -> list[int]:
     lo = max(2, n / 32)
@@ -28,7 +26,7 @@ def usable_tokens(spec: SweepSpec, n_ids: int, facts: dict) -> int:
         return min(n_ids, spec.max_tokens, context)
     if spec.kind == "evaluate":
         return min(n_ids, spec.max_tokens) if facts["rotary"] else min(n_ids, spec.max_tokens, context)
-    return min(n_ids, spec.max_tokens, context, MAX_MODEL_TRACE)
+    return min(n_ids, spec.max_tokens, context)  # a model trace past 2,048 tokens is compact (eviction/traces.py)
 
 
 def model_facts(source: str, spec: SweepSpec, token=None) -> dict:

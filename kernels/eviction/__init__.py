@@ -1,6 +1,6 @@
 """KV-cache eviction kernels: one module per policy around a shared accounting loop.
 
-    trace = synthetic_trace(1_000_000)            # or model_trace(float_matrix)
+    trace = synthetic_trace(1_000_000)            # or model_trace(float_matrix), or sparse.py's compact one
     sim = Simulation("h2o", trace, capacity=256, sinks=4, window=128, tau=to_fixed(0.01))
     sim.run(0, trace.n)                            # or in chunks, for progress and cancel
     sim.counters(), sim.kept(), sim.timeline()
@@ -11,13 +11,24 @@ from . import oracle
 from .loop import FULL, LRU, ORACLE, POLICY_CODES, run_steps
 from .state import (ACCESSES, EVICTIONS, HITS, MISSES, NCACHED, RECALL_SUM, TL_N, State)
 from .totals import received
-from .trace import MODEL, ONE, SYNTHETIC, Trace, model_trace, synthetic_trace, to_fixed
+from .sparse import SparseBuilder, fixed_rows, sparse_trace
+from .trace import MODEL, ONE, SPARSE, SYNTHETIC, Trace, model_trace, synthetic_trace, to_fixed
 
 POLICIES = tuple(POLICY_CODES)
 _NO_BLOCK, _NO_COLS = np.zeros((0, 0), np.int64), np.zeros(0, np.int64)
 
-__all__ = ["Simulation", "KeyTotals", "Trace", "model_trace", "synthetic_trace", "to_fixed", "ONE", "MODEL",
-           "SYNTHETIC", "POLICIES"]
+__all__ = ["Simulation", "KeyTotals", "Trace", "model_trace", "synthetic_trace", "sparse_trace", "SparseBuilder",
+           "fixed_rows", "count_accesses", "to_fixed", "ONE", "MODEL", "SPARSE", "SYNTHETIC", "POLICIES"]
+
+
+def _row_buffers(trace: Trace):
+    return np.zeros(trace.max_row, np.int64), np.zeros(trace.max_row, np.int64)
+
+
+def count_accesses(trace: Trace, tau: int) -> int:
+    """Accesses over the whole trace (what the oracle's plan grows with), row by row: no n × n."""
+    return int(oracle.count_accesses(trace.kind, trace.weights, trace.n, tau, trace.sp, trace.heavy,
+                                     *_row_buffers(trace)).sum())
 
 
 class Simulation:
@@ -28,10 +39,11 @@ class Simulation:
         self.code = POLICY_CODES[policy]
         self.trace, self.capacity, self.sinks, self.window, self.tau = trace, capacity, sinks, window, tau
         if self.code == ORACLE:
-            if trace.kind != MODEL:
+            if not trace.is_model:
                 raise ValueError("the oracle needs the whole future: model traces only")
             needed = trace.n > capacity  # with n ≤ C nothing is evicted
-            self.plan_end = oracle.plan(trace.weights, capacity, tau) if needed else np.zeros(trace.n, np.int64)
+            self.plan_end = oracle.plan(trace.kind, trace.weights, trace.n, capacity, tau, trace.sp, trace.heavy,
+                                        *_row_buffers(trace)) if needed else np.zeros(trace.n, np.int64)
         else:
             self.plan_end = np.zeros(0, np.int64)
         self.state = State(trace.n, capacity, self.code == FULL, record_evictions, lru_queue=self.code == LRU)

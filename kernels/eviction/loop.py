@@ -5,6 +5,7 @@ accessed when A[t, j] ≥ τ, a hit if cached, a miss if evicted; recall = the r
 cached keys and t over the row's total; (3) the policy observes attention on cached keys
 only; (4) key t enters and, while more than C keys are cached, the policy evicts one.
 Runs steps [t0, t1) so the caller can stop between chunks; all state is in the State arrays.
+The rows come from rows.row (a synthetic, dense model or compact model trace) or are given (run_rows).
 
 Numba's on-disk cache of run_steps is keyed on this file only: after editing a policy
 module, rows.py or accounting.py, delete kernels/eviction/__pycache__/*.nb? or the old code runs

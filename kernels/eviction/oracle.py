@@ -15,11 +15,12 @@ position if it is not worth keeping); the simulation evicts the cached key with 
 smallest plan_end (ties: older). After step t at most C keys have plan_end > t, so the
 victim's plan is always done, and the run gets exactly the optimum.
 Successive shortest paths with Dijkstra on reduced costs; stops when a path no longer
-gains a hit.
+gains a hit. The accesses come from the trace's rows (rows.row, dense or compact), one row at a time.
 """
 import numpy as np
 from numba import njit
 
+from .rows import row
 from .state import KEY, heap_pop, heap_push
 
 _BIG = np.int64(1) << 60
@@ -44,25 +45,45 @@ def _add_arc(head, cap, cost, tail, m, u, v, c, w):
     return m + 1
 
 
+@njit(cache=True)
+def _full_row(kind, weights, t, sp, heavy, ridx, rval, w):
+    """w[0..t] = row t's weight on each key (a model row, dense or compact: bg + its listed extras)."""
+    cnt, bg = row(kind, t, weights, sp, heavy, ridx, rval)
+    for j in range(t + 1):
+        w[j] = bg
+    for e in range(cnt):
+        w[ridx[e]] += rval[e]
+
+
+@njit(cache=True, nogil=True)
+def count_accesses(kind, weights, n, tau, sp, heavy, ridx, rval):
+    """Per key j, its accesses over the whole trace (queries t > j with weight ≥ τ), one row at a time: O(n) memory."""
+    count = np.zeros(n, np.int64)
+    w = np.zeros(n, np.int64)
+    for t in range(n):
+        _full_row(kind, weights, t, sp, heavy, ridx, rval, w)
+        for j in range(t):
+            if w[j] >= tau:
+                count[j] += 1
+    return count
+
+
 @njit(cache=True, nogil=True)  # other threads (the UI polling this job) run meanwhile
-def plan(weights, capacity, tau):
-    n = weights.shape[0]
+def plan(kind, weights, n, capacity, tau, sp, heavy, ridx, rval):
     plan_end = np.arange(n).astype(np.int64)
     # Accesses per key, in time order.
-    count = np.zeros(n, np.int64)
-    for t in range(n):
-        for j in range(t):
-            if weights[t, j] >= tau:
-                count[j] += 1
+    count = count_accesses(kind, weights, n, tau, sp, heavy, ridx, rval)
     start = np.zeros(n + 1, np.int64)
     for j in range(n):
         start[j + 1] = start[j] + count[j]
     n_acc = start[n]
     times = np.empty(n_acc, np.int64)
     fill = start[:n].copy()
+    w = np.zeros(n, np.int64)
     for t in range(n):
+        _full_row(kind, weights, t, sp, heavy, ridx, rval, w)
         for j in range(t):
-            if weights[t, j] >= tau:
+            if w[j] >= tau:
                 times[fill[j]] = t
                 fill[j] += 1
     # The graph: timeline arcs, then per key: entry, and per access: exit, then chain.

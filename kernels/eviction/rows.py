@@ -2,11 +2,12 @@
     bg  +  loc[t − j] (0 past the table)  +  extra[j] for the few explicit keys,
 with the explicit (position, extra) pairs in position order. Synthetic rows are made
 here from a few parameters, so a 10M-step trace never exists in memory (trace.py has
-the definition); a model row is all explicit (no bg, no loc)."""
+the definition); a model row is all explicit (no bg, no loc); a compact model row (sparse.py) is
+its listed keys over a bg (no loc)."""
 import numpy as np
 from numba import njit
 
-from .trace import BG_TOTAL, HEAVY_LIFE, HEAVY_TOTAL, MODEL, S_SYN, SEED, SINK_Q
+from .trace import BG_TOTAL, HEAVY_LIFE, HEAVY_TOTAL, MODEL, ROW_BG, ROW_COUNT, ROW_KEYS, S_SYN, SEED, SINK_Q, SPARSE
 
 
 @njit(cache=True)
@@ -61,6 +62,17 @@ def model_row(t, weights, ridx, rval):
 
 
 @njit(cache=True)
+def sparse_row(t, weights, ridx, rval):
+    """Row t of a compact trace: [bg, count, keys, extras] (sparse.py)."""
+    keep = (weights.shape[1] - ROW_KEYS) // 2
+    cnt = weights[t, ROW_COUNT]
+    for e in range(cnt):
+        ridx[e] = weights[t, ROW_KEYS + e]
+        rval[e] = weights[t, ROW_KEYS + keep + e]
+    return cnt, weights[t, ROW_BG]
+
+
+@njit(cache=True)
 def given_row(i, weights, cols, ridx, rval):
     """Row i of a block of q rows over the same keys: weights[i, e] on key cols[e] (cols ascending,
     the block's own q queries last). Query i saw the keys before the block and the block's first
@@ -80,6 +92,8 @@ def given_row(i, weights, cols, ridx, rval):
 def row(kind, t, weights, sp, heavy, ridx, rval):
     if kind == MODEL:
         return model_row(t, weights, ridx, rval)
+    if kind == SPARSE:
+        return sparse_row(t, weights, ridx, rval)
     return synthetic_row(t, sp, heavy, ridx, rval)
 
 

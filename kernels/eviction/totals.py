@@ -1,6 +1,7 @@
 """Attention each key receives over the whole trace: it defines the sinks (mean over the
 queries after the key ≥ threshold) and the heavy hitters (top-k by total) of DESIGN.md.
-Policy-independent, so computed once per trace; chunked like the simulation."""
+Policy-independent, so computed once per trace; chunked like the simulation. A compact model trace's
+folded keys receive their row's bg, as every kernel reads them (rows.py)."""
 from numba import njit
 
 from .rows import loc_at, row

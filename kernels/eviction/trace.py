@@ -10,13 +10,17 @@ a background shared by all keys, a locality weight that depends only on the age 
 A model trace has no bg and no loc: every nonzero weight is explicit. A model with learned
 sink logits (gpt-oss) gives part of every row to its learned sink, which is no cache entry:
 `fixed[t]` is row t's share there, a key that no policy can evict (always kept, never an access).
+A compact model trace (SPARSE, sparse.py: past a few thousand tokens) keeps each row's largest
+weights explicit and folds the rest into the row's bg: O(n·keep) memory instead of n².
 """
 from dataclasses import dataclass, field
 
 import numpy as np
 
 ONE = 1 << 24  # attention 1.0
-MODEL, SYNTHETIC = 0, 1
+MODEL, SYNTHETIC, SPARSE = 0, 1, 2
+# Columns of a SPARSE trace's row (sparse.py): [bg, count, keys (keep), extras (keep)].
+ROW_BG, ROW_COUNT, ROW_KEYS = 0, 1, 2
 # Entries of the synthetic parameter array `sp`.
 S_SYN, SINK_Q, HEAVY_TOTAL, SEED, BG_TOTAL, HEAVY_LIFE = range(6)
 MAX_LOCALITY_AGES = 1 << 16
@@ -30,7 +34,7 @@ def to_fixed(x: float) -> int:
 class Trace:
     kind: int
     n: int
-    weights: np.ndarray  # model: int64 [n, n] lower triangle; synthetic: shape (1, 1) dummy
+    weights: np.ndarray  # model: int64 [n, n] lower triangle; sparse: int64 [n, 2 + 2·keep]; synthetic: (1, 1) dummy
     sp: np.ndarray       # synthetic parameters (int64[6]); model: zeros
     loc: np.ndarray      # synthetic: locality weight by age, non-increasing, int64; model: empty
     heavy: np.ndarray    # synthetic: sorted heavy-hitter positions, int64; model: empty
@@ -41,10 +45,17 @@ class Trace:
         return np.cumsum(self.loc).astype(np.int64)
 
     @property
+    def is_model(self) -> bool:
+        """A model's attention (dense or compact): the whole future is known, so the oracle can plan."""
+        return self.kind in (MODEL, SPARSE)
+
+    @property
     def max_row(self) -> int:
         """Most explicit entries one row can have (the size of the row buffers)."""
         if self.kind == MODEL:
             return self.n
+        if self.kind == SPARSE:
+            return (self.weights.shape[1] - ROW_KEYS) // 2
         return int(self.sp[S_SYN]) + len(self.heavy) + 1
 
 

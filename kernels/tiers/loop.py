@@ -3,7 +3,8 @@
 Each decode step t:
 1. If t opens a new block (t % B == 0), the policy places it (its on_open).
 2. Token t is appended to the newest block.
-3. The query at t puts attention on blocks (rows.py, summed per block, first-touch order).
+3. The query at t puts attention on blocks (rows.py: a model trace's mass per block, or the
+   synthetic generator's pairs; first-touch order).
    A block whose row mass is ≥ the access threshold τ is *accessed*: a hit in its tier.
    Its mass in fixed point, q = int(m · 2^24), adds to acc (and to heat, heat rule only).
 4. The policy moves blocks (its on_step).
@@ -29,7 +30,7 @@ SCALE = float(1 << 24)     # row mass fixed point: 1.0 attention = 2^24
 
 
 @njit(cache=True, nogil=True)  # nogil: the UI thread keeps answering while a job runs a chunk
-def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys,
+def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace_mass, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys,
               seed, lcum, hh_pos, tau, half_life, margin_q, patience, reuse, window, k_fetch, fetch, snap_steps, s):
     """Advance the simulation over steps t0..t1-1; the State `s` is updated in place.
 
@@ -40,7 +41,7 @@ def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sin
     mass, stamp, touched, cb, cm = s.mass, s.stamp, s.touched, s.cb, s.cm
     read_now, read_sum, tl_read, tl_moved = s.read_now, s.read_sum, s.tl_read, s.tl_moved
     count, heap, hsize, hpos, key, since, chain, sel = s.count, s.heap, s.hsize, s.hpos, s.key, s.since, s.chain, s.sel
-    use_trace = trace.shape[0] > 0
+    use_trace = trace_mass.shape[0] > 0  # a model trace: each row's mass per block (rows.pool_rows)
     n_buckets = tl_moved.shape[0]
     for t in range(t0, t1):
         moved_before = counters[MOVED_TOKENS]
@@ -57,7 +58,7 @@ def run_steps(policy, t0, t1, n_tokens, B, pinned, cap, trace, sink_count, w_sin
                 topk_fetch.on_open(s, c, pinned, cap, B, t, window)
         tok[tier[c]] += 1
         if use_trace:
-            n_pairs = trace_row(t, B, trace, cb, cm)
+            n_pairs = trace_row(t, B, trace_mass, cb, cm)
         else:
             n_pairs = synthetic_row(t, B, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed, lcum, hh_pos,
                                     cb, cm)

@@ -1,7 +1,7 @@
 """Rows: the attention of query t, per block, as (block, mass) pairs in first-touch order.
 
-Rows come either from a model trace (an n×n float32 attention matrix, rows summed per
-block in key order) or from a synthetic generator evaluated per block, never per
+Rows come either from a model trace (each row's mass per block, float64 [n, blocks]: pool_rows
+sums a row's float32 weights per block in key order) or from a synthetic generator evaluated per block, never per
 token: sinks (the first `sink_count` tokens), a local window with geometric decay
 (closed form via a prefix-sum table), heavy hitters (fixed positions) and a sparse
 background (`bg_keys` random earlier keys per step, from a counter-based splitmix64
@@ -87,12 +87,27 @@ def synthetic_row(t, B, sink_count, w_sink, w_local, w_hh, w_bg, bg_keys, seed, 
 
 
 @njit(cache=True)
-def trace_row(t, B, trace, cb, cm):
+def trace_row(t, B, mass, cb, cm):
+    """Row t of a model trace: its mass on each block 0..t // B (pool_rows made them)."""
     n = 0
     for b in range(t // B + 1):
-        s = 0.0
-        for j in range(b * B, min(b * B + B, t + 1)):
-            s += np.float64(trace[t, j])
-        cb[n], cm[n] = b, s
+        cb[n], cm[n] = b, mass[t, b]
         n += 1
     return n
+
+
+@njit(cache=True, nogil=True)
+def pool_rows(rows, t0, B, mass, received):
+    """rows: float32 [q, n] attention of queries t0..t0+q−1 over every key → mass[t, b] = the row's weights on
+    block b summed in key order (float64, as the simulator always summed them), and received[j] += the weight
+    on key j < t (each key's attention from the queries after it, summed query by query). A block of rows at a
+    time, so the n × n matrix never exists."""
+    for i in range(rows.shape[0]):
+        t = t0 + i
+        for b in range(t // B + 1):
+            s = 0.0
+            for j in range(b * B, min(b * B + B, t + 1)):
+                s += np.float64(rows[i, j])
+            mass[t, b] = s
+        for j in range(t):
+            received[j] += np.float64(rows[i, j])

@@ -407,7 +407,7 @@ function renderResults() {
   ui.traceInfo.textContent = [tr.kind || last.params.trace, n != null ? `${fmt.int(n)} tokens` : null,
     `C=${last.params.cache_size} S=${last.params.sinks} W=${last.params.window} τ=${last.params.access_threshold}`,
     tr.sink_count != null ? `${tr.sink_count} sink tokens (mean received ≥ ${tr.sink_threshold ?? 0.1})` : null,
-    tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null].filter(Boolean).join(" · ");
+    tr.heavy_k != null ? `${tr.heavy_k} heavy hitters` : null, compactNote(tr.approximation)].filter(Boolean).join(" · ");
 
   // One colour per policy (palette.js), the same as in Evaluate and Sweeps: hit rate solid, recall faded.
   setData(ui.bars, rows.map((r) => policyLabel(r.policy)), [
@@ -418,6 +418,15 @@ function renderResults() {
     label: policyLabel(r.policy), data: timelinePoints(r.timeline), color: policyColour(r.policy), borderDash: policyDash(r.policy),
     policy: r.policy,
   })));
+}
+
+// A model trace past 2,048 tokens is compact (backend/eviction/traces.py): say what it folded, and warn when τ
+// is low enough to miss accesses to folded keys.
+function compactNote(a) {
+  if (!a) return null;
+  const note = `compact trace: ${fmt.int(a.keys_per_row)} largest weights a row; folded mass mean ` +
+    `${a.folded_mass_mean.toFixed(4)}, max ${a.folded_mass_max.toFixed(4)}; largest folded weight ${a.largest_folded_weight.toPrecision(3)}`;
+  return a.warning ? `${note} · ⚠ ${a.warning}` : note;
 }
 
 // The timeline may come as {step: [], recall: []} or as [{step, recall}].
@@ -445,7 +454,7 @@ async function renderModelHeatmap() {
     const res = await call("attention", { text: last.params.text, layer: last.params.layer, head: all ? null : last.params.head,
       aggregate: all ? "all_layers" : "layer" });
     if (!res.ok) return;
-    modelMatrix = { tokens: res.tokens, matrix: res.matrix };
+    modelMatrix = { tokens: res.tokens, matrix: res.matrix, overview: res.overview };  // matrix: null past 1,024 tokens
   }
   Object.assign(modelMatrix, { sinks: tr.sink_positions || [], heavy: tr.heavy_hitter_positions || [] });
   ui.keptBy.value = "";  // a new run shows its own policy first
@@ -458,6 +467,14 @@ async function renderModelHeatmap() {
 
 function drawTrace() {
   ui.keptHint.textContent = "";
+  const o = modelMatrix.overview;
+  if (!modelMatrix.matrix && o) {  // a long trace: the Quick Attention overview (max per cell); no per-key dimming on cells
+    ui.heatmap.setGrid({ tokens: modelMatrix.tokens, rowEdges: o.row_edges, colEdges: o.col_edges, cells: o.max,
+      sinks: modelMatrix.sinks, heavy: modelMatrix.heavy, pooling: "max" });
+    ui.keptHint.textContent = `${fmt.int(modelMatrix.tokens.length)} tokens: the overview (largest weight per cell); ` +
+      "evicted keys are dimmed only on a trace of up to 1,024 tokens";
+    return;
+  }
   ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: modelMatrix.sinks, heavy: modelMatrix.heavy });
   applyMask();
 }
