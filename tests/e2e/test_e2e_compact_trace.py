@@ -27,3 +27,9 @@ def test_a_long_model_trace_says_what_it_folded(smollm2_page, smollm2_api):
     assert "256 largest weights a row" in info and "folded mass mean" in info and "⚠" not in info
     p.wait_for_function("() => window.sinkvis.eviction.heatmap().grid !== null", timeout=300_000)
     assert "overview" in p.locator("#tab-eviction .kept-hint").inner_text()
+    # the overview dims a cell once every key in it was evicted: StreamingLLM evicts whole old ranges, keeps the sinks
+    dims = p.evaluate("""() => { const h = window.sinkvis.eviction.heatmap(); if (!h.evictedAt) return null;
+        const gone = h.columnEvicted(); return {evicted: gone.filter((x) => x !== Infinity).length, first_kept: gone[0] === Infinity,
+        cols: gone.length}; }""")
+    assert dims is not None and 0 < dims["evicted"] < dims["cols"]
+    assert dims["first_kept"]  # the first column holds a sink: never evicted

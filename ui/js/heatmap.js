@@ -122,6 +122,21 @@ export class Heatmap {
   /** evictedAt[k] = step at which key k was evicted (null/-1: never); those cells are dimmed.
    *  why: the tooltip's line for a dimmed key instead of "key evicted at step …" (prefill compression). */
   setMask(evictedAt, why = null) { this.evictedAt = evictedAt; this.maskWhy = why; this.repaintAll(); }
+
+  /** On a grid: per key column, the step by which every key in it was evicted (Infinity if one never was),
+   *  so a cell dims when all its keys are gone before its first query: the overview's form of the mask. */
+  columnEvicted() {
+    const { colEdges } = this.grid;
+    return colEdges.slice(0, -1).map((k0, j) => {
+      let last = -1;
+      for (let k = k0; k < colEdges[j + 1]; k++) {
+        const ev = this.evictedAt[k];
+        if (ev == null || ev < 0) return Infinity;
+        last = Math.max(last, ev);
+      }
+      return last;
+    });
+  }
   setScale(scale) { this.scale = scale; this.repaintAll(); }
 
   /** The raw token strings on the axes (what the labels are drawn from). */
@@ -150,6 +165,7 @@ export class Heatmap {
 
   repaintAll() {
     this.version = (this.version || 0) + 1;  // tests wait on this to know a redraw happened
+    this.gone = null;  // the grid's per-column eviction steps, recomputed for this mask
     let cap = 64;
     const cols = this.grid ? this.grid.colEdges.length - 1 : 0;
     while (cap < Math.max(this.rows.length, cols)) cap *= 2;
@@ -180,11 +196,14 @@ export class Heatmap {
   paintCells(t, row, width) {
     const px = this.ictx.createImageData(width, 1);
     const f = scaler(this.scale);
+    const gone = this.evictedAt ? (this.gone ||= this.columnEvicted()) : null;
+    const first = this.grid.rowEdges[t];
     for (let k = 0; k < width; k++) {
       const w = row[k];
+      const dim = gone && gone[k] <= first ? DIM : 1;
       const rgb = Number.isNaN(w) ? MASKED : (() => {
         const idx = Math.max(0, Math.min(255, Math.round(f(Math.max(0, Math.min(1, w))) * 255))) * 3;
-        return [LUT[idx], LUT[idx + 1], LUT[idx + 2]];
+        return [LUT[idx] * dim, LUT[idx + 1] * dim, LUT[idx + 2] * dim];
       })();
       px.data.set([rgb[0], rgb[1], rgb[2], 255], k * 4);
     }
@@ -395,6 +414,12 @@ export class Heatmap {
     const single = c.q1 - c.q0 === 1 && c.k1 - c.k0 === 1;
     lines.push(single ? `weight ${w.toFixed(4)}` : `${this.grid.pooling} weight ${w.toFixed(4)}`);
     for (let p = c.k0; p < c.k1; p++) if (this.sinks.has(p)) lines.push(`key ${p} is a sink`);
+    if (this.evictedAt) {
+      const gone = c.k1 - c.k0 === 1 ? this.evictedAt[c.k0] : this.columnEvicted()[c.k];
+      if (gone != null && gone >= 0 && gone !== Infinity) {
+        lines.push(this.maskWhy ? `${c.k1 - c.k0 === 1 ? "" : "every "}${this.maskWhy}` : `${c.k1 - c.k0 === 1 ? "key" : "every key here"} evicted by step ${gone}`);
+      }
+    }
     if (this.onCell && !single) lines.push("click to zoom to single tokens");
     this.showTip(ev, lines);
   }

@@ -472,7 +472,8 @@ function drawTrace() {
     ui.heatmap.setGrid({ tokens: modelMatrix.tokens, rowEdges: o.row_edges, colEdges: o.col_edges, cells: o.max,
       sinks: modelMatrix.sinks, heavy: modelMatrix.heavy, pooling: "max" });
     ui.keptHint.textContent = `${fmt.int(modelMatrix.tokens.length)} tokens: the overview (largest weight per cell); ` +
-      "evicted keys are dimmed only on a trace of up to 1,024 tokens";
+      "a cell dims once every key in it was evicted";
+    applyMask();
     return;
   }
   ui.heatmap.setData({ tokens: modelMatrix.tokens, rows: modelMatrix.matrix, sinks: modelMatrix.sinks, heavy: modelMatrix.heavy });
@@ -556,7 +557,10 @@ function drawKept(method) {
   const s = kept.result.settings, n = kept.result.n;
   const keep = new Set(r.kept);
   // This layer/head's own sinks (the attention call finds them); the trace's markers belong to its layer/head.
-  ui.heatmap.setData({ tokens: kept.attention.tokens, rows: kept.attention.matrix, sinks: kept.attention.sinks.map((x) => x.position) });
+  const a = kept.attention, sinks = a.sinks.map((x) => x.position);
+  if (a.matrix) ui.heatmap.setData({ tokens: a.tokens, rows: a.matrix, sinks });
+  else ui.heatmap.setGrid({ tokens: a.tokens, rowEdges: a.overview.row_edges, colEdges: a.overview.col_edges,
+    cells: a.overview.max, sinks, pooling: "max" });  // past 1,024 tokens: the overview, a cell dims when none of its keys is kept
   // Step 0 for every key not kept: the set is fixed once the prompt is prefilled, so every query row dims it.
   ui.heatmap.setMask(Array.from({ length: n }, (_, k) => (keep.has(k) ? -1 : 0)), `key not kept by ${name} at prefill`);
   ui.panel.querySelector(".heat-policy").textContent = `${name}: ${fmt.int(keep.size)} of ${fmt.int(n)} keys kept`;
