@@ -196,12 +196,13 @@ def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first,
                     fault[0], fault[1], fault[2] = FAULT_ATTENTION_NAN, t, kpos[k]
                     return
         if ctr[NCACHED] > capacity:
-            # The oldest candidate with the lowest score: integer min-reductions (order keys
-            # of the float bits), which vectorise.
+            # The oldest candidate with the lowest score: an integer min-reduction (order keys
+            # of the float bits), which vectorises. A key younger than the candidates (p > hi)
+            # with that score cannot be the oldest: a candidate has it.
             oldest = NO_KEY
             for k in range(nslots):
                 p = kpos[k]
-                oldest = min(oldest, p if lo <= p and p <= hi and order_key(score_bits[k]) == low else NO_KEY)
+                oldest = min(oldest, p if lo <= p and order_key(score_bits[k]) == low else NO_KEY)
             victim = slot_of[oldest]
             kpos[victim] = -1
             drop(victim, t, slots, slot_of, free, ctr, evicted_at, span)
