@@ -8,9 +8,11 @@ costs more than it saves, and on a busy machine spinning threads make it far wor
 
 On two cores the app's own work (the window, the eviction kernels, another job) and any
 other process leave no core free, and a thread that waits for its twin spins on the core
-the twin needs. SmolLM2-135M on a loaded 2-core machine (load average 4.5–5.3, issue #32):
-a plain decode step 88 ms on 1 thread, 1,638 ms on 2; Evaluate's batched step of five
-policies 193 ms on 1, 5,255 ms on 2; a 256-token forward 1.2 s on 1, 2.5 s on 2.
+the twin needs. SmolLM2-135M on a 2-core machine (issue #32), with ONE other single-threaded
+process busy beside it: a plain decode step 58 ms on 1 thread, 1,737 ms on 2; a batched decode
+step of five with attentions 112 ms against 4,744 ms; a 256-token forward 0.76 s against 10.4 s.
+At load average 4.5–5.3: a plain step 88 ms against 1,638 ms, Evaluate's batched step 0.19 s
+against 5.3 s. (Letting OpenMP threads sleep, OMP_WAIT_POLICY=PASSIVE, still gave 0.35 s on 2.)
 """
 import os
 
