@@ -1,24 +1,30 @@
-"""Evaluate benchmark: SmolLM2-135M, C = 256, 2 threads. Time per token per policy, side by side:
+"""Evaluate benchmark: SmolLM2-135M, C = 256, on 1 and 2 torch threads side by side. Time per token:
 
   plain      one plain cached decode step (batch 1, a cache of C entries, no attentions returned):
              what running the model alone costs per token
   ours       Evaluate's evicting steps (backend/evaluate/run.py): the five real-cache policies
              (window, StreamingLLM, H2O, LRU, TOVA; H2O/LRU/TOVA per KV head) share one batched
-             decode step with attentions, then the kernels decide and the caches are gathered;
-             the step's wall time divided by the five policies
+             decode step with attentions, then the kernels decide and the caches are gathered
+             (backend/evaluate/cache.py: one index_select per cache tensor); per policy = the batched
+             step's wall time divided by the five policies
   per unit   ours with one kernel call per (layer, KV head) unit, as before kernels/eviction/units.py
              (--per-unit; the same kept sets, more Python → Numba calls)
   recompute  the sliding_window_recompute baseline: one forward over C + 1 tokens per token,
              sampled on a few steps (every step costs the same once the window is full)
 
-Measured in interleaved rounds so background load hits each alike; medians are printed.
-Targets (issue #12): ours ≤ 1.5 × plain, recompute ≥ 10 × ours. Threads (issue #32): on a loaded 2-core
-machine compare --threads 1 and 2 (OpenMP threads spin while they wait for a busy core).
+Measured in interleaved rounds so background load hits each alike; medians are printed, with each whole
+run's CPU seconds and the load average (on a shared machine the wall clock counts other processes' turns;
+CPU seconds well above wall × threads' share mean OpenMP threads spun waiting for a busy core).
+"1,024 tokens" extrapolates the whole run to a 1,024-token text at the measured batched step.
+Targets: the batched step of five ≤ 60 ms, so a 1,024-token Evaluate of five policies takes about a
+minute (issue #32; 181 ms on 2 threads before it); ours ≤ 1.5 × plain, recompute ≥ 10 × ours (issue #12).
+Threads (issue #32): backend/models/threads.py picks the app's count; compare 1 and 2 here.
 
-    python bench/evaluate.py [--model PATH(.gguf or folder)] [--cache-size 256] [--steps 24] [--threads 2]
-                             [--per-unit]
+    python bench/evaluate.py [--model PATH(.gguf or folder)] [--cache-size 256] [--steps 24] [--threads 1,2]
+                             [--rounds 2] [--per-unit]
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -63,7 +69,8 @@ def plain_step(loaded, ids, C, repeats=4) -> float:
     return statistics.median(times)
 
 
-def ours_step(loaded, ids, C, steps, per_unit=False) -> tuple[float, float]:
+def ours_step(loaded, ids, C, steps, per_unit=False) -> tuple[float, float, float, float]:
+    """(seconds per policy and step, seconds per batched step, the whole run's wall and CPU seconds)."""
     from backend.evaluate import deciders
     from backend.evaluate.run import evaluate
 
@@ -71,12 +78,15 @@ def ours_step(loaded, ids, C, steps, per_unit=False) -> tuple[float, float]:
     if per_unit:
         deciders.Units = lambda sims: None  # KernelDecider then calls the kernel once per unit
     try:
+        cpu = time.process_time()
         result = evaluate(loaded, ids[: C + 2 + steps], ["full"] + POLICIES, C, 4, C // 2)
+        cpu = time.process_time() - cpu
     finally:
         deciders.Units = units
     timing = result["timing"]
     assert timing["batched_decode_steps"] == steps and timing["batch"] == len(POLICIES)
-    return timing["seconds_per_batched_step"] / len(POLICIES), timing["seconds_per_batched_step"], result["seconds"]
+    step = timing["seconds_per_batched_step"]
+    return step / len(POLICIES), step, result["seconds"], cpu
 
 
 def recompute_step(loaded, ids, C, repeats=2) -> float:
@@ -98,11 +108,11 @@ def main() -> None:
     parser.add_argument("--cache-size", type=int, default=256)
     parser.add_argument("--steps", type=int, default=24, help="evicting steps per Evaluate round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", default="1,2", help="torch thread counts, measured side by side: 1,2")
     parser.add_argument("--per-unit", action="store_true", help="also ours with one kernel call per unit (before)")
     args = parser.parse_args()
+    threads = [int(x) for x in args.threads.split(",")]
     loaded = load(args.model)
-    torch.set_num_threads(args.threads)
     text = (Path(__file__).resolve().parents[1] / "assets" / "eval" / "alice-chapter1.txt").read_text(encoding="utf-8")
     ids = loaded.tokenizer(text)["input_ids"]
     C = args.cache_size
@@ -110,35 +120,45 @@ def main() -> None:
     ours_step(loaded, ids[: C + 8], C, 4)  # warm-up: kernels compiled / loaded from Numba's cache
     if args.per_unit:
         ours_step(loaded, ids[: C + 8], C, 4, per_unit=True)
-    plain, ours, batched, runs, redo, unit, unit_runs = [], [], [], [], [], [], []
+    names = ("plain", "ours", "batched", "run", "cpu", "redo", "unit", "unit_run")
+    m = {n: {k: [] for k in names} for n in threads}
+    loads = []
     for _ in range(args.rounds):
-        plain.append(plain_step(loaded, ids, C))
-        per_policy, step, run = ours_step(loaded, ids, C, args.steps)
-        ours.append(per_policy)
-        batched.append(step)
-        runs.append(run)
-        if args.per_unit:
-            _, step, run = ours_step(loaded, ids, C, args.steps, per_unit=True)
-            unit.append(step)
-            unit_runs.append(run)
-        redo.append(recompute_step(loaded, ids, C))
-        print(f"round: plain {plain[-1] * 1000:.1f} ms, ours {ours[-1] * 1000:.1f} ms/policy "
-              f"(batched step {batched[-1] * 1000:.1f} ms, whole run {runs[-1]:.1f} s)"
-              + (f", per unit: batched step {unit[-1] * 1000:.1f} ms, whole run {unit_runs[-1]:.1f} s"
-                 if args.per_unit else "") + f", recompute {redo[-1] * 1000:.1f} ms", flush=True)
-    p, o, b, r = (statistics.median(x) * 1000 for x in (plain, ours, batched, redo))
-    print(f"model {args.model.name}, C = {C}, {args.threads} threads, {args.rounds} rounds × {args.steps} evicting steps")
-    print(f"plain cached decode step        {p:8.1f} ms/token")
-    print(f"ours, per policy                {o:8.1f} ms/token  (one batched step of {len(POLICIES)} policies: {b:.1f} ms)")
-    print(f"ours, whole Evaluate run        {statistics.median(runs):8.1f} s  ({C + 2 + args.steps} tokens, "
-          f"{args.steps} evicting steps)")
-    if args.per_unit:
-        u = statistics.median(unit) * 1000
-        print(f"per unit (before), batched step {u:8.1f} ms  (whole run {statistics.median(unit_runs):.1f} s; "
-              f"ours / per unit {b / u:.2f}x)")
-    print(f"recompute baseline              {r:8.1f} ms/token")
-    print(f"ours / plain      {o / p:6.2f}x   (target ≤ 1.5)")
-    print(f"recompute / ours  {r / o:6.1f}x   (target ≥ 10)")
+        for n in threads:  # interleaved, so background load hits each thread count alike
+            torch.set_num_threads(n)
+            r = m[n]
+            r["plain"].append(plain_step(loaded, ids, C))
+            per_policy, step, run, cpu = ours_step(loaded, ids, C, args.steps)
+            r["ours"].append(per_policy)
+            r["batched"].append(step)
+            r["run"].append(run)
+            r["cpu"].append(cpu)
+            if args.per_unit:
+                _, step, run, _ = ours_step(loaded, ids, C, args.steps, per_unit=True)
+                r["unit"].append(step)
+                r["unit_run"].append(run)
+            r["redo"].append(recompute_step(loaded, ids, C))
+            loads.append(os.getloadavg()[0])
+            print(f"round, {n} thread(s): plain {r['plain'][-1] * 1000:.1f} ms, ours {r['ours'][-1] * 1000:.1f} ms/policy "
+                  f"(batched step {r['batched'][-1] * 1000:.1f} ms, whole run {r['run'][-1]:.1f} s, cpu {r['cpu'][-1]:.1f} s)"
+                  + (f", per unit: batched step {r['unit'][-1] * 1000:.1f} ms, whole run {r['unit_run'][-1]:.1f} s"
+                     if args.per_unit else "") + f", recompute {r['redo'][-1] * 1000:.1f} ms", flush=True)
+    tokens = C + 2 + args.steps
+    print(f"model {args.model.name}, C = {C}, {args.rounds} rounds × {args.steps} evicting steps ({tokens} tokens); "
+          f"load average {min(loads):.1f}–{max(loads):.1f} on {os.cpu_count()} cores")
+    print(f"{'threads':>7} {'plain':>9} {'batched step':>13} {'per policy':>11} {'whole run':>10} {'run cpu':>8} "
+          f"{'1,024 tokens':>13} {'recompute':>10} {'ours/plain':>11} {'recompute/ours':>15}")
+    for n in threads:
+        med = {k: statistics.median(v) if v else None for k, v in m[n].items()}
+        p, o, b, r = (med[k] * 1000 for k in ("plain", "ours", "batched", "redo"))
+        # a 1,024-token run: this run plus the evicting steps it did not take, at the measured step
+        whole = med["run"] + (1024 - tokens) * med["batched"]
+        print(f"{n:>7} {p:7.1f}ms {b:11.1f}ms {o:9.1f}ms {med['run']:9.1f}s {med['cpu']:7.1f}s {whole:12.0f}s "
+              f"{r:8.1f}ms {o / p:10.2f}x {r / o:14.1f}x"
+              + (f"   per unit (before): batched step {med['unit'] * 1000:.1f} ms, ours / per unit "
+                 f"{b / (med['unit'] * 1000):.2f}x" if args.per_unit else ""))
+    print("targets: batched step ≤ 60 ms (1,024 tokens of five policies in about a minute, issue #32), "
+          "ours/plain ≤ 1.5, recompute/ours ≥ 10 (issue #12)")
 
 
 if __name__ == "__main__":

@@ -50,12 +50,19 @@ class PolicyCaches:
         index = torch.from_numpy(idx)
         self.rot = torch.gather(self.rot, -1, index)
         index = index.view(self.batch, self.layers, self.kv_heads, keep_n)
+        rows = self._flat_rows(index, mask.shape[-1])
         for layer, cached in enumerate(self.cache.layers):
-            i = index[:, layer, :, :, None].expand(-1, -1, -1, cached.keys.shape[-1])
-            cached.keys = torch.gather(cached.keys, 2, i)
-            cached.values = torch.gather(cached.values, 2, i)
+            cached.keys = _take_rows(cached.keys, rows[layer], keep_n)
+            cached.values = _take_rows(cached.values, rows[layer], keep_n)
             if hasattr(cached, "gathered"):  # a quantized layer's full-precision marks follow its entries
                 cached.gathered(index[:, layer])
+
+    def _flat_rows(self, index, k: int):
+        """index [B, layers, KV, n] of entries to keep out of k → per layer the same entries as row numbers of
+        its cache tensor seen as [B·KV·k, d]: [layers, B·KV·n]."""
+        torch = self.torch
+        first = (torch.arange(self.batch)[:, None] * self.kv_heads + torch.arange(self.kv_heads)[None]) * k
+        return (index + first[:, None, :, None]).transpose(0, 1).reshape(self.layers, -1)
 
     def move_keys(self, target) -> None:
         """Re-rotate keys so entry i sits at target[..., i] (torch long [B, units, k])."""
@@ -71,3 +78,11 @@ class PolicyCaches:
 
     def in_cache_targets(self):
         return self.torch.arange(self.length).expand_as(self.rot)
+
+
+def _take_rows(x, rows, keep_n: int):
+    """x [B, KV, k, d] → [B, KV, keep_n, d]: the entries `rows` (row numbers of x seen as [B·KV·k, d]).
+    One index_select copies whole d-vectors: the same values as torch.gather with an index expanded over d,
+    ~6× faster (SmolLM2, five policies: 8 ms instead of 50 ms a step)."""
+    b, kv, _, d = x.shape
+    return x.reshape(-1, d).index_select(0, rows).view(b, kv, keep_n, d)

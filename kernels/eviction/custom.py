@@ -31,6 +31,8 @@ from collections import namedtuple
 
 import numpy as np
 from numba import float64, int64, njit, typeof
+from numba.core import types
+from numba.extending import intrinsic
 
 from . import Simulation
 from .accounting import account, admit, drop, timeline_point
@@ -59,6 +61,15 @@ NO_KEY = np.int64(0x7FFFFFFFFFFFFFFF)
 # `order` of the static loop: the candidates' FIFO (a ring, `fifo`) starts at F_FIRST, ends before
 # F_END and holds F_LEN slots; IN_HEAP once the heap took over.
 F_FIRST, F_END, F_LEN, IN_HEAP = range(4)
+
+
+@intrinsic
+def float_bits(typingctx, x):
+    """A float64's bits as an int64, from a register (no load from score_bits: the pass that writes
+    score can compute its order keys and still vectorise)."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+    return (types.int64(types.float64), codegen) if x == types.float64 else None
 
 
 @njit(inline="always")
@@ -167,32 +178,31 @@ def run_dynamic(on_enter, on_attention, run, t0, t1, n, capacity, protect_first,
             for k in range(nslots):
                 extra[k] += locf[min(t - kpos[k], nloc)]
         bgf = bg * INV_ONE
+        lo, hi = protect_first, t - protect_recent  # the candidates' positions
         nan = False
+        low = NO_KEY  # the lowest candidate score (its order key), found in the same pass
         # Slot order, not position order: the iterations are independent (the rule is a
         # pure function) and read only per-slot arrays, so the pass vectorises.
         for k in range(nslots):  # free slots too (kpos −1; their scores are never read): no branch
-            age = t - kpos[k]
-            x = on_attention(score[k], bgf + extra[k], age, t, run) + 0.0  # −0.0 → 0.0 (see order_key)
+            p = kpos[k]
+            x = on_attention(score[k], bgf + extra[k], t - p, t, run) + 0.0  # −0.0 → 0.0 (see order_key)
             extra[k] = 0.0
             score[k] = x
-            nan |= (x != x) & (kpos[k] >= 0)
+            nan |= (x != x) & (p >= 0)
+            low = min(low, order_key(float_bits(x)) if lo <= p and p <= hi else NO_KEY)
         if nan:
             for k in range(nslots):
                 if kpos[k] >= 0 and score[k] != score[k]:
                     fault[0], fault[1], fault[2] = FAULT_ATTENTION_NAN, t, kpos[k]
                     return
         if ctr[NCACHED] > capacity:
-            # The lowest score among the candidates, then the oldest key with it: two
-            # integer min-reductions (order keys of the float bits), which vectorise.
-            lo, hi = protect_first, t - protect_recent
-            low = NO_KEY
-            for k in range(nslots):
-                p = kpos[k]
-                low = min(low, order_key(score_bits[k]) if lo <= p and p <= hi else NO_KEY)
+            # The oldest candidate with the lowest score: an integer min-reduction (order keys
+            # of the float bits), which vectorises. A key younger than the candidates (p > hi)
+            # with that score cannot be the oldest: a candidate has it.
             oldest = NO_KEY
             for k in range(nslots):
                 p = kpos[k]
-                oldest = min(oldest, p if lo <= p and p <= hi and order_key(score_bits[k]) == low else NO_KEY)
+                oldest = min(oldest, p if lo <= p and order_key(score_bits[k]) == low else NO_KEY)
             victim = slot_of[oldest]
             kpos[victim] = -1
             drop(victim, t, slots, slot_of, free, ctr, evicted_at, span)
