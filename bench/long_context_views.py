@@ -4,7 +4,7 @@ Each row runs in its own subprocess (so one row's memory never shows in another'
 (the repo's docs, tokenised and cut to --tokens), one after the other in one run:
 
   plain        one forward of the loaded model over the tokens with the fast attention (transformers' sdpa,
-               through the seam), no attentions, last logits only: the baseline
+               through the seam, with sdpa's masks: None where causal), no attentions, last logits only: the baseline
   quick        Api.attention at the default view (last layer, mean over heads): the forward, the view's rows
                block by block, the overview pooled to 256 cells (max and mean), sinks
   quick-all    the same for the mean over all layers and heads (every layer's queries and keys kept)
@@ -81,7 +81,8 @@ def child(args) -> dict:
         def fast(call):
             return sdpa_attention_forward(call.module, call.query, call.key, call.value, call.mask, **call.kwargs)
 
-        with torch.inference_mode(), tapped(fast):
+        # sdpa's masks (None = causal), as transformers' own sdpa forward passes them: no n × n float mask
+        with torch.inference_mode(), tapped(fast, masks="sdpa"):
             loaded.model(input_ids=torch.tensor([ids]), use_cache=False, logits_to_keep=1)
         out["tokens"] = len(ids)
     elif args.child in ("quick", "quick-all", "zoom"):
