@@ -226,10 +226,14 @@ def test_a_sweeps_model_trace_past_2048_tokens_is_the_simulate_tabs_compact_trac
 
     loaded = smollm2_api._state.model
     text = alice_tokens(loaded, 2100)
-    swept = model_trace(loaded, text, 10_000, 20)
-    simulated, _ = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 20}))
+    swept, folded = model_trace(loaded, text, 10_000, 20)
+    simulated, info = traces.from_model(loaded, parse({"trace": "model", "text": text, "layer": 20}))
     assert swept.kind == simulated.kind == SPARSE and swept.n > 2048
     assert np.array_equal(swept.weights, simulated.weights)
+    # the sweep's rows say what was folded, as the Simulate tab's summary does
+    assert folded == {f"trace_{k}": info["approximation"][k] for k in
+                      ("keys_per_row", "folded_mass_mean", "folded_mass_max", "largest_folded_weight")}
+    assert folded["trace_folded_mass_max"] > 0
     assert swept.weights.nbytes == swept.n * (2 + 2 * TRACE_KEYS) * 8  # O(n·keep): 8.6 MB here, dense 35 MB
 
 

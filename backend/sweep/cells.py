@@ -203,8 +203,8 @@ def _trace(cells, source, settings):
     else:
         s = json.loads(first["settings"])
         loaded = model(first["model"], settings["device"], s["precision"])
-        made = (model_trace(loaded, source["text"], s["max_tokens"], s["layer"]), _facts(loaded, 0))
-        made[1]["tokens"] = made[0].n
+        trace, folded = model_trace(loaded, source["text"], s["max_tokens"], s["layer"])
+        made = (trace, {**_facts(loaded, 0), "tokens": trace.n, **folded})
     _traces[key] = made
     while len(_traces) > _TRACES_KEPT:
         _traces.popitem(last=False)
@@ -212,7 +212,8 @@ def _trace(cells, source, settings):
 
 
 def model_trace(loaded, text: str, max_tokens: int, layer: int):
-    """The model's attention on the first tokens of the text (one layer, mean over heads) as a trace."""
+    """The model's attention on the first tokens of the text (one layer, mean over heads) as a trace, and what a
+    compact one folded (each row's `trace_*` facts; {} for a dense trace: nothing folded)."""
     import numpy as np
 
     from ..attention.extract import forward_attentions, learned_sink_share, rows_of
@@ -225,11 +226,13 @@ def model_trace(loaded, text: str, max_tokens: int, layer: int):
 
     ids = loaded.tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"][: min(max_tokens, loaded.context_length)]
     if len(ids) > DENSE_TRACE_TOKENS:  # compact, from the model's rows block by block (never n × n)
-        return traces.from_rows(rows_of(loaded, ids, [layer % layers], None))[0]
+        trace, facts = traces.from_rows(rows_of(loaded, ids, [layer % layers], None))
+        kept = ("keys_per_row", "folded_mass_mean", "folded_mass_max", "largest_folded_weight")
+        return trace, {f"trace_{k}": facts[k] for k in kept}  # flat: a sweep's rows become CSV columns
     attentions, sinks = forward_attentions(loaded, ids)
     # The same arithmetic as the Simulate tab's trace (attention_view): float32 per head, mean in NumPy.
     matrix = attentions[layer][0].float().cpu().numpy().mean(axis=0).astype(np.float32)
-    return traces.from_attention(matrix, learned_sink_share(matrix) if sinks else None)
+    return traces.from_attention(matrix, learned_sink_share(matrix) if sinks else None), {}
 
 
 def _simulate(cells, source, settings, user_policies=None, report=lambda *a, **k: None):
