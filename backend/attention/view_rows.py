@@ -43,9 +43,9 @@ class RowMask:
             else (query.dtype, query.device)
         self.blocked = torch.finfo(self.dtype).min
         q = query.shape[-2]
-        self.keys_total = q if mask is None else int(mask.shape[-1])
+        self.keys = q if mask is None else int(mask.shape[-1])
         if mask is None:  # plain causal over the q queries (a prefill: as many keys)
-            self.lo, self.hi, self.keys = torch.zeros(q, dtype=torch.int64), torch.arange(1, q + 1), q
+            self.lo, self.hi = torch.zeros(q, dtype=torch.int64), torch.arange(1, q + 1)
             return
         if mask.dim() != 4 or mask.shape[0] != 1 or mask.shape[1] != 1:
             return
@@ -68,13 +68,13 @@ class RowMask:
                 return  # not one interval per row
             first = torch.where(count > 0, first, 0)
             lo[a:a + step], hi[a:a + step] = first.cpu(), (first + count).cpu()
-        self.lo, self.hi, self.keys = lo, hi, k
+        self.lo, self.hi = lo, hi
         self.mask = None  # the intervals say it all: the n × n tensor goes with the forward
 
     def span(self, q0: int, q1: int) -> tuple[int, int]:
         """The keys any of rows q0..q1−1 may see, [first, last + 1): all of them when the mask is no interval."""
         if self.lo is None:
-            return 0, self.keys_total
+            return 0, self.keys
         return int(self.lo[q0:q1].min()), max(int(self.hi[q0:q1].max()), int(self.lo[q0:q1].min()) + 1)
 
     def rows(self, q0: int, q1: int):
@@ -113,15 +113,15 @@ class Kept:
         k0, k1 = self.mask.span(q0, q1)
         mask = self.mask.rows(q0, q1)
         call = self.call
-        if (k0, k1) != (0, self.mask.keys_total):
+        if (k0, k1) != (0, self.mask.keys):
             call = dataclasses.replace(call, key=call.key[:, :, k0:k1], value=call.key[:, :, k0:k1])
             mask = mask[..., k0:k1]
         _, w = call.eager(query=self.call.query[:, :, q0:q1], mask=mask)
         seen = w[0].float().cpu().numpy()
-        if (k0, k1) == (0, self.mask.keys_total):
+        if (k0, k1) == (0, self.mask.keys):
             array = seen
         else:
-            array = np.zeros((seen.shape[0], q1 - q0, self.mask.keys_total), np.float32)
+            array = np.zeros((seen.shape[0], q1 - q0, self.mask.keys), np.float32)
             array[:, :, k0:k1] = seen
         if not np.isfinite(array).all():
             raise UserError("non_finite", "The attention weights contain inf/NaN (fp16 overflow?); reload the model in "
